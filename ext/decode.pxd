@@ -1,0 +1,268 @@
+# Packet decoding for the flow meter: link layer -> outermost IP header -> ports.
+#
+# Every function is inline C working on a raw pointer and a captured length;
+# a packet is either decoded into a Packet or ignored with a named reason.
+# The flow is keyed on the outermost IP header: tunnels are not opened.
+
+from libc.stdint cimport uint8_t, uint16_t, uint32_t
+from libc.string cimport memcpy, memset
+
+# libpcap link types (DLT_*) that the meter understands.
+cdef enum:
+    DLT_NULL = 0          # BSD loopback, address family in the writer's byte order
+    DLT_EN10MB = 1        # Ethernet
+    DLT_RAW_BSD = 12      # raw IP (DLT_RAW on most systems)
+    DLT_RAW_OPENBSD = 14  # raw IP (DLT_RAW on OpenBSD)
+    DLT_RAW = 101         # LINKTYPE_RAW as stored in files
+    DLT_LOOP = 108        # OpenBSD loopback, address family in network order
+    DLT_LINUX_SLL = 113
+    DLT_IPV4 = 228
+    DLT_IPV6 = 229
+    DLT_LINUX_SLL2 = 276
+
+# Why a packet was not metered; indexes Meter.ignored.
+cdef enum:
+    IGNORE_NON_IP = 0        # ARP, LLDP, 802.3/LLC, PPP control, ...
+    IGNORE_TRUNCATED_L2 = 1  # frame ends inside the link-layer header
+    IGNORE_TRUNCATED_IP = 2  # frame ends inside the IP header or its extension headers
+    IGNORE_BAD_IP = 3        # version, header length or total length impossible
+    IGNORE_TRUNCATED_L4 = 4  # ports or TCP flags not captured
+    IGNORE_MPLS_PAYLOAD = 5  # MPLS stack not followed by IP (pseudowire, ...)
+    IGNORE_REASONS = 6
+
+cdef enum:
+    DECODED = -1
+
+cdef enum:
+    TH_FIN = 0x01
+    TH_RST = 0x04
+
+
+# The flow key. The whole struct is compared with memcmp and hashed word by
+# word, so it is always zeroed before it is filled (padding included).
+cdef struct FlowKey:
+    uint8_t src[16]       # IPv4 uses the first 4 bytes
+    uint8_t dst[16]
+    uint32_t in_if
+    uint16_t sport
+    uint16_t dport
+    uint16_t vlan
+    uint8_t ipver
+    uint8_t proto
+    uint8_t tos
+    uint8_t src_mac[6]
+    uint8_t dst_mac[6]
+    uint8_t _pad[7]
+
+
+# One decoded packet: every key field filled, plus what is metered.
+cdef struct Packet:
+    FlowKey key
+    uint32_t octets
+    uint32_t mpls_label
+    uint8_t tcp_flags
+
+
+cdef inline uint16_t be16(const uint8_t* p) noexcept nogil:
+    return (p[0] << 8) | p[1]
+
+
+cdef inline uint32_t be32(const uint8_t* p) noexcept nogil:
+    return (<uint32_t>p[0] << 24) | (<uint32_t>p[1] << 16) | (<uint32_t>p[2] << 8) | p[3]
+
+
+cdef inline uint32_t le32(const uint8_t* p) noexcept nogil:
+    return (<uint32_t>p[3] << 24) | (<uint32_t>p[2] << 16) | (<uint32_t>p[1] << 8) | p[0]
+
+
+cdef inline int decode_l4(const uint8_t* q, Py_ssize_t avail, Packet* pkt) noexcept nogil:
+    cdef uint8_t proto = pkt.key.proto
+    if proto == 6:                      # TCP: ports and the flags byte
+        if avail < 14:
+            return IGNORE_TRUNCATED_L4
+        pkt.key.sport = be16(q)
+        pkt.key.dport = be16(q + 2)
+        pkt.tcp_flags = q[13]
+    elif proto == 17 or proto == 132 or proto == 136 or proto == 33:  # UDP, SCTP, UDP-Lite, DCCP
+        if avail < 4:
+            return IGNORE_TRUNCATED_L4
+        pkt.key.sport = be16(q)
+        pkt.key.dport = be16(q + 2)
+    elif proto == 1 or proto == 58:     # ICMP, ICMPv6: Cisco puts type*256+code in the dst port
+        if avail < 2:
+            return IGNORE_TRUNCATED_L4
+        pkt.key.dport = (q[0] << 8) | q[1]
+    return DECODED
+
+
+cdef inline int decode_ipv4(const uint8_t* p, Py_ssize_t n, Py_ssize_t off, Packet* pkt) noexcept nogil:
+    cdef const uint8_t* q = p + off
+    cdef Py_ssize_t rem = n - off
+    cdef Py_ssize_t ihl, total
+    if rem < 20:
+        return IGNORE_TRUNCATED_IP
+    if q[0] >> 4 != 4:
+        return IGNORE_BAD_IP
+    ihl = (q[0] & 0x0f) * 4
+    if ihl < 20:
+        return IGNORE_BAD_IP
+    if ihl > rem:
+        return IGNORE_TRUNCATED_IP
+    total = be16(q + 2)
+    if total == 0:
+        total = rem                     # TSO on the capturing host leaves the length 0
+    elif total < ihl:
+        return IGNORE_BAD_IP
+    pkt.octets = <uint32_t>total
+    pkt.key.ipver = 4
+    pkt.key.tos = q[1]
+    pkt.key.proto = q[9]
+    memcpy(pkt.key.src, q + 12, 4)
+    memcpy(pkt.key.dst, q + 16, 4)
+    if be16(q + 6) & 0x1fff:
+        return DECODED                  # non-first fragment: no transport header, ports 0
+    return decode_l4(q + ihl, rem - ihl, pkt)
+
+
+cdef inline int decode_ipv6(const uint8_t* p, Py_ssize_t n, Py_ssize_t off, Packet* pkt) noexcept nogil:
+    cdef const uint8_t* q = p + off
+    cdef Py_ssize_t rem = n - off
+    cdef Py_ssize_t pos = 40, hlen
+    cdef uint16_t payload
+    cdef uint8_t nh
+    if rem < 40:
+        return IGNORE_TRUNCATED_IP
+    if q[0] >> 4 != 6:
+        return IGNORE_BAD_IP
+    payload = be16(q + 4)
+    pkt.octets = <uint32_t>(payload + 40 if payload else rem)   # 0: jumbogram or TSO
+    pkt.key.ipver = 6
+    pkt.key.tos = (be16(q) >> 4) & 0xff
+    memcpy(pkt.key.src, q + 8, 16)
+    memcpy(pkt.key.dst, q + 24, 16)
+    nh = q[6]
+    while True:
+        if nh == 0 or nh == 43 or nh == 60 or nh == 51:   # hop-by-hop, routing, dst options, AH
+            if pos + 2 > rem:
+                return IGNORE_TRUNCATED_IP
+            hlen = (q[pos + 1] + 2) * 4 if nh == 51 else (q[pos + 1] + 1) * 8
+            if pos + hlen > rem:
+                return IGNORE_TRUNCATED_IP
+            nh = q[pos]
+            pos += hlen
+        elif nh == 44:                                     # fragment header
+            if pos + 8 > rem:
+                return IGNORE_TRUNCATED_IP
+            nh = q[pos]
+            if be16(q + pos + 2) >> 3:
+                pkt.key.proto = nh                         # non-first fragment: ports 0
+                return DECODED
+            pos += 8
+        else:
+            break
+    pkt.key.proto = nh
+    return decode_l4(q + pos, rem - pos, pkt)
+
+
+cdef inline int decode_ip_by_version(const uint8_t* p, Py_ssize_t n, Py_ssize_t off, Packet* pkt) noexcept nogil:
+    if off >= n:
+        return IGNORE_TRUNCATED_IP
+    if p[off] >> 4 == 4:
+        return decode_ipv4(p, n, off, pkt)
+    if p[off] >> 4 == 6:
+        return decode_ipv6(p, n, off, pkt)
+    return IGNORE_BAD_IP
+
+
+cdef inline int decode_ethertype(const uint8_t* p, Py_ssize_t n, Py_ssize_t off,
+                                 uint16_t etype, Packet* pkt) noexcept nogil:
+    cdef bint tagged = False
+    cdef bint top_label = True
+    cdef uint32_t label
+    # 802.1Q, 802.1ad and the old QinQ type, to any depth: the outermost tag is the flow's VLAN.
+    while etype == 0x8100 or etype == 0x88a8 or etype == 0x9100:
+        if off + 4 > n:
+            return IGNORE_TRUNCATED_L2
+        if not tagged:
+            pkt.key.vlan = be16(p + off) & 0x0fff
+            tagged = True
+        etype = be16(p + off + 2)
+        off += 4
+    if etype == 0x0800:
+        return decode_ipv4(p, n, off, pkt)
+    if etype == 0x86dd:
+        return decode_ipv6(p, n, off, pkt)
+    if etype == 0x8847 or etype == 0x8848:          # MPLS unicast/multicast label stack
+        while True:
+            if off + 4 > n:
+                return IGNORE_TRUNCATED_L2
+            label = be32(p + off)
+            off += 4
+            if top_label:
+                pkt.mpls_label = label >> 12
+                top_label = False
+            if label & 0x100:                       # bottom of stack
+                break
+        if off >= n:
+            return IGNORE_TRUNCATED_L2
+        if p[off] >> 4 == 4 or p[off] >> 4 == 6:
+            return decode_ip_by_version(p, n, off, pkt)
+        return IGNORE_MPLS_PAYLOAD
+    if etype == 0x8864:                             # PPPoE session: 6-byte header, then PPP protocol
+        if off + 8 > n:
+            return IGNORE_TRUNCATED_L2
+        etype = be16(p + off + 6)
+        if etype == 0x0021:
+            return decode_ipv4(p, n, off + 8, pkt)
+        if etype == 0x0057:
+            return decode_ipv6(p, n, off + 8, pkt)
+    return IGNORE_NON_IP
+
+
+cdef inline int decode_loopback(const uint8_t* p, Py_ssize_t n, uint32_t family, Packet* pkt) noexcept nogil:
+    if family == 2:
+        return decode_ipv4(p, n, 4, pkt)
+    if family == 10 or family == 24 or family == 28 or family == 30:   # AF_INET6 on Linux and the BSDs
+        return decode_ipv6(p, n, 4, pkt)
+    return IGNORE_NON_IP
+
+
+cdef inline int decode_packet(const uint8_t* p, Py_ssize_t n, int linktype, Packet* pkt) noexcept nogil:
+    """Fill pkt from one captured frame; DECODED or an IGNORE_* reason."""
+    cdef uint32_t family
+    if linktype == DLT_EN10MB:
+        if n < 14:
+            return IGNORE_TRUNCATED_L2
+        memcpy(pkt.key.dst_mac, p, 6)
+        memcpy(pkt.key.src_mac, p + 6, 6)
+        return decode_ethertype(p, n, 14, be16(p + 12), pkt)
+    if linktype == DLT_LINUX_SLL:
+        if n < 16:
+            return IGNORE_TRUNCATED_L2
+        if be16(p + 4) == 6:
+            memcpy(pkt.key.src_mac, p + 6, 6)
+        return decode_ethertype(p, n, 16, be16(p + 14), pkt)
+    if linktype == DLT_LINUX_SLL2:
+        if n < 20:
+            return IGNORE_TRUNCATED_L2
+        pkt.key.in_if = be32(p + 4)
+        if p[11] == 6:
+            memcpy(pkt.key.src_mac, p + 12, 6)
+        return decode_ethertype(p, n, 20, be16(p), pkt)
+    if linktype == DLT_RAW or linktype == DLT_RAW_BSD or linktype == DLT_RAW_OPENBSD:
+        return decode_ip_by_version(p, n, 0, pkt)
+    if linktype == DLT_IPV4:
+        return decode_ipv4(p, n, 0, pkt)
+    if linktype == DLT_IPV6:
+        return decode_ipv6(p, n, 0, pkt)
+    if linktype == DLT_NULL or linktype == DLT_LOOP:
+        if n < 4:
+            return IGNORE_TRUNCATED_L2
+        if linktype == DLT_LOOP:
+            family = be32(p)
+        else:
+            family = le32(p)
+            if family > 0xffff:          # written on a big-endian host
+                family = be32(p)
+        return decode_loopback(p, n, family, pkt)
+    return IGNORE_NON_IP

@@ -1,0 +1,531 @@
+# The flow meter: decode each packet of a batch, account it to its flow, and
+# expire flows as the flow clock says. One Python call per batch; no Python
+# object per packet or per flow. Expired flows come back as packed FlowRecord
+# structs in one bytes object (pyprobe.records describes the layout).
+
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t, int32_t, INT64_MAX
+from libc.stdlib cimport calloc, free, realloc
+from libc.string cimport memcmp, memcpy, memset
+from cpython.bytes cimport PyBytes_FromStringAndSize
+
+from decode cimport (FlowKey, Packet, decode_packet, DECODED, IGNORE_REASONS, TH_FIN, TH_RST,
+                     DLT_NULL, DLT_EN10MB, DLT_RAW_BSD, DLT_RAW_OPENBSD, DLT_RAW, DLT_LOOP,
+                     DLT_LINUX_SLL, DLT_IPV4, DLT_IPV6, DLT_LINUX_SLL2)
+
+SUPPORTED_LINKTYPES = frozenset([DLT_NULL, DLT_EN10MB, DLT_RAW_BSD, DLT_RAW_OPENBSD, DLT_RAW,
+                                 DLT_LOOP, DLT_LINUX_SLL, DLT_IPV4, DLT_IPV6, DLT_LINUX_SLL2])
+
+IGNORE_REASON_NAMES = ("non_ip", "truncated_l2", "truncated_ip", "bad_ip", "truncated_l4", "mpls_payload")
+
+# Why a flow ended: the IPFIX flowEndReason codes, so exporters pass them through.
+cdef enum:
+    END_IDLE = 1        # idleTimeout
+    END_ACTIVE = 2      # activeTimeout
+    END_TCP = 3         # endOfFlowDetected (FIN or RST)
+    END_EOF = 4         # forcedEnd (end of input, shutdown)
+    END_CACHE_FULL = 5  # lackOfResources
+
+END_REASON_NAMES = {END_IDLE: "idle", END_ACTIVE: "active", END_TCP: "tcp_end",
+                    END_EOF: "eof", END_CACHE_FULL: "cache_full"}
+
+# Inactive-timeout classes. Each class keeps its flows in least-recently-used
+# order, so the head of each list is the next flow of that class to go idle.
+cdef enum:
+    CLASS_GENERAL = 0
+    CLASS_TCP = 1
+    CLASS_UDP = 2
+    CLASS_ICMP = 3
+    CLASS_TCP_FIN = 4
+    CLASS_TCP_RST = 5
+    N_CLASSES = 6
+
+TIMEOUT_NAMES = ("general", "tcp", "udp", "icmp", "tcp.fin", "tcp.rst")
+
+# Cisco's documented flow cache: 15 s inactive, 30 min active, TCP FIN/RST ends the flow.
+DEFAULT_TIMEOUTS = {"general": 15, "tcp": 15, "udp": 15, "icmp": 15,
+                    "tcp.fin": 0, "tcp.rst": 0, "maxlife": 1800}
+
+# Key levels, least detailed first: a level keys on everything the ones before it do.
+KEY_LEVELS = {"ip": 0, "proto": 1, "port": 2, "full": 3, "vlan": 4, "ether": 5}
+cdef enum:
+    LEVEL_IP = 0
+    LEVEL_PROTO = 1
+    LEVEL_PORT = 2
+    LEVEL_FULL = 3
+    LEVEL_VLAN = 4
+    LEVEL_ETHER = 5
+
+cdef enum:
+    NIL = -1
+
+
+# What leaves the meter for every expired flow (96 bytes, no padding).
+cdef packed struct FlowRecord:
+    uint8_t src[16]
+    uint8_t dst[16]
+    uint64_t packets
+    uint64_t octets
+    int64_t first_us
+    int64_t last_us
+    uint32_t in_if
+    uint32_t mpls_label
+    uint16_t sport
+    uint16_t dport
+    uint16_t vlan
+    uint8_t ipver
+    uint8_t proto
+    uint8_t tos
+    uint8_t tcp_flags
+    uint8_t end_reason
+    uint8_t src_mac[6]
+    uint8_t dst_mac[6]
+    uint8_t _pad
+
+
+RECORD_SIZE = sizeof(FlowRecord)
+
+
+cdef struct Flow:
+    FlowKey key
+    uint64_t packets
+    uint64_t octets
+    int64_t first_us
+    int64_t last_us
+    uint64_t touched        # order of the last create/update: exact LRU for cache-full eviction
+    uint32_t hash
+    int32_t lru_prev        # within the flow's timeout class, by last packet
+    int32_t lru_next        # (also links the free list)
+    int32_t age_prev        # all flows by creation: the head is the next active timeout
+    int32_t age_next
+    uint32_t mpls_label     # non-key fields: the first packet's values
+    uint16_t vlan
+    uint8_t tos
+    uint8_t tcp_flags
+    uint8_t timeout_class
+    uint8_t src_mac[6]
+    uint8_t dst_mac[6]
+
+
+cdef inline uint32_t hash_key(const FlowKey* key) noexcept nogil:
+    cdef const char* raw = <const char*>key
+    cdef uint64_t h = 0x9E3779B97F4A7C15, word
+    cdef int i
+    for i in range(sizeof(FlowKey) // 8):
+        memcpy(&word, raw + 8 * i, 8)
+        h = (h ^ word) * 0xff51afd7ed558ccdULL
+        h ^= h >> 32
+    return <uint32_t>(h ^ (h >> 29))
+
+
+cdef inline uint8_t class_of(uint8_t proto) noexcept nogil:
+    if proto == 6:
+        return CLASS_TCP
+    if proto == 17:
+        return CLASS_UDP
+    if proto == 1 or proto == 58:
+        return CLASS_ICMP
+    return CLASS_GENERAL
+
+
+cdef class Meter:
+    """A unidirectional flow cache fed with pcapy-ng batches.
+
+    Meter(linktype, max_flows=65536, key_level="full", timeouts=None, in_if=0)
+    """
+    cdef int linktype
+    cdef int level
+    cdef uint32_t in_if
+    cdef int32_t capacity
+    cdef int32_t count
+    cdef Flow* flows
+    cdef int32_t unused              # flows[unused:] were never handed out
+    cdef int32_t free_head
+    cdef uint32_t* slots             # open addressing, linear probing: flow index + 1, 0 = empty
+    cdef uint32_t slot_mask
+    cdef int32_t lru_head[N_CLASSES]
+    cdef int32_t lru_tail[N_CLASSES]
+    cdef int32_t age_head
+    cdef int32_t age_tail
+    cdef int64_t timeout_us[N_CLASSES]
+    cdef int64_t maxlife_us
+    cdef int64_t now
+    cdef int64_t next_due            # no flow can be due before this clock value
+    cdef uint64_t touch_counter
+    cdef char* out
+    cdef Py_ssize_t out_len
+    cdef Py_ssize_t out_cap
+    # statistics
+    cdef uint64_t packets_read
+    cdef uint64_t packets_metered
+    cdef uint64_t octets_metered
+    cdef uint64_t flows_created
+    cdef uint64_t ignored[IGNORE_REASONS]
+    cdef uint64_t ended[6]
+    cdef uint64_t proto_packets[256]
+    cdef uint64_t proto_octets[256]
+    cdef uint64_t proto_flows[256]
+
+    def __cinit__(self, int linktype, int max_flows=65536, key_level="full", timeouts=None, uint32_t in_if=0):
+        cdef uint64_t nslots = 1
+        if linktype not in SUPPORTED_LINKTYPES:
+            raise ValueError(f"unsupported link type {linktype}")
+        if max_flows < 1:
+            raise ValueError("max_flows must be at least 1")
+        if key_level not in KEY_LEVELS:
+            raise ValueError(f"unknown key level {key_level!r}")
+        self.linktype = linktype
+        self.level = KEY_LEVELS[key_level]
+        self.in_if = in_if
+        self.capacity = max_flows
+        self._set_timeouts(timeouts or {})
+        while nslots < 2 * <uint64_t>max_flows:
+            nslots <<= 1
+        self.flows = <Flow*>calloc(max_flows, sizeof(Flow))
+        self.slots = <uint32_t*>calloc(nslots, sizeof(uint32_t))
+        if self.flows == NULL or self.slots == NULL:
+            raise MemoryError(f"cannot allocate a cache of {max_flows} flows")
+        self.slot_mask = <uint32_t>(nslots - 1)
+        self.free_head = NIL
+        for c in range(N_CLASSES):
+            self.lru_head[c] = NIL
+            self.lru_tail[c] = NIL
+        self.age_head = NIL
+        self.age_tail = NIL
+        self.now = 0
+        self.next_due = INT64_MAX
+
+    def __dealloc__(self):
+        free(self.flows)
+        free(self.slots)
+        free(self.out)
+
+    def _set_timeouts(self, dict timeouts):
+        values = dict(DEFAULT_TIMEOUTS)
+        for name, seconds in timeouts.items():
+            if name not in values:
+                raise ValueError(f"unknown timeout {name!r}")
+            if seconds < 0:
+                raise ValueError(f"timeout {name} must not be negative")
+            values[name] = seconds
+        for c, name in enumerate(TIMEOUT_NAMES):
+            self.timeout_us[c] = <int64_t>round(values[name] * 1000000)
+        self.maxlife_us = <int64_t>round(values["maxlife"] * 1000000)
+
+    @property
+    def active_flows(self):
+        return self.count
+
+    @property
+    def clock_us(self):
+        return self.now
+
+    def process(self, packets, meta):
+        """Meter one batch; return the records of the flows it expired."""
+        cdef const uint8_t[::1] buf = packets
+        cdef const uint8_t[::1] raw_meta = meta
+        cdef const uint32_t* m
+        cdef Py_ssize_t i, n = raw_meta.shape[0] // 16
+        cdef Py_ssize_t buflen = buf.shape[0]
+        cdef int64_t t
+        cdef int reason
+        cdef Packet pkt
+        for i in range(n):
+            m = <const uint32_t*>(&raw_meta[16 * i])
+            self.packets_read += 1
+            t = <int64_t>m[0] * 1000000 + m[1]
+            if t > self.now:
+                self.now = t
+            if self.now >= self.next_due:
+                self._expire_due()
+            if <Py_ssize_t>m[2] + <Py_ssize_t>m[3] > buflen:
+                self.ignored[1] += 1       # cannot happen with pcapy-ng; guards the pointer below
+                continue
+            memset(&pkt, 0, sizeof(Packet))
+            pkt.key.in_if = self.in_if
+            reason = decode_packet(&buf[m[2]] if m[3] else NULL, m[3], self.linktype, &pkt)
+            if reason != DECODED:
+                self.ignored[reason] += 1
+                continue
+            self._meter(&pkt)
+        return self._take_records()
+
+    def expire(self, int64_t now_us):
+        """Advance the clock (never backwards) and expire what is due: live capture ticks."""
+        if now_us > self.now:
+            self.now = now_us
+        if self.now >= self.next_due:
+            self._expire_due()
+        return self._take_records()
+
+    def flush(self):
+        """Expire every flow with reason end-of-input."""
+        while self.age_head != NIL:
+            self._expire_flow(self.age_head, END_EOF)
+        self.next_due = INT64_MAX
+        return self._take_records()
+
+    def stats(self):
+        """Counters since creation, as a dict of plain ints."""
+        return {
+            "packets_read": self.packets_read,
+            "packets_metered": self.packets_metered,
+            "octets_metered": self.octets_metered,
+            "packets_ignored": {name: self.ignored[i] for i, name in enumerate(IGNORE_REASON_NAMES)},
+            "flows_created": self.flows_created,
+            "flows_active": self.count,
+            "records": {END_REASON_NAMES[r]: self.ended[r] for r in sorted(END_REASON_NAMES)},
+            "protocols": {p: (self.proto_flows[p], self.proto_packets[p], self.proto_octets[p])
+                          for p in range(256) if self.proto_packets[p]},
+        }
+
+    # -- metering -----------------------------------------------------------
+
+    cdef void _meter(self, Packet* pkt) noexcept:
+        cdef FlowKey key = pkt.key
+        cdef uint32_t h
+        cdef int32_t idx
+        cdef Flow* f
+        self._mask_key(&key)
+        h = hash_key(&key)
+        idx = self._lookup(&key, h)
+        if idx == NIL:
+            if self.count == self.capacity:
+                self._expire_flow(self._least_recently_touched(), END_CACHE_FULL)
+            idx = self._create(&key, h, pkt)
+        else:
+            f = &self.flows[idx]
+            f.packets += 1
+            f.octets += pkt.octets
+            f.last_us = self.now
+            f.tcp_flags |= pkt.tcp_flags
+            self.touch_counter += 1
+            f.touched = self.touch_counter
+            self._lru_unlink(idx)
+            self._lru_append(idx, f.timeout_class)
+        self.packets_metered += 1
+        self.octets_metered += pkt.octets
+        self.proto_packets[pkt.key.proto] += 1
+        self.proto_octets[pkt.key.proto] += pkt.octets
+        if key.proto == 6:
+            self._check_tcp_end(idx)
+
+    cdef inline void _mask_key(self, FlowKey* key) noexcept:
+        """Zero the fields the key level does not track."""
+        if self.level < LEVEL_ETHER:
+            memset(key.src_mac, 0, 6)
+            memset(key.dst_mac, 0, 6)
+        if self.level < LEVEL_VLAN:
+            key.vlan = 0
+        if self.level < LEVEL_FULL:
+            key.tos = 0
+        if self.level < LEVEL_PORT:
+            key.sport = 0
+            key.dport = 0
+        if self.level < LEVEL_PROTO:
+            key.proto = 0
+
+    cdef inline int32_t _lookup(self, const FlowKey* key, uint32_t h) noexcept:
+        cdef uint32_t i = h & self.slot_mask
+        cdef uint32_t s
+        cdef Flow* f
+        while True:
+            s = self.slots[i]
+            if s == 0:
+                return NIL
+            f = &self.flows[s - 1]
+            if f.hash == h and memcmp(&f.key, key, sizeof(FlowKey)) == 0:
+                return <int32_t>(s - 1)
+            i = (i + 1) & self.slot_mask
+
+    cdef int32_t _create(self, const FlowKey* key, uint32_t h, const Packet* pkt) noexcept:
+        cdef int32_t idx
+        cdef uint32_t i = h & self.slot_mask
+        cdef Flow* f
+        if self.free_head != NIL:
+            idx = self.free_head
+            self.free_head = self.flows[idx].lru_next
+        else:
+            idx = self.unused
+            self.unused += 1
+        f = &self.flows[idx]
+        memcpy(&f.key, key, sizeof(FlowKey))
+        f.hash = h
+        f.packets = 1
+        f.octets = pkt.octets
+        f.first_us = self.now
+        f.last_us = self.now
+        f.tcp_flags = pkt.tcp_flags
+        f.tos = pkt.key.tos
+        f.vlan = pkt.key.vlan
+        f.mpls_label = pkt.mpls_label
+        memcpy(f.src_mac, pkt.key.src_mac, 6)
+        memcpy(f.dst_mac, pkt.key.dst_mac, 6)
+        self.touch_counter += 1
+        f.touched = self.touch_counter
+        while self.slots[i] != 0:
+            i = (i + 1) & self.slot_mask
+        self.slots[i] = <uint32_t>idx + 1
+        f.timeout_class = class_of(key.proto)
+        self._lru_append(idx, f.timeout_class)
+        f.age_next = NIL
+        f.age_prev = self.age_tail
+        if self.age_tail != NIL:
+            self.flows[self.age_tail].age_next = idx
+        else:
+            self.age_head = idx
+        self.age_tail = idx
+        self.count += 1
+        self.flows_created += 1
+        self.proto_flows[key.proto] += 1
+        self._due_no_later_than(self.now + self.timeout_us[f.timeout_class] + 1)
+        self._due_no_later_than(self.now + self.maxlife_us)
+        return idx
+
+    cdef void _check_tcp_end(self, int32_t idx) noexcept:
+        """FIN or RST ends the flow at once (timeout 0) or moves it to the shorter timeout."""
+        cdef Flow* f = &self.flows[idx]
+        cdef uint8_t cls
+        if f.tcp_flags & TH_RST:
+            cls = CLASS_TCP_RST
+        elif f.tcp_flags & TH_FIN:
+            cls = CLASS_TCP_FIN
+        else:
+            return
+        if self.timeout_us[cls] == 0:
+            self._expire_flow(idx, END_TCP)
+        elif f.timeout_class != cls:
+            self._lru_unlink(idx)
+            f.timeout_class = cls
+            self._lru_append(idx, cls)
+            self._due_no_later_than(f.last_us + self.timeout_us[cls] + 1)
+
+    # -- expiry -------------------------------------------------------------
+
+    cdef inline void _due_no_later_than(self, int64_t t) noexcept:
+        if t < self.next_due:
+            self.next_due = t
+
+    cdef void _expire_due(self) noexcept:
+        """Expire every flow due at self.now, then find when the next one is due."""
+        cdef int c
+        cdef int32_t idx
+        cdef int64_t now = self.now
+        for c in range(N_CLASSES):
+            idx = self.lru_head[c]
+            while idx != NIL and now - self.flows[idx].last_us > self.timeout_us[c]:
+                self._expire_flow(idx, END_TCP if c == CLASS_TCP_FIN or c == CLASS_TCP_RST else END_IDLE)
+                idx = self.lru_head[c]
+        # Idle flows are gone, so what is left past its lifetime ends as active.
+        while self.age_head != NIL and now - self.flows[self.age_head].first_us >= self.maxlife_us:
+            self._expire_flow(self.age_head, END_ACTIVE)
+        self.next_due = INT64_MAX
+        for c in range(N_CLASSES):
+            if self.lru_head[c] != NIL:
+                self._due_no_later_than(self.flows[self.lru_head[c]].last_us + self.timeout_us[c] + 1)
+        if self.age_head != NIL:
+            self._due_no_later_than(self.flows[self.age_head].first_us + self.maxlife_us)
+
+    cdef int32_t _least_recently_touched(self) noexcept:
+        cdef int c
+        cdef int32_t idx, best = NIL
+        for c in range(N_CLASSES):
+            idx = self.lru_head[c]
+            if idx != NIL and (best == NIL or self.flows[idx].touched < self.flows[best].touched):
+                best = idx
+        return best
+
+    cdef void _expire_flow(self, int32_t idx, int reason) noexcept:
+        cdef Flow* f = &self.flows[idx]
+        self._emit(f, reason)
+        self.ended[reason] += 1
+        self._lru_unlink(idx)
+        if f.age_prev != NIL:
+            self.flows[f.age_prev].age_next = f.age_next
+        else:
+            self.age_head = f.age_next
+        if f.age_next != NIL:
+            self.flows[f.age_next].age_prev = f.age_prev
+        else:
+            self.age_tail = f.age_prev
+        self._unslot(idx)
+        f.lru_next = self.free_head
+        self.free_head = idx
+        self.count -= 1
+
+    cdef void _unslot(self, int32_t idx) noexcept:
+        """Remove idx from the hash table by backward-shift deletion (no tombstones)."""
+        cdef uint32_t mask = self.slot_mask
+        cdef uint32_t i = self.flows[idx].hash & mask
+        cdef uint32_t j, home
+        while self.slots[i] != <uint32_t>idx + 1:
+            i = (i + 1) & mask
+        j = i
+        while True:
+            j = (j + 1) & mask
+            if self.slots[j] == 0:
+                break
+            home = self.flows[self.slots[j] - 1].hash & mask
+            # The entry at j may move back to the hole at i unless its home lies in (i, j].
+            if (i < j and i < home <= j) or (i > j and (home > i or home <= j)):
+                continue
+            self.slots[i] = self.slots[j]
+            i = j
+        self.slots[i] = 0
+
+    cdef inline void _lru_append(self, int32_t idx, uint8_t c) noexcept:
+        cdef Flow* f = &self.flows[idx]
+        f.lru_next = NIL
+        f.lru_prev = self.lru_tail[c]
+        if self.lru_tail[c] != NIL:
+            self.flows[self.lru_tail[c]].lru_next = idx
+        else:
+            self.lru_head[c] = idx
+        self.lru_tail[c] = idx
+
+    cdef inline void _lru_unlink(self, int32_t idx) noexcept:
+        cdef Flow* f = &self.flows[idx]
+        cdef uint8_t c = f.timeout_class
+        if f.lru_prev != NIL:
+            self.flows[f.lru_prev].lru_next = f.lru_next
+        else:
+            self.lru_head[c] = f.lru_next
+        if f.lru_next != NIL:
+            self.flows[f.lru_next].lru_prev = f.lru_prev
+        else:
+            self.lru_tail[c] = f.lru_prev
+
+    # -- records ------------------------------------------------------------
+
+    cdef void _emit(self, const Flow* f, int reason) noexcept:
+        cdef FlowRecord* r
+        cdef Py_ssize_t cap
+        if self.out_len + <Py_ssize_t>sizeof(FlowRecord) > self.out_cap:
+            cap = max(self.out_cap * 2, 64 * sizeof(FlowRecord))
+            self.out = <char*>realloc(self.out, cap)   # small; a failure here is fatal anyway
+            self.out_cap = cap
+        r = <FlowRecord*>(self.out + self.out_len)
+        self.out_len += sizeof(FlowRecord)
+        memcpy(r.src, f.key.src, 16)
+        memcpy(r.dst, f.key.dst, 16)
+        r.packets = f.packets
+        r.octets = f.octets
+        r.first_us = f.first_us
+        r.last_us = f.last_us
+        r.in_if = f.key.in_if
+        r.mpls_label = f.mpls_label
+        r.sport = f.key.sport
+        r.dport = f.key.dport
+        r.vlan = f.vlan
+        r.ipver = f.key.ipver
+        r.proto = f.key.proto
+        r.tos = f.tos
+        r.tcp_flags = f.tcp_flags
+        r.end_reason = reason
+        memcpy(r.src_mac, f.src_mac, 6)
+        memcpy(r.dst_mac, f.dst_mac, 6)
+        r._pad = 0
+
+    cdef bytes _take_records(self):
+        cdef bytes records = PyBytes_FromStringAndSize(self.out, self.out_len)
+        self.out_len = 0
+        return records

@@ -1,0 +1,223 @@
+"""Packet sources: capture files (pcap, pcapng, gzip, stdin) read in batches.
+
+A source yields (packet_bytes, packed_meta) batches straight from pcapy-ng's
+next_batch, so no Python runs per packet. Plain files go to libpcap directly.
+Standard input and gzip files go through a small feeder process that writes
+whole capture records into a pipe: libpcap sees an ordinary capture, and a
+stream cut mid-record is trimmed to its last whole record instead of costing
+the batch it falls in. (It is a process, not a thread, because next_batch holds
+the GIL while it waits for data.)
+"""
+
+import gzip
+import logging
+import os
+import struct
+import sys
+
+import pcapy
+
+log = logging.getLogger(__name__)
+
+BATCH_PACKETS = 4096
+GZIP_MAGIC = b"\x1f\x8b"
+PCAP_MAGICS = {b"\xa1\xb2\xc3\xd4": ">", b"\xd4\xc3\xb2\xa1": "<",      # microsecond
+               b"\xa1\xb2\x3c\x4d": ">", b"\x4d\x3c\xb2\xa1": "<"}      # nanosecond
+PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
+FEEDER_TRUNCATED = 3     # feeder exit status: the stream ended inside a record
+
+
+class CaptureError(Exception):
+    """A capture cannot be opened or read; the message is for the operator."""
+
+
+class FileSource:
+    """Batches from a capture file, '-' for standard input."""
+
+    def __init__(self, path):
+        self.path = path
+        self.truncated = False
+        self.packets = 0
+        self._feeder_pid = None
+        self.size = None
+        if path == "-":
+            self._reader = self._open_fed(sys.stdin.buffer)
+        else:
+            self._reader = self._open_path(path)
+        self.linktype = self._reader.datalink()
+
+    def _open_path(self, path):
+        try:
+            with open(path, "rb") as f:
+                magic = f.read(4)
+            self.size = os.path.getsize(path)
+        except OSError as e:
+            raise CaptureError(f"cannot read {path}: {e.strerror}") from None
+        if magic[:2] == GZIP_MAGIC:
+            self.size = None
+            return self._open_fed(gzip.open(path, "rb"))
+        check_magic(magic, path)
+        return self._open_pcap(path)
+
+    def _open_pcap(self, path):
+        try:
+            return pcapy.open_offline(path)
+        except pcapy.PcapError as e:
+            raise CaptureError(f"cannot read {self.path}: {e}") from None
+
+    def _open_fed(self, stream):
+        """Start a feeder process that copies whole records from stream into a pipe."""
+        head = stream.read(4)
+        if head[:2] == GZIP_MAGIC:
+            stream = gzip.GzipFile(fileobj=_Prepend(head, stream))
+            head = stream.read(4)
+        check_magic(head, self.path)
+        rfd, wfd = os.pipe()
+        pid = os.fork()
+        if pid == 0:                      # feeder
+            os.close(rfd)
+            status = 0
+            try:
+                status = feed_records(head, stream, wfd)
+            except BaseException:         # noqa: BLE001 - the parent reports; the child must not unwind
+                status = 1
+            os._exit(status)
+        os.close(wfd)
+        self._feeder_pid = pid
+        try:
+            return self._open_pcap(f"/dev/fd/{rfd}")
+        finally:
+            os.close(rfd)                 # libpcap has its own descriptor now
+
+    def batches(self, size=BATCH_PACKETS):
+        """Yield (packet_bytes, packed_meta) until the capture ends."""
+        while True:
+            try:
+                packets, meta = self._reader.next_batch(size)
+            except pcapy.PcapError as e:
+                yield from self._after_read_error(e)
+                break
+            if not meta:
+                break
+            self.packets += len(meta) // 16
+            yield packets, meta
+        self._reap_feeder()
+
+    def _after_read_error(self, error):
+        """The batch that hit a damaged record was lost whole: reread it one packet at a time."""
+        self.truncated = True
+        log.warning("%s: %s; metering the packets before it", self.path, error)
+        if self._feeder_pid is not None:
+            return                         # cannot happen: the feeder sends whole records only
+        reader = self._open_pcap(self.path)
+        skip = self.packets
+        while skip:
+            _, meta = reader.next_batch(min(skip, BATCH_PACKETS))
+            skip -= len(meta) // 16
+        while True:
+            try:
+                packets, meta = reader.next_batch(1)
+            except pcapy.PcapError:
+                return
+            if not meta:
+                return
+            self.packets += 1
+            yield packets, meta
+
+    def _reap_feeder(self):
+        if self._feeder_pid is None:
+            return
+        _, status = os.waitpid(self._feeder_pid, 0)
+        self._feeder_pid = None
+        code = os.waitstatus_to_exitcode(status)
+        if code == FEEDER_TRUNCATED:
+            self.truncated = True
+            log.warning("%s: capture ends in the middle of a record; metered the packets before it", self.path)
+        elif code != 0:
+            self.truncated = True
+            log.warning("%s: reading the input failed part way (gzip data damaged?)", self.path)
+
+
+def check_magic(magic, path):
+    if magic == PCAPNG_MAGIC or magic in PCAP_MAGICS:
+        return
+    if not magic:
+        raise CaptureError(f"{path} is empty")
+    raise CaptureError(f"{path} is not a pcap or pcapng capture (magic {magic.hex()})")
+
+
+class _Prepend:
+    """A read-only stream that returns some already-read bytes first."""
+
+    def __init__(self, head, stream):
+        self.head, self.stream = head, stream
+
+    def read(self, n=-1):
+        if not self.head:
+            return self.stream.read(n)
+        if 0 <= n <= len(self.head):
+            data, self.head = self.head[:n], self.head[n:]
+            return data
+        data, self.head = self.head, b""
+        return data + self.stream.read(n - len(data) if n > 0 else -1)
+
+
+def feed_records(head, stream, fd):
+    """Copy a capture from stream to fd, whole records only; FEEDER_TRUNCATED if it was cut."""
+    buf = bytearray(head)
+    framing = _Framing()
+    out = os.fdopen(fd, "wb", buffering=1 << 20)
+    try:
+        while True:
+            chunk = stream.read(1 << 20)
+            if chunk:
+                buf += chunk
+            complete = framing.complete_prefix(buf)
+            out.write(buf[:complete])
+            del buf[:complete]
+            if not chunk:
+                return FEEDER_TRUNCATED if buf else 0
+    except BrokenPipeError:
+        return 0                           # the reader stopped early (signal): nothing to report
+    finally:
+        try:
+            out.close()
+        except BrokenPipeError:
+            pass
+
+
+class _Framing:
+    """Knows where records end in a pcap or pcapng byte stream."""
+
+    def __init__(self):
+        self.format = None        # "pcap" or "pcapng"
+        self.order = "<"
+
+    def complete_prefix(self, buf):
+        """Length of the longest prefix of buf made of whole headers and records."""
+        pos = 0
+        if self.format is None:
+            if len(buf) < 24:
+                return 0
+            magic = bytes(buf[:4])
+            if magic in PCAP_MAGICS:
+                self.format, self.order = "pcap", PCAP_MAGICS[magic]
+                pos = 24
+            else:
+                self.format = "pcapng"
+        if self.format == "pcap":
+            caplen = struct.Struct(self.order + "8xI")
+            while pos + 16 <= len(buf):
+                end = pos + 16 + caplen.unpack_from(buf, pos)[0]
+                if end > len(buf):
+                    break
+                pos = end
+            return pos
+        while pos + 12 <= len(buf):
+            if buf[pos:pos + 4] == PCAPNG_MAGIC:   # section header: its own byte order
+                self.order = "<" if buf[pos + 8:pos + 12] == b"\x4d\x3c\x2b\x1a" else ">"
+            length = struct.unpack_from(self.order + "I", buf, pos + 4)[0]
+            if length < 12 or pos + length > len(buf):
+                break
+            pos += length
+        return pos

@@ -1,0 +1,27 @@
+"""The statistics an operator reads at the end of a run."""
+
+from .output import PROTOCOL_NAMES
+
+
+def format_summary(stats, seconds, source=None):
+    """Human-readable lines from Meter.stats() (plus the run time)."""
+    read = stats["packets_read"]
+    rate = read / seconds if seconds > 0 else 0.0
+    lines = ["pyprobe statistics:",
+             f"  packets read          {read:>12}   ({seconds:.2f} s, {rate:,.0f} packets/s)",
+             f"  packets metered       {stats['packets_metered']:>12}   {stats['octets_metered']} octets"]
+    ignored = {name: n for name, n in stats["packets_ignored"].items() if n}
+    lines.append(f"  packets ignored       {sum(ignored.values()):>12}"
+                 + ("   " + ", ".join(f"{name} {n}" for name, n in ignored.items()) if ignored else ""))
+    lines.append(f"  flows created         {stats['flows_created']:>12}   {stats['flows_active']} still active")
+    records = stats["records"]
+    lines.append(f"  records               {sum(records.values()):>12}   "
+                 + ", ".join(f"{reason} {n}" for reason, n in records.items()))
+    if source is not None and source.truncated:
+        lines.append("  input                 truncated: the capture ends inside a record")
+    if stats["protocols"]:
+        lines.append("  per protocol:              flows      packets         octets")
+        for proto, (flows, packets, octets) in sorted(stats["protocols"].items()):
+            name = PROTOCOL_NAMES.get(proto, str(proto))
+            lines.append(f"    {name:<8} {flows:>20} {packets:>12} {octets:>14}")
+    return "\n".join(lines)
