@@ -68,7 +68,8 @@ examples:
   zcat old.pcap.gz | pyprobe -r - -T proto
 
 exit status:
-  0 success; 1 the input could not be read at all; 2 bad usage or unusable input.
+  0 success; 2 bad usage, or input that cannot be used (not a capture, an
+  unsupported link type, a damaged capture with no readable packet).
 """
 
 
@@ -184,7 +185,7 @@ def run(args):
         print(format_summary(stats, time.monotonic() - started, source), file=sys.stderr)
     if source.truncated and stats["packets_read"] == 0:
         log.error("%s: no packet could be read", args.read)
-        return 1
+        return 2
     return 0
 
 
