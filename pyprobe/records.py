@@ -4,7 +4,7 @@ The layout mirrors FlowRecord in ext/meter.pyx (96 bytes, native byte order,
 no padding). Exporters read the packed bytes; printing and tests unpack them.
 """
 
-import ipaddress
+import socket
 import struct
 from collections import namedtuple
 
@@ -29,11 +29,11 @@ class FlowRecord(_Record):
 
 
 def _address(raw, ipver):
-    return str(ipaddress.IPv4Address(raw[:4]) if ipver == 4 else ipaddress.IPv6Address(raw))
+    return socket.inet_ntop(socket.AF_INET, raw[:4]) if ipver == 4 else socket.inet_ntop(socket.AF_INET6, raw)
 
 
 def _mac(raw):
-    return ":".join(f"{b:02x}" for b in raw)
+    return raw.hex(":")
 
 
 def unpack(buf):
