@@ -116,13 +116,17 @@ def parse_settings(argv):
 class StopFlag:
     """Set by SIGINT/SIGTERM: the run stops reading, expires every flow and reports."""
 
-    def __init__(self):
+    def __init__(self, source):
         self.requested = False
+        self.source = source
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self._request)
+            # Restart interrupted reads: a stream's feeder ends it cleanly instead (see source.py).
+            signal.siginterrupt(sig, False)
 
     def _request(self, signum, frame):
         self.requested = True
+        self.source.stop()
 
 
 class Progress:
@@ -165,7 +169,7 @@ def run(args):
     meter = Meter(source.linktype, max_flows=args.max_flows, key_level=args.level, timeouts=args.timeouts)
     writer = JsonWriter(sys.stdout) if args.json else TableWriter(sys.stdout)
     progress = open_progress(source)
-    stop = StopFlag()
+    stop = StopFlag(source)
     started = time.monotonic()
     for packets, meta in source.batches():
         records = meter.process(packets, meta)
@@ -174,8 +178,10 @@ def run(args):
         if progress:
             progress.update(len(packets) + len(meta), source.packets, meter.active_flows)
         if stop.requested:
-            log.warning("stopping on signal: expiring every flow")
             break
+    if stop.requested:
+        log.warning("stopped by a signal: expiring every flow")
+    source.close()
     if progress:
         progress.finish()
     writer.write(unpack(meter.flush()))

@@ -12,6 +12,8 @@ the GIL while it waits for data.)
 import gzip
 import logging
 import os
+import select
+import signal
 import struct
 import sys
 
@@ -37,6 +39,7 @@ class FileSource:
     def __init__(self, path):
         self.path = path
         self.truncated = False
+        self.stopping = False
         self.packets = 0
         self._feeder_pid = None
         self.size = None
@@ -72,17 +75,28 @@ class FileSource:
             stream = gzip.GzipFile(fileobj=_Prepend(head, stream))
             head = stream.read(4)
         check_magic(head, self.path)
+        blocking_fd = sys.stdin.fileno() if self.path == "-" else None
         rfd, wfd = os.pipe()
+        wake_r, wake_w = os.pipe()
         pid = os.fork()
         if pid == 0:                      # feeder
             os.close(rfd)
-            status = 0
+            os.close(wake_w)
+            # Ctrl-C reaches the whole process group: the parent decides when the feeder ends.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            status = 1
             try:
-                status = feed_records(head, stream, wfd)
-            except BaseException:         # noqa: BLE001 - the parent reports; the child must not unwind
-                status = 1
-            os._exit(status)
+                status = feed_records(head, stream, wfd, blocking_fd, wake_r)
+            finally:                      # the parent reports; the child must not unwind into its code
+                os._exit(status)
         os.close(wfd)
+        os.close(wake_r)
+        # A signal to us writes a byte here at once, even while next_batch blocks in C:
+        # the feeder then ends the stream at a record boundary, so the batch being
+        # read completes instead of being lost to an interrupted read.
+        os.set_blocking(wake_w, False)
+        signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
         self._feeder_pid = pid
         try:
             return self._open_pcap(f"/dev/fd/{rfd}")
@@ -95,7 +109,8 @@ class FileSource:
             try:
                 packets, meta = self._reader.next_batch(size)
             except pcapy.PcapError as e:
-                yield from self._after_read_error(e)
+                if not self.stopping:      # a signal interrupting the read is no damage
+                    yield from self._after_read_error(e)
                 break
             if not meta:
                 break
@@ -124,8 +139,19 @@ class FileSource:
             self.packets += 1
             yield packets, meta
 
+    def stop(self):
+        """Called from a signal handler: the next read ends the batches."""
+        self.stopping = True
+
+    def close(self):
+        """Stop the feeder, if any, without waiting for its input to end."""
+        if self._feeder_pid is not None:
+            os.kill(self._feeder_pid, signal.SIGTERM)
+            os.waitpid(self._feeder_pid, 0)
+            self._feeder_pid = None
+
     def _reap_feeder(self):
-        if self._feeder_pid is None:
+        if self._feeder_pid is None or self.stopping:
             return
         _, status = os.waitpid(self._feeder_pid, 0)
         self._feeder_pid = None
@@ -161,29 +187,35 @@ class _Prepend:
         data, self.head = self.head, b""
         return data + self.stream.read(n - len(data) if n > 0 else -1)
 
+    read1 = read
 
-def feed_records(head, stream, fd):
-    """Copy a capture from stream to fd, whole records only; FEEDER_TRUNCATED if it was cut."""
+
+def feed_records(head, stream, out_fd, blocking_fd, wake_fd):
+    """Copy a capture from stream to out_fd, whole records only, until the stream ends
+    or wake_fd becomes readable; FEEDER_TRUNCATED if the stream was cut mid-record."""
     buf = bytearray(head)
     framing = _Framing()
-    out = os.fdopen(fd, "wb", buffering=1 << 20)
+    read = getattr(stream, "read1", stream.read)   # read1: what is there now, not a full megabyte
+    watched = [wake_fd] if blocking_fd is None else [wake_fd, blocking_fd]
     try:
         while True:
-            chunk = stream.read(1 << 20)
-            if chunk:
-                buf += chunk
+            ready, _, _ = select.select(watched, [], [], 0 if blocking_fd is None else None)
+            if wake_fd in ready:
+                return 0                   # asked to stop: what was sent is whole
+            chunk = read(1 << 20)
+            buf += chunk
             complete = framing.complete_prefix(buf)
-            out.write(buf[:complete])
+            _write_all(out_fd, bytes(buf[:complete]))
             del buf[:complete]
             if not chunk:
                 return FEEDER_TRUNCATED if buf else 0
     except BrokenPipeError:
-        return 0                           # the reader stopped early (signal): nothing to report
-    finally:
-        try:
-            out.close()
-        except BrokenPipeError:
-            pass
+        return 0                           # the reader went away first: nothing to report
+
+
+def _write_all(fd, data):
+    while data:
+        data = data[os.write(fd, data):]
 
 
 class _Framing:
