@@ -94,6 +94,9 @@ def build_parser():
     parser.add_argument("-T", dest="level", metavar="LEVEL", default="full",
                         help="tracking level: full, port, proto, ip, vlan or ether (default full)")
     parser.add_argument("--json", action="store_true", help="print records as JSON lines")
+    parser.add_argument("--progress", choices=("auto", "always", "never"), default="auto",
+                        help="progress line on standard error: auto shows it on a terminal for files "
+                             "over 32 MiB or streams (default auto)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no statistics at the end")
     parser.add_argument("-d", dest="foreground", action="store_true",
                         help="stay in the foreground (always so; accepted for softflowd users)")
@@ -153,9 +156,10 @@ class Progress:
         self.stream.flush()
 
 
-def open_progress(source):
-    """Progress only where someone watches it: a terminal, and a file worth waiting for."""
-    if not sys.stderr.isatty() or (source.size is not None and source.size < 32 << 20):
+def open_progress(source, mode):
+    """By default, progress only where someone watches it: a terminal, and input worth waiting for."""
+    if mode == "never" or (mode == "auto" and (not sys.stderr.isatty()
+                                               or (source.size is not None and source.size < 32 << 20))):
         return None
     return Progress(sys.stderr, source.size)
 
@@ -168,7 +172,7 @@ def run(args):
                            "pyprobe reads Ethernet, Linux SLL/SLL2, raw IP and BSD loopback")
     meter = Meter(source.linktype, max_flows=args.max_flows, key_level=args.level, timeouts=args.timeouts)
     writer = JsonWriter(sys.stdout) if args.json else TableWriter(sys.stdout)
-    progress = open_progress(source)
+    progress = open_progress(source, args.progress)
     stop = StopFlag(source)
     started = time.monotonic()
     for packets, meta in source.batches():

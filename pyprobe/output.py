@@ -5,14 +5,14 @@ import time
 
 PROTOCOL_NAMES = {1: "ICMP", 2: "IGMP", 6: "TCP", 17: "UDP", 47: "GRE", 50: "ESP", 51: "AH",
                   58: "ICMP6", 89: "OSPF", 103: "PIM", 132: "SCTP"}
-TCP_FLAG_LETTERS = "FSRPAUEC"     # FIN SYN RST PSH ACK URG ECE CWR, bit 0 first
+TCP_FLAG_LETTERS = "CEUAPRSF"     # CWR ECE URG ACK PSH RST SYN FIN, high bit first as nfdump shows them
 
-TABLE_HEADER = (f"{'Date first seen':<23} {'Duration':>9} {'Proto':<5} {'Src IP Addr:Port':>45}"
-                f"    {'Dst IP Addr:Port':<45} {'Flags':<8} {'Packets':>8} {'Bytes':>10}  End")
+TABLE_HEADER = (f"{'Date first seen':<23} {'Duration':>9} {'Proto':<5} {'Src IP Addr:Port':>21}"
+                f"    {'Dst IP Addr:Port':<21} {'Flags':<8} {'Packets':>8} {'Bytes':>10}  End")
 
 
 def tcp_flags_text(flags):
-    return "".join(letter if flags >> bit & 1 else "." for bit, letter in enumerate(TCP_FLAG_LETTERS))
+    return "".join(letter if flags >> (7 - bit) & 1 else "." for bit, letter in enumerate(TCP_FLAG_LETTERS))
 
 
 def endpoint(address, port, ipver):
@@ -44,7 +44,7 @@ class TableWriter:
             flags = tcp_flags_text(r.tcp_flags) if r.proto == 6 else ""
             src = endpoint(r.src, r.sport, r.ipver)
             dst = endpoint(r.dst, dport_text(r), r.ipver)
-            lines.append(f"{format_time(r.start)} {r.end - r.start:9.3f} {proto:<5} {src:>45} -> {dst:<45} "
+            lines.append(f"{format_time(r.start)} {r.end - r.start:9.3f} {proto:<5} {src:>21} -> {dst:<21} "
                          f"{flags:<8} {r.packets:>8} {r.octets:>10}  {r.end_reason}\n")
         self.stream.write("".join(lines))
 
