@@ -91,6 +91,7 @@ def bench_meter(path, runs, max_flows):
     except ImportError as e:
         print(f"[meter] skipped: {e}", file=sys.stderr)
         return None
+    t_read = time.perf_counter()
     cap = pcapy.open_offline(path)
     linktype = cap.datalink()
     batches = []
@@ -102,6 +103,7 @@ def bench_meter(path, runs, max_flows):
         batches.append((pk, meta))
         npk += len(meta) // 16
     del cap
+    t_read = time.perf_counter() - t_read
     times = []
     out = None
     for _ in range(runs):
@@ -116,12 +118,19 @@ def bench_meter(path, runs, max_flows):
         stats = m.stats()
         out = bufs
         del m
+    t0 = time.perf_counter()
     recs = records.unpack(b"".join(out))
+    t_unpack = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for r in recs:
+        json.dumps(r.as_dict())
+    t_json = time.perf_counter() - t0
     tot = {"records": len(recs), "packets": sum(r.packets for r in recs), "octets": sum(r.octets for r in recs),
            "ipv6_packets": sum(r.packets for r in recs if r.ipver == 6),
            "vlan_packets": sum(r.packets for r in recs if r.vlan),
            "end_reason": dict(collections.Counter(r.end_reason for r in recs))}
-    return {"read_packets": npk, "times": times, "best": min(times), "totals": tot, "stats": stats}
+    return {"read_packets": npk, "times": times, "best": min(times), "totals": tot, "stats": stats,
+            "t_read": t_read, "t_unpack": t_unpack, "t_json": t_json}
 
 
 # ---------------------------------------------------------------------------- NetFlow sink
@@ -156,12 +165,12 @@ class Sink:
 
     def take(self, quiet=0.2, limit=5.0):
         """Wait until nothing arrived for `quiet` seconds, then return and reset what came in."""
-        t_end = time.monotonic() + limit
-        while time.monotonic() < t_end:
+        t0 = time.monotonic()
+        while time.monotonic() < t0 + limit:
             with self.lock:
-                if time.monotonic() - self.last >= quiet:
+                if time.monotonic() - max(self.last, t0) >= quiet:
                     break
-            time.sleep(0.05)
+            time.sleep(0.02)
         with self.lock:
             d, self.datagrams = self.datagrams, []
         return d
@@ -211,19 +220,41 @@ def tally_v9(datagrams):
 
 # ---------------------------------------------------------------------------- whole-program runs
 
+GNU_TIME = "/usr/bin/time"
+RSS_FILE = os.path.join(tempfile.gettempdir(), f"pyprobe-bench-rss.{os.getpid()}")
+
+
 def run_timed(cmd, stdout=subprocess.DEVNULL, stderr_path=None):
-    """Wall seconds, peak RSS (MiB) and exit code of one child, via wait4."""
+    """Wall seconds, peak RSS (MiB) and exit code of one child.
+
+    Peak RSS is the child's ru_maxrss from wait4.  That number cannot come from this process's
+    own wait4: Linux starts an exec'ed child's maxrss at the hiwater RSS of the address space it
+    replaced, and subprocess forks with vfork, so every child would report at least this
+    process's RSS (hundreds of MiB once the capture is loaded for the metering loop).  GNU time
+    is a ~1 MiB process whose fork+exec child starts clean; it wait4()s and prints ru_maxrss (%M).
+    Without /usr/bin/time, our own wait4 is used and the figure is only an upper bound.
+    """
     err = open(stderr_path, "wb") if stderr_path else subprocess.DEVNULL
+    use_time = os.access(GNU_TIME, os.X_OK)
+    full = [GNU_TIME, "-f", "%M", "-o", RSS_FILE] + cmd if use_time else cmd
     try:
         t0 = time.perf_counter()
-        p = subprocess.Popen(cmd, stdout=stdout, stderr=err, stdin=subprocess.DEVNULL)
+        p = subprocess.Popen(full, stdout=stdout, stderr=err, stdin=subprocess.DEVNULL)
         _, status, ru = os.wait4(p.pid, 0)
         dt = time.perf_counter() - t0
         p.returncode = os.waitstatus_to_exitcode(status)
     finally:
         if stderr_path:
             err.close()
-    return dt, ru.ru_maxrss / 1024.0, p.returncode
+    rss_kib = ru.ru_maxrss
+    if use_time:
+        try:
+            with open(RSS_FILE) as f:
+                rss_kib = int(f.read().split()[-1])
+            os.unlink(RSS_FILE)
+        except (OSError, ValueError, IndexError):
+            rss_kib = float("nan")
+    return dt, rss_kib / 1024.0, p.returncode
 
 
 def pyprobe_cmd():
@@ -271,7 +302,7 @@ def check(label, got, want, key, issues, note=""):
     if want is None or got is None or key not in want or key not in got:
         return
     ok = got[key] == want[key]
-    mark = "ok" if ok else "MISMATCH"
+    mark = "ok" if ok else ("differs" if note else "MISMATCH")
     print(f"  {label:<28} {key:<13} got {got[key]:>12}  expected {want[key]:>12}  {mark}{note}")
     if not ok and not note:
         issues.append(f"{label}: {key} {got[key]} != expected {want[key]}")
@@ -313,8 +344,11 @@ def main():
         m = str(a.max_flows)
         tools = [("pyprobe --json -m " + m, pyprobe_cmd() + ["-r", path, "--json", "-m", m], "pyprobe")]
         if sink:
+            # -c none: no control socket.  With one, softflowd 1.1.0 in -r mode tests the revents of
+            # a pollfd array it never polled (stack garbage) and can block in accept() for ever,
+            # depending on the environment and argument lengths.
             sfd = ["softflowd", "-r", path, "-n", f"127.0.0.1:{sink.port}", "-v", "9", "-d",
-                   "-p", os.path.join(tmpd, "softflowd.pid"), "-c", os.path.join(tmpd, "softflowd.ctl")]
+                   "-p", os.path.join(tmpd, "softflowd.pid"), "-c", "none"]
             tools.append(("softflowd -v 9 -m " + m, sfd + ["-m", m], "softflowd"))
             tools.append(("softflowd -v 9 (default -m 8192)", sfd, "softflowd"))
         elif not a.no_softflowd:
@@ -377,12 +411,18 @@ def main():
     for name, pk, fl, sec, rss, _ in rows:
         print(f"{name:<34} {pk:>9} {fl:>8} {sec:>8.3f} {fmt_rate(npk, sec):>11} "
               f"{('%.1f' % rss) if rss is not None else '-':>13}")
-    print("(packets/flows: totals in each tool's own output; packets/s: capture packets / seconds)")
+    print("(packets/flows: totals in each tool's own output; packets/s: capture packets / seconds; "
+          + ("peak RSS: GNU time's ru_maxrss)" if os.access(GNU_TIME, os.X_OK)
+             else "peak RSS: wait4 ru_maxrss, an UPPER BOUND (includes this process's RSS at spawn))"))
     pp = next((n for n in cli if n.startswith("pyprobe")), None)
     for sf in [n for n in cli if n.startswith("softflowd")]:
         tp, ts = statistics.median(cli[pp]["times"]), statistics.median(cli[sf]["times"])
         rp, rs = max(cli[pp]["rss"]), max(cli[sf]["rss"])
         print(f"ratio pyprobe / {sf}: time {tp / ts:.2f}x, packets/s {ts / tp:.2f}x, peak RSS {rp / rs:.2f}x")
+    if mres:
+        print(f"in-process pieces (one pass each): next_batch read of the file {mres['t_read']:.3f} s, "
+              f"Meter.process+flush {mres['best']:.3f} s, records.unpack {mres['t_unpack']:.3f} s, "
+              f"as_dict+json.dumps {mres['t_json']:.3f} s")
     if mres and pp:
         print(f"metering loop share of the pyprobe run: {mres['best'] / statistics.median(cli[pp]['times']):.0%}")
 
