@@ -8,6 +8,8 @@ from libc.stdlib cimport calloc, free, realloc
 from libc.string cimport memcmp, memcpy, memset
 from cpython.bytes cimport PyBytes_FromStringAndSize
 
+import random
+
 from decode cimport (FlowKey, Packet, decode_packet, DECODED, IGNORE_REASONS, TH_FIN, TH_RST,
                      DLT_NULL, DLT_EN10MB, DLT_RAW_BSD, DLT_RAW_OPENBSD, DLT_RAW, DLT_LOOP,
                      DLT_LINUX_SLL, DLT_IPV4, DLT_IPV6, DLT_LINUX_SLL2)
@@ -151,6 +153,13 @@ cdef class Meter:
     cdef int64_t now
     cdef int64_t next_due            # no flow can be due before this clock value
     cdef uint64_t touch_counter
+    # 1-in-N packet sampling: keep the packet at position `sample_pick` of every run of N
+    cdef uint32_t sample_n
+    cdef uint32_t sample_pos
+    cdef uint32_t sample_pick
+    cdef bint sample_random
+    cdef uint64_t rng_state
+    cdef bint limit_32bit            # NetFlow v5 counters are 32-bit: end a flow before they wrap
     cdef char* out
     cdef Py_ssize_t out_len
     cdef Py_ssize_t out_cap
@@ -159,13 +168,15 @@ cdef class Meter:
     cdef uint64_t packets_metered
     cdef uint64_t octets_metered
     cdef uint64_t flows_created
+    cdef uint64_t sampled_out
     cdef uint64_t ignored[IGNORE_REASONS]
     cdef uint64_t ended[6]
     cdef uint64_t proto_packets[256]
     cdef uint64_t proto_octets[256]
     cdef uint64_t proto_flows[256]
 
-    def __cinit__(self, int linktype, int max_flows=65536, key_level="full", timeouts=None, uint32_t in_if=0):
+    def __cinit__(self, int linktype, int max_flows=65536, key_level="full", timeouts=None, uint32_t in_if=0,
+                  uint32_t sampling=1, sampling_mode="count", bint limit_32bit=False, seed=None):
         cdef uint64_t nslots = 1
         if linktype not in SUPPORTED_LINKTYPES:
             raise ValueError(f"unsupported link type {linktype}")
@@ -193,6 +204,15 @@ cdef class Meter:
         self.age_tail = NIL
         self.now = 0
         self.next_due = INT64_MAX
+        if sampling < 1:
+            raise ValueError("sampling interval must be at least 1")
+        if sampling_mode not in ("count", "random"):
+            raise ValueError(f"unknown sampling mode {sampling_mode!r}")
+        self.sample_n = sampling
+        self.sample_random = sampling_mode == "random"
+        self.rng_state = (random.Random(seed).getrandbits(64)) | 1
+        self.sample_pick = self._next_pick()
+        self.limit_32bit = limit_32bit
 
     def __dealloc__(self):
         free(self.flows)
@@ -219,6 +239,14 @@ cdef class Meter:
     def clock_us(self):
         return self.now
 
+    @property
+    def packets_ignored(self):
+        """Packets read but not metered: undecodable, or sampled out."""
+        cdef uint64_t total = self.sampled_out
+        for i in range(IGNORE_REASONS):
+            total += self.ignored[i]
+        return total
+
     def process(self, packets, meta):
         """Meter one batch; return the records of the flows it expired."""
         cdef const uint8_t[::1] buf = packets
@@ -237,6 +265,9 @@ cdef class Meter:
                 self.now = t
             if self.now >= self.next_due:
                 self._expire_due()
+            if self.sample_n > 1 and not self._sample():
+                self.sampled_out += 1
+                continue
             if <Py_ssize_t>m[2] + <Py_ssize_t>m[3] > buflen:
                 self.ignored[1] += 1       # cannot happen with pcapy-ng; guards the pointer below
                 continue
@@ -271,6 +302,8 @@ cdef class Meter:
             "packets_metered": self.packets_metered,
             "octets_metered": self.octets_metered,
             "packets_ignored": {name: self.ignored[i] for i, name in enumerate(IGNORE_REASON_NAMES)},
+            "packets_sampled_out": self.sampled_out,
+            "sampling": self.sample_n,
             "flows_created": self.flows_created,
             "flows_active": self.count,
             "records": {END_REASON_NAMES[r]: self.ended[r] for r in sorted(END_REASON_NAMES)},
@@ -280,6 +313,24 @@ cdef class Meter:
 
     # -- metering -----------------------------------------------------------
 
+    cdef inline bint _sample(self) noexcept:
+        """True for the one packet of each run of sample_n that is metered."""
+        cdef bint keep = self.sample_pos == self.sample_pick
+        self.sample_pos += 1
+        if self.sample_pos == self.sample_n:
+            self.sample_pos = 0
+            self.sample_pick = self._next_pick()
+        return keep
+
+    cdef inline uint32_t _next_pick(self) noexcept:
+        """Count-based sampling keeps the first packet of each run; random, any one (xorshift64)."""
+        if not self.sample_random:
+            return 0
+        self.rng_state ^= self.rng_state << 13
+        self.rng_state ^= self.rng_state >> 7
+        self.rng_state ^= self.rng_state << 17
+        return <uint32_t>(self.rng_state % self.sample_n)
+
     cdef void _meter(self, Packet* pkt) noexcept:
         cdef FlowKey key = pkt.key
         cdef uint32_t h
@@ -288,6 +339,9 @@ cdef class Meter:
         self._mask_key(&key)
         h = hash_key(&key)
         idx = self._lookup(&key, h)
+        if idx != NIL and self.limit_32bit and self._would_wrap(&self.flows[idx], pkt):
+            self._expire_flow(idx, END_ACTIVE)
+            idx = NIL
         if idx == NIL:
             if self.count == self.capacity:
                 self._expire_flow(self._least_recently_touched(), END_CACHE_FULL)
@@ -308,6 +362,9 @@ cdef class Meter:
         self.proto_octets[pkt.key.proto] += pkt.octets
         if key.proto == 6:
             self._check_tcp_end(idx)
+
+    cdef inline bint _would_wrap(self, const Flow* f, const Packet* pkt) noexcept:
+        return f.packets + 1 > 0xffffffffULL or f.octets + pkt.octets > 0xffffffffULL
 
     cdef inline void _mask_key(self, FlowKey* key) noexcept:
         """Zero the fields the key level does not track."""

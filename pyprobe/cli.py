@@ -8,9 +8,11 @@ import time
 
 from . import __version__, config
 from ._meter import DEFAULT_TIMEOUTS, SUPPORTED_LINKTYPES, Meter
+from .exporter import MIN_DATAGRAM, CollectorSpec, Exporter, ExportSettings
 from .output import JsonWriter, TableWriter
 from .records import unpack
 from .source import CaptureError, FileSource
+from .transport import parse_address
 from .summary import format_summary
 
 log = logging.getLogger("pyprobe")
@@ -85,35 +87,107 @@ class Parser(argparse.ArgumentParser):
 def build_parser():
     parser = Parser(prog="pyprobe", description=DESCRIPTION, epilog=EPILOG,
                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-r", dest="read", metavar="FILE", required=True,
-                        help="read packets from a capture file ('-' for standard input)")
-    parser.add_argument("-t", dest="timeouts", metavar="NAME=SECONDS", action="append", default=[],
-                        help="set a timeout (see timeouts below)")
-    parser.add_argument("-m", dest="max_flows", metavar="N", default="65536",
-                        help="most flows tracked at once (default 65536)")
-    parser.add_argument("-T", dest="level", metavar="LEVEL", default="full",
-                        help="tracking level: full, port, proto, ip, vlan or ether (default full)")
-    parser.add_argument("--json", action="store_true", help="print records as JSON lines")
-    parser.add_argument("--progress", choices=("auto", "always", "never"), default="auto",
+    add = parser.add_argument
+    add("-r", dest="read", metavar="FILE", help="read packets from a capture file ('-' for standard input)")
+    add("-f", dest="config", metavar="FILE", help="read settings from a TOML file (flags override it)")
+    add("-t", dest="timeouts", metavar="NAME=SECONDS", action="append", default=[],
+        help="set a timeout (see timeouts below)")
+    add("-m", dest="max_flows", metavar="N", help="most flows tracked at once (default 65536)")
+    add("-T", dest="level", metavar="LEVEL",
+        help="tracking level: full, port, proto, ip, vlan or ether (default full)")
+    add("-s", dest="sampling", metavar="N", help="meter 1 packet in N (default 1: every packet)")
+    add("--sampling", dest="sampling_mode", choices=("count", "random"),
+        help="count: the first packet of every N (default); random: a random one of every N")
+    export = parser.add_argument_group("export")
+    export.add_argument("-n", dest="collectors", metavar="HOST:PORT", action="append", default=[],
+                        help="send records to this collector (repeatable; IPv6 as [addr]:port)")
+    export.add_argument("-v", dest="export_version", metavar="5|9|10",
+                        help="NetFlow v5, v9 or IPFIX (10) (default 9)")
+    export.add_argument("-P", dest="transport", choices=("udp", "tcp"),
+                        help="transport to the collectors: udp (default) or tcp (IPFIX only)")
+    export.add_argument("-l", dest="round_robin", action="store_true", default=None,
+                        help="round robin: each datagram to the next collector, not to all")
+    export.add_argument("--source-id", metavar="N", help="v9 source ID / IPFIX observation domain (default 0)")
+    export.add_argument("--engine-type", metavar="N", help="NetFlow v5 engine type (default 0)")
+    export.add_argument("--engine-id", metavar="N", help="NetFlow v5 engine id (default 0)")
+    export.add_argument("--template-refresh", metavar="N",
+                        help="resend v9/IPFIX templates every N datagrams (default 20, 0: never)")
+    export.add_argument("--template-interval", metavar="SECONDS",
+                        help="and every this many seconds of flow clock (default 600, 0: never)")
+    export.add_argument("--max-datagram", metavar="BYTES",
+                        help="largest export datagram (default fits a 1500-byte MTU)")
+    output = parser.add_argument_group("output")
+    output.add_argument("--json", action="store_true",
+                        help="print records as JSON lines (with -n: print them as well)")
+    output.add_argument("--progress", choices=("auto", "always", "never"), default="auto",
                         help="progress line on standard error: auto shows it on a terminal for files "
                              "over 32 MiB or streams (default auto)")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no statistics at the end")
-    parser.add_argument("-d", dest="foreground", action="store_true",
+    output.add_argument("-q", "--quiet", action="store_true", help="no statistics at the end")
+    output.add_argument("-d", dest="foreground", action="store_true",
                         help="stay in the foreground (always so; accepted for softflowd users)")
-    parser.add_argument("-D", "--debug", action="store_true", help="log debugging detail")
-    parser.add_argument("--version", action="version", version=f"pyprobe {__version__}")
+    output.add_argument("-D", "--debug", action="store_true", help="log debugging detail")
+    output.add_argument("--version", action="version", version=f"pyprobe {__version__}")
     return parser
 
 
+def _pick(flag, table, key, default):
+    """A flag beats the config file, which beats the default."""
+    if flag is not None:
+        return flag
+    return table.get(key, default)
+
+
 def parse_settings(argv):
+    """Flags and config file -> one namespace of checked settings; UsageError if anything is off."""
     args = build_parser().parse_args(argv)
     try:
-        args.timeouts = config.parse_timeouts(args.timeouts)
-        args.max_flows = config.parse_max_flows(args.max_flows)
-        args.level = config.parse_key_level(args.level)
+        cfg = config.load_file(args.config) if args.config else {}
+        probe, export = cfg.get("probe", {}), cfg.get("export", {})
+        args.read = _pick(args.read, probe, "read", None)
+        if args.read is None:
+            raise ValueError("nothing to read: give a capture file with -r (or read = in the config file)")
+        args.timeouts = config.parse_timeouts(config.timeout_specs(cfg.get("timeouts", {})) + args.timeouts)
+        args.max_flows = config.parse_max_flows(_pick(args.max_flows, probe, "max_flows", 65536))
+        args.level = config.parse_key_level(_pick(args.level, probe, "tracking", "full"))
+        args.sampling = config.parse_count(_pick(args.sampling, probe, "sampling", 1), "sampling interval",
+                                           1, 2**31)
+        args.sampling_mode = _pick(args.sampling_mode, probe, "sampling_mode", "count")
+        if args.sampling_mode not in ("count", "random"):
+            raise ValueError(f"bad sampling mode {args.sampling_mode!r}: count or random")
+        args.export = ExportSettings(
+            source_id=config.parse_count(_pick(args.source_id, export, "source_id", 0), "source id", 0, 2**32 - 1),
+            engine_type=config.parse_count(_pick(args.engine_type, export, "engine_type", 0), "engine type", 0, 255),
+            engine_id=config.parse_count(_pick(args.engine_id, export, "engine_id", 0), "engine id", 0, 255),
+            template_refresh=config.parse_count(_pick(args.template_refresh, export, "template_refresh", 20),
+                                                "template refresh", 0, 2**31),
+            template_interval=config.parse_duration(str(_pick(args.template_interval, export,
+                                                              "template_interval", 600))),
+            max_datagram=(config.parse_count(_pick(args.max_datagram, export, "max_datagram", None),
+                                             "datagram size", MIN_DATAGRAM, 65507)
+                          if _pick(args.max_datagram, export, "max_datagram", None) is not None else None),
+            sampling=args.sampling, sampling_random=args.sampling_mode == "random")
+        args.round_robin = bool(_pick(args.round_robin, export, "round_robin", False))
+        args.collectors = collector_specs(args, cfg, export)
     except ValueError as e:
         raise UsageError(str(e)) from None
     return args
+
+
+def collector_specs(args, cfg, export):
+    """-n flags replace the config file's collectors; -v and -P apply to the -n ones."""
+    version = config.parse_version(_pick(args.export_version, export, "version", 9))
+    transport = args.transport or "udp"
+    if args.collectors:
+        specs = [CollectorSpec(address, version, transport) for address in args.collectors]
+    else:
+        specs = [CollectorSpec(c["address"], config.parse_version(c.get("version", version)),
+                               c.get("transport", transport))
+                 for c in cfg.get("collector", [])]
+    for spec in specs:
+        parse_address(spec.address)
+        if spec.transport == "tcp" and spec.version != 10:
+            raise ValueError(f"collector {spec.address}: TCP transport is for IPFIX (-v 10) only")
+    return specs
 
 
 class StopFlag:
@@ -164,21 +238,61 @@ def open_progress(source, mode):
     return Progress(sys.stderr, source.size)
 
 
-def run(args):
-    source = FileSource(args.read)
+class RecordSinks:
+    """Where expired records go: collectors, the screen, or both."""
+
+    def __init__(self, args, meter):
+        self.meter = meter
+        self.exporter = Exporter(args.collectors, args.export, args.round_robin) if args.collectors else None
+        self.writer = None
+        if args.json or self.exporter is None:
+            self.writer = JsonWriter(sys.stdout) if args.json else TableWriter(sys.stdout)
+        self.started = False
+
+    def put(self, records):
+        if self.exporter is not None:
+            now_ms = self.meter.clock_us // 1000
+            if not self.started:
+                self.exporter.start(now_ms)
+                self.started = True
+            if records:
+                self.exporter.export(records, now_ms, self.meter.packets_ignored)
+            self.exporter.pump()
+        if self.writer is not None and records:
+            self.writer.write(unpack(records))
+
+    def close(self):
+        if self.exporter is not None:
+            self.exporter.close()
+        sys.stdout.flush()
+
+    def statistics(self):
+        return self.exporter.statistics() if self.exporter is not None else []
+
+
+def open_source(path):
+    source = FileSource(path)
     if source.linktype not in SUPPORTED_LINKTYPES:
         name = LINKTYPE_NAMES.get(source.linktype, "unknown")
-        raise CaptureError(f"{args.read}: link type {source.linktype} ({name}) is not supported; "
+        raise CaptureError(f"{path}: link type {source.linktype} ({name}) is not supported; "
                            "pyprobe reads Ethernet, Linux SLL/SLL2, raw IP and BSD loopback")
-    meter = Meter(source.linktype, max_flows=args.max_flows, key_level=args.level, timeouts=args.timeouts)
-    writer = JsonWriter(sys.stdout) if args.json else TableWriter(sys.stdout)
+    return source
+
+
+def run(args):
+    source = open_source(args.read)
+    needs_32bit = any(spec.version == 5 for spec in args.collectors)
+    meter = Meter(source.linktype, max_flows=args.max_flows, key_level=args.level, timeouts=args.timeouts,
+                  sampling=args.sampling, sampling_mode=args.sampling_mode, limit_32bit=needs_32bit)
+    try:
+        sinks = RecordSinks(args, meter)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
     progress = open_progress(source, args.progress)
     stop = StopFlag(source)
     started = time.monotonic()
     for packets, meta in source.batches():
-        records = meter.process(packets, meta)
-        if records:
-            writer.write(unpack(records))
+        sinks.put(meter.process(packets, meta))
         if progress:
             progress.update(len(packets) + len(meta), source.packets, meter.active_flows)
         if stop.requested:
@@ -188,11 +302,12 @@ def run(args):
     source.close()
     if progress:
         progress.finish()
-    writer.write(unpack(meter.flush()))
-    sys.stdout.flush()
+    if meter.clock_us:
+        sinks.put(meter.flush())
+    sinks.close()
     stats = meter.stats()
     if not args.quiet:
-        print(format_summary(stats, time.monotonic() - started, source), file=sys.stderr)
+        print(format_summary(stats, time.monotonic() - started, source, sinks.statistics()), file=sys.stderr)
     if source.truncated and stats["packets_read"] == 0:
         log.error("%s: no packet could be read", args.read)
         return 2

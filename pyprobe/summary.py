@@ -3,13 +3,15 @@
 from .output import PROTOCOL_NAMES
 
 
-def format_summary(stats, seconds, source=None):
+def format_summary(stats, seconds, source=None, collectors=()):
     """Human-readable lines from Meter.stats() (plus the run time)."""
     read = stats["packets_read"]
     rate = read / seconds if seconds > 0 else 0.0
     lines = ["pyprobe statistics:",
              f"  packets read          {read:>12}   ({seconds:.2f} s, {rate:,.0f} packets/s)",
              f"  packets metered       {stats['packets_metered']:>12}   {stats['octets_metered']} octets"]
+    if stats["sampling"] > 1:
+        lines.append(f"  packets sampled out   {stats['packets_sampled_out']:>12}   (1 in {stats['sampling']} metered)")
     ignored = {name: n for name, n in stats["packets_ignored"].items() if n}
     lines.append(f"  packets ignored       {sum(ignored.values()):>12}"
                  + ("   " + ", ".join(f"{name} {n}" for name, n in ignored.items()) if ignored else ""))
@@ -24,4 +26,10 @@ def format_summary(stats, seconds, source=None):
         for proto, (flows, packets, octets) in sorted(stats["protocols"].items()):
             name = PROTOCOL_NAMES.get(proto, str(proto))
             lines.append(f"    {name:<8} {flows:>20} {packets:>12} {octets:>14}")
+    for c in collectors:
+        extra = "".join(f", {key.replace('_', ' ')} {c[key]}" for key in ("ipv6_not_sent", "dropped", "connections")
+                        if key in c)
+        lines.append(f"  export to {c['collector']} ({c['version']}): {c['datagrams']} datagrams, "
+                     f"{c['records']} records, {c['send_errors']} send errors, {c['template_sends']} template sends"
+                     + extra)
     return "\n".join(lines)

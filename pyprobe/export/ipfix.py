@@ -1,0 +1,96 @@
+"""IPFIX (RFC 7011) messages, information elements as IANA numbers them.
+
+Sequence number = data records (options data records included) sent in this
+observation domain before this message. Record times are absolute
+milliseconds, so replayed captures keep their dates whatever their jumps.
+"""
+
+import struct
+import sys
+
+from . import messages
+from .records import icmp_type_code
+from .templates import (DST_IPV4, DST_IPV6, DST_PORT, EXPORTED_MESSAGES, EXPORTED_RECORDS, EXPORTING_PROCESS_ID,
+                        FLOW_END_MS, FLOW_END_REASON, FLOW_START_MS, ICMP_TYPE, ICMP_TYPE_IPV6, IGNORED_PACKETS,
+                        INPUT_IF, IP_VERSION, OBSERVATION_DOMAIN_ID, OCTETS, OUTPUT_IF, PACKETS, PROTOCOL,
+                        SAMPLING_PACKET_INTERVAL, SAMPLING_PACKET_SPACE, SELECTOR_ALGORITHM, SRC_IPV4, SRC_IPV6,
+                        SRC_PORT, TCP_FLAGS, TOS, VLAN, OptionsTemplate, Template, attr, field)
+
+VERSION = 10
+HEADER = struct.Struct(">HHIII")
+HEADER_SIZE = HEADER.size
+TEMPLATE_SET_ID = 2
+OPTIONS_TEMPLATE_SET_ID = 3
+SELECTOR_SYSTEMATIC_COUNT = 1     # IANA selectorAlgorithm: systematic count-based sampling
+SELECTOR_RANDOM_N_OF_N = 3        # random n-out-of-N sampling
+EXPORTING_PROCESS = 1
+
+
+def _data_template(template_id, address_fmt, src_ie, dst_ie, icmp_ie):
+    return Template(template_id, [
+        field(OCTETS, "Q", attr("octets")),
+        field(PACKETS, "Q", attr("packets")),
+        field(FLOW_START_MS, "Q", attr("first_ms")),
+        field(FLOW_END_MS, "Q", attr("last_ms")),
+        field(src_ie, address_fmt, attr("src")),
+        field(dst_ie, address_fmt, attr("dst")),
+        field(INPUT_IF, "I", attr("in_if")),
+        field(OUTPUT_IF, "I", lambda r, c: 0),
+        field(SRC_PORT, "H", attr("sport")),
+        field(DST_PORT, "H", attr("dport")),
+        field(TCP_FLAGS, "H", attr("tcp_flags")),
+        field(VLAN, "H", attr("vlan")),
+        field(icmp_ie, "H", lambda r, c: icmp_type_code(r)),
+        field(PROTOCOL, "B", attr("proto")),
+        field(TOS, "B", attr("tos")),
+        field(FLOW_END_REASON, "B", attr("end_reason")),
+        field(IP_VERSION, "B", attr("ipver")),
+    ])
+
+
+TEMPLATES = {4: _data_template(256, "4s", SRC_IPV4, DST_IPV4, ICMP_TYPE),
+             6: _data_template(257, "16s", SRC_IPV6, DST_IPV6, ICMP_TYPE_IPV6)}
+SAMPLING_OPTIONS = OptionsTemplate(258, scope=[(OBSERVATION_DOMAIN_ID, 4)],
+                                   options=[(SAMPLING_PACKET_INTERVAL, 4), (SAMPLING_PACKET_SPACE, 4),
+                                            (SELECTOR_ALGORITHM, 2)])
+STATISTICS_OPTIONS = OptionsTemplate(259, scope=[(EXPORTING_PROCESS_ID, 4)],
+                                     options=[(EXPORTED_MESSAGES, 8), (EXPORTED_RECORDS, 8), (IGNORED_PACKETS, 8)])
+OPTIONS_DATA_RECORDS = 2
+
+
+def new_state(**settings):
+    return messages.TemplateState(**settings)
+
+
+def _options_template_record(options):
+    fields = options.scope + options.options
+    return struct.pack(f">HHH{2 * len(fields)}H", options.id, len(fields), len(options.scope),
+                       *options.pairs(fields))
+
+
+def control_sets(state, now_ms, ignored_packets):
+    """Data templates, the sampling and statistics options templates, and their data records."""
+    templates = b"".join(t.template_record() for t in TEMPLATES.values())
+    options_templates = b"".join(_options_template_record(o) for o in (SAMPLING_OPTIONS, STATISTICS_OPTIONS))
+    algorithm = SELECTOR_RANDOM_N_OF_N if state.sampling_random else SELECTOR_SYSTEMATIC_COUNT
+    sampling = SAMPLING_OPTIONS.pack([state.domain_id, 1, state.sampling_interval - 1, algorithm])
+    statistics = STATISTICS_OPTIONS.pack([EXPORTING_PROCESS, state.messages_sent, state.records_sent,
+                                          ignored_packets])
+    sets = (messages.set_bytes(TEMPLATE_SET_ID, templates, pad=False)
+            + messages.set_bytes(OPTIONS_TEMPLATE_SET_ID, options_templates, pad=False)
+            + messages.set_bytes(SAMPLING_OPTIONS.id, sampling, pad=False)
+            + messages.set_bytes(STATISTICS_OPTIONS.id, statistics, pad=False))
+    return sets, OPTIONS_DATA_RECORDS
+
+
+def message(state, now_ms, control, options_data_records, records, span):
+    body = control + messages.data_sets(sys.modules[__name__], records, None, pad=False)
+    header = HEADER.pack(VERSION, HEADER_SIZE + len(body), now_ms // 1000, state.sequence & 0xffffffff,
+                         state.domain_id)
+    state.sequence += options_data_records + len(records)
+    return header + body
+
+
+def encode(buf, state, now_ms, ignored_packets=0):
+    """Packed meter records -> IPFIX messages."""
+    return messages.encode(sys.modules[__name__], buf, state, now_ms, ignored_packets)

@@ -1,0 +1,100 @@
+"""Templates shared by the v9 and IPFIX encoders: which fields, how long, where from.
+
+A Template is a list of (element id, length, value getter); it packs records
+with one precompiled struct and describes itself as a template record.
+Element ids are the same numbers in RFC 3954 and IANA's IPFIX registry.
+"""
+
+import operator
+import struct
+
+_FORMAT_BY_LENGTH = {1: "B", 2: "H", 4: "I", 8: "Q"}
+
+# information elements (RFC 3954 names / IPFIX names)
+OCTETS = 1                 # IN_BYTES / octetDeltaCount
+PACKETS = 2                # IN_PKTS / packetDeltaCount
+PROTOCOL = 4               # PROTOCOL / protocolIdentifier
+TOS = 5                    # SRC_TOS / ipClassOfService
+TCP_FLAGS = 6              # TCP_FLAGS / tcpControlBits
+SRC_PORT = 7               # L4_SRC_PORT / sourceTransportPort
+SRC_IPV4 = 8               # IPV4_SRC_ADDR / sourceIPv4Address
+INPUT_IF = 10              # INPUT_SNMP / ingressInterface
+DST_PORT = 11              # L4_DST_PORT / destinationTransportPort
+DST_IPV4 = 12              # IPV4_DST_ADDR / destinationIPv4Address
+OUTPUT_IF = 14             # OUTPUT_SNMP / egressInterface
+LAST_SWITCHED = 21         # v9: uptime ms of the last packet
+FIRST_SWITCHED = 22        # v9: uptime ms of the first packet
+SRC_IPV6 = 27
+DST_IPV6 = 28
+ICMP_TYPE = 32             # ICMP_TYPE / icmpTypeCodeIPv4
+SAMPLING_INTERVAL = 34     # v9 options
+SAMPLING_ALGORITHM = 35
+EXPORTED_MESSAGES = 41     # exportedMessageTotalCount
+EXPORTED_RECORDS = 42      # exportedFlowRecordTotalCount
+VLAN = 58                  # SRC_VLAN / vlanId
+IP_VERSION = 60            # IP_PROTOCOL_VERSION / ipVersion
+FLOW_END_REASON = 136
+ICMP_TYPE_IPV6 = 139       # icmpTypeCodeIPv6
+EXPORTING_PROCESS_ID = 144
+OBSERVATION_DOMAIN_ID = 149
+FLOW_START_MS = 152        # flowStartMilliseconds
+FLOW_END_MS = 153          # flowEndMilliseconds
+IGNORED_PACKETS = 164      # ignoredPacketTotalCount
+SELECTOR_ALGORITHM = 304
+SAMPLING_PACKET_INTERVAL = 305
+SAMPLING_PACKET_SPACE = 306
+
+# v9 scope field type (RFC 3954 section 6.1)
+SCOPE_SYSTEM = 1
+
+
+def field(ie, fmt, getter):
+    """One template field: element id, struct format of its value, (record, context) -> value."""
+    return (ie, struct.calcsize(">" + fmt), fmt, getter)
+
+
+def attr(name):
+    """A getter reading one ExportRecord attribute."""
+    get = operator.attrgetter(name)
+    return lambda record, context: get(record)
+
+
+class Template:
+    """A data template: its id, its fields, and a packer for records."""
+
+    def __init__(self, template_id, fields):
+        self.id = template_id
+        self.fields = [(ie, length) for ie, length, _, _ in fields]
+        self.struct = struct.Struct(">" + "".join(fmt for _, _, fmt, _ in fields))
+        self.getters = [getter for _, _, _, getter in fields]
+        self.record_size = self.struct.size
+
+    def pack(self, record, context):
+        return self.struct.pack(*[get(record, context) for get in self.getters])
+
+    def template_record(self):
+        """Template ID, field count, then (type, length) pairs: the same in v9 and IPFIX."""
+        return struct.pack(f">HH{2 * len(self.fields)}H", self.id, len(self.fields),
+                           *[n for ie, length in self.fields for n in (ie, length)])
+
+
+class OptionsTemplate:
+    """An options template: scope fields, then option fields, with their values."""
+
+    def __init__(self, template_id, scope, options):
+        self.id = template_id
+        self.scope = scope            # [(ie, length)]
+        self.options = options        # [(ie, length)]
+        self.struct = struct.Struct(">" + "".join(_FORMAT_BY_LENGTH[length] for _, length in scope + options))
+        self.record_size = self.struct.size
+
+    def pack(self, values):
+        return self.struct.pack(*values)
+
+    @staticmethod
+    def pairs(fields):
+        return [n for ie, length in fields for n in (ie, length)]
+
+
+def pad4(data):
+    return data + b"\0" * (-len(data) % 4)

@@ -1,0 +1,36 @@
+"""sysUptime-relative times for NetFlow v5 and v9.
+
+v5 and v9 give a record's first/last as milliseconds of exporter uptime, and the
+header gives the uptime and the wall time of export: a collector computes
+absolute time = export time - (uptime - first). Those are 32-bit counters, and a
+replayed capture may jump by years, so each datagram gets an export time and a
+boot time under which all its records fit, and the records are grouped so that
+they can. In the common case the boot time stays put and the uptime just runs.
+"""
+
+SAFE_MS = 2**31 - 1        # collectors differ on signed/unsigned arithmetic: stay in the safe half
+BOOT_LEAD_MS = 60_000      # "booted" a minute before the first flow: nfdump reads an uptime of 0 as no time
+MAX_SPAN_MS = SAFE_MS - 2 * BOOT_LEAD_MS
+
+
+class Uptime:
+    def __init__(self):
+        self.boot_ms = None
+
+    def header_times(self, now_ms, first_ms, last_ms):
+        """(export_ms, uptime_ms) for a datagram whose records span first_ms..last_ms.
+
+        The export time is a whole second (the v9 header has no finer field),
+        rounded up so that no record ends after it."""
+        export_ms = now_ms if now_ms - first_ms <= MAX_SPAN_MS else last_ms
+        export_ms = -(-export_ms // 1000) * 1000
+        if self.boot_ms is None or self.boot_ms > first_ms or export_ms - self.boot_ms > SAFE_MS:
+            self.boot_ms = first_ms - BOOT_LEAD_MS      # first run, or a replayed time jump: "reboot"
+        return export_ms, export_ms - self.boot_ms
+
+    def relative(self, ms):
+        return ms - self.boot_ms
+
+
+def fits_span(first_ms, last_ms):
+    return last_ms - first_ms <= MAX_SPAN_MS

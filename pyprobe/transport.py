@@ -1,0 +1,173 @@
+"""Sending export messages to a collector without ever blocking the meter.
+
+UDP: a connected, non-blocking socket; a refused or unreachable collector costs
+a counted error and, at most once a minute, a log line. TCP (IPFIX, RFC 7011
+section 10.4): a non-blocking stream with a bounded queue of whole messages,
+reconnecting after a drop; every new connection starts with the templates.
+"""
+
+import errno
+import logging
+import socket
+import time
+
+log = logging.getLogger(__name__)
+
+LOG_INTERVAL = 60.0          # seconds between repeated complaints about one collector
+RECONNECT_INTERVAL = 1.0     # seconds between TCP connection attempts
+TCP_QUEUE_LIMIT = 4 << 20    # bytes waiting for a TCP collector before messages are dropped
+TCP_DRAIN_SECONDS = 5.0      # at shutdown, how long to wait for a TCP collector to take the rest
+
+
+def parse_address(text):
+    """'host:port' or '[v6addr]:port' -> (host, port)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"bad collector address {text!r}: expected host:port or [ipv6]:port")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError(f"bad collector address {text!r}: write an IPv6 address as [addr]:port")
+    return host, int(port)
+
+
+def resolve(host, port, kind):
+    try:
+        family, _, _, _, sockaddr = socket.getaddrinfo(host, port, type=kind)[0]
+    except socket.gaierror as e:
+        raise ValueError(f"cannot resolve collector {host}: {e.strerror}") from None
+    return family, sockaddr
+
+
+class _RateLimitedLog:
+    def __init__(self, name):
+        self.name = name
+        self.next_time = 0.0
+
+    def warn(self, message, *args):
+        now = time.monotonic()
+        if now >= self.next_time:
+            self.next_time = now + LOG_INTERVAL
+            log.warning("collector %s: " + message, self.name, *args)
+
+
+class UdpTransport:
+    def __init__(self, name, host, port):
+        self.name = name
+        self.family, sockaddr = resolve(host, port, socket.SOCK_DGRAM)
+        self.sock = socket.socket(self.family, socket.SOCK_DGRAM)
+        self.sock.setblocking(False)
+        self.sock.connect(sockaddr)     # connected: the kernel reports a refusing collector to us
+        self.errors = 0
+        self.log = _RateLimitedLog(name)
+
+    def send(self, message):
+        try:
+            self.sock.send(message)
+            return True
+        except OSError as e:
+            self.errors += 1
+            self.log.warn("send failed: %s (counted; pyprobe keeps running)", e.strerror or e)
+            return False
+
+    def close(self):
+        self.sock.close()
+
+
+class TcpTransport:
+    """IPFIX over TCP. `templates` is a callable giving a templates-only message for a new connection."""
+
+    def __init__(self, name, host, port, templates):
+        self.name = name
+        self.family, self.sockaddr = resolve(host, port, socket.SOCK_STREAM)
+        self.templates = templates
+        self.sock = None
+        self.connected = False
+        self.queue = []                 # whole messages; queue[0] may be partly sent
+        self.sent_of_first = 0
+        self.queued_bytes = 0
+        self.next_attempt = 0.0
+        self.errors = 0
+        self.dropped = 0
+        self.connections = 0
+        self.log = _RateLimitedLog(name)
+
+    def send(self, message):
+        if self.queued_bytes + len(message) > TCP_QUEUE_LIMIT:
+            self.dropped += 1
+            self.log.warn("queue full, message dropped (counted)")
+            return False
+        self.queue.append(message)
+        self.queued_bytes += len(message)
+        self.pump()
+        return True
+
+    def pump(self):
+        """Connect if needed and write what the socket takes now."""
+        if not self.connected and not self._connect():
+            return
+        while self.queue:
+            try:
+                n = self.sock.send(memoryview(self.queue[0])[self.sent_of_first:])
+            except BlockingIOError:
+                return
+            except OSError as e:
+                self._lost(e)
+                return
+            self.sent_of_first += n
+            if self.sent_of_first == len(self.queue[0]):
+                self.queued_bytes -= len(self.queue.pop(0))
+                self.sent_of_first = 0
+
+    def _connect(self):
+        if self.sock is None:
+            if time.monotonic() < self.next_attempt:
+                return False
+            self.next_attempt = time.monotonic() + RECONNECT_INTERVAL
+            self.sock = socket.socket(self.family, socket.SOCK_STREAM)
+            self.sock.setblocking(False)
+            code = self.sock.connect_ex(self.sockaddr)
+            if code not in (0, errno.EINPROGRESS):
+                self._lost(OSError(code, errno.errorcode.get(code, str(code))))
+                return False
+        code = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if code:
+            self._lost(OSError(code, errno.errorcode.get(code, str(code))))
+            return False
+        try:
+            self.sock.getpeername()
+        except OSError:
+            return False                # still connecting
+        self.connected = True
+        self.connections += 1
+        if self.connections > 1:
+            log.info("collector %s: reconnected", self.name)
+        # A new connection knows no templates: they go first, before anything queued.
+        greeting = self.templates()
+        self.queue.insert(0, greeting)
+        self.queued_bytes += len(greeting)
+        return True
+
+    def _lost(self, error):
+        self.errors += 1
+        self.log.warn("connection failed: %s (counted; will reconnect)", error.strerror or error)
+        if self.sent_of_first:           # half a message is garbage to the collector: drop it
+            self.queued_bytes -= len(self.queue.pop(0))
+            self.sent_of_first = 0
+            self.dropped += 1
+        if self.sock is not None:
+            self.sock.close()
+        self.sock = None
+        self.connected = False
+
+    def close(self):
+        deadline = time.monotonic() + TCP_DRAIN_SECONDS
+        while self.queue and time.monotonic() < deadline:
+            self.pump()
+            if self.queue:
+                time.sleep(0.01)
+        if self.queue:
+            self.dropped += len(self.queue)
+            log.warning("collector %s: %d messages not delivered at exit", self.name, len(self.queue))
+        if self.sock is not None:
+            self.sock.close()
