@@ -25,8 +25,8 @@ LINKTYPE_NAMES = {0: "BSD loopback", 1: "Ethernet", 9: "PPP", 10: "FDDI", 12: "r
 DESCRIPTION = """\
 pyprobe meters IP traffic into flows, the way a NetFlow-enabled router does, and
 hands out one record per flow when the flow ends. It reads a capture file (pcap or
-pcapng, plain or gzip-compressed, or standard input) and, with no collector given,
-prints the records."""
+pcapng, plain or gzip-compressed, or standard input) and sends the records to
+NetFlow v5/v9 or IPFIX collectors, or, with no collector given, prints them."""
 
 EPILOG = f"""\
 timeouts (-t name=seconds, repeatable, applied in order; suffixes s m h d w allowed):
@@ -58,8 +58,29 @@ input:
   When reading a file, packet timestamps are the clock: the same file always gives
   the same records.
 
+export:
+  -n host:port sends the records to a collector as NetFlow v9 (default), v5
+  (-v 5) or IPFIX (-v 10), over UDP, or TCP for IPFIX (-P tcp). Give -n several
+  times to send every datagram to every collector, or add -l to send each datagram
+  to the next one in turn. v9 and IPFIX templates go out at start, every
+  --template-refresh datagrams and every --template-interval seconds of flow
+  clock (over TCP once per connection), and on SIGUSR1. Times in the records are
+  the packets' times, also when a replayed capture jumps by years. An unreachable
+  collector is logged (once a minute) and counted; pyprobe keeps running.
+  v5 carries no IPv6: such flows are counted and not sent, and flows end before
+  their 32-bit v5 counters would wrap. With -s N, one packet in N is metered and
+  the interval is announced (v5 header, v9 and IPFIX options records).
+
+config file (-f FILE, TOML; flags override it):
+  [probe]     read, max_flows, tracking, sampling, sampling_mode
+  [timeouts]  any -t name = seconds
+  [export]    version, round_robin, source_id, engine_type, engine_id,
+              template_refresh, template_interval, max_datagram
+  [[collector]]  address = "host:port", version = 5|9|10, transport = "udp"|"tcp"
+              (one table per collector; -n on the command line replaces them)
+
 output:
-  A table on standard output, or with --json one JSON object per record with the
+  With no collector, a table on standard output, or with --json one JSON object per record with the
   keys src dst ipver proto sport dport packets octets start end tcp_flags tos vlan
   in_if src_mac dst_mac mpls_label end_reason (idle, active, tcp_end, cache_full,
   eof). Statistics go to standard error at the end.
@@ -68,6 +89,8 @@ examples:
   pyprobe -r capture.pcap
   pyprobe -r capture.pcapng --json -t inactive=60 -t active=300 > flows.json
   zcat old.pcap.gz | pyprobe -r - -T proto
+  pyprobe -r capture.pcap -n 127.0.0.1:2055 -v 10
+  pyprobe -r capture.pcap -n collector1:9995 -n [2001:db8::9]:9995 -s 100
 
 exit status:
   0 success; 2 bad usage, or input that cannot be used (not a capture, an
@@ -190,20 +213,26 @@ def collector_specs(args, cfg, export):
     return specs
 
 
-class StopFlag:
-    """Set by SIGINT/SIGTERM: the run stops reading, expires every flow and reports."""
+class Signals:
+    """SIGINT/SIGTERM: stop reading, expire every flow, report. SIGUSR1: resend templates."""
 
-    def __init__(self, source):
-        self.requested = False
+    def __init__(self, source, sinks):
+        self.stop_requested = False
         self.source = source
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, self._request)
+        self.sinks = sinks
+        for sig, handler in ((signal.SIGINT, self._stop), (signal.SIGTERM, self._stop),
+                             (signal.SIGUSR1, self._templates)):
+            signal.signal(sig, handler)
             # Restart interrupted reads: a stream's feeder ends it cleanly instead (see source.py).
             signal.siginterrupt(sig, False)
 
-    def _request(self, signum, frame):
-        self.requested = True
+    def _stop(self, signum, frame):
+        self.stop_requested = True
         self.source.stop()
+
+    def _templates(self, signum, frame):
+        if self.sinks.exporter is not None:
+            self.sinks.exporter.request_templates()
 
 
 class Progress:
@@ -289,15 +318,15 @@ def run(args):
     except ValueError as e:
         raise UsageError(str(e)) from None
     progress = open_progress(source, args.progress)
-    stop = StopFlag(source)
+    signals = Signals(source, sinks)
     started = time.monotonic()
     for packets, meta in source.batches():
         sinks.put(meter.process(packets, meta))
         if progress:
             progress.update(len(packets) + len(meta), source.packets, meter.active_flows)
-        if stop.requested:
+        if signals.stop_requested:
             break
-    if stop.requested:
+    if signals.stop_requested:
         log.warning("stopped by a signal: expiring every flow")
     source.close()
     if progress:

@@ -72,6 +72,33 @@ def _udp_port_bound(port, host="127.0.0.1"):
 # --------------------------------------------------------------------------
 # nfcapd / nfdump
 
+def udp_rx_queue(port, host="127.0.0.1"):
+    """Bytes waiting in the receive queue of the UDP socket bound to host:port
+    (from /proc/net/udp), or None if no such socket is found."""
+    want = "%08X:%04X" % (struct.unpack("<I", socket.inet_aton(host))[0], port)
+    try:
+        with open("/proc/net/udp") as f:
+            next(f)
+            for line in f:
+                cols = line.split()
+                if len(cols) > 4 and cols[1] == want:
+                    return int(cols[4].split(":")[1], 16)
+    except OSError:
+        return None
+    return None
+
+
+def wait_rx_drained(port, host="127.0.0.1", timeout=10.0):
+    """Wait until the socket on host:port has read every queued datagram."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        q = udp_rx_queue(port, host)
+        if not q:
+            return True
+        time.sleep(0.01)
+    return False
+
+
 class CollectorError(RuntimeError):
     pass
 
@@ -96,12 +123,12 @@ class NfcapdCollector:
     """
 
     def __init__(self, port=None, host="127.0.0.1", bufsize=4 * 1024 * 1024,
-                 startup_timeout=10.0, settle=0.3):
+                 startup_timeout=10.0, settle=0.05):
         self.host = host
         self.port = port
         self.bufsize = bufsize
         self.startup_timeout = startup_timeout
-        self.settle = settle          # seconds to wait before SIGTERM (socket drain)
+        self.settle = settle          # extra seconds after the socket queue drained
         self.tmp = None
         self.flowdir = None
         self.proc = None
@@ -158,6 +185,7 @@ class NfcapdCollector:
     def stop(self):
         if self.proc is None or self.proc.poll() is not None:
             return
+        wait_rx_drained(self.port, self.host)
         time.sleep(self.settle)
         self.proc.send_signal(signal.SIGTERM)
         try:
@@ -298,7 +326,7 @@ class UdpSink:
     until no datagram arrived for `idle` seconds.
     """
 
-    def __init__(self, host="127.0.0.1", port=0, idle=0.3, bufsize=8 * 1024 * 1024):
+    def __init__(self, host="127.0.0.1", port=0, idle=0.15, bufsize=8 * 1024 * 1024):
         self.host = host
         self.idle = idle
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)

@@ -55,6 +55,8 @@ MARKER_SRC = "198.51.100.254"
 MARKER_DST = "203.0.113.254"
 MARKER_PORT = 65535
 MARKER_KEY = (4, MARKER_SRC, MARKER_DST, 17, MARKER_PORT, MARKER_PORT)
+PROBE_PORT = 65534
+PROBE_KEY = (4, MARKER_SRC, MARKER_DST, 17, PROBE_PORT, PROBE_PORT)
 
 
 class NfacctdError(RuntimeError):
@@ -85,14 +87,15 @@ def _norm(text):
     return socket.inet_ntop(fam, socket.inet_pton(fam, text))
 
 
-def marker_datagram(nonce):
-    """A NetFlow v5 datagram with one flow: MARKER_KEY, 1 packet, `nonce` octets."""
+def marker_datagram(nonce, port=MARKER_PORT):
+    """A NetFlow v5 datagram with one flow: MARKER_SRC:port -> MARKER_DST:port UDP,
+    1 packet, `nonce` octets."""
     now = int(time.time())
     header = struct.pack("!HHIIIIBBH", 5, 1, 1000, now, 0, 0, 0, 0, 0)
     record = struct.pack("!4s4s4sHHIIIIHHBBBBHHBBH",
                          socket.inet_aton(MARKER_SRC), socket.inet_aton(MARKER_DST),
                          b"\0\0\0\0", 0, 0, 1, nonce, 1000, 1000,
-                         MARKER_PORT, MARKER_PORT, 0, 0, 17, 0, 0, 0, 0, 0, 0)
+                         port, port, 0, 0, 17, 0, 0, 0, 0, 0, 0)
     assert len(record) == 48
     return header + record
 
@@ -121,7 +124,7 @@ class NfacctdCollector:
     running); wait: seconds to wait for the marker before giving up.
     """
 
-    def __init__(self, port=None, host="127.0.0.1", refresh=1, wait=30.0, startup_timeout=10.0):
+    def __init__(self, port=None, host="127.0.0.1", refresh=1, wait=30.0, startup_timeout=20.0):
         self.host = host
         self.port = port
         self.refresh = refresh
@@ -178,11 +181,23 @@ class NfacctdCollector:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 return False
-            if "waiting for NetFlow/IPFIX data on" in self.log():
-                # the print plugin announces its cache once it is ready
-                if "cache entries=" in self.log():
-                    return True
+            if "waiting for NetFlow/IPFIX data on" in self.log() and "cache entries=" in self.log():
+                break
             time.sleep(0.02)
+        else:
+            self._kill()
+            return False
+        # Ready only once a flow sent now comes out: data that reaches a freshly started
+        # nfacctd can be lost (seen with IPFIX sent right after the log says it listens).
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            while time.monotonic() < deadline:
+                s.sendto(marker_datagram(1, PROBE_PORT), (self.host, port))
+                time.sleep(0.2)
+                if any((row[0], row[1], row[2]) == (MARKER_SRC, MARKER_DST, str(PROBE_PORT))
+                       for row in self._rows()):
+                    return True
+                if self.proc.poll() is not None:
+                    return False
         self._kill()
         return False
 
@@ -207,7 +222,8 @@ class NfacctdCollector:
 
     def _marker_seen(self):
         for row in self._rows():
-            if (row[0], row[1]) == (MARKER_SRC, MARKER_DST) and int(row[6]) == self.nonce:
+            if (row[0], row[1], row[2]) == (MARKER_SRC, MARKER_DST, str(MARKER_PORT)) \
+                    and int(row[6]) == self.nonce:
                 return True
         return False
 
@@ -264,7 +280,7 @@ class NfacctdCollector:
                 src, dst, sport, dport, proto, packets, octets = row[:7]
                 src, dst = _norm(src), _norm(dst)
                 key = (6 if ":" in src else 4, src, dst, int(proto), int(sport), int(dport))
-                if key == MARKER_KEY:
+                if key in (MARKER_KEY, PROBE_KEY):
                     continue
                 entry = out.setdefault(key, [0, 0])
                 entry[0] += int(packets)

@@ -1,0 +1,230 @@
+"""Interop: pyprobe exports (NetFlow v5, v9, IPFIX) received by nfcapd and read back by nfdump.
+
+For every capture under ../shared/pcaps/corpus whose link type pyprobe decodes
+(new files are picked up automatically) and every export version, one nfcapd is
+started, `pyprobe -r FILE -n 127.0.0.1:PORT -v V` exports into it, and what nfdump
+decodes is compared with:
+
+  * tests/reference.py (independent decoder): per key (ipver, src, dst, proto,
+    sport, dport) packets and octets.  ICMP/ICMPv6 type*256+code is part of the
+    key's dport, so it must reach nfdump (JSON icmp_type/icmp_code; CSV dp);
+  * the capture's packet times: per key, the earliest record start equals the
+    key's first packet time and the latest record end the key's last packet
+    time, in ms truncated, the packet time being the running maximum of the
+    timestamps so far (pyprobe's clock never goes backwards);
+  * pyprobe's own `--json` run of the same file: every nfdump record's
+    first/last (ms) equal the start/end of a matching pyprobe record (matched as
+    multisets on key + packets + octets);
+  * nfdump's own bookkeeping: 0 sequence failures.
+
+v5 cannot carry IPv6: for v5 only the IPv4 keys are compared and no IPv6 flow
+may show up.
+"""
+
+import functools
+import json
+import subprocess
+import sys
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import reference  # noqa: E402
+from collectors import CORPUS, REPO, NfcapdCollector  # noqa: E402
+
+PYPROBE = str(REPO / ".venv" / "bin" / "pyprobe")
+CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".gz", ".pcap.gz", ".pcapng.gz")
+
+
+def _captures():
+    """(relative name, supported) for every capture file in the corpus."""
+    out = []
+    for path in sorted(CORPUS.rglob("*")):
+        if not path.is_file() or not path.name.endswith(CAPTURE_SUFFIXES):
+            continue
+        try:
+            reference.read(path)
+        except reference.UnsupportedLinkType:
+            continue
+        except Exception:           # not a capture at all: not this file's business
+            continue
+        out.append(path)
+    return out
+
+
+CAPTURES = _captures()
+
+# Known pyprobe export bugs: {(relative capture, version): reason}.  Filled in
+# from failures observed against pyprobe; each entry is xfail(strict=True).
+KNOWN_BUGS = {}
+
+
+def _params():
+    for path in CAPTURES:
+        rel = str(path.relative_to(CORPUS))
+        for version in (5, 9, 10):
+            marks = []
+            reason = KNOWN_BUGS.get((rel, version))
+            if reason:
+                marks.append(pytest.mark.xfail(strict=True, reason=reason))
+            yield pytest.param(path, version, id="%s-v%d" % (rel, version), marks=marks)
+
+
+def key_of(rec):
+    return (rec["ipver"], rec["src"], rec["dst"], rec["proto"], rec["sport"], rec["dport"])
+
+
+@functools.lru_cache(maxsize=None)
+def ground_truth(path):
+    """Reference totals and, per key, first/last packet time (running max clock, ms truncated)."""
+    totals = reference.totals(path).totals
+    first, last = {}, {}
+    now = None
+    for t, decoded in reference.walk(path):
+        now = t if now is None else max(now, t)
+        if decoded is None:
+            continue
+        key = decoded[:6]
+        first.setdefault(key, now // 1000)
+        last[key] = now // 1000
+    return totals, first, last
+
+
+@functools.lru_cache(maxsize=None)
+def pyprobe_json(path):
+    """pyprobe's own records of the file: Counter of (key, packets, octets, first_ms, last_ms)."""
+    res = subprocess.run([PYPROBE, "-r", str(path), "--json", "-q"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, timeout=300)
+    assert res.returncode == 0, res.stderr.decode(errors="replace")
+    out = []
+    for line in res.stdout.decode().splitlines():
+        r = json.loads(line)
+        out.append((key_of(r), r["packets"], r["octets"],
+                    int(round(r["start"] * 1e6)) // 1000, int(round(r["end"] * 1e6)) // 1000))
+    return out
+
+
+def export(path, version, port):
+    res = subprocess.run([PYPROBE, "-r", str(path), "-n", "127.0.0.1:%d" % port,
+                          "-v", str(version), "-q"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=300)
+    return res
+
+
+def _fmt(items, limit=10):
+    items = sorted(items, key=str)
+    text = "\n  ".join(str(i) for i in items[:limit])
+    more = "" if len(items) <= limit else "\n  ... %d more" % (len(items) - limit)
+    return "\n  " + text + more
+
+
+@pytest.mark.parametrize("path,version", list(_params()))
+def test_nfdump_receives_pyprobe_export(path, version):
+    totals, first, last = ground_truth(path)
+    if version == 5:
+        totals = {k: v for k, v in totals.items() if k[0] == 4}
+
+    with NfcapdCollector() as col:
+        res = export(path, version, col.port)
+    try:
+        assert res.returncode == 0, res.stderr.decode(errors="replace")
+        records = col.records()
+        seq_failures = col.sequence_failures()
+        csv_rows = col.csv_rows() if any(k[3] in (1, 58) for k in totals) else []
+    finally:
+        col.cleanup()
+
+    problems = []
+
+    # -- per key packets / octets against the reference decoder
+    got = defaultdict(lambda: [0, 0])
+    for r in records:
+        got[key_of(r)][0] += r["packets"]
+        got[key_of(r)][1] += r["octets"]
+    got = dict(got)
+    missing = [(k, totals[k]) for k in totals if k not in got]
+    extra = [(k, got[k]) for k in got if k not in totals]
+    wrong = [(k, "expected", totals[k], "nfdump", got[k]) for k in totals
+             if k in got and got[k] != totals[k]]
+    if missing:
+        problems.append("%d keys missing in nfdump (key, [packets, octets]):%s"
+                        % (len(missing), _fmt(missing)))
+    if extra:
+        problems.append("%d keys in nfdump not in the capture:%s" % (len(extra), _fmt(extra)))
+    if wrong:
+        problems.append("%d keys with wrong packets/octets:%s" % (len(wrong), _fmt(wrong)))
+    if version == 5:
+        v6 = [r for r in records if r["ipver"] == 6]
+        if v6:
+            problems.append("v5 export carried %d IPv6 records" % len(v6))
+
+    # -- ICMP type/code in the destination port, in nfdump's CSV (dp = type*256+code)
+    if csv_rows:
+        icmp_ref = Counter()
+        for k, (p, o) in totals.items():
+            if k[3] in (1, 58):
+                icmp_ref[(k[1], k[2], k[5])] += p
+        icmp_csv = Counter()
+        for row in csv_rows:
+            if row.get("pr") in ("ICMP", "ICMP6", "1", "58"):
+                icmp_csv[(reference_addr(row["sa"]), reference_addr(row["da"]),
+                          int(row["dp"]))] += int(row["ipkt"])
+        if icmp_csv != icmp_ref:
+            problems.append("ICMP (src, dst, type*256+code) -> packets differ between the capture "
+                            "and nfdump -o csv dp:\n  expected %s\n  nfdump   %s"
+                            % (sorted(icmp_ref.items())[:10], sorted(icmp_csv.items())[:10]))
+
+    # -- record times against the capture's packet times
+    firsts, lasts = {}, {}
+    for r in records:
+        k = key_of(r)
+        firsts[k] = min(firsts.get(k, r["first_ms"]), r["first_ms"])
+        lasts[k] = max(lasts.get(k, r["last_ms"]), r["last_ms"])
+        if r["last_ms"] < r["first_ms"]:
+            problems.append("record ends before it starts: %s first %d last %d"
+                            % (k, r["first_ms"], r["last_ms"]))
+    bad_first = [(k, "expected", first[k], "nfdump", firsts[k], "diff ms", firsts[k] - first[k])
+                 for k in firsts if k in first and firsts[k] != first[k]]
+    bad_last = [(k, "expected", last[k], "nfdump", lasts[k], "diff ms", lasts[k] - last[k])
+                for k in lasts if k in last and lasts[k] != last[k]]
+    if bad_first:
+        problems.append("%d keys whose earliest first (ms) is not the key's first packet time:%s"
+                        % (len(bad_first), _fmt(bad_first)))
+    if bad_last:
+        problems.append("%d keys whose latest last (ms) is not the key's last packet time:%s"
+                        % (len(bad_last), _fmt(bad_last)))
+
+    # -- every record's first/last equal pyprobe's own --json record (multiset match)
+    own = Counter(r for r in pyprobe_json(path) if version != 5 or r[0][0] == 4)
+    exported = Counter((key_of(r), r["packets"], r["octets"], r["first_ms"], r["last_ms"])
+                       for r in records)
+    if own != exported:
+        only_own = own - exported
+        only_nf = exported - own
+        problems.append("records (key, packets, octets, first_ms, last_ms) differ from pyprobe --json:"
+                        "\n only in --json:%s\n only in nfdump:%s"
+                        % (_fmt(only_own.elements()), _fmt(only_nf.elements())))
+
+    # -- nfdump's sequence check
+    if seq_failures != 0:
+        problems.append("nfdump reports %d sequence failures" % seq_failures)
+
+    assert not problems, "%s -v %d:\n%s" % (path.relative_to(CORPUS), version, "\n".join(problems))
+
+
+def reference_addr(text):
+    """Normalise an address the way reference.py prints it."""
+    import socket
+    for fam in (socket.AF_INET, socket.AF_INET6):
+        try:
+            return socket.inet_ntop(fam, socket.inet_pton(fam, text))
+        except (OSError, ValueError):
+            pass
+    return text
+
+
+def test_corpus_is_not_empty():
+    assert len(CAPTURES) >= 10, "corpus not found or mostly unsupported: %s" % CORPUS
