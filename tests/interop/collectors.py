@@ -616,36 +616,47 @@ def tshark_decode(pcap, port):
     return frames
 
 
-def tshark_expert(pcap, port):
-    """Malformed packets and expert-info errors/warnings tshark reports for the pcap.
+EXPERT_WARN = 0x00600000     # _ws.expert.severity: chat 0x200000, note 0x400000, warn 0x600000, error 0x800000
 
-    Returns a list of strings (empty = clean): expert lines of severity error
-    (and 'Malformed' / 'Exception' lines), plus one line per frame that carries
-    _ws.malformed or _ws.expert with severity error.
+
+def tshark_expert(pcap, port, min_severity=EXPERT_WARN):
+    """Malformed packets and expert items (severity >= warning by default) that
+    tshark reports for the pcap.
+
+    Returns a list of strings, empty when clean: one line per expert item
+    ("frame N severity 0x.. group 0x..: message"), any frame tshark marks
+    _ws.malformed, and tshark's own errors (stderr other than the root notice).
+    (tshark's cflow dissector reports e.g. "Data (N bytes), no template found"
+    as Warning/Malformed; `-z expert` prints nothing with -q in 4.0, so the
+    per-frame expert fields are read instead.)
     """
     problems = []
-    dec = ["-d", "udp.port==%d,cflow" % port]
-    res = _tshark(["-r", str(pcap)] + dec + ["-q", "-z", "expert,error"])
-    if res.returncode != 0:
-        problems.append("tshark exit %d: %s" % (res.returncode, res.stderr.decode(errors="replace")))
-    text = res.stdout.decode(errors="replace")
-    in_table = False
-    for line in text.splitlines():
-        s = line.strip()
-        if not s or s.startswith("===="):
-            continue
-        if s.startswith("Errors (") or s.startswith("Malformed"):
-            in_table = True
-            problems.append(s)
-            continue
-        if in_table and not s.startswith("Frequency"):
-            problems.append(s)
-    res = _tshark(["-r", str(pcap)] + dec + ["-Y", "_ws.malformed || _ws.expert.severity >= error",
-                                             "-T", "fields", "-e", "frame.number",
-                                             "-e", "_ws.expert.message", "-e", "_ws.malformed"])
+    res = _tshark(["-r", str(pcap), "-d", "udp.port==%d,cflow" % port,
+                   "-T", "fields", "-E", "separator=/t", "-E", "occurrence=a", "-E", "aggregator=|",
+                   "-e", "frame.number", "-e", "_ws.expert.severity", "-e", "_ws.expert.group",
+                   "-e", "_ws.expert.message", "-e", "_ws.malformed"])
+    err = [l for l in res.stderr.decode(errors="replace").splitlines()
+           if l.strip() and "could be dangerous" not in l]
+    if res.returncode != 0 or err:
+        problems.append("tshark exit %d: %s" % (res.returncode, " / ".join(err)))
     for line in res.stdout.decode(errors="replace").splitlines():
-        if line.strip():
-            problems.append("frame " + line.strip())
+        cols = line.split("\t")
+        cols += [""] * (5 - len(cols))
+        frame, sev, grp, msg, malformed = cols[:5]
+        sevs = sev.split("|") if sev else []
+        grps = grp.split("|") if grp else []
+        msgs = msg.split("|") if msg else []
+        for i, sv in enumerate(sevs):
+            try:
+                level = int(sv, 0)
+            except ValueError:
+                level = EXPERT_WARN
+            if level >= min_severity:
+                problems.append("frame %s severity 0x%x group %s: %s" % (
+                    frame, level, grps[i] if i < len(grps) else "?",
+                    msgs[i] if i < len(msgs) else "?"))
+        if malformed:
+            problems.append("frame %s: _ws.malformed (%s)" % (frame, msg))
     return problems
 
 
@@ -662,3 +673,164 @@ def softflowd(capture, target, version=9, extra=(), timeout=300):
                               stdin=subprocess.DEVNULL, timeout=timeout)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------
+# a plain decoder of export datagrams' framing (headers, sets, record counts)
+
+def parse_export(datagrams):
+    """Decode the framing of a stream of v5/v9/IPFIX datagrams (in order).
+
+    Returns one dict per datagram: version, length (bytes received), and
+      v5:   count, sys_uptime, unix_secs, unix_nsecs, sequence, engine_type,
+            engine_id, sampling, records (count of 48-byte records present)
+      v9:   count, sys_uptime, unix_secs, sequence, source_id
+      v10:  msg_length, export_time, sequence, domain
+      v9/v10: sets [(set id, set length)], template_records, options_template_records,
+            data_records {template id: n}, options_data_records {template id: n},
+            padding {set id: trailing bytes}, unknown_sets [ids without a template],
+            errors [framing problems found]
+    Templates are remembered across datagrams (per source id / domain).
+    """
+    templates = {}
+    out = []
+    for d in datagrams:
+        m = {"length": len(d), "errors": []}
+        out.append(m)
+        if len(d) < 4:
+            m["version"] = None
+            m["errors"].append("datagram shorter than 4 bytes")
+            continue
+        version = struct.unpack("!H", d[:2])[0]
+        m["version"] = version
+        if version == 5:
+            if len(d) < 24:
+                m["errors"].append("v5 header truncated")
+                continue
+            (_, m["count"], m["sys_uptime"], m["unix_secs"], m["unix_nsecs"], m["sequence"],
+             m["engine_type"], m["engine_id"], m["sampling"]) = struct.unpack("!HHIIIIBBH", d[:24])
+            m["records"], rest = divmod(len(d) - 24, 48)
+            if rest:
+                m["errors"].append("v5 length %d is not 24 + 48*n" % len(d))
+            if m["records"] != m["count"]:
+                m["errors"].append("v5 count %d but %d records" % (m["count"], m["records"]))
+            continue
+        if version == 9:
+            if len(d) < 20:
+                m["errors"].append("v9 header truncated")
+                continue
+            (_, m["count"], m["sys_uptime"], m["unix_secs"], m["sequence"],
+             m["source_id"]) = struct.unpack("!HHIIII", d[:20])
+            domain, off, end = ("v9", m["source_id"]), 20, len(d)
+            tmpl_set, opt_set = 0, 1
+        elif version == 10:
+            if len(d) < 16:
+                m["errors"].append("IPFIX header truncated")
+                continue
+            (_, m["msg_length"], m["export_time"], m["sequence"],
+             m["domain"]) = struct.unpack("!HHIII", d[:16])
+            if m["msg_length"] != len(d):
+                m["errors"].append("IPFIX length %d != datagram %d" % (m["msg_length"], len(d)))
+            domain, off, end = ("v10", m["domain"]), 16, min(len(d), m["msg_length"])
+            tmpl_set, opt_set = 2, 3
+        else:
+            m["errors"].append("unknown version %d" % version)
+            continue
+        m.update(sets=[], template_records=0, options_template_records=0,
+                 data_records={}, options_data_records={}, padding={}, unknown_sets=[])
+        known = templates.setdefault(domain, {})
+        while off < end:
+            if end - off < 4:
+                m["errors"].append("%d stray bytes after the last set" % (end - off))
+                break
+            sid, slen = struct.unpack("!HH", d[off:off + 4])
+            if slen < 4 or off + slen > end:
+                m["errors"].append("set %d length %d overruns the datagram (%d left)" % (sid, slen, end - off))
+                break
+            m["sets"].append((sid, slen))
+            body = d[off + 4:off + slen]
+            off += slen
+            if sid in (tmpl_set, opt_set):
+                p = 0
+                while len(body) - p >= 4:
+                    if sid == tmpl_set:
+                        tid, nfields = struct.unpack("!HH", body[p:p + 4])
+                        p += 4
+                        scope = 0
+                        if tid == 0 and nfields == 0:
+                            break      # padding
+                    elif version == 9:
+                        tid, scope_len, opt_len = struct.unpack("!HHH", body[p:p + 6])
+                        p += 6
+                        if tid == 0 and scope_len == 0:
+                            break
+                        nfields, scope = (scope_len + opt_len) // 4, scope_len // 4
+                    else:
+                        if len(body) - p < 6:
+                            break
+                        tid, nfields, scope = struct.unpack("!HHH", body[p:p + 6])
+                        p += 6
+                    fields = []
+                    for _ in range(nfields):
+                        if len(body) - p < 4:
+                            m["errors"].append("template %d truncated" % tid)
+                            break
+                        ftype, flen = struct.unpack("!HH", body[p:p + 4])
+                        p += 4
+                        if version == 10 and ftype & 0x8000:
+                            p += 4
+                            ftype &= 0x7FFF
+                        fields.append((ftype, flen))
+                    known[tid] = {"fields": fields, "scope": scope,
+                                  "options": sid == opt_set,
+                                  "size": sum(f[1] for f in fields)}
+                    if sid == tmpl_set:
+                        m["template_records"] += 1
+                    else:
+                        m["options_template_records"] += 1
+                if len(body) - p:
+                    m["padding"][sid] = len(body) - p
+            elif sid >= 256:
+                t = known.get(sid)
+                if t is None or t["size"] == 0:
+                    m["unknown_sets"].append(sid)
+                    continue
+                n, pad = divmod(len(body), t["size"])
+                key = "options_data_records" if t["options"] else "data_records"
+                m[key][sid] = m[key].get(sid, 0) + n
+                if pad:
+                    m["padding"][sid] = pad
+            else:
+                m["errors"].append("reserved set id %d" % sid)
+        if version == 9:
+            total = (m["template_records"] + m["options_template_records"]
+                     + sum(m["data_records"].values()) + sum(m["options_data_records"].values()))
+            m["records"] = total
+        else:
+            m["records"] = sum(m["data_records"].values()) + sum(m["options_data_records"].values())
+    return out
+
+
+def nfdump171_ipfix_sequence_failures(messages):
+    """The sequence failures nfdump 1.7.1 counts for an IPFIX stream (parse_export output).
+
+    nfdump 1.7.1 (ipfix.c) advances its expected sequence only for *flow* data
+    records (Process_ipfix_data), not for options data records, although
+    RFC 7011 3.1 counts all data records; and it does not complain while it
+    has seen no flow data record yet.  So a correct exporter that sends options
+    data records gets one failure per message that follows options data records
+    once flow data has been seen.
+    """
+    failures, expected, seen_data = 0, None, 0
+    for m in messages:
+        if m.get("version") != 10:
+            continue
+        if expected is None or m["sequence"] != expected:
+            if seen_data and expected is not None:
+                failures += 1
+            expected = m["sequence"]
+        n = sum(m["data_records"].values())
+        seen_data += n
+        expected = (expected + n) & 0xFFFFFFFF
+    return failures
+

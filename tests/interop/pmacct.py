@@ -17,12 +17,17 @@ order, so once the marker's row shows up in the output file every earlier
 datagram has gone through nfacctd's core into the plugin.  Only then is
 SIGINT sent.  The marker row is removed from totals().
 
-What pmacct itself does to the keys (verified against its source,
-src/nfacctd/... NF_src_port_handler / NF_dst_port_handler, and against
-softflowd in tests/interop/test_nfacctd.py):
-  * src_port / dst_port are taken only when the protocol is TCP (6) or UDP (17);
-    for every other protocol (ICMP, ICMPv6, SCTP, GRE, fragments of them...)
-    pmacct reports 0 / 0.  pmacct_key() applies that rule to a reference key.
+What pmacct itself does to the keys (nfacctd 1.7.7, as observed here and checked
+against softflowd and nfdump in tests/interop/test_nfacctd.py):
+  * src_port / dst_port are copied from the record's transport port fields
+    (L4_SRC_PORT 7 / L4_DST_PORT 11, IPFIX source/destinationTransportPort) for
+    TCP, UDP, ICMP and ICMPv6 alike; the ICMP type/code fields (32, 139) are not
+    read.  So an exporter that puts type*256+code into L4_DST_PORT (Cisco style:
+    pyprobe v5/v9/IPFIX, softflowd v5) shows it as dst_port, and one whose ICMP
+    template has no port fields (softflowd's IPFIX) shows 0.  (Older pmacct
+    releases zeroed ports for everything but TCP/UDP.)  pmacct_key() refuses
+    protocols other than TCP/UDP/ICMP/ICMPv6 with non-zero ports (SCTP, UDP-Lite,
+    DCCP): how 1.7.7 reports those was not checked.
   * IPv6 addresses are printed in pmacct's own text form; totals() normalises
     them with inet_pton/inet_ntop.
   * nfacctd 1.7.7 stops reading a NetFlow v9 datagram after `count` flowsets
@@ -63,12 +68,15 @@ class NfacctdError(RuntimeError):
     pass
 
 
+PORT_PROTOCOLS = (1, 6, 17, 58)   # ports (ICMP: 0 / type*256+code) seen passed through
+
+
 def pmacct_key(key):
-    """The key pmacct reports for a flow with this (ipver, src, dst, proto, sport, dport):
-    ports only for TCP and UDP, else 0/0."""
+    """The key pmacct reports for a flow exported with this (ipver, src, dst, proto, sport,
+    dport) in the transport port fields: the same key (see the module docstring)."""
     ipver, src, dst, proto, sport, dport = key
-    if proto not in (6, 17):
-        sport = dport = 0
+    if proto not in PORT_PROTOCOLS and (sport or dport):
+        raise ValueError("pmacct's reporting of ports for protocol %d was not verified" % proto)
     return (ipver, src, dst, proto, sport, dport)
 
 
