@@ -1,13 +1,10 @@
-"""Build the Cython flow meter (ext/meter.pyx) into the pyprobe package."""
+"""Build the Cython flow meter and export encoder (ext/*.pyx) into the pyprobe package."""
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
 extensions = [
-    Extension(
-        "pyprobe._meter",
-        ["ext/meter.pyx"],
-        extra_compile_args=["-O3"],
-    ),
+    Extension("pyprobe._meter", ["ext/meter.pyx"], extra_compile_args=["-O3"]),
+    Extension("pyprobe._encode", ["ext/encode.pyx"], extra_compile_args=["-O3"]),
 ]
 
 setup(

@@ -10,6 +10,7 @@ from cpython.bytes cimport PyBytes_FromStringAndSize
 
 import random
 
+from record cimport FlowRecord
 from decode cimport (FlowKey, Packet, decode_packet, DECODED, IGNORE_REASONS, TH_FIN, TH_RST,
                      DLT_NULL, DLT_EN10MB, DLT_RAW_BSD, DLT_RAW_OPENBSD, DLT_RAW, DLT_LOOP,
                      DLT_LINUX_SLL, DLT_IPV4, DLT_IPV6, DLT_LINUX_SLL2)
@@ -59,29 +60,6 @@ cdef enum:
 
 cdef enum:
     NIL = -1
-
-
-# What leaves the meter for every expired flow (96 bytes, no padding).
-cdef packed struct FlowRecord:
-    uint8_t src[16]
-    uint8_t dst[16]
-    uint64_t packets
-    uint64_t octets
-    int64_t first_us
-    int64_t last_us
-    uint32_t in_if
-    uint32_t mpls_label
-    uint16_t sport
-    uint16_t dport
-    uint16_t vlan
-    uint8_t ipver
-    uint8_t proto
-    uint8_t tos
-    uint8_t tcp_flags
-    uint8_t end_reason
-    uint8_t src_mac[6]
-    uint8_t dst_mac[6]
-    uint8_t _pad
 
 
 RECORD_SIZE = sizeof(FlowRecord)

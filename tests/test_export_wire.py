@@ -138,6 +138,8 @@ def test_android_totals_equal_reference(version):
         ipv6_records = sum(1 for m in v9msgs for r in m.records if wire.IPV6_SRC_ADDR in r)
         assert ipv6_records > 0
         assert re.search(rf"ipv6 not sent {ipv6_records}\b", proc.stderr), proc.stderr
+        warnings = [ln for ln in proc.stderr.splitlines() if ln.startswith("pyprobe: ") and "IPv6" in ln]
+        assert len(warnings) == 1, proc.stderr          # warned once
 
 
 # -- templates ---------------------------------------------------------------------------
@@ -301,3 +303,21 @@ def test_sampling_random_mode_keeps_one_in_each_run(tmp_path):
     assert [i // 10 for i in indices] == list(range(100))
     options = [o for m in msgs for o in m.options_records if 305 in o]
     assert options and all(o[304] == 3 for o in options)
+
+
+ROUND_ROBIN_BUG = ("-l deals out chunks of 30 records, not datagrams: a chunk that takes two v9/IPFIX datagrams "
+                   "(v9 holds 27 IPv4 records in 1472 bytes, IPFIX 23) sends both to the same collector, so with "
+                   "android.pcap -v 9 or -v 10 one collector gets 6 data datagrams and the other 3 (SPEC: each datagram "
+                   "goes to the next collector)")
+
+
+@pytest.mark.parametrize("version", [
+    5,
+    pytest.param(9, marks=pytest.mark.xfail(strict=True, reason=ROUND_ROBIN_BUG)),
+    pytest.param(10, marks=pytest.mark.xfail(strict=True, reason=ROUND_ROBIN_BUG))])
+def test_round_robin_alternates_datagrams(version):
+    _, (a, b), _ = export(["-r", ANDROID, "-v", str(version), "-l"], collectors=2)
+    data_a = sum(1 for m in a if m.records)
+    data_b = sum(1 for m in b if m.records)
+    assert data_a + data_b >= 5
+    assert abs(data_a - data_b) <= 1, (data_a, data_b)

@@ -9,12 +9,12 @@ import struct
 import sys
 
 from . import messages
-from .records import icmp_type_code
+from .._encode import LAYOUT_IPFIX_IPV4, LAYOUT_IPFIX_IPV6
 from .templates import (DST_IPV4, DST_IPV6, DST_PORT, EXPORTED_MESSAGES, EXPORTED_RECORDS, EXPORTING_PROCESS_ID,
                         FLOW_END_MS, FLOW_END_REASON, FLOW_START_MS, ICMP_TYPE, ICMP_TYPE_IPV6, IGNORED_PACKETS,
                         INPUT_IF, IP_VERSION, OBSERVATION_DOMAIN_ID, OCTETS, OUTPUT_IF, PACKETS, PROTOCOL,
                         SAMPLING_PACKET_INTERVAL, SAMPLING_PACKET_SPACE, SELECTOR_ALGORITHM, SRC_IPV4, SRC_IPV6,
-                        SRC_PORT, TCP_FLAGS, TOS, VLAN, OptionsTemplate, Template, attr, field)
+                        SRC_PORT, TCP_FLAGS, TOS, VLAN, OptionsTemplate, Template)
 
 VERSION = 10
 HEADER = struct.Struct(">HHIII")
@@ -24,32 +24,21 @@ OPTIONS_TEMPLATE_SET_ID = 3
 SELECTOR_SYSTEMATIC_COUNT = 1     # IANA selectorAlgorithm: systematic count-based sampling
 SELECTOR_RANDOM_N_OF_N = 3        # random n-out-of-N sampling
 EXPORTING_PROCESS = 1
+MAX_SPAN_MS = 2**62               # absolute times: records of any age share a message
 
 
-def _data_template(template_id, address_fmt, src_ie, dst_ie, icmp_ie):
+def _data_template(template_id, address_length, src_ie, dst_ie, icmp_ie, layout):
+    """Field order is ext/encode.pyx's pack_ipfix."""
     return Template(template_id, [
-        field(OCTETS, "Q", attr("octets")),
-        field(PACKETS, "Q", attr("packets")),
-        field(FLOW_START_MS, "Q", attr("first_ms")),
-        field(FLOW_END_MS, "Q", attr("last_ms")),
-        field(src_ie, address_fmt, attr("src")),
-        field(dst_ie, address_fmt, attr("dst")),
-        field(INPUT_IF, "I", attr("in_if")),
-        field(OUTPUT_IF, "I", lambda r, c: 0),
-        field(SRC_PORT, "H", attr("sport")),
-        field(DST_PORT, "H", attr("dport")),
-        field(TCP_FLAGS, "H", attr("tcp_flags")),
-        field(VLAN, "H", attr("vlan")),
-        field(icmp_ie, "H", lambda r, c: icmp_type_code(r)),
-        field(PROTOCOL, "B", attr("proto")),
-        field(TOS, "B", attr("tos")),
-        field(FLOW_END_REASON, "B", attr("end_reason")),
-        field(IP_VERSION, "B", attr("ipver")),
-    ])
+        (OCTETS, 8), (PACKETS, 8), (FLOW_START_MS, 8), (FLOW_END_MS, 8),
+        (src_ie, address_length), (dst_ie, address_length), (INPUT_IF, 4), (OUTPUT_IF, 4),
+        (SRC_PORT, 2), (DST_PORT, 2), (TCP_FLAGS, 2), (VLAN, 2), (icmp_ie, 2),
+        (PROTOCOL, 1), (TOS, 1), (FLOW_END_REASON, 1), (IP_VERSION, 1),
+    ], layout)
 
 
-TEMPLATES = {4: _data_template(256, "4s", SRC_IPV4, DST_IPV4, ICMP_TYPE),
-             6: _data_template(257, "16s", SRC_IPV6, DST_IPV6, ICMP_TYPE_IPV6)}
+TEMPLATES = {4: _data_template(256, 4, SRC_IPV4, DST_IPV4, ICMP_TYPE, LAYOUT_IPFIX_IPV4),
+             6: _data_template(257, 16, SRC_IPV6, DST_IPV6, ICMP_TYPE_IPV6, LAYOUT_IPFIX_IPV6)}
 SAMPLING_OPTIONS = OptionsTemplate(258, scope=[(OBSERVATION_DOMAIN_ID, 4)],
                                    options=[(SAMPLING_PACKET_INTERVAL, 4), (SAMPLING_PACKET_SPACE, 4),
                                             (SELECTOR_ALGORITHM, 2)])
@@ -84,7 +73,7 @@ def control_sets(state, now_ms, ignored_packets):
 
 
 def message(state, now_ms, control, options_data_records, records, span):
-    body = control + messages.data_sets(sys.modules[__name__], records, None, pad=False)
+    body = control + records.data_sets(TEMPLATES, 0, pad=False)
     header = HEADER.pack(VERSION, HEADER_SIZE + len(body), now_ms // 1000, state.sequence & 0xffffffff,
                          state.domain_id)
     state.sequence += options_data_records + len(records)

@@ -4,8 +4,7 @@ packed into sets up to a size limit, and the state that carries between calls.""
 import struct
 from dataclasses import dataclass, field
 
-from .records import export_records
-from .uptime import fits_span
+from .. import _encode
 
 SET_HEADER = struct.Struct(">HH")
 
@@ -45,9 +44,11 @@ def encode(protocol, buf, state, now_ms, ignored_packets=0):
     """Packed meter records -> messages (bytes), templates included when due.
 
     With no records, a message is made only if templates are due."""
-    records = sorted(export_records(buf), key=lambda r: r.ipver)
+    order, ipv4_count = _encode.order_by_version(buf)
+    total = len(order) // 4
+    v4_size, v6_size = protocol.TEMPLATES[4].record_size, protocol.TEMPLATES[6].record_size
     messages = []
-    i = 0
+    start = 0
     while True:
         control, control_records = b"", 0
         if state.templates_due(now_ms):
@@ -57,40 +58,39 @@ def encode(protocol, buf, state, now_ms, ignored_packets=0):
             state.templates_ms = now_ms
             state.template_sends += 1
         budget = state.max_size - protocol.HEADER_SIZE - len(control) - 2 * (SET_HEADER.size + 3)
-        start = i
-        used = 0
-        first = last = None
-        while i < len(records):
-            r = records[i]
-            size = protocol.TEMPLATES[r.ipver].record_size
-            lo = r.first_ms if first is None else min(first, r.first_ms)
-            hi = r.last_ms if last is None else max(last, r.last_ms)
-            if used + size > budget or not fits_span(lo, hi):
-                break
-            used += size
-            first, last = lo, hi
-            i += 1
-        taken = records[start:i]
-        if not taken and not control:
+        end, first_ms, last_ms = _encode.take(buf, order, start, total, budget, v4_size, v6_size,
+                                              protocol.MAX_SPAN_MS)
+        if end == start and not control:
             break
-        if not taken and i < len(records):
+        if end == start and start < total:
             raise ValueError(f"a datagram of {state.max_size} bytes cannot hold one record")
-        messages.append(protocol.message(state, now_ms, control, control_records, taken,
-                                         (first, last) if taken else (now_ms, now_ms)))
+        batch = RecordBatch(buf, order, start, end, ipv4_count)
+        span = (first_ms, last_ms) if end > start else (now_ms, now_ms)
+        messages.append(protocol.message(state, now_ms, control, control_records, batch, span))
         state.messages_sent += 1
         state.since_templates += 1
-        state.records_sent += len(taken)
-        if i >= len(records):
+        state.records_sent += end - start
+        start = end
+        if start >= total:
             break
     return messages
 
 
-def data_sets(protocol, records, context, pad):
-    """One set per template, records already sorted by IP version."""
-    sets = []
-    for ipver in (4, 6):
-        template = protocol.TEMPLATES[ipver]
-        body = b"".join(template.pack(r, context) for r in records if r.ipver == ipver)
-        if body:
-            sets.append(set_bytes(template.id, body, pad))
-    return b"".join(sets)
+class RecordBatch:
+    """Records order[start:end] of a packed buffer, IPv4 ones (before ipv4_end) first."""
+
+    def __init__(self, buf, order, start, end, ipv4_end):
+        self.buf, self.order, self.start, self.end, self.ipv4_end = buf, order, start, end, ipv4_end
+
+    def __len__(self):
+        return self.end - self.start
+
+    def data_sets(self, templates, boot_ms, pad):
+        """One set per IP version present, written by the compiled encoder."""
+        sets = []
+        for template, lo, hi in ((templates[4], self.start, min(self.end, self.ipv4_end)),
+                                 (templates[6], max(self.start, self.ipv4_end), self.end)):
+            if lo < hi:
+                body = _encode.pack(self.buf, self.order, lo, hi, template.layout, boot_ms)
+                sets.append(set_bytes(template.id, body, pad))
+        return b"".join(sets)

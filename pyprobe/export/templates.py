@@ -1,12 +1,13 @@
 """Templates shared by the v9 and IPFIX encoders: which fields, how long, where from.
 
-A Template is a list of (element id, length, value getter); it packs records
-with one precompiled struct and describes itself as a template record.
+A Template lists (element id, length) pairs in the order the compiled encoder
+(ext/encode.pyx) writes them, and describes itself as a template record.
 Element ids are the same numbers in RFC 3954 and IANA's IPFIX registry.
 """
 
-import operator
 import struct
+
+from .._encode import LAYOUT_SIZES
 
 _FORMAT_BY_LENGTH = {1: "B", 2: "H", 4: "I", 8: "Q"}
 
@@ -48,29 +49,16 @@ SAMPLING_PACKET_SPACE = 306
 SCOPE_SYSTEM = 1
 
 
-def field(ie, fmt, getter):
-    """One template field: element id, struct format of its value, (record, context) -> value."""
-    return (ie, struct.calcsize(">" + fmt), fmt, getter)
-
-
-def attr(name):
-    """A getter reading one ExportRecord attribute."""
-    get = operator.attrgetter(name)
-    return lambda record, context: get(record)
-
-
 class Template:
-    """A data template: its id, its fields, and a packer for records."""
+    """A data template: its id, its (element id, length) fields, and the compiled
+    layout (pyprobe._encode) that writes records in exactly that order."""
 
-    def __init__(self, template_id, fields):
+    def __init__(self, template_id, fields, layout):
         self.id = template_id
-        self.fields = [(ie, length) for ie, length, _, _ in fields]
-        self.struct = struct.Struct(">" + "".join(fmt for _, _, fmt, _ in fields))
-        self.getters = [getter for _, _, _, getter in fields]
-        self.record_size = self.struct.size
-
-    def pack(self, record, context):
-        return self.struct.pack(*[get(record, context) for get in self.getters])
+        self.fields = fields
+        self.layout = layout
+        self.record_size = sum(length for _, length in fields)
+        assert self.record_size == LAYOUT_SIZES[layout], f"template {template_id} does not match its layout"
 
     def template_record(self):
         """Template ID, field count, then (type, length) pairs: the same in v9 and IPFIX."""

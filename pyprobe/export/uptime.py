@@ -30,7 +30,3 @@ class Uptime:
 
     def relative(self, ms):
         return ms - self.boot_ms
-
-
-def fits_span(first_ms, last_ms):
-    return last_ms - first_ms <= MAX_SPAN_MS

@@ -9,12 +9,12 @@ import struct
 import sys
 
 from . import messages
-from .records import icmp_type_code
+from .._encode import LAYOUT_V9_IPV4, LAYOUT_V9_IPV6
 from .templates import (FIRST_SWITCHED, ICMP_TYPE, INPUT_IF, IP_VERSION, LAST_SWITCHED, OCTETS, OUTPUT_IF,
                         PACKETS, PROTOCOL, SAMPLING_ALGORITHM, SAMPLING_INTERVAL, SCOPE_SYSTEM, SRC_IPV4,
                         SRC_IPV6, DST_IPV4, DST_IPV6, SRC_PORT, DST_PORT, TCP_FLAGS, TOS, VLAN,
-                        OptionsTemplate, Template, attr, field)
-from .uptime import Uptime
+                        OptionsTemplate, Template)
+from .uptime import MAX_SPAN_MS, Uptime
 
 VERSION = 9
 HEADER = struct.Struct(">HHIIII")
@@ -25,37 +25,18 @@ SAMPLING_DETERMINISTIC = 1        # RFC 3954 SAMPLING_ALGORITHM values
 SAMPLING_RANDOM = 2
 
 
-def _first(record, uptime):
-    return uptime.relative(record.first_ms)
-
-
-def _last(record, uptime):
-    return uptime.relative(record.last_ms)
-
-
-def _data_template(template_id, address_fmt, src_ie, dst_ie):
+def _data_template(template_id, address_length, src_ie, dst_ie, layout):
+    """Field order is ext/encode.pyx's pack_v9."""
     return Template(template_id, [
-        field(OCTETS, "Q", attr("octets")),
-        field(PACKETS, "Q", attr("packets")),
-        field(src_ie, address_fmt, attr("src")),
-        field(dst_ie, address_fmt, attr("dst")),
-        field(INPUT_IF, "I", attr("in_if")),
-        field(OUTPUT_IF, "I", lambda r, c: 0),
-        field(FIRST_SWITCHED, "I", _first),
-        field(LAST_SWITCHED, "I", _last),
-        field(SRC_PORT, "H", attr("sport")),
-        field(DST_PORT, "H", attr("dport")),
-        field(ICMP_TYPE, "H", lambda r, c: icmp_type_code(r)),
-        field(VLAN, "H", attr("vlan")),
-        field(PROTOCOL, "B", attr("proto")),
-        field(TOS, "B", attr("tos")),
-        field(TCP_FLAGS, "B", attr("tcp_flags")),
-        field(IP_VERSION, "B", attr("ipver")),
-    ])
+        (OCTETS, 8), (PACKETS, 8), (src_ie, address_length), (dst_ie, address_length),
+        (INPUT_IF, 4), (OUTPUT_IF, 4), (FIRST_SWITCHED, 4), (LAST_SWITCHED, 4),
+        (SRC_PORT, 2), (DST_PORT, 2), (ICMP_TYPE, 2), (VLAN, 2),
+        (PROTOCOL, 1), (TOS, 1), (TCP_FLAGS, 1), (IP_VERSION, 1),
+    ], layout)
 
 
-TEMPLATES = {4: _data_template(256, "4s", SRC_IPV4, DST_IPV4),
-             6: _data_template(257, "16s", SRC_IPV6, DST_IPV6)}
+TEMPLATES = {4: _data_template(256, 4, SRC_IPV4, DST_IPV4, LAYOUT_V9_IPV4),
+             6: _data_template(257, 16, SRC_IPV6, DST_IPV6, LAYOUT_V9_IPV6)}
 SAMPLING_OPTIONS = OptionsTemplate(258, scope=[(SCOPE_SYSTEM, 4)],
                                    options=[(SAMPLING_INTERVAL, 4), (SAMPLING_ALGORITHM, 1)])
 
@@ -84,7 +65,7 @@ def control_sets(state, now_ms, ignored_packets):
 def message(state, now_ms, control, control_records, records, span):
     uptime = state.extra["uptime"]
     export_ms, uptime_ms = uptime.header_times(now_ms, *span)
-    body = control + messages.data_sets(sys.modules[__name__], records, uptime, pad=True)
+    body = control + records.data_sets(TEMPLATES, uptime.boot_ms, pad=True)
     header = HEADER.pack(VERSION, control_records + len(records), uptime_ms & 0xffffffff,
                          export_ms // 1000, state.sequence & 0xffffffff, state.domain_id)
     state.sequence += 1
