@@ -18,6 +18,14 @@ that never overflows must report exactly --flows records and exactly the packet 
 written to the sidecar file FILE.json (octets = sum of IP total lengths).
 
 Plain Python + struct; about 5-10 s for the default 500k packets / 100k flows.
+
+--shape picks the traffic (the flow-key and no-split guarantees above hold for all three):
+  mix        the edge-link mix above (the default; same bytes as before --shape existed);
+  flood      --flows one-packet flows (default 1,000,000) from distinct random IPv4 sources to a
+             few victims over --duration (default 20 s): 80% TCP SYN to 80/443, 15% UDP to 53,
+             5% ICMP echo, minimum-size frames -- a SYN/DNS flood or a scan; --packets = --flows;
+  elephants  --flows long TCP flows (default 20) of --packets / --flows packets each (default
+             600,000 packets: 20 x 30,000), half of them MSS-sized data, half the ACKs going back.
 """
 import argparse
 import json
@@ -51,13 +59,25 @@ REC = struct.Struct("<IIII")
 GLOBAL_HDR = struct.Struct("<IHHiIII")
 
 
+SHAPE_DEFAULTS = {
+    "mix": {"packets": 500_000, "flows": 100_000, "duration": 180.0},
+    "flood": {"packets": None, "flows": 1_000_000, "duration": 20.0},
+    "elephants": {"packets": 600_000, "flows": 20, "duration": 60.0},
+}
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("-o", "--output", default="capture.pcap", help="output pcap path (default %(default)s)")
-    p.add_argument("--packets", type=int, default=500_000, help="total packets (default %(default)s)")
-    p.add_argument("--flows", type=int, default=100_000, help="unidirectional flows (default %(default)s)")
+    p.add_argument("--shape", choices=sorted(SHAPE_DEFAULTS), default="mix",
+                   help="traffic shape: mix (default), flood or elephants (see above)")
+    p.add_argument("--packets", type=int, default=None,
+                   help="total packets (default: mix 500000, flood = --flows, elephants 600000)")
+    p.add_argument("--flows", type=int, default=None,
+                   help="unidirectional flows (default: mix 100000, flood 1000000, elephants 20)")
     p.add_argument("--seed", type=int, default=1, help="random seed (default %(default)s)")
-    p.add_argument("--duration", type=float, default=180.0, help="seconds over which flows start (default %(default)s)")
+    p.add_argument("--duration", type=float, default=None,
+                   help="seconds over which flows start (default: mix 180, flood 20, elephants 60)")
     p.add_argument("--snaplen", type=int, default=0,
                    help="truncate captured bytes to this many (0: full packets, the default)")
     p.add_argument("--ipv6", type=float, default=0.15, help="share of packets that are IPv6 (default %(default)s)")
@@ -65,8 +85,19 @@ def parse_args(argv=None):
     p.add_argument("--alpha", type=float, default=1.2, help="Pareto shape of flow sizes (default %(default)s)")
     p.add_argument("--no-sidecar", action="store_true", help="do not write OUTPUT.json with the expected totals")
     a = p.parse_args(argv)
+    d = SHAPE_DEFAULTS[a.shape]
+    if a.flows is None:
+        a.flows = d["flows"]
+    if a.packets is None:
+        a.packets = a.flows if a.shape == "flood" else d["packets"]
+    if a.duration is None:
+        a.duration = d["duration"]
     if a.flows < 1 or a.packets < a.flows:
         p.error("need --packets >= --flows >= 1")
+    if a.shape == "flood" and a.packets != a.flows:
+        p.error("--shape flood: every flow is one packet, --packets must equal --flows")
+    if a.shape == "flood" and a.flows > 0xDF000000:
+        p.error("--shape flood: at most %d flows (one per IPv4 source)" % 0xDF000000)
     return a
 
 
@@ -139,6 +170,7 @@ def make_flows(rng, a, sizes):
     order = list(range(a.flows))
     rng.shuffle(order)
     flows = [None] * a.flows
+    elephants = a.shape == "elephants"
     seen = set()
     v6_pk = vl_pk = cum = 0
     for fi in order:
@@ -154,6 +186,10 @@ def make_flows(rng, a, sizes):
         f.proto = TCP if r < 0.75 else UDP if r < 0.95 else (ICMP6 if f.v6 else ICMP)
         # roles: "fwd" = client -> server (request side), "rev" = server -> client (response side)
         f.role = "fwd" if rng.random() < 0.5 else "rev"
+        if elephants:
+            # TCP only; even flows carry the data (server -> client), odd ones the ACKs
+            f.proto = TCP
+            f.role = "rev" if fi % 2 == 0 else "fwd"
         f.tos = 0 if rng.random() < 0.9 else rng.choice((0x10, 0x28, 0x48, 0xB8))
         f.vlan = rng.choice((10, 20, 100, 101, 300, 4000)) if vlan else 0
         cl, sv = (clients6, servers6) if f.v6 else (clients4, servers4)
@@ -161,6 +197,8 @@ def make_flows(rng, a, sizes):
             c, s = rng.choice(cl), rng.choice(sv)
             if f.proto == TCP:
                 sp, dp = rng.randrange(32768, 61000), rng.choice(TCP_PORT_POP)
+                if elephants and dp == 25:
+                    dp = 443  # keep "rev" = the data side
                 f.kind = "bulk" if (f.role == "rev") == (dp != 25) else "ack"
             elif f.proto == UDP:
                 sp = rng.randrange(32768, 61000)
@@ -385,17 +423,96 @@ def write_capture(a, flows, events, rng):
     return stats
 
 
+def write_flood(a, rng):
+    """--shape flood: one packet per flow, each from its own random IPv4 source, in time order."""
+    n = a.flows
+    snap = a.snaplen if a.snaplen > 0 else 65535
+    dur_us = max(1, int(a.duration * 1e6))
+    rr = rng.randrange
+    rnd = rng.random
+    getrandbits = rng.getrandbits
+    times = sorted([rr(dur_us) for _ in range(n)])
+    srcs = rng.sample(range(0x01000000, 0xE0000000), n)  # distinct unicast-range sources: distinct keys
+    victims = [bytes((203, 0, 113, 10 + i)) for i in range(4)]
+    vsum = [words_sum(v) for v in victims]
+    eth = ETH.pack(mac(rng), mac(rng), 0x0800)  # one link, router -> victims
+    zeros = bytes(64)
+    stats = {"packets": n, "flows": n, "ipv6_packets": 0, "vlan_packets": 0, "ipv6_flows": 0, "vlan_flows": 0,
+             "fin_flows": 0, "rst_flows": 0, "max_flow_packets": 1}
+    out = open(a.output, "wb")
+    buf = bytearray(GLOBAL_HDR.pack(0xA1B2C3D4, 2, 4, 0, 0, snap, 1))
+    nbytes = octets = l3frame = ntcp = nudp = nicmp = 0
+    for t_us, src in zip(times, srcs):
+        srcb = src.to_bytes(4, "big")
+        vi = rr(4)
+        dst = victims[vi]
+        psum = (src >> 16) + (src & 0xFFFF) + vsum[vi]
+        x = rnd()
+        if x < 0.80:
+            proto = TCP
+            sport, dport, seq = rr(1024, 65536), (80 if rnd() < 0.5 else 443), getrandbits(32)
+            ck = fold(psum + TCP + 20 + sport + dport + (seq >> 16) + (seq & 0xFFFF) + 0x5000 + F_SYN + 1024)
+            l4 = TCPH.pack(sport, dport, seq, 0, 0x50, F_SYN, 1024, ck, 0)
+            ntcp += 1
+        elif x < 0.95:
+            proto = UDP
+            sport, dport = rr(1024, 65536), 53
+            l4len = 8 + 32
+            ck = fold(psum + UDP + 2 * l4len + sport + dport)
+            l4 = UDPH.pack(sport, dport, l4len, ck) + zeros[:32]
+            nudp += 1
+        else:
+            proto = ICMP
+            ident = rr(65536)
+            l4 = ICMPH.pack(8, 0, fold((8 << 8) + ident), ident, 0) + zeros[:56]
+            nicmp += 1
+        iplen = 20 + len(l4)
+        ttl = 40 + rr(200)
+        ipid = rr(65536)
+        h = IP4.pack(0x45, 0, iplen, ipid, 0, ttl, proto, 0, srcb, dst)
+        pkt = eth + IP4.pack(0x45, 0, iplen, ipid, 0, ttl, proto, ip4_checksum(h), srcb, dst) + l4
+        wire = len(pkt)
+        if wire < 60:
+            pkt += zeros[:60 - wire]  # Ethernet minimum frame (without FCS)
+            wire = 60
+        cap = wire if wire <= snap else snap
+        buf += REC.pack(BASE_EPOCH + t_us // 1_000_000, t_us % 1_000_000, cap, wire)
+        buf += pkt[:cap]
+        octets += iplen
+        l3frame += wire - len(eth)
+        if len(buf) > (4 << 20):
+            out.write(buf)
+            nbytes += len(buf)
+            buf = bytearray()
+    out.write(buf)
+    nbytes += len(buf)
+    out.close()
+    stats.update(octets=octets, frame_l3_octets=l3frame, tcp_packets=ntcp, udp_packets=nudp, icmp_packets=nicmp,
+                 syn_packets=ntcp, capture_bytes=nbytes,
+                 first_ts=BASE_EPOCH + times[0] / 1e6, last_ts=BASE_EPOCH + times[-1] / 1e6)
+    return stats, [1]
+
+
+def equal_sizes(nflows, npackets):
+    q, r = divmod(npackets, nflows)
+    return [q + (i < r) for i in range(nflows)]
+
+
 def generate(a):
     t0 = time.perf_counter()
     rng = random.Random(a.seed)
-    sizes = flow_sizes(rng, a.flows, a.packets, a.alpha)
-    flows = make_flows(rng, a, sizes)
-    events = flow_times(rng, flows, a.duration)
-    stats = write_capture(a, flows, events, rng)
+    if a.shape == "flood":
+        stats, sizes = write_flood(a, rng)
+    else:
+        sizes = (flow_sizes(rng, a.flows, a.packets, a.alpha) if a.shape == "mix"
+                 else equal_sizes(a.flows, a.packets))
+        flows = make_flows(rng, a, sizes)
+        events = flow_times(rng, flows, a.duration)
+        stats = write_capture(a, flows, events, rng)
     sz = sorted(sizes)
     stats["flow_size_percentiles"] = {str(p): sz[min(len(sz) - 1, int(len(sz) * p / 100))] for p in (50, 75, 90, 99, 99.9)}
     stats["flows_ge_1000_packets"] = sum(1 for s in sizes if s >= 1000)
-    stats["args"] = {"packets": a.packets, "flows": a.flows, "seed": a.seed, "duration": a.duration,
+    stats["args"] = {"shape": a.shape, "packets": a.packets, "flows": a.flows, "seed": a.seed, "duration": a.duration,
                      "snaplen": a.snaplen, "ipv6": a.ipv6, "vlan": a.vlan, "alpha": a.alpha}
     stats["generate_seconds"] = round(time.perf_counter() - t0, 2)
     if not a.no_sidecar:

@@ -130,7 +130,7 @@ def build_parser():
                         help="transport to the collectors: udp (default) or tcp (IPFIX only)")
     export.add_argument("-l", dest="round_robin", action="store_true", default=None,
                         help="round robin: each datagram to the next collector, not to all")
-    export.add_argument("--source-id", metavar="N", help="v9 source ID / IPFIX observation domain (default 0)")
+    export.add_argument("--source-id", metavar="N", help="v9 source ID / IPFIX observation domain of the flows (default 1)")
     export.add_argument("--engine-type", metavar="N", help="NetFlow v5 engine type (default 0)")
     export.add_argument("--engine-id", metavar="N", help="NetFlow v5 engine id (default 0)")
     export.add_argument("--template-refresh", metavar="N",
@@ -178,7 +178,7 @@ def parse_settings(argv):
         if args.sampling_mode not in ("count", "random"):
             raise ValueError(f"bad sampling mode {args.sampling_mode!r}: count or random")
         args.export = ExportSettings(
-            source_id=config.parse_count(_pick(args.source_id, export, "source_id", 0), "source id", 0, 2**32 - 1),
+            source_id=config.parse_count(_pick(args.source_id, export, "source_id", 1), "source id", 0, 2**32 - 1),
             engine_type=config.parse_count(_pick(args.engine_type, export, "engine_type", 0), "engine type", 0, 255),
             engine_id=config.parse_count(_pick(args.engine_id, export, "engine_id", 0), "engine id", 0, 255),
             template_refresh=config.parse_count(_pick(args.template_refresh, export, "template_refresh", 20),
@@ -331,7 +331,7 @@ def run(args):
     source.close()
     if progress:
         progress.finish()
-    if meter.clock_us:
+    if source.packets:               # (a capture whose clock reads 0 still has flows to flush)
         sinks.put(meter.flush())
     sinks.close()
     stats = meter.stats()

@@ -21,7 +21,7 @@ MIN_DATAGRAM = 256
 class ExportSettings:
     """What every collector's exporting process shares (flags and config file)."""
 
-    source_id: int = 0
+    source_id: int = 1
     engine_type: int = 0
     engine_id: int = 0
     template_refresh: int = 20

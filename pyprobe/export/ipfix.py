@@ -1,7 +1,8 @@
 """IPFIX (RFC 7011) messages, information elements as IANA numbers them.
 
 Sequence number = data records (options data records included) sent in this
-observation domain before this message. Record times are absolute
+observation domain before this message. Flows go in the configured observation
+domain; options about the exporter (sampling, statistics) in domain 0. Record times are absolute
 milliseconds, so replayed captures keep their dates whatever their jumps.
 """
 
@@ -45,6 +46,7 @@ SAMPLING_OPTIONS = OptionsTemplate(258, scope=[(OBSERVATION_DOMAIN_ID, 4)],
 STATISTICS_OPTIONS = OptionsTemplate(259, scope=[(EXPORTING_PROCESS_ID, 4)],
                                      options=[(EXPORTED_MESSAGES, 8), (EXPORTED_RECORDS, 8), (IGNORED_PACKETS, 8)])
 OPTIONS_DATA_RECORDS = 2
+EXPORTER_DOMAIN = 0               # RFC 7011 3.1: "no specific Observation Domain", e.g. exporter statistics
 
 
 def new_state(**settings):
@@ -57,19 +59,39 @@ def _options_template_record(options):
                        *options.pairs(fields))
 
 
-def control_sets(state, now_ms, ignored_packets):
-    """Data templates, the sampling and statistics options templates, and their data records."""
-    templates = b"".join(t.template_record() for t in TEMPLATES.values())
+def _options_sets(state, ignored_packets):
+    """The sampling and statistics options templates and one data record each."""
     options_templates = b"".join(_options_template_record(o) for o in (SAMPLING_OPTIONS, STATISTICS_OPTIONS))
     algorithm = SELECTOR_RANDOM_N_OF_N if state.sampling_random else SELECTOR_SYSTEMATIC_COUNT
     sampling = SAMPLING_OPTIONS.pack([state.domain_id, 1, state.sampling_interval - 1, algorithm])
     statistics = STATISTICS_OPTIONS.pack([EXPORTING_PROCESS, state.messages_sent, state.records_sent,
                                           ignored_packets])
-    sets = (messages.set_bytes(TEMPLATE_SET_ID, templates, pad=False)
-            + messages.set_bytes(OPTIONS_TEMPLATE_SET_ID, options_templates, pad=False)
+    return (messages.set_bytes(OPTIONS_TEMPLATE_SET_ID, options_templates, pad=False)
             + messages.set_bytes(SAMPLING_OPTIONS.id, sampling, pad=False)
             + messages.set_bytes(STATISTICS_OPTIONS.id, statistics, pad=False))
-    return sets, OPTIONS_DATA_RECORDS
+
+
+def control_sets(state, now_ms, ignored_packets):
+    """The data templates; the options too when the flows themselves are in domain 0."""
+    sets = messages.set_bytes(TEMPLATE_SET_ID, b"".join(t.template_record() for t in TEMPLATES.values()),
+                              pad=False)
+    if state.domain_id == EXPORTER_DOMAIN:
+        return sets + _options_sets(state, ignored_packets), OPTIONS_DATA_RECORDS
+    return sets, 0
+
+
+def side_messages(state, now_ms, ignored_packets):
+    """Options records about the whole exporter go in a message of observation domain 0, which
+    RFC 7011 section 3.1 reserves for that, with a sequence of its own: the flows' domain then
+    counts flow records only, which is what collectors such as nfdump check."""
+    if state.domain_id == EXPORTER_DOMAIN:
+        return []
+    body = _options_sets(state, ignored_packets)
+    sequence = state.extra.get("exporter_sequence", 0)
+    state.extra["exporter_sequence"] = sequence + OPTIONS_DATA_RECORDS
+    state.messages_sent += 1
+    return [HEADER.pack(VERSION, HEADER_SIZE + len(body), now_ms // 1000, sequence & 0xffffffff,
+                        EXPORTER_DOMAIN) + body]
 
 
 def message(state, now_ms, control, options_data_records, records, span):

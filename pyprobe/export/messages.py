@@ -13,7 +13,7 @@ SET_HEADER = struct.Struct(">HH")
 class TemplateState:
     """Exporter state of one v9/IPFIX exporting process towards one collector."""
 
-    domain_id: int = 0                 # v9 source ID / IPFIX observation domain
+    domain_id: int = 1                 # v9 source ID / IPFIX observation domain (0: exporter-wide)
     max_size: int = 1472               # bytes per datagram
     refresh_packets: int = 20          # templates every this many messages (0: never)
     refresh_ms: int = 600_000          # and every this much flow clock (0: never)
@@ -52,6 +52,7 @@ def encode(protocol, buf, state, now_ms, ignored_packets=0):
     while True:
         control, control_records = b"", 0
         if state.templates_due(now_ms):
+            messages.extend(protocol.side_messages(state, now_ms, ignored_packets))
             control, control_records = protocol.control_sets(state, now_ms, ignored_packets)
             state.templates_wanted = False
             state.since_templates = 0

@@ -62,6 +62,11 @@ def control_sets(state, now_ms, ignored_packets):
     return sets, len(TEMPLATES) + 2
 
 
+def side_messages(state, now_ms, ignored_packets):
+    """v9 counts packets, not records: the options ride in the same packet."""
+    return []
+
+
 def message(state, now_ms, control, control_records, records, span):
     uptime = state.extra["uptime"]
     export_ms, uptime_ms = uptime.header_times(now_ms, *span)

@@ -19,6 +19,21 @@ decoded, so tests can compare it with tests/reference.py.
     tshark_expert(path, sink.port)   # list of malformed / expert error lines
 
     softflowd(capture, "127.0.0.1:PORT", version=9)   # reference exporter
+
+    parse_export(datagrams)  # independent parse of v5/v9/IPFIX framing: headers,
+                             # sets, template/data record counts (for count and
+                             # sequence checks that do not trust any peer)
+
+Peers' quirks found while validating with softflowd 1.1.0 / pyprobe:
+  * nfdump -o json prints times in local time without offset: PEER_ENV sets TZ=UTC;
+    CSV times have only second precision (JSON has ms).  For ICMP, JSON gives
+    icmp_type/icmp_code (no ports), CSV gives dp = type*256+code.
+  * nfdump prints "[\nNo matching flows\n]" (not JSON) for an empty file.
+  * tshark's cflow dissector stops after the header's record count (v9 count must
+    include template records); it flags a data set without template as
+    Warning/Malformed, but silently accepts truncated v5 / partial IPFIX messages,
+    hence parse_export.
+  * nfdump 1.7.1 does not count IPFIX options data records in its sequence check.
 """
 
 import calendar
@@ -809,28 +824,3 @@ def parse_export(datagrams):
         else:
             m["records"] = sum(m["data_records"].values()) + sum(m["options_data_records"].values())
     return out
-
-
-def nfdump171_ipfix_sequence_failures(messages):
-    """The sequence failures nfdump 1.7.1 counts for an IPFIX stream (parse_export output).
-
-    nfdump 1.7.1 (ipfix.c) advances its expected sequence only for *flow* data
-    records (Process_ipfix_data), not for options data records, although
-    RFC 7011 3.1 counts all data records; and it does not complain while it
-    has seen no flow data record yet.  So a correct exporter that sends options
-    data records gets one failure per message that follows options data records
-    once flow data has been seen.
-    """
-    failures, expected, seen_data = 0, None, 0
-    for m in messages:
-        if m.get("version") != 10:
-            continue
-        if expected is None or m["sequence"] != expected:
-            if seen_data and expected is not None:
-                failures += 1
-            expected = m["sequence"]
-        n = sum(m["data_records"].values())
-        seen_data += n
-        expected = (expected + n) & 0xFFFFFFFF
-    return failures
-
