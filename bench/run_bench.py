@@ -1,25 +1,46 @@
 #!/usr/bin/env python3
-"""Benchmark pyprobe against softflowd on a synthetic capture.
+"""Benchmark pyprobe against softflowd, nfpcapd and a bare pcap read, on three synthetic captures.
 
-    .venv/bin/python bench/run_bench.py            # 500k packets / 100k flows
-    .venv/bin/python bench/run_bench.py --quick    # small smoke run
+    .venv/bin/python bench/run_bench.py               # everything, median of 5 runs (~6-10 min)
+    .venv/bin/python bench/run_bench.py --quick       # tiny captures, smoke run (< 1 min)
+    .venv/bin/python bench/run_bench.py --only flood --runs 3
 
-1. generates the capture into bench/.cache/ unless it is already there (bench/gen_capture.py);
-2. times the metering loop alone: the whole file is read with pcapy's next_batch into memory
-   first, then Meter.process over all batches + flush is timed (best of --runs);
-3. times whole runs of `pyprobe -r FILE --json -m M > /dev/null`, `softflowd -r FILE -v 9 -m M`
-   and softflowd with its default -m (exporting to a UDP sink on 127.0.0.1 that only drains),
-   alternating the tools run by run; median wall time and peak RSS (wait4's ru_maxrss) of each;
-4. prints a table, the ratios pyprobe/softflowd, and sanity checks of every tool's totals
-   against what the generator wrote (packets, records, octets).
+Captures (bench/gen_capture.py, seeded, cached in bench/.cache/ under a name that carries their
+parameters and a hash of the generator, so a changed generator makes fresh ones):
+  mix        the edge-link mix: 670k packets, 110k flows, heavy-tailed sizes, IPv6, VLANs;
+  flood      1M one-packet flows from distinct random IPv4 sources (SYN / DNS / ping flood);
+  elephants  20 TCP flows x 30k packets (10 MSS-sized data flows, 10 ACK flows).
 
+On each capture, one round runs every tool once, in a fixed order (A B C D A B C D ...); the
+table shows the median wall time over --runs rounds:
+  * pyprobe -r FILE -n 127.0.0.1:SINK -v 9 -m M -q       (M large enough that no flow is
+  * softflowd -r FILE -n 127.0.0.1:SINK -v 9 -d -c none -m M   force-expired: 2M for the
+                                                           flood, 1M otherwise)
+  * both again with their default -m (mix and flood only);
+  * flood only: both with -m 1100000 and one-hour timeouts, so all 1M flows are alive at EOF
+    (the peak-RSS-at-1M-concurrent-flows line);
+  * nfpcapd -r FILE -w TMPDIR -e 1800,15  (pyprobe's default active / inactive timeouts);
+  * the floor: the venv's python reading the file with pcapy-ng's next_batch(4096) and nothing else.
+The exporters send NetFlow v9 to a UDP socket on 127.0.0.1 drained by a thread of this process;
+after every run the records received (and the packets they count) are compared with the
+generator's totals, and the kernel's drop counter of the socket is read.  Every command runs
+under /usr/bin/time -f '%e %M %U %S': peak RSS is the tool's whole process (ru_maxrss), seconds
+are wall time measured here around it (%e is the same at 10 ms resolution).
+
+Writes the tables as Markdown to bench/results.md (a --quick or --only run writes
+bench/.cache/results-partial.md instead, so the full results are not overwritten).
 This is a measurement, not a test: nothing here asserts on timings.
 """
 import argparse
-import collections
+import datetime
+import glob
+import hashlib
 import json
 import os
+import platform
+import re
 import shutil
+import signal
 import socket
 import statistics
 import struct
@@ -32,111 +53,121 @@ import time
 BENCH = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(BENCH)
 CACHE = os.path.join(BENCH, ".cache")
-BATCH = 4096  # packets per next_batch, as pyprobe.source reads
+GEN = os.path.join(BENCH, "gen_capture.py")
+GNU_TIME = "/usr/bin/time"
+RUN_TIMEOUT = 600  # seconds: a run taking longer is killed and reported as failed
+
+# name: generator arguments, -m that force-expires nothing, whether to run the default -m pair
+# and the all-flows-alive pair
+CAPTURES = {
+    "mix": {"gen": {"shape": "mix", "packets": 670_000, "flows": 110_000}, "m": 1_000_000,
+            "default_m": True, "concurrent": None,
+            "what": "the realistic mix: heavy-tailed flow sizes, TCP/UDP/ICMP, 15% IPv6, 10% VLAN-tagged"},
+    "flood": {"gen": {"shape": "flood", "flows": 1_000_000}, "m": 2_000_000,
+              "default_m": True, "concurrent": 1_100_000,
+              "what": "one-packet flows from distinct random IPv4 sources within 20 s (80% TCP SYN, 15% UDP, 5% ICMP)"},
+    "elephants": {"gen": {"shape": "elephants", "flows": 20, "packets": 600_000}, "m": 1_000_000,
+                  "default_m": False, "concurrent": None,
+                  "what": "long TCP flows, half of them MSS-sized data, half the ACKs going back"},
+}
+QUICK = {
+    "mix": {"packets": 20_000, "flows": 4_000},
+    "flood": {"flows": 30_000},
+    "elephants": {"flows": 4, "packets": 20_000},
+}
+LONG_PYPROBE = ["-t", "inactive=3600", "-t", "active=3600"]
+LONG_SOFTFLOWD = ["-t", "maxlife=3600", "-t", "general=3600", "-t", "udp=3600", "-t", "tcp=3600",
+                  "-t", "icmp=3600"]
+NFPCAPD_E = "1800,15"  # active,inactive: pyprobe's defaults (nfpcapd's own are 300,60)
+PYPROBE_DEFAULT_M = 65536
+SOFTFLOWD_DEFAULT_M = 8192
+
+FLOOR_CODE = """\
+import sys, pcapy
+cap = pcapy.open_offline(sys.argv[1])
+n = 0
+while True:
+    pk, meta = cap.next_batch(4096)
+    if not meta:
+        break
+    n += len(meta) // 16
+print(n)
+"""
 
 
 def parse_args():
-    p = argparse.ArgumentParser(description="pyprobe vs softflowd benchmark")
-    p.add_argument("--packets", type=int, default=None, help="packets in the capture (default 500000)")
-    p.add_argument("--flows", type=int, default=None, help="flows in the capture (default 100000)")
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--runs", type=int, default=None,
-                   help="timed runs per tool (default: 5 if one round is quick, else 3)")
-    p.add_argument("--quick", action="store_true", help="small capture (20k packets, 4k flows) for a smoke run")
-    p.add_argument("--max-flows", "-m", type=int, default=1_000_000,
-                   help="-m given to both pyprobe and softflowd (default %(default)s: nothing force-expired)")
-    p.add_argument("--capture", help="use this capture instead of generating one (no totals check)")
-    p.add_argument("--no-softflowd", action="store_true", help="skip softflowd")
-    p.add_argument("--no-cli", action="store_true", help="only time the in-memory metering loop")
+    p = argparse.ArgumentParser(description="pyprobe vs softflowd / nfpcapd / a bare pcap read")
+    p.add_argument("--runs", type=int, default=5, help="timed rounds per capture (default %(default)s)")
+    p.add_argument("--quick", action="store_true", help="tiny captures, for a smoke run (under a minute)")
+    p.add_argument("--only", action="append", metavar="NAME",
+                   help="only this capture: " + ", ".join(CAPTURES) + " (repeatable, or comma-separated)")
+    p.add_argument("--seed", type=int, default=1, help="generator seed (default %(default)s)")
+    p.add_argument("--results", help="Markdown output (default bench/results.md; "
+                                     "bench/.cache/results-partial.md with --quick or --only)")
     a = p.parse_args()
-    if a.quick:
-        a.packets = a.packets or 20_000
-        a.flows = a.flows or 4_000
-    a.packets = a.packets or 500_000
-    a.flows = a.flows or 100_000
+    if a.runs < 1:
+        p.error("--runs must be >= 1")
+    names = []
+    for o in a.only or []:
+        for n in o.split(","):
+            n = n.strip()
+            if n not in CAPTURES:
+                p.error(f"--only: unknown capture {n!r} (one of {', '.join(CAPTURES)})")
+            if n not in names:
+                names.append(n)
+    a.names = [n for n in CAPTURES if n in names] if names else list(CAPTURES)
+    if not a.results:
+        partial = a.quick or names
+        a.results = os.path.join(CACHE, "results-partial.md") if partial else os.path.join(BENCH, "results.md")
     return a
 
 
-# ---------------------------------------------------------------------------- capture
+def log(*args):
+    print(*args, file=sys.stderr, flush=True)
 
-def ensure_capture(a):
-    """Path of the cached capture and its sidecar of expected totals, generating them if missing."""
-    if a.capture:
-        return a.capture, None
+
+# ---------------------------------------------------------------------------- captures
+
+def gen_hash():
+    with open(GEN, "rb") as f:
+        return hashlib.sha1(f.read()).hexdigest()[:8]
+
+
+def ensure_capture(name, gen_args, seed):
+    """Path of the cached capture and the generator's totals, generating both if missing."""
     os.makedirs(CACHE, exist_ok=True)
-    base = os.path.join(CACHE, f"synth_p{a.packets}_f{a.flows}_s{a.seed}.pcap")
-    side = base + ".json"
-    if not (os.path.exists(base) and os.path.exists(side)):
-        tmp = base + ".tmp"
-        print(f"generating {os.path.relpath(base, REPO)} ...", file=sys.stderr)
+    params = "-".join(f"{k[0]}{v}" for k, v in sorted(gen_args.items()) if k != "shape")
+    stem = f"bench-{gen_args['shape']}-{params}-s{seed}"
+    path = os.path.join(CACHE, f"{stem}-{gen_hash()}.pcap")
+    side = path + ".json"
+    if not (os.path.exists(path) and os.path.exists(side)):
+        for old in glob.glob(os.path.join(CACHE, stem + "-*.pcap*")):  # made by an older generator
+            os.unlink(old)
+        tmp = path + ".tmp"
+        cmd = [sys.executable, GEN, "-o", tmp, "--seed", str(seed)]
+        for k, v in gen_args.items():
+            cmd += [f"--{k}", str(v)]
+        log(f"[{name}] generating {os.path.relpath(path, REPO)} ...")
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, os.path.join(BENCH, "gen_capture.py"), "-o", tmp,
-                        "--packets", str(a.packets), "--flows", str(a.flows), "--seed", str(a.seed)],
-                       check=True)
-        os.replace(tmp, base)
+        subprocess.run(cmd, check=True)
+        os.replace(tmp, path)
         os.replace(tmp + ".json", side)  # the sidecar last: its presence means the capture is whole
-        print(f"generated in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+        log(f"[{name}] generated in {time.perf_counter() - t0:.1f} s")
     with open(side) as f:
-        return base, json.load(f)
+        return path, json.load(f)
 
 
-# ---------------------------------------------------------------------------- metering loop
-
-def bench_meter(path, runs, max_flows):
-    """Best-of-runs seconds of Meter.process over in-memory batches + flush, and the records."""
-    try:
-        import pcapy
-        from pyprobe._meter import Meter
-        from pyprobe import records
-    except ImportError as e:
-        print(f"[meter] skipped: {e}", file=sys.stderr)
-        return None
-    t_read = time.perf_counter()
-    cap = pcapy.open_offline(path)
-    linktype = cap.datalink()
-    batches = []
-    npk = 0
-    while True:
-        pk, meta = cap.next_batch(BATCH)
-        if not meta:
-            break
-        batches.append((pk, meta))
-        npk += len(meta) // 16
-    del cap
-    t_read = time.perf_counter() - t_read
-    times = []
-    out = None
-    for _ in range(runs):
-        m = Meter(linktype, max_flows=max_flows)
-        proc = m.process
-        bufs = []
-        t0 = time.perf_counter()
-        for pk, meta in batches:
-            bufs.append(proc(pk, meta))
-        bufs.append(m.flush())
-        times.append(time.perf_counter() - t0)
-        stats = m.stats()
-        out = bufs
-        del m
-    t0 = time.perf_counter()
-    recs = records.unpack(b"".join(out))
-    t_unpack = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    for r in recs:
-        json.dumps(r.as_dict())
-    t_json = time.perf_counter() - t0
-    tot = {"records": len(recs), "packets": sum(r.packets for r in recs), "octets": sum(r.octets for r in recs),
-           "ipv6_packets": sum(r.packets for r in recs if r.ipver == 6),
-           "vlan_packets": sum(r.packets for r in recs if r.vlan),
-           "end_reason": dict(collections.Counter(r.end_reason for r in recs))}
-    return {"read_packets": npk, "times": times, "best": min(times), "totals": tot, "stats": stats,
-            "t_read": t_read, "t_unpack": t_unpack, "t_json": t_json}
+def warm(path):
+    """Read the file once so that every tool, the first one included, finds it in the page cache."""
+    with open(path, "rb") as f:
+        while f.read(8 << 20):
+            pass
 
 
-# ---------------------------------------------------------------------------- NetFlow sink
+# ---------------------------------------------------------------------------- NetFlow v9 sink
 
 class Sink:
-    """UDP socket on 127.0.0.1 whose thread only drains datagrams (kept for a NetFlow v9 tally)."""
+    """UDP socket on 127.0.0.1; a thread only drains it.  The datagrams are tallied after each run."""
 
     def __init__(self):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -144,12 +175,13 @@ class Sink:
             if opt is None:
                 continue
             try:
-                self.sock.setsockopt(socket.SOL_SOCKET, opt, 64 << 20)
+                self.sock.setsockopt(socket.SOL_SOCKET, opt, 128 << 20)
                 break
             except OSError:
                 continue
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
+        self.rcvbuf = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
         self.lock = threading.Lock()
         self.datagrams = []
         self.last = time.monotonic()
@@ -163,21 +195,37 @@ class Sink:
                 self.datagrams.append(d)
                 self.last = time.monotonic()
 
-    def take(self, quiet=0.2, limit=5.0):
+    def take(self, quiet=0.1, limit=10.0):
         """Wait until nothing arrived for `quiet` seconds, then return and reset what came in."""
         t0 = time.monotonic()
         while time.monotonic() < t0 + limit:
             with self.lock:
                 if time.monotonic() - max(self.last, t0) >= quiet:
                     break
-            time.sleep(0.02)
+            time.sleep(0.01)
         with self.lock:
             d, self.datagrams = self.datagrams, []
         return d
 
+    def drops(self):
+        """The kernel's drop counter for this socket (/proc/net/udp), None if unreadable."""
+        want = "0100007F:%04X" % self.port
+        try:
+            with open("/proc/net/udp") as f:
+                for line in f:
+                    cols = line.split()
+                    if len(cols) > 12 and cols[1] == want:
+                        return int(cols[-1])
+        except (OSError, ValueError):
+            pass
+        return None
+
+
+_FMT = {1: "B", 2: "H", 4: "I", 8: "Q"}
+
 
 def tally_v9(datagrams):
-    """Records, packets and octets in NetFlow v9 datagrams (IN_BYTES = 1, IN_PKTS = 2)."""
+    """Data records, and the IN_PKTS (2) / IN_BYTES (1) they carry, in NetFlow v9 datagrams."""
     templates = {}
     recs = pkts = octs = 0
     for d in datagrams:
@@ -194,276 +242,402 @@ def tally_v9(datagrams):
                 while p + 4 <= end:
                     tid, fc = struct.unpack_from("!HH", d, p)
                     p += 4
-                    pos = 0
-                    boff = poff = None
+                    fmt, pos, which = "!", 0, []
                     for _ in range(fc):
                         t, ln = struct.unpack_from("!HH", d, p)
                         p += 4
-                        if t == 1:
-                            boff = (pos, ln)
-                        elif t == 2:
-                            poff = (pos, ln)
+                        if t in (1, 2) and ln in _FMT:
+                            fmt += _FMT[ln]
+                            which.append(t)
+                        else:
+                            fmt += f"{ln}x"
                         pos += ln
-                    templates[tid] = (pos, boff, poff)
+                    if pos:
+                        templates[tid] = (pos, struct.Struct(fmt), which.index(2) if 2 in which else None,
+                                          which.index(1) if 1 in which else None)
             elif fsid >= 256 and fsid in templates:
-                rl, boff, poff = templates[fsid]
-                while rl and p + rl <= end:
-                    if boff:
-                        octs += int.from_bytes(d[p + boff[0]:p + boff[0] + boff[1]], "big")
-                    if poff:
-                        pkts += int.from_bytes(d[p + poff[0]:p + poff[0] + poff[1]], "big")
-                    recs += 1
-                    p += rl
+                rl, st, ip, ib = templates[fsid]
+                n = (end - p) // rl
+                recs += n
+                if n and (ip is not None or ib is not None):
+                    for r in st.iter_unpack(d[p:p + n * rl]):
+                        if ip is not None:
+                            pkts += r[ip]
+                        if ib is not None:
+                            octs += r[ib]
             off += flen
     return {"records": recs, "packets": pkts, "octets": octs, "datagrams": len(datagrams)}
 
 
-# ---------------------------------------------------------------------------- whole-program runs
-
-GNU_TIME = "/usr/bin/time"
-RSS_FILE = os.path.join(tempfile.gettempdir(), f"pyprobe-bench-rss.{os.getpid()}")
+NFPCAPD_IDENT = re.compile(r"Ident: '[^']*' Flows: (\d+), Packets: (\d+), Bytes: (\d+)")
 
 
-def run_timed(cmd, stdout=subprocess.DEVNULL, stderr_path=None):
-    """Wall seconds, peak RSS (MiB) and exit code of one child.
+def tally_nfpcapd(stderr_text):
+    """nfpcapd prints one 'Ident: ... Flows: F, Packets: P, Bytes: B' line per file it closes."""
+    recs = pkts = octs = 0
+    for m in NFPCAPD_IDENT.finditer(stderr_text):
+        recs += int(m.group(1))
+        pkts += int(m.group(2))
+        octs += int(m.group(3))
+    return {"records": recs, "packets": pkts, "octets": octs}
 
-    Peak RSS is the child's ru_maxrss from wait4.  That number cannot come from this process's
-    own wait4: Linux starts an exec'ed child's maxrss at the hiwater RSS of the address space it
-    replaced, and subprocess forks with vfork, so every child would report at least this
-    process's RSS (hundreds of MiB once the capture is loaded for the metering loop).  GNU time
-    is a ~1 MiB process whose fork+exec child starts clean; it wait4()s and prints ru_maxrss (%M).
-    Without /usr/bin/time, our own wait4 is used and the figure is only an upper bound.
-    """
-    err = open(stderr_path, "wb") if stderr_path else subprocess.DEVNULL
-    use_time = os.access(GNU_TIME, os.X_OK)
-    full = [GNU_TIME, "-f", "%M", "-o", RSS_FILE] + cmd if use_time else cmd
-    try:
+
+# ---------------------------------------------------------------------------- runs
+
+def run_timed(cmd, tmpd):
+    """(wall seconds, peak RSS MiB, CPU seconds, exit status, stdout, stderr) of one command."""
+    tfile = os.path.join(tmpd, "time.out")
+    outp, errp = os.path.join(tmpd, "stdout"), os.path.join(tmpd, "stderr")
+    full = [GNU_TIME, "-f", "%e %M %U %S", "-o", tfile] + cmd
+    with open(outp, "wb") as out, open(errp, "wb") as err:
         t0 = time.perf_counter()
-        p = subprocess.Popen(full, stdout=stdout, stderr=err, stdin=subprocess.DEVNULL)
-        _, status, ru = os.wait4(p.pid, 0)
-        dt = time.perf_counter() - t0
-        p.returncode = os.waitstatus_to_exitcode(status)
-    finally:
-        if stderr_path:
-            err.close()
-    rss_kib = ru.ru_maxrss
-    if use_time:
+        p = subprocess.Popen(full, stdout=out, stderr=err, stdin=subprocess.DEVNULL, start_new_session=True)
+        # a blocking wait (Popen.wait with a timeout polls, adding up to 50 ms); a timer kills a hung run
+        timer = threading.Timer(RUN_TIMEOUT, os.killpg, (p.pid, signal.SIGKILL))
+        timer.start()
         try:
-            with open(RSS_FILE) as f:
-                rss_kib = int(f.read().split()[-1])
-            os.unlink(RSS_FILE)
-        except (OSError, ValueError, IndexError):
-            rss_kib = float("nan")
-    return dt, rss_kib / 1024.0, p.returncode
-
-
-def pyprobe_cmd():
-    exe = os.path.join(REPO, ".venv", "bin", "pyprobe")
-    if os.path.exists(exe):
-        return [exe]
-    return [sys.executable, "-m", "pyprobe"]
-
-
-def tally_json(path):
-    tot = {"records": 0, "packets": 0, "octets": 0, "ipv6_packets": 0, "vlan_packets": 0}
-    reasons = collections.Counter()
-    bad = 0
-    with open(path) as f:
-        for line in f:
-            try:
-                r = json.loads(line)
-            except ValueError:
-                bad += 1
-                continue
-            tot["records"] += 1
-            tot["packets"] += r["packets"]
-            tot["octets"] += r["octets"]
-            if r.get("ipver") == 6:
-                tot["ipv6_packets"] += r["packets"]
-            if r.get("vlan"):
-                tot["vlan_packets"] += r["packets"]
-            reasons[r.get("end_reason")] += 1
-    tot["end_reason"] = dict(reasons)
-    tot["bad_lines"] = bad
-    return tot
-
-
-def tail(path, n=12):
+            rc = p.wait()
+        finally:
+            timer.cancel()
+        dt = time.perf_counter() - t0
+    rss = cpu = float("nan")
     try:
-        with open(path, errors="replace") as f:
-            return "".join(f.readlines()[-n:]).rstrip()
-    except OSError:
-        return ""
+        with open(tfile) as f:
+            lines = f.read().strip().splitlines()
+        _, m, u, s = lines[-1].split()  # GNU time puts "Command exited with non-zero status N" first
+        rss, cpu = int(m) / 1024.0, float(u) + float(s)
+    except (OSError, ValueError, IndexError):
+        pass
+    with open(outp, errors="replace") as f:
+        so = f.read()
+    with open(errp, errors="replace") as f:
+        se = f.read()
+    return dt, rss, cpu, rc, so, se
+
+
+class Tool:
+    def __init__(self, label, kind, cmd, expect_records=True, role=None):
+        self.label = label
+        self.kind = kind  # "v9" (to the sink), "nfpcapd" or "floor"
+        self.cmd = cmd  # function (path, port, tmpd) -> argv
+        self.expect_records = expect_records  # False: records are informational (flows may be split)
+        self.role = role  # key for the ratios
+        self.times, self.rss, self.cpu = [], [], []
+        self.records, self.packets, self.fails, self.lost_runs, self.drops = [], [], [], 0, 0
+
+
+def venv_python():
+    py = os.path.join(REPO, ".venv", "bin", "python")
+    return py if os.path.exists(py) else sys.executable
+
+
+def pyprobe_exe():
+    exe = os.path.join(REPO, ".venv", "bin", "pyprobe")
+    return [exe] if os.path.exists(exe) else [venv_python(), "-m", "pyprobe"]
+
+
+def make_tools(cfg, quick_flows):
+    m = cfg["m"]
+    have_sfd = shutil.which("softflowd") is not None
+    have_nfp = shutil.which("nfpcapd") is not None
+
+    def pyprobe(*extra):
+        return lambda path, port, tmpd: pyprobe_exe() + ["-r", path, "-n", f"127.0.0.1:{port}", "-v", "9",
+                                                          "-q", *extra]
+
+    def softflowd(*extra):
+        # -c none: with a control socket, softflowd 1.1.0 in -r mode tests the revents of a pollfd
+        # array it never polled and can block in accept() for ever
+        return lambda path, port, tmpd: ["softflowd", "-r", path, "-n", f"127.0.0.1:{port}", "-v", "9", "-d",
+                                         "-c", "none", "-p", os.path.join(tmpd, "softflowd.pid"), *extra]
+
+    tools = [Tool(f"pyprobe -m {m}", "v9", pyprobe("-m", str(m)), role="pp")]
+    if have_sfd:
+        tools.append(Tool(f"softflowd -m {m}", "v9", softflowd("-m", str(m)), role="sfd"))
+    if cfg["default_m"]:
+        tools.append(Tool(f"pyprobe (default -m {PYPROBE_DEFAULT_M})", "v9", pyprobe(),
+                          expect_records=False, role="pp_def"))
+        if have_sfd:
+            tools.append(Tool(f"softflowd (default -m {SOFTFLOWD_DEFAULT_M})", "v9", softflowd(),
+                              expect_records=False, role="sfd_def"))
+    if cfg["concurrent"]:
+        c = cfg["concurrent"] if not quick_flows else quick_flows + quick_flows // 10
+        tools.append(Tool(f"pyprobe -m {c}, 1 h timeouts", "v9", pyprobe("-m", str(c), *LONG_PYPROBE),
+                          role="pp_conc"))
+        if have_sfd:
+            tools.append(Tool(f"softflowd -m {c}, 1 h timeouts", "v9", softflowd("-m", str(c), *LONG_SOFTFLOWD),
+                              role="sfd_conc"))
+    if have_nfp:
+        def nfpcapd(path, port, tmpd):
+            out = os.path.join(tmpd, "nfpcapd")
+            shutil.rmtree(out, ignore_errors=True)
+            os.makedirs(out)
+            return ["nfpcapd", "-r", path, "-w", out, "-e", NFPCAPD_E]
+        # nfpcapd reports every ICMP packet as a flow of its own: records are informational
+        tools.append(Tool(f"nfpcapd -e {NFPCAPD_E}", "nfpcapd", nfpcapd, expect_records=False, role="nfp"))
+    tools.append(Tool("pcapy-ng read floor", "floor",
+                      lambda path, port, tmpd: [venv_python(), "-c", FLOOR_CODE, path], role="floor"))
+    missing = [n for n, ok in (("softflowd", have_sfd), ("nfpcapd", have_nfp)) if not ok]
+    return tools, missing
+
+
+def bench_capture(name, cfg, path, exp, runs, sink, quick):
+    tools, missing = make_tools(cfg, exp["flows"] if quick else None)
+    conc_m = next((t.label.split()[2].rstrip(",") for t in tools if t.role == "pp_conc"), None)
+    for mname in missing:
+        log(f"[{name}] {mname} not found: skipped")
+    tmpd = tempfile.mkdtemp(prefix=f"pyprobe-bench-{name}-")
+    warm(path)
+    try:
+        for rnd in range(runs):
+            for t in tools:
+                sink.take(quiet=0.02, limit=1.0)  # anything late from the previous run
+                d0 = sink.drops() if t.kind == "v9" else None
+                dt, rss, cpu, rc, so, se = run_timed(t.cmd(path, sink.port, tmpd), tmpd)
+                if t.kind == "v9":
+                    tot = tally_v9(sink.take())
+                    d1 = sink.drops()
+                    if d0 is not None and d1 is not None:
+                        t.drops += d1 - d0
+                elif t.kind == "nfpcapd":
+                    tot = tally_nfpcapd(se)
+                    shutil.rmtree(os.path.join(tmpd, "nfpcapd"), ignore_errors=True)
+                else:
+                    try:
+                        tot = {"records": None, "packets": int(so.split()[-1])}
+                    except (ValueError, IndexError):
+                        tot = {"records": None, "packets": None}
+                t.times.append(dt)
+                t.rss.append(rss)
+                t.cpu.append(cpu)
+                t.records.append(tot["records"])
+                t.packets.append(tot["packets"])
+                if rc != 0:
+                    t.fails.append(f"run {rnd + 1}: exit status {rc}: " + " | ".join(se.strip().splitlines()[-3:]))
+                if tot["packets"] != exp["packets"] or (t.expect_records and tot["records"] is not None
+                                                        and tot["records"] != exp["flows"]):
+                    t.lost_runs += 1
+            log(f"[{name}] round {rnd + 1}/{runs}: " + ", ".join(f"{t.label.split()[0]} {t.times[-1]:.2f}s" for t in tools))
+    finally:
+        shutil.rmtree(tmpd, ignore_errors=True)
+    return tools, conc_m
 
 
 # ---------------------------------------------------------------------------- report
 
-def check(label, got, want, key, issues, note=""):
-    if want is None or got is None or key not in want or key not in got:
-        return
-    ok = got[key] == want[key]
-    mark = "ok" if ok else ("differs" if note else "MISMATCH")
-    print(f"  {label:<28} {key:<13} got {got[key]:>12}  expected {want[key]:>12}  {mark}{note}")
-    if not ok and not note:
-        issues.append(f"{label}: {key} {got[key]} != expected {want[key]}")
+def med(xs):
+    xs = [x for x in xs if x == x]
+    return statistics.median(xs) if xs else float("nan")
 
 
-def fmt_rate(n, s):
-    return f"{n / s:,.0f}" if s > 0 else "-"
+def fmt_int(n):
+    return f"{n:,.0f}" if n == n else "-"
+
+
+def check_text(t, exp):
+    """Short sanity verdict for the table: records received against the flows generated."""
+    if t.fails:
+        return "FAILED"
+    recs = sorted({r for r in t.records if r is not None})
+    pkts = sorted({p for p in t.packets if p is not None})
+    if t.kind == "floor":
+        return "ok" if pkts == [exp["packets"]] else f"read {'/'.join(map(str, pkts))} packets"
+    words = []
+    if pkts != [exp["packets"]]:
+        words.append(f"packets {'/'.join(map(str, pkts))} != {exp['packets']}")
+    if t.drops:
+        words.append(f"{t.drops} datagrams dropped at the sink")
+    if recs == [exp["flows"]]:
+        words.insert(0, "ok")
+    elif t.expect_records:
+        words.insert(0, f"records {'/'.join(map(str, recs))} != {exp['flows']} flows")
+    else:
+        words.insert(0, f"{'/'.join(map(str, recs))} records (informational)" + (", packets ok" if not words else ""))
+    return ", ".join(words)
+
+
+def summarize(name, cfg, path, exp, tools, runs, conc_m):
+    npk = exp["packets"]
+    rows = []
+    for t in tools:
+        sec = med(t.times)
+        rows.append({"tool": t.label, "seconds": sec, "pps": npk / sec if sec > 0 else float("nan"),
+                     "rss": med(t.rss), "cpu": med(t.cpu),
+                     "records": med([r for r in t.records if r is not None]) if t.kind != "floor" else None,
+                     "check": check_text(t, exp), "role": t.role})
+    by = {r["role"]: r for r in rows}
+    ratios = []
+
+    def ratio(label, a, b, key, invert=False):
+        if a in by and b in by:
+            x, y = by[a][key], by[b][key]
+            v = (y / x) if invert else (x / y)
+            if v == v:
+                ratios.append((label, v))
+
+    ratio(f"pyprobe / softflowd, packets/s (-m {cfg['m']})", "pp", "sfd", "pps")
+    if cfg["default_m"]:
+        ratio("pyprobe / softflowd, packets/s (both at default -m)", "pp_def", "sfd_def", "pps")
+    ratio("pyprobe / pcapy-ng floor, time", "pp", "floor", "seconds")
+    ratio(f"pyprobe RSS / softflowd RSS (-m {cfg['m']})", "pp", "sfd", "rss")
+    conc = None
+    if "pp_conc" in by:
+        conc = {"flows": exp["flows"], "m": conc_m, "pp": by["pp_conc"], "sfd": by.get("sfd_conc")}
+    return {"name": name, "what": cfg["what"], "path": os.path.relpath(path, REPO), "exp": exp,
+            "size_mib": os.path.getsize(path) / 2**20, "runs": runs, "rows": rows, "ratios": ratios,
+            "conc": conc, "issues": [(t.label, f) for t in tools for f in t.fails]
+            + [(t.label, f"{t.lost_runs} of {len(t.times)} runs with totals off: {check_text(t, exp)}")
+               for t in tools if t.lost_runs and not t.fails]}
+
+
+def conc_text(c):
+    pp, sfd = c["pp"], c["sfd"]
+    s = (f"peak RSS with {c['flows']:,} concurrent flows (flood, every flow alive until EOF, "
+         f"-m {c['m']}, 1 h timeouts): pyprobe {pp['rss']:.0f} MiB ({pp['seconds']:.2f} s)")
+    if sfd:
+        s += (f", softflowd {sfd['rss']:.0f} MiB ({sfd['seconds']:.2f} s); "
+              f"pyprobe / softflowd RSS {pp['rss'] / sfd['rss']:.2f}x")
+        s += f"; per flow: pyprobe {pp['rss'] * 2**20 / c['flows']:.0f} B, softflowd {sfd['rss'] * 2**20 / c['flows']:.0f} B"
+    return s
+
+
+def print_text(res):
+    for r in res:
+        e = r["exp"]
+        print()
+        print(f"== {r['name']}: {r['what']}")
+        print(f"   {r['path']}: {e['packets']:,} packets, {e['flows']:,} flows, {r['size_mib']:.0f} MiB; "
+              f"median of {r['runs']} runs")
+        hdr = f"{'tool':<38} {'seconds':>8} {'packets/s':>11} {'peak RSS MiB':>13} {'CPU s':>7} {'records':>9}  check"
+        print(hdr)
+        print("-" * (len(hdr) + 10))
+        for x in r["rows"]:
+            recs = fmt_int(x["records"]) if x["records"] is not None else "-"
+            print(f"{x['tool']:<38} {x['seconds']:>8.3f} {fmt_int(x['pps']):>11} {x['rss']:>13.1f} "
+                  f"{x['cpu']:>7.2f} {recs:>9}  {x['check']}")
+        for label, v in r["ratios"]:
+            print(f"  {label:<55} {v:6.2f}x")
+        if r["conc"]:
+            print("  " + conc_text(r["conc"]))
+    issues = [(r["name"], t, f) for r in res for t, f in r["issues"]]
+    print()
+    if issues:
+        print("PROBLEMS:")
+        for n, t, f in issues:
+            print(f"  - {n}: {t}: {f}")
+    else:
+        print("sanity: every run of every tool saw all packets; exporters' records reached the sink in full")
+
+
+def versions():
+    v = {}
+    for key, cmd in (("pyprobe", pyprobe_exe() + ["--version"]), ("nfpcapd", ["nfpcapd", "-V"]),
+                     ("softflowd", ["softflowd", "-h"])):
+        try:
+            p = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+            out = (p.stdout + p.stderr)
+            m = re.search(r"(\d+\.\d+(\.\d+)?)", out)
+            v[key] = m.group(1) if m else "?"
+        except (OSError, subprocess.TimeoutExpired):
+            v[key] = "not found"
+    try:
+        p = subprocess.run([venv_python(), "-c", "import importlib.metadata as m; print(m.version('pcapy-ng'))"],
+                           capture_output=True, text=True, timeout=10)
+        v["pcapy-ng"] = p.stdout.strip() or "?"
+    except (OSError, subprocess.TimeoutExpired):
+        v["pcapy-ng"] = "?"
+    return v
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "?"
+
+
+def write_markdown(res, a, vers, path):
+    L = []
+    L.append("# pyprobe benchmark")
+    L.append("")
+    L.append(f"`{' '.join(['bench/run_bench.py'] + sys.argv[1:])}` on {datetime.date.today()}: "
+             f"{os.cpu_count()} cores ({cpu_model()}), Python {platform.python_version()}; "
+             f"pyprobe {vers['pyprobe']}, softflowd {vers['softflowd']}, nfpcapd (nfdump) {vers['nfpcapd']}, "
+             f"pcapy-ng {vers['pcapy-ng']}. Median of {a.runs} runs per tool, tools alternating run by run; "
+             f"seconds are wall time of the whole program, packets/s = capture packets / seconds, "
+             f"peak RSS = the process's ru_maxrss (GNU time %M). pyprobe and softflowd export NetFlow v9 "
+             f"over UDP to a local sink that counts the records; nfpcapd writes nfcapd files; the floor "
+             f"is a bare `pcapy.open_offline(FILE).next_batch(4096)` loop in the same Python.")
+    L.append("")
+    for r in res:
+        e = r["exp"]
+        L.append(f"## {r['name']}: {e['packets']:,} packets, {e['flows']:,} flows ({r['size_mib']:.0f} MiB)")
+        L.append("")
+        L.append(r["what"][0].upper() + r["what"][1:] + ".")
+        L.append("")
+        L.append("| tool | seconds | packets/s | peak RSS MiB | records |")
+        L.append("|---|---:|---:|---:|---:|")
+        for x in r["rows"]:
+            recs = fmt_int(x["records"]) if x["records"] is not None else "-"
+            if not x["check"].startswith("ok") and "informational" not in x["check"] and x["records"] is not None:
+                recs += " (!)"
+            L.append(f"| `{x['tool']}` | {x['seconds']:.2f} | {fmt_int(x['pps'])} | {x['rss']:.0f} | {recs} |")
+        L.append("")
+        for label, v in r["ratios"]:
+            L.append(f"- {label}: **{v:.2f}x**")
+        if r["conc"]:
+            L.append("- " + conc_text(r["conc"]))
+        L.append("")
+    notes = ["Records: received at the sink (pyprobe, softflowd) or reported by nfpcapd; every flow of "
+             "the captures has its own key and no gap longer than 10 s, so a tool that force-expires "
+             "nothing reports exactly the generated flows. At the default -m, softflowd (8192) "
+             "splits flows when its table fills; nfpcapd reports every ICMP packet as a flow of its own.",
+             "nfpcapd runs a packet thread and a flow thread (and preallocates its node cache), so it "
+             "can use more than one core; pyprobe and softflowd are single-threaded."]
+    issues = [(r["name"], t, f) for r in res for t, f in r["issues"]]
+    if issues:
+        notes.append("Problems in this run: " + "; ".join(f"{n}: {t}: {f}" for n, t, f in issues))
+    for n in notes:
+        L.append("- " + n)
+    L.append("")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write("\n".join(L))
+    os.replace(tmp, path)
 
 
 def main():
     a = parse_args()
-    path, exp = ensure_capture(a)
-    size_mib = os.path.getsize(path) / 2**20
-    print(f"capture: {os.path.relpath(path, REPO)}  ({size_mib:.1f} MiB)", file=sys.stderr)
-    if exp:
-        print(f"  generated: {exp['packets']} packets, {exp['flows']} flows, {exp['octets']} IP octets, "
-              f"IPv6 {exp['ipv6_packets']} pkts, VLAN {exp['vlan_packets']} pkts, "
-              f"{exp['flows_ge_1000_packets']} flows >= 1000 pkts (max {exp['max_flow_packets']})", file=sys.stderr)
-    want = None
-    if exp:
-        want = {"packets": exp["packets"], "records": exp["flows"], "octets": exp["octets"],
-                "ipv6_packets": exp["ipv6_packets"], "vlan_packets": exp["vlan_packets"]}
-    meter_runs = a.runs or 3
-    issues = []
-    rows = []
-
-    # --- metering loop in memory
-    print(f"[meter] Meter.process over in-memory batches + flush, best of {meter_runs} ...", file=sys.stderr)
-    mres = bench_meter(path, meter_runs, a.max_flows)
-    if mres:
-        rows.append(("Meter.process+flush (in memory)", mres["totals"]["packets"], mres["totals"]["records"],
-                     mres["best"], None, mres["read_packets"]))
-
-    # --- whole programs
-    cli = {}
-    if not a.no_cli:
-        tmpd = tempfile.mkdtemp(prefix="pyprobe-bench-")
-        sink = None if a.no_softflowd or not shutil.which("softflowd") else Sink()
-        m = str(a.max_flows)
-        tools = [("pyprobe --json -m " + m, pyprobe_cmd() + ["-r", path, "--json", "-m", m], "pyprobe")]
-        if sink:
-            # -c none: no control socket.  With one, softflowd 1.1.0 in -r mode tests the revents of
-            # a pollfd array it never polled (stack garbage) and can block in accept() for ever,
-            # depending on the environment and argument lengths.
-            sfd = ["softflowd", "-r", path, "-n", f"127.0.0.1:{sink.port}", "-v", "9", "-d",
-                   "-p", os.path.join(tmpd, "softflowd.pid"), "-c", "none"]
-            tools.append(("softflowd -v 9 -m " + m, sfd + ["-m", m], "softflowd"))
-            tools.append(("softflowd -v 9 (default -m 8192)", sfd, "softflowd"))
-        elif not a.no_softflowd:
-            print("softflowd not found: skipped", file=sys.stderr)
-
-        # untimed validation (and warm-up) run of each tool, output kept
-        for name, cmd, kind in tools:
-            errp = os.path.join(tmpd, "validate.err")
-            if kind == "pyprobe":
-                outp = os.path.join(tmpd, "pyprobe.jsonl")
-                with open(outp, "wb") as out:
-                    dt, rss, rc = run_timed(cmd, stdout=out, stderr_path=errp)
-                tot = tally_json(outp)
-                os.unlink(outp)
-            else:
-                sink.take(quiet=0.05)
-                dt, rss, rc = run_timed(cmd, stderr_path=errp)
-                tot = tally_v9(sink.take())
-            tot["rc"] = rc
-            tot["stderr"] = tail(errp)
-            cli[name] = {"validate": tot, "times": [], "rss": []}
-            if rc != 0:
-                issues.append(f"{name}: exit status {rc}: {tail(errp, 3)}")
-
-        # timed runs, alternating tools, the starting tool rotating each round
-        runs = a.runs
-        rnd = 0
-        while True:
-            t_round = time.perf_counter()
-            order = tools[rnd % len(tools):] + tools[:rnd % len(tools)]
-            for name, cmd, kind in order:
-                dt, rss, rc = run_timed(cmd)
-                if sink:
-                    sink.take(quiet=0.05)
-                cli[name]["times"].append(dt)
-                cli[name]["rss"].append(rss)
-            rnd += 1
-            if runs is None:
-                runs = 5 if time.perf_counter() - t_round < 20 else 3
-            print(f"[cli] round {rnd}/{runs}: " + ", ".join(
-                f"{n.split()[0]}{'' if 'default' not in n else '(def -m)'} {cli[n]['times'][-1]:.2f}s" for n, _, _ in tools),
-                file=sys.stderr)
-            if rnd >= runs:
-                break
-        shutil.rmtree(tmpd, ignore_errors=True)
-        for name, _, _ in tools:
-            v = cli[name]["validate"]
-            rows.append((name, v["packets"], v["records"], statistics.median(cli[name]["times"]),
-                         max(cli[name]["rss"]), None))
-
-    # --- table
-    npk = exp["packets"] if exp else (mres["read_packets"] if mres else 0)
-    print()
-    print(f"capture: {os.path.relpath(path, REPO)}: {npk} packets, "
-          f"{exp['flows'] if exp else '?'} flows, {size_mib:.1f} MiB; -m {a.max_flows}; "
-          f"meter best of {meter_runs}, programs median of {len(next(iter(cli.values()))['times']) if cli else 0}")
-    hdr = f"{'tool':<34} {'packets':>9} {'flows':>8} {'seconds':>8} {'packets/s':>11} {'peak RSS MiB':>13}"
-    print(hdr)
-    print("-" * len(hdr))
-    for name, pk, fl, sec, rss, _ in rows:
-        print(f"{name:<34} {pk:>9} {fl:>8} {sec:>8.3f} {fmt_rate(npk, sec):>11} "
-              f"{('%.1f' % rss) if rss is not None else '-':>13}")
-    print("(packets/flows: totals in each tool's own output; packets/s: capture packets / seconds; "
-          + ("peak RSS: GNU time's ru_maxrss)" if os.access(GNU_TIME, os.X_OK)
-             else "peak RSS: wait4 ru_maxrss, an UPPER BOUND (includes this process's RSS at spawn))"))
-    pp = next((n for n in cli if n.startswith("pyprobe")), None)
-    for sf in [n for n in cli if n.startswith("softflowd")]:
-        tp, ts = statistics.median(cli[pp]["times"]), statistics.median(cli[sf]["times"])
-        rp, rs = max(cli[pp]["rss"]), max(cli[sf]["rss"])
-        print(f"ratio pyprobe / {sf}: time {tp / ts:.2f}x, packets/s {ts / tp:.2f}x, peak RSS {rp / rs:.2f}x")
-    if mres:
-        print(f"in-process pieces (one pass each): next_batch read of the file {mres['t_read']:.3f} s, "
-              f"Meter.process+flush {mres['best']:.3f} s, records.unpack {mres['t_unpack']:.3f} s, "
-              f"as_dict+json.dumps {mres['t_json']:.3f} s")
-    if mres and pp:
-        print(f"metering loop share of the pyprobe run: {mres['best'] / statistics.median(cli[pp]['times']):.0%}")
-
-    # --- sanity checks
-    print()
-    print("sanity checks against the generator's totals:")
-    if not exp:
-        print("  (no sidecar for --capture: skipped)")
-    if mres:
-        if mres["read_packets"] != npk:
-            issues.append(f"pcapy next_batch read {mres['read_packets']} packets, generated {npk}")
-        t = mres["totals"]
-        for k in ("packets", "records", "octets", "ipv6_packets", "vlan_packets"):
-            check("Meter", t, want, k, issues)
-        print(f"  {'Meter':<28} end reasons   {t['end_reason']}")
-    for name, d in cli.items():
-        v = d["validate"]
-        if name.startswith("pyprobe"):
-            for k in ("packets", "records", "octets", "ipv6_packets", "vlan_packets"):
-                check("pyprobe --json", v, want, k, issues)
-            print(f"  {'pyprobe --json':<28} end reasons   {v['end_reason']}")
-            if v["bad_lines"]:
-                issues.append(f"pyprobe --json: {v['bad_lines']} stdout lines that are not JSON")
-            if v["stderr"]:
-                print("  pyprobe stderr (validation run):")
-                print("    " + v["stderr"].replace("\n", "\n    "))
-        else:
-            label = "softflowd" + (" (default -m)" if "default" in name else "")
-            check(label, v, want, "packets", issues)
-            check(label, v, want, "records", issues,
-                  "" if "default" not in name else "  (forced expiry splits flows: informational)")
-            if exp and "frame_l3_octets" in exp:
-                w = {"octets": exp["frame_l3_octets"]}
-                check(label, v, w, "octets", issues, "  (softflowd counts frame bytes after L2 incl. padding)")
-    print()
-    if issues:
-        print("PROBLEMS:")
-        for i in issues:
-            print("  - " + i)
-    else:
-        print("all totals match")
+    if not os.access(GNU_TIME, os.X_OK):
+        log(f"{GNU_TIME} not found: it measures peak RSS; install GNU time")
+        return 2
+    t_start = time.perf_counter()
+    caps = {}
+    for name in a.names:
+        cfg = CAPTURES[name]
+        gen_args = dict(cfg["gen"])
+        if a.quick:
+            gen_args.update(QUICK[name])
+        caps[name] = ensure_capture(name, gen_args, a.seed)
+    sink = Sink()
+    log(f"sink: 127.0.0.1:{sink.port}, receive buffer {sink.rcvbuf >> 20} MiB")
+    res = []
+    for name in a.names:
+        path, exp = caps[name]
+        cfg = CAPTURES[name]
+        log(f"[{name}] {exp['packets']:,} packets, {exp['flows']:,} flows: {a.runs} rounds")
+        t0 = time.perf_counter()
+        tools, conc_m = bench_capture(name, cfg, path, exp, a.runs, sink, a.quick)
+        log(f"[{name}] {time.perf_counter() - t0:.0f} s")
+        res.append(summarize(name, cfg, path, exp, tools, a.runs, conc_m))
+    print_text(res)
+    write_markdown(res, a, versions(), a.results)
+    print(f"\nMarkdown: {os.path.relpath(a.results, os.getcwd())}; total {time.perf_counter() - t_start:.0f} s")
     return 0
 
 

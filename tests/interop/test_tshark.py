@@ -83,6 +83,7 @@ def _fmt(items, limit=10):
 def check_framing(version, messages, tshark_frames):
     problems = []
     flows_before = 0
+    records_before = {}          # IPFIX: per observation domain
     for i, m in enumerate(messages):
         where = "datagram %d" % i
         if m["version"] != version:
@@ -111,10 +112,11 @@ def check_framing(version, messages, tshark_frames):
             if m["sequence"] != i:
                 problems.append("%s: v9 sequence %d, expected %d (packets before)" % (where, m["sequence"], i))
         else:
-            if m["sequence"] != flows_before:
-                problems.append("%s: IPFIX sequence %d, expected %d (data records before)"
-                                % (where, m["sequence"], flows_before))
-            flows_before += m["records"]
+            before = records_before.get(m["domain"], 0)
+            if m["sequence"] != before:
+                problems.append("%s: IPFIX sequence %d, expected %d (data records before in domain %d)"
+                                % (where, m["sequence"], before, m["domain"]))
+            records_before[m["domain"]] = before + m["records"]
         # tshark must have dissected every flow data record of this datagram
         if i < len(tshark_frames):
             want = m["records"] if version == 5 else sum(m["data_records"].values())
