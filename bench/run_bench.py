@@ -171,7 +171,11 @@ class Sink:
 
     def __init__(self):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        for opt in (getattr(socket, "SO_RCVBUFFORCE", None), socket.SO_RCVBUF):
+        # SO_RCVBUFFORCE (33 on Linux; the socket module does not name it) passes net.core.rmem_max
+        # when we may (CAP_NET_ADMIN): exporters flush up to ~40k datagrams in a burst at EOF,
+        # several times what the default limit holds if this thread is descheduled for a moment
+        force = getattr(socket, "SO_RCVBUFFORCE", 33 if sys.platform.startswith("linux") else None)
+        for opt in (force, socket.SO_RCVBUF):
             if opt is None:
                 continue
             try:
@@ -497,7 +501,7 @@ def conc_text(c):
     if sfd:
         s += (f", softflowd {sfd['rss']:.0f} MiB ({sfd['seconds']:.2f} s); "
               f"pyprobe / softflowd RSS {pp['rss'] / sfd['rss']:.2f}x")
-        s += f"; per flow: pyprobe {pp['rss'] * 2**20 / c['flows']:.0f} B, softflowd {sfd['rss'] * 2**20 / c['flows']:.0f} B"
+        s += f"; RSS / flows: pyprobe {pp['rss'] * 2**20 / c['flows']:.0f} B, softflowd {sfd['rss'] * 2**20 / c['flows']:.0f} B"
     return s
 
 
@@ -579,13 +583,14 @@ def write_markdown(res, a, vers, path):
         L.append("")
         L.append(r["what"][0].upper() + r["what"][1:] + ".")
         L.append("")
-        L.append("| tool | seconds | packets/s | peak RSS MiB | records |")
-        L.append("|---|---:|---:|---:|---:|")
+        L.append("| tool | seconds | packets/s | peak RSS MiB | CPU s | records |")
+        L.append("|---|---:|---:|---:|---:|---:|")
         for x in r["rows"]:
             recs = fmt_int(x["records"]) if x["records"] is not None else "-"
             if not x["check"].startswith("ok") and "informational" not in x["check"] and x["records"] is not None:
                 recs += " (!)"
-            L.append(f"| `{x['tool']}` | {x['seconds']:.2f} | {fmt_int(x['pps'])} | {x['rss']:.0f} | {recs} |")
+            L.append(f"| `{x['tool']}` | {x['seconds']:.2f} | {fmt_int(x['pps'])} | {x['rss']:.0f} | "
+                     f"{x['cpu']:.2f} | {recs} |")
         L.append("")
         for label, v in r["ratios"]:
             L.append(f"- {label}: **{v:.2f}x**")
@@ -597,7 +602,12 @@ def write_markdown(res, a, vers, path):
              "nothing reports exactly the generated flows. At the default -m, softflowd (8192) "
              "splits flows when its table fills; nfpcapd reports every ICMP packet as a flow of its own.",
              "nfpcapd runs a packet thread and a flow thread (and preallocates its node cache), so it "
-             "can use more than one core; pyprobe and softflowd are single-threaded."]
+             "can use more than one core (CPU s = user + system time); pyprobe and softflowd are "
+             "single-threaded.",
+             "The floor is the floor of a pcapy-ng reader such as pyprobe: next_batch copies every "
+             "packet into Python memory; softflowd and nfpcapd read with libpcap callbacks and can be "
+             "faster than it on big packets.",
+             "The machine is shared: other jobs can slow single runs; the medians damp that."]
     issues = [(r["name"], t, f) for r in res for t, f in r["issues"]]
     if issues:
         notes.append("Problems in this run: " + "; ".join(f"{n}: {t}: {f}" for n, t, f in issues))
@@ -625,7 +635,8 @@ def main():
             gen_args.update(QUICK[name])
         caps[name] = ensure_capture(name, gen_args, a.seed)
     sink = Sink()
-    log(f"sink: 127.0.0.1:{sink.port}, receive buffer {sink.rcvbuf >> 20} MiB")
+    log(f"sink: 127.0.0.1:{sink.port}, receive buffer {sink.rcvbuf >> 20} MiB"
+        + ("" if sink.rcvbuf >= 64 << 20 else " (small: records may be lost in bursts; see the drop counts)"))
     res = []
     for name in a.names:
         path, exp = caps[name]

@@ -404,3 +404,38 @@ def run_pyprobe(args, stdin=None, timeout=60, check_exit=0):
     if check_exit is not None and proc.returncode != check_exit:
         raise AssertionError(f"pyprobe {args} exited {proc.returncode}, expected {check_exit}:\n{proc.stderr}")
     return proc
+
+
+# -- streams: sequence numbers per observation domain -------------------------------------
+
+def domain_of(msg):
+    """v9 source id / IPFIX observation domain id (None for v5)."""
+    return msg.header.get("source_id", msg.header.get("domain_id"))
+
+
+def flow_stream(msgs):
+    """The messages of the observation domain(s) that carry flow (non-options) records, in order.
+
+    RFC 7011 section 3.1 lets an exporter put exporter-wide options in domain 0; such a
+    domain-0 stream that holds no flow records is left out."""
+    flow_domains = {domain_of(m) for m in msgs if m.records or m.templates}
+    return [m for m in msgs if domain_of(m) in flow_domains]
+
+
+def check_sequences(msgs):
+    """Sequence numbers by the RFCs, per stream (v5: flows before; v9: packets before, per source id;
+    IPFIX: data records, options data records included, before, per observation domain)."""
+    counters = {}
+    for i, m in enumerate(msgs):
+        key = domain_of(m)
+        before = counters.get(key, 0)
+        if m.version == 5:
+            assert m.header["flow_sequence"] == before & 0xffffffff, (i, m.header, before)
+            counters[key] = before + m.header["count"]
+        elif m.version == 9:
+            assert m.header["sequence"] == before & 0xffffffff, (i, m.header, before)
+            assert m.header["count"] == m.count_all_records, (i, m.header, m.sets)
+            counters[key] = before + 1
+        else:
+            assert m.header["sequence"] == before & 0xffffffff, (i, m.header, before)
+            counters[key] = before + m.count_data_records + m.count_options_data_records
