@@ -102,8 +102,8 @@ def take(const uint8_t[::1] buf, order, Py_ssize_t start, Py_ssize_t stop, Py_ss
         if i > start:
             first = min(first, lo)
             last = max(last, hi)
-        if used + size > budget or last - first > max_span_ms:
-            break
+        if used + size > budget or (i > start and last - first > max_span_ms):
+            break                                # (a record alone always spans what it spans)
         used += size
         lo, hi = first, last
         i += 1

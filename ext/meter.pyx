@@ -63,6 +63,7 @@ cdef enum:
 
 
 RECORD_SIZE = sizeof(FlowRecord)
+cdef Py_ssize_t OUT_BUFFER_KEEP = 1 << 20
 
 
 cdef struct Flow:
@@ -266,11 +267,15 @@ cdef class Meter:
             self._expire_due()
         return self._take_records()
 
-    def flush(self):
-        """Expire every flow with reason end-of-input."""
-        while self.age_head != NIL:
+    def flush(self, Py_ssize_t max_records=0):
+        """Expire flows with reason end-of-input, oldest first: all of them, or at most
+        max_records per call (call until it returns nothing) so memory stays small."""
+        cdef Py_ssize_t n = 0
+        while self.age_head != NIL and (max_records <= 0 or n < max_records):
             self._expire_flow(self.age_head, END_EOF)
-        self.next_due = INT64_MAX
+            n += 1
+        if self.age_head == NIL:
+            self.next_due = INT64_MAX
         return self._take_records()
 
     def stats(self):
@@ -563,4 +568,8 @@ cdef class Meter:
     cdef bytes _take_records(self):
         cdef bytes records = PyBytes_FromStringAndSize(self.out, self.out_len)
         self.out_len = 0
+        if self.out_cap > OUT_BUFFER_KEEP:       # a burst (a replay's time jump) grew it: give it back
+            free(self.out)
+            self.out = NULL
+            self.out_cap = 0
         return records

@@ -17,6 +17,9 @@ from .summary import format_summary
 
 log = logging.getLogger("pyprobe")
 
+FLUSH_CHUNK = 8192                  # records per step when the cache empties at the end
+MAX_UPTIME_ACTIVE = 24 * 86400      # v5/v9: 2**31 ms of uptime, less a margin
+
 LINKTYPE_NAMES = {0: "BSD loopback", 1: "Ethernet", 9: "PPP", 10: "FDDI", 12: "raw IP", 14: "raw IP",
                   101: "raw IP", 104: "Cisco HDLC", 105: "802.11", 107: "Frame Relay", 108: "OpenBSD loopback",
                   113: "Linux cooked (SLL)", 127: "802.11 radiotap", 226: "Solaris IPNET", 228: "raw IPv4",
@@ -308,8 +311,20 @@ def open_source(path):
     return source
 
 
+def uptime_safe_timeouts(args):
+    """v5/v9 records carry 32-bit uptime milliseconds: a record may not last longer."""
+    if any(spec.version in (5, 9) for spec in args.collectors):
+        active = args.timeouts.get("maxlife", DEFAULT_TIMEOUTS["maxlife"])
+        if active > MAX_UPTIME_ACTIVE:
+            log.warning("active timeout %gs is longer than NetFlow v5/v9 times can say; using %ds",
+                        active, MAX_UPTIME_ACTIVE)
+            return {**args.timeouts, "maxlife": MAX_UPTIME_ACTIVE}
+    return args.timeouts
+
+
 def run(args):
     source = open_source(args.read)
+    args.timeouts = uptime_safe_timeouts(args)
     needs_32bit = any(spec.version == 5 for spec in args.collectors)
     meter = Meter(source.linktype, max_flows=args.max_flows, key_level=args.level, timeouts=args.timeouts,
                   sampling=args.sampling, sampling_mode=args.sampling_mode, limit_32bit=needs_32bit)
@@ -332,7 +347,11 @@ def run(args):
     if progress:
         progress.finish()
     if source.packets:               # (a capture whose clock reads 0 still has flows to flush)
-        sinks.put(meter.flush())
+        while True:
+            records = meter.flush(FLUSH_CHUNK)
+            sinks.put(records)
+            if not records:
+                break
     sinks.close()
     stats = meter.stats()
     if not args.quiet:

@@ -2,6 +2,7 @@
 collector (copy mode) or to one after another (round robin, softflowd's -l)."""
 
 import logging
+import socket
 from dataclasses import dataclass
 
 from ._meter import RECORD_SIZE
@@ -47,7 +48,7 @@ class Collector:
         if spec.transport == "tcp":
             if spec.version != 10:
                 raise ValueError(f"collector {spec.address}: TCP transport is for IPFIX (-v 10) only")
-            self.transport = TcpTransport(self.name, host, port, self._templates_message)
+            self.transport = TcpTransport(self.name, host, port, self._templates_messages, ipfix.renumber)
         elif spec.transport == "udp":
             self.transport = UdpTransport(self.name, host, port)
         else:
@@ -59,13 +60,13 @@ class Collector:
         self.ipv6_warned = False
 
     def _new_state(self, settings, over_tcp):
-        if self.version == 5:
-            return v5.new_state(engine_type=settings.engine_type, engine_id=settings.engine_id,
-                                sampling_interval=settings.sampling, sampling_random=settings.sampling_random)
-        default_size = IPV6_UDP_PAYLOAD if self.transport.family == 10 else IPV4_UDP_PAYLOAD
+        default_size = IPV6_UDP_PAYLOAD if self.transport.family == socket.AF_INET6 else IPV4_UDP_PAYLOAD
         size = settings.max_datagram or default_size
         if size < MIN_DATAGRAM:
             raise ValueError(f"datagram size {size} is too small (at least {MIN_DATAGRAM})")
+        if self.version == 5:
+            return v5.new_state(engine_type=settings.engine_type, engine_id=settings.engine_id, max_size=size,
+                                sampling_interval=settings.sampling, sampling_random=settings.sampling_random)
         return self.encoder.new_state(
             domain_id=settings.source_id, max_size=size, sampling_interval=settings.sampling,
             sampling_random=settings.sampling_random,
@@ -74,9 +75,11 @@ class Collector:
             refresh_ms=0 if over_tcp else int(settings.template_interval * 1000),
             templates_wanted=not over_tcp)
 
-    def _templates_message(self):
+    def _templates_messages(self):
         self.state.templates_wanted = True
-        return b"".join(self.encoder.encode(b"", self.state, self.now_ms, self.ignored))
+        messages = self.encoder.encode(b"", self.state, self.now_ms, self.ignored)
+        self.datagrams += len(messages)
+        return messages
 
     def export(self, records, now_ms, ignored):
         self.now_ms, self.ignored = now_ms, ignored
@@ -86,6 +89,9 @@ class Collector:
         if self.version == 5 and self.state.ipv6_skipped and not self.ipv6_warned:
             self.ipv6_warned = True
             log.warning("collector %s: NetFlow v5 cannot carry IPv6 flows; they are counted, not sent", self.name)
+
+    def records_per_datagram(self):
+        return self.encoder.records_per_datagram(self.state)
 
     def request_templates(self):
         if self.version != 5:
@@ -129,12 +135,14 @@ class Exporter:
             for collector in self.collectors:
                 collector.export(records, now_ms, ignored)
             return
-        # Round robin by batch of about one datagram's worth of records.
-        chunk = 30 * RECORD_SIZE
-        for i in range(0, max(len(records), 1), chunk):
+        # Round robin: deal out what one datagram of the collector whose turn it is holds.
+        start = 0
+        while start < len(records) or start == 0:
             collector = self.collectors[self.turn]
             self.turn = (self.turn + 1) % len(self.collectors)
-            collector.export(records[i:i + chunk], now_ms, ignored)
+            end = start + collector.records_per_datagram() * RECORD_SIZE
+            collector.export(records[start:end], now_ms, ignored)
+            start = end
 
     def pump(self):
         for collector in self.collectors:

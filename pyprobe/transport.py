@@ -75,12 +75,16 @@ class UdpTransport:
 
 
 class TcpTransport:
-    """IPFIX over TCP. `templates` is a callable giving a templates-only message for a new connection."""
+    """IPFIX over TCP. `templates()` gives the messages a new connection starts with;
+    `renumber(message, counters)` numbers a message for its place in the connection's
+    stream, so that whatever waited in the queue follows the templates in order."""
 
-    def __init__(self, name, host, port, templates):
+    def __init__(self, name, host, port, templates, renumber):
         self.name = name
         self.family, self.sockaddr = resolve(host, port, socket.SOCK_STREAM)
         self.templates = templates
+        self.renumber = renumber
+        self.counters = {}
         self.sock = None
         self.connected = False
         self.queue = []                 # whole messages; queue[0] may be partly sent
@@ -97,6 +101,8 @@ class TcpTransport:
             self.dropped += 1
             self.log.warn("queue full, message dropped (counted)")
             return False
+        if self.connected:
+            message = self.renumber(message, self.counters)
         self.queue.append(message)
         self.queued_bytes += len(message)
         self.pump()
@@ -142,10 +148,10 @@ class TcpTransport:
         self.connections += 1
         if self.connections > 1:
             log.info("collector %s: reconnected", self.name)
-        # A new connection knows no templates: they go first, before anything queued.
-        greeting = self.templates()
-        self.queue.insert(0, greeting)
-        self.queued_bytes += len(greeting)
+        # A new connection knows no templates: they go first, then what waited, numbered afresh.
+        self.counters = {}
+        self.queue = [self.renumber(m, self.counters) for m in self.templates() + self.queue]
+        self.queued_bytes = sum(len(m) for m in self.queue)
         return True
 
     def _lost(self, error):

@@ -193,15 +193,10 @@ def test_ipfix_sampling_options(random_mode, algorithm):
 
 # -- all three: sizes, times ----------------------------------------------------------
 
-SIZE_BUG = ("when templates + one record do not fit, pyprobe raises ValueError 'cannot hold one record' instead of "
-            "sending the templates alone first: v9 with an IPv6 record needs 290 bytes, IPFIX (domain 1) 264")
-
-
 def _size_cases():
-    for name, encoder, too_small in (("v9", v9, (256,)), ("ipfix", ipfix, (256,))):
+    for name, encoder in (("v9", v9), ("ipfix", ipfix)):
         for size in (256, 300, 400, 512, 600, 1000, 1452, 1472, 9000):
-            marks = [pytest.mark.xfail(strict=True, reason=SIZE_BUG)] if size in too_small else []
-            yield pytest.param(encoder, size, marks=marks, id=f"{name}-{size}")
+            yield pytest.param(encoder, size, id=f"{name}-{size}")
 
 
 @pytest.mark.parametrize("encoder,size", list(_size_cases()))
@@ -250,9 +245,6 @@ def test_absolute_times_across_years(encoder, order):
     assert Counter(decoded_rows(msgs)) == Counter(rows + [rows[1]])
 
 
-LONG_FLOW_BUG = ("a record whose last - first exceeds ~24.8 days (-t active=30d): v9 raises 'cannot hold "
-                 "one record' (its 32-bit uptime could say up to 49 days); v5 (since 583b250) loops forever")
-
 ENCODE_IN_CHILD = """
 import sys
 from pyprobe.export import {name} as encoder
@@ -263,8 +255,8 @@ for d in encoder.encode(buf, encoder.new_state(), int(sys.argv[2])):
 
 
 @pytest.mark.parametrize("name", [
-    pytest.param("v5", marks=pytest.mark.xfail(strict=True, reason=LONG_FLOW_BUG)),
-    pytest.param("v9", marks=pytest.mark.xfail(strict=True, reason=LONG_FLOW_BUG)),
+    "v5",
+    "v9",
     "ipfix"])
 def test_flow_lasting_thirty_days(name):
     """Run in a child process with a time limit: an encoder that never returns fails instead of hanging."""

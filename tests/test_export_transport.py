@@ -123,11 +123,6 @@ def check_tcp_sequence(msgs):
             assert seq_b == (seq_a + n_a) & 0xffffffff, steps
 
 
-TCP_SEQUENCE_BUG = ("IPFIX over TCP: the templates message for a new connection is encoded when the connection "
-                    "completes, after data messages already queued, and inserted before them with the later "
-                    "sequence number: android.pcap gives domain-1 sequences 53 (templates), 0, 23, 46, 53, 76, ... on the wire")
-
-
 def totals(msgs):
     got = {}
     for m in msgs:
@@ -193,7 +188,6 @@ def test_ipfix_over_tcp_totals(android_over_tcp):
     assert totals(msgs) == reference_totals(ANDROID)
 
 
-@pytest.mark.xfail(strict=True, reason=TCP_SEQUENCE_BUG)
 def test_ipfix_over_tcp_sequence(android_over_tcp):
     check_tcp_sequence(android_over_tcp)
 
@@ -284,7 +278,6 @@ def test_tcp_collector_restarted(restarted):
     assert re.search(r"connections 2\b", stderr), stderr
 
 
-@pytest.mark.xfail(strict=True, reason=TCP_SEQUENCE_BUG)
 def test_tcp_collector_restarted_sequence(restarted):
     before, after, _ = restarted
     check_tcp_sequence(before)

@@ -230,12 +230,8 @@ def test_two_collectors_round_robin(many_flows, version):
 
 # -- sizes, ids, sampling -------------------------------------------------------------------
 
-V5_MAX_DATAGRAM_BUG = ("--max-datagram is ignored for -v 5: v5 datagrams of 30 records (1464 bytes) are sent "
-                       "with --max-datagram 600 (SPEC: no datagram is larger)")
-
-
 @pytest.mark.parametrize("version", [
-    pytest.param(5, marks=pytest.mark.xfail(strict=True, reason=V5_MAX_DATAGRAM_BUG)), 9, 10])
+    5, 9, 10])
 def test_max_datagram_600(many_flows, version):
     path, expected = many_flows
     _, (msgs,), (raw,) = export(["-r", path, "-v", str(version), "-t", "inactive=5", "--max-datagram", "600"])
@@ -293,16 +289,9 @@ def test_sampling_random_mode_keeps_one_in_each_run(tmp_path):
     assert options and all(o[304] == 3 for o in options)
 
 
-ROUND_ROBIN_BUG = ("-l deals out chunks of 30 records, not datagrams: a chunk that takes two v9/IPFIX datagrams "
-                   "(v9 holds 27 IPv4 records in 1472 bytes, IPFIX 23) sends both to the same collector, so with "
-                   "android.pcap -v 9 or -v 10 one collector gets 6 data datagrams and the other 3 (SPEC: each datagram "
-                   "goes to the next collector)")
-
-
 @pytest.mark.parametrize("version", [
     5,
-    pytest.param(9, marks=pytest.mark.xfail(strict=True, reason=ROUND_ROBIN_BUG)),
-    pytest.param(10, marks=pytest.mark.xfail(strict=True, reason=ROUND_ROBIN_BUG))])
+    9, 10])
 def test_round_robin_alternates_datagrams(version):
     _, (a, b), _ = export(["-r", ANDROID, "-v", str(version), "-l"], collectors=2)
     data_a = sum(1 for m in a if m.records)

@@ -105,3 +105,31 @@ def message(state, now_ms, control, options_data_records, records, span):
 def encode(buf, state, now_ms, ignored_packets=0):
     """Packed meter records -> IPFIX messages."""
     return messages.encode(sys.modules[__name__], buf, state, now_ms, ignored_packets)
+
+
+def records_per_datagram(state):
+    return messages.records_per_datagram(sys.modules[__name__], state)
+
+
+RECORD_SIZES = {t.id: t.record_size for t in list(TEMPLATES.values()) + [SAMPLING_OPTIONS, STATISTICS_OPTIONS]}
+SEQUENCE = struct.Struct(">I")
+
+
+def data_record_count(message):
+    """Data records (options data records included) in one of our messages."""
+    count, pos = 0, HEADER_SIZE
+    while pos + 4 <= len(message):
+        set_id, length = messages.SET_HEADER.unpack_from(message, pos)
+        if set_id in RECORD_SIZES:
+            count += (length - 4) // RECORD_SIZES[set_id]
+        pos += length
+    return count
+
+
+def renumber(message, counters):
+    """Give a message the sequence number of its place in a new stream (a TCP connection
+    starts one): counters maps observation domain -> data records sent so far."""
+    domain = SEQUENCE.unpack_from(message, 12)[0]
+    sequence = counters.get(domain, 0)
+    counters[domain] = sequence + data_record_count(message)
+    return message[:8] + SEQUENCE.pack(sequence & 0xffffffff) + message[12:]

@@ -62,9 +62,9 @@ def encode(protocol, buf, state, now_ms, ignored_packets=0):
         end, first_ms, last_ms = _encode.take(buf, order, start, total, budget, v4_size, v6_size,
                                               protocol.MAX_SPAN_MS)
         if end == start and not control:
+            if start < total:
+                raise ValueError(f"a datagram of {state.max_size} bytes cannot hold one record")
             break
-        if end == start and start < total:
-            raise ValueError(f"a datagram of {state.max_size} bytes cannot hold one record")
         batch = RecordBatch(buf, order, start, end, ipv4_count)
         span = (first_ms, last_ms) if end > start else (now_ms, now_ms)
         messages.append(protocol.message(state, now_ms, control, control_records, batch, span))
@@ -75,6 +75,13 @@ def encode(protocol, buf, state, now_ms, ignored_packets=0):
         if start >= total:
             break
     return messages
+
+
+def records_per_datagram(protocol, state):
+    """Records that always fit one message, templates included: round robin deals these out."""
+    control, _ = protocol.control_sets(state, 0, 0)
+    largest = max(t.record_size for t in protocol.TEMPLATES.values())
+    return max(1, (state.max_size - protocol.HEADER_SIZE - len(control) - 2 * (SET_HEADER.size + 3)) // largest)
 
 
 class RecordBatch:

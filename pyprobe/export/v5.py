@@ -24,6 +24,7 @@ MAX_SAMPLING_INTERVAL = 0x3fff
 class V5State:
     engine_type: int = 0
     engine_id: int = 0
+    max_size: int = HEADER.size + MAX_RECORDS * RECORD_SIZE
     sampling_interval: int = 1
     sampling_random: bool = False
     flow_sequence: int = 0
@@ -44,6 +45,10 @@ def new_state(**settings):
     return V5State(**settings)
 
 
+def records_per_datagram(state):
+    return max(1, min(MAX_RECORDS, (state.max_size - HEADER.size) // RECORD_SIZE))
+
+
 def encode(buf, state, now_ms, ignored_packets=0):
     """Packed meter records -> NetFlow v5 packets (IPv4 records only)."""
     order, ipv4_count = _encode.order_by_version(buf)
@@ -51,8 +56,9 @@ def encode(buf, state, now_ms, ignored_packets=0):
     packets = []
     start = 0
     while start < ipv4_count:
-        end, first_ms, last_ms = _encode.take(buf, order, start, ipv4_count, MAX_RECORDS * RECORD_SIZE,
-                                              RECORD_SIZE, RECORD_SIZE, MAX_SPAN_MS, MAX_RECORDS)
+        per_packet = records_per_datagram(state)
+        end, first_ms, last_ms = _encode.take(buf, order, start, ipv4_count, per_packet * RECORD_SIZE,
+                                              RECORD_SIZE, RECORD_SIZE, MAX_SPAN_MS, per_packet)
         export_ms, uptime_ms = state.uptime.header_times(now_ms, first_ms, last_ms)
         body = _encode.pack(buf, order, start, end, _encode.LAYOUT_V5, state.uptime.boot_ms)
         header = HEADER.pack(VERSION, end - start, uptime_ms, export_ms // 1000, (export_ms % 1000) * 1_000_000,

@@ -80,3 +80,7 @@ def message(state, now_ms, control, control_records, records, span):
 def encode(buf, state, now_ms, ignored_packets=0):
     """Packed meter records -> NetFlow v9 export packets."""
     return messages.encode(sys.modules[__name__], buf, state, now_ms, ignored_packets)
+
+
+def records_per_datagram(state):
+    return messages.records_per_datagram(sys.modules[__name__], state)
