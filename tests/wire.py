@@ -369,12 +369,20 @@ import sys as _sys
 PYPROBE = _shutil.which("pyprobe", path=_os.path.dirname(_sys.executable)) or "pyprobe"
 
 
+SO_RCVBUFFORCE = 33              # Linux
+
+
 class UdpCollector:
     """A UDP socket on 127.0.0.1 that keeps every datagram with its sender."""
 
     def __init__(self):
         self.sock = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
-        self.sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_RCVBUF, 8 << 20)
+        # Drained only after pyprobe exits, so the whole export must fit: as root, force a big buffer
+        # past net.core.rmem_max (SO_RCVBUFFORCE, which Python's socket module does not name).
+        try:
+            self.sock.setsockopt(_socket.SOL_SOCKET, SO_RCVBUFFORCE, 64 << 20)
+        except OSError:
+            self.sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_RCVBUF, 8 << 20)
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.address = f"127.0.0.1:{self.port}"
