@@ -1,7 +1,9 @@
 """The pyprobe command: read packets, meter flows, print or export the records."""
 
 import argparse
+import contextlib
 import logging
+import os
 import signal
 import sys
 import time
@@ -11,7 +13,7 @@ from ._meter import DEFAULT_TIMEOUTS, SUPPORTED_LINKTYPES, Meter
 from .exporter import MIN_DATAGRAM, CollectorSpec, Exporter, ExportSettings
 from .output import JsonWriter, TableWriter
 from .records import unpack
-from .source import CaptureError, FileSource
+from .source import CaptureError, FileSource, LiveSource, interface_index
 from .transport import parse_address
 from .summary import format_summary
 
@@ -27,9 +29,11 @@ LINKTYPE_NAMES = {0: "BSD loopback", 1: "Ethernet", 9: "PPP", 10: "FDDI", 12: "r
 
 DESCRIPTION = """\
 pyprobe meters IP traffic into flows, the way a NetFlow-enabled router does, and
-hands out one record per flow when the flow ends. It reads a capture file (pcap or
-pcapng, plain or gzip-compressed, or standard input) and sends the records to
-NetFlow v5/v9 or IPFIX collectors, or, with no collector given, prints them."""
+hands out one record per flow when the flow ends. It captures on a network
+interface (-i) or reads a capture file (-r: pcap or pcapng, plain or
+gzip-compressed, or standard input) and sends the records to NetFlow v5/v9 or
+IPFIX collectors, or, with no collector given, prints them. A tcpdump-style
+filter expression may follow the options."""
 
 EPILOG = f"""\
 timeouts (-t name=seconds, repeatable, applied in order; suffixes s m h d w allowed):
@@ -59,7 +63,11 @@ input:
   it, so captures cut short by a snap length still count right. Packets that are
   not IP or are damaged are counted by reason in the statistics and skipped.
   When reading a file, packet timestamps are the clock: the same file always gives
-  the same records.
+  the same records. Capturing live (-i), the clock is the wall clock and idle
+  flows expire even when no packet arrives (the capture is polled every 100 ms).
+  The flows' input interface is the kernel's ifIndex of the capture interface,
+  or IDX from -i IDX:IFACE. SIGTERM or SIGINT stop the capture, expire every
+  flow, export and exit 0.
 
 export:
   -n host:port sends the records to a collector as NetFlow v9 (default), v5
@@ -89,6 +97,7 @@ output:
   eof). Statistics go to standard error at the end.
 
 examples:
+  pyprobe -i eth0 -n 192.0.2.10:2055 not port 2055
   pyprobe -r capture.pcap
   pyprobe -r capture.pcapng --json -t inactive=60 -t active=300 > flows.json
   zcat old.pcap.gz | pyprobe -r - -T proto
@@ -115,6 +124,13 @@ def build_parser():
                     formatter_class=argparse.RawDescriptionHelpFormatter)
     add = parser.add_argument
     add("-r", dest="read", metavar="FILE", help="read packets from a capture file ('-' for standard input)")
+    add("-i", dest="interface", metavar="[IDX:]IFACE",
+        help="capture live on an interface; IDX sets the flows' input interface (default: its ifIndex)")
+    add("-C", dest="snaplen", metavar="BYTES", help="live capture: bytes captured per packet (default 65535)")
+    add("-N", dest="no_promisc", action="store_true", help="live capture: do not put the interface in promiscuous mode")
+    add("-B", dest="buffer", metavar="BYTES", help="live capture: kernel capture buffer size")
+    add("-p", dest="pidfile", metavar="FILE", help="write the process id to FILE")
+    add("filter", nargs="*", metavar="BPF", help="a tcpdump-style filter expression, e.g. 'tcp port 443'")
     add("-f", dest="config", metavar="FILE", help="read settings from a TOML file (flags override it)")
     add("-t", dest="timeouts", metavar="NAME=SECONDS", action="append", default=[],
         help="set a timeout (see timeouts below)")
@@ -170,8 +186,13 @@ def parse_settings(argv):
         cfg = config.load_file(args.config) if args.config else {}
         probe, export = cfg.get("probe", {}), cfg.get("export", {})
         args.read = _pick(args.read, probe, "read", None)
-        if args.read is None:
-            raise ValueError("nothing to read: give a capture file with -r (or read = in the config file)")
+        args.interface = _pick(args.interface, probe, "interface", None)
+        if (args.read is None) == (args.interface is None):
+            raise ValueError("give either a capture file (-r FILE) or an interface (-i IFACE)")
+        args.snaplen = config.parse_count(_pick(args.snaplen, probe, "snaplen", 65535), "snap length", 64, 262144)
+        if args.buffer is not None:
+            args.buffer = config.parse_count(args.buffer, "capture buffer size", 65536, 2**31 - 1)
+        args.filter = " ".join(args.filter) or probe.get("filter")
         args.timeouts = config.parse_timeouts(config.timeout_specs(cfg.get("timeouts", {})) + args.timeouts)
         args.max_flows = config.parse_max_flows(_pick(args.max_flows, probe, "max_flows", 65536))
         args.level = config.parse_key_level(_pick(args.level, probe, "tracking", "full"))
@@ -280,6 +301,7 @@ class RecordSinks:
         if args.json or self.exporter is None:
             self.writer = JsonWriter(sys.stdout) if args.json else TableWriter(sys.stdout)
         self.started = False
+        self.live = args.interface is not None
 
     def put(self, records):
         if self.exporter is not None:
@@ -292,6 +314,8 @@ class RecordSinks:
             self.exporter.pump()
         if self.writer is not None and records:
             self.writer.write(unpack(records))
+            if self.live:
+                sys.stdout.flush()           # a reader of a live run wants each record when it ends
 
     def close(self):
         if self.exporter is not None:
@@ -302,13 +326,33 @@ class RecordSinks:
         return self.exporter.statistics() if self.exporter is not None else []
 
 
-def open_source(path):
-    source = FileSource(path)
+def open_source(args):
+    """The capture file or the live interface; and the input interface index for the flows."""
+    if args.interface is not None:
+        index, sep, name = args.interface.partition(":")
+        if not sep or not index.isdigit():
+            index, name = None, args.interface
+        source = LiveSource(name, snaplen=args.snaplen, promiscuous=not args.no_promisc, bpf=args.filter,
+                            buffer_bytes=args.buffer)
+        in_if = int(index) if index is not None else interface_index(name)
+    else:
+        source = FileSource(args.read)
+        if args.filter:
+            source.set_filter(args.filter)
+        in_if = 0
     if source.linktype not in SUPPORTED_LINKTYPES:
         name = LINKTYPE_NAMES.get(source.linktype, "unknown")
-        raise CaptureError(f"{path}: link type {source.linktype} ({name}) is not supported; "
+        raise CaptureError(f"{source.path}: link type {source.linktype} ({name}) is not supported; "
                            "pyprobe reads Ethernet, Linux SLL/SLL2, raw IP and BSD loopback")
-    return source
+    return source, in_if
+
+
+def write_pidfile(path):
+    try:
+        with open(path, "w") as f:
+            f.write(f"{os.getpid()}\n")
+    except OSError as e:
+        raise UsageError(f"cannot write pid file {path}: {e.strerror}") from None
 
 
 def uptime_safe_timeouts(args):
@@ -323,11 +367,13 @@ def uptime_safe_timeouts(args):
 
 
 def run(args):
-    source = open_source(args.read)
+    source, in_if = open_source(args)
+    if args.pidfile:
+        write_pidfile(args.pidfile)
     args.timeouts = uptime_safe_timeouts(args)
     needs_32bit = any(spec.version == 5 for spec in args.collectors)
     meter = Meter(source.linktype, max_flows=args.max_flows, key_level=args.level, timeouts=args.timeouts,
-                  sampling=args.sampling, sampling_mode=args.sampling_mode, limit_32bit=needs_32bit)
+                  in_if=in_if, sampling=args.sampling, sampling_mode=args.sampling_mode, limit_32bit=needs_32bit)
     try:
         sinks = RecordSinks(args, meter)
     except ValueError as e:
@@ -337,12 +383,15 @@ def run(args):
     started = time.monotonic()
     for packets, meta in source.batches():
         sinks.put(meter.process(packets, meta))
+        if source.live:                  # the wall clock runs on even when the link is quiet
+            sinks.put(meter.expire(time.time_ns() // 1000))
         if progress:
             progress.update(len(packets) + len(meta), source.packets, meter.active_flows)
         if signals.stop_requested:
             break
     if signals.stop_requested:
         log.warning("stopped by a signal: expiring every flow")
+    drops = source.drops()
     source.close()
     if progress:
         progress.finish()
@@ -355,7 +404,11 @@ def run(args):
     sinks.close()
     stats = meter.stats()
     if not args.quiet:
-        print(format_summary(stats, time.monotonic() - started, source, sinks.statistics()), file=sys.stderr)
+        print(format_summary(stats, time.monotonic() - started, source, sinks.statistics(), drops),
+              file=sys.stderr)
+    if args.pidfile:
+        with contextlib.suppress(OSError):
+            os.unlink(args.pidfile)
     if source.truncated and stats["packets_read"] == 0:
         log.error("%s: no packet could be read", args.read)
         return 2

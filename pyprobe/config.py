@@ -58,7 +58,7 @@ def parse_key_level(text):
 # -- the TOML configuration file (-f) ------------------------------------------
 
 CONFIG_KEYS = {
-    "probe": {"read", "max_flows", "tracking", "sampling", "sampling_mode"},
+    "probe": {"read", "interface", "snaplen", "filter", "max_flows", "tracking", "sampling", "sampling_mode"},
     "timeouts": None,                       # any timeout name: checked by parse_timeouts
     "export": {"version", "round_robin", "source_id", "engine_type", "engine_id",
                "template_refresh", "template_interval", "max_datagram"},

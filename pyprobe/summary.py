@@ -3,13 +3,17 @@
 from .output import PROTOCOL_NAMES
 
 
-def format_summary(stats, seconds, source=None, collectors=()):
+def format_summary(stats, seconds, source=None, collectors=(), capture_drops=None):
     """Human-readable lines from Meter.stats() (plus the run time)."""
     read = stats["packets_read"]
     rate = read / seconds if seconds > 0 else 0.0
     lines = ["pyprobe statistics:",
              f"  packets read          {read:>12}   ({seconds:.2f} s, {rate:,.0f} packets/s)",
              f"  packets metered       {stats['packets_metered']:>12}   {stats['octets_metered']} octets"]
+    if capture_drops is not None:
+        received, dropped, if_dropped = capture_drops
+        lines.append(f"  libpcap               {received:>12} received, {dropped} dropped, "
+                     f"{if_dropped} dropped by the interface")
     if stats["sampling"] > 1:
         lines.append(f"  packets sampled out   {stats['packets_sampled_out']:>12}   (1 in {stats['sampling']} metered)")
     ignored = {name: n for name, n in stats["packets_ignored"].items() if n}
