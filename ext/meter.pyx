@@ -278,6 +278,29 @@ cdef class Meter:
             self.next_due = INT64_MAX
         return self._take_records()
 
+    def snapshot(self):
+        """Records of every active flow as they stand, oldest first, without ending them
+        (end_reason 0): for dump-flows."""
+        cdef int32_t idx = self.age_head
+        while idx != NIL:
+            self._emit(&self.flows[idx], 0)
+            idx = self.flows[idx].age_next
+        return self._take_records()
+
+    def delete_all(self):
+        """Forget every active flow without a record (softflowctl's delete-all); returns how many."""
+        cdef Py_ssize_t n = 0
+        while self.age_head != NIL:
+            self._expire_flow_quietly(self.age_head)
+            n += 1
+        self.next_due = INT64_MAX
+        return n
+
+    def set_timeouts(self, dict timeouts):
+        """New timeouts for the running cache (SIGHUP, control socket); flows keep their state."""
+        self._set_timeouts(timeouts)
+        self.next_due = self.now           # re-examine everything at the next packet or tick
+
     def stats(self):
         """Counters since creation, as a dict of plain ints."""
         return {
@@ -475,9 +498,13 @@ cdef class Meter:
         return best
 
     cdef void _expire_flow(self, int32_t idx, int reason) noexcept:
-        cdef Flow* f = &self.flows[idx]
-        self._emit(f, reason)
+        self._emit(&self.flows[idx], reason)
         self.ended[reason] += 1
+        self._expire_flow_quietly(idx)
+
+    cdef void _expire_flow_quietly(self, int32_t idx) noexcept:
+        """Take a flow out of the lists, the hash table and the cache."""
+        cdef Flow* f = &self.flows[idx]
         self._lru_unlink(idx)
         if f.age_prev != NIL:
             self.flows[f.age_prev].age_next = f.age_next

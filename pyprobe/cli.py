@@ -4,28 +4,17 @@ import argparse
 import contextlib
 import logging
 import os
-import signal
 import sys
-import time
 
 from . import __version__, config
-from ._meter import DEFAULT_TIMEOUTS, SUPPORTED_LINKTYPES, Meter
-from .exporter import MIN_DATAGRAM, CollectorSpec, Exporter, ExportSettings
-from .output import JsonWriter, TableWriter
-from .records import unpack
-from .source import CaptureError, FileSource, LiveSource, interface_index
+from ._meter import DEFAULT_TIMEOUTS
+from .exporter import MIN_DATAGRAM, CollectorSpec, ExportSettings
+from .probe import ConfigError, Probe, install_signal_handlers, write_pidfile
+from .source import CaptureError
 from .transport import parse_address
-from .summary import format_summary
 
 log = logging.getLogger("pyprobe")
 
-FLUSH_CHUNK = 8192                  # records per step when the cache empties at the end
-MAX_UPTIME_ACTIVE = 24 * 86400      # v5/v9: 2**31 ms of uptime, less a margin
-
-LINKTYPE_NAMES = {0: "BSD loopback", 1: "Ethernet", 9: "PPP", 10: "FDDI", 12: "raw IP", 14: "raw IP",
-                  101: "raw IP", 104: "Cisco HDLC", 105: "802.11", 107: "Frame Relay", 108: "OpenBSD loopback",
-                  113: "Linux cooked (SLL)", 127: "802.11 radiotap", 226: "Solaris IPNET", 228: "raw IPv4",
-                  229: "raw IPv6", 239: "Linux NFLOG", 276: "Linux cooked v2 (SLL2)"}
 
 DESCRIPTION = """\
 pyprobe meters IP traffic into flows, the way a NetFlow-enabled router does, and
@@ -237,179 +226,21 @@ def collector_specs(args, cfg, export):
     return specs
 
 
-class Signals:
-    """SIGINT/SIGTERM: stop reading, expire every flow, report. SIGUSR1: resend templates."""
-
-    def __init__(self, source, sinks):
-        self.stop_requested = False
-        self.source = source
-        self.sinks = sinks
-        for sig, handler in ((signal.SIGINT, self._stop), (signal.SIGTERM, self._stop),
-                             (signal.SIGUSR1, self._templates)):
-            signal.signal(sig, handler)
-            # Restart interrupted reads: a stream's feeder ends it cleanly instead (see source.py).
-            signal.siginterrupt(sig, False)
-
-    def _stop(self, signum, frame):
-        self.stop_requested = True
-        self.source.stop()
-
-    def _templates(self, signum, frame):
-        if self.sinks.exporter is not None:
-            self.sinks.exporter.request_templates()
-
-
-class Progress:
-    """A one-line progress display on a terminal, at most four updates a second."""
-
-    def __init__(self, stream, total_bytes):
-        self.stream = stream
-        self.total = total_bytes
-        self.done = 0
-        self.next_update = 0.0
-
-    def update(self, batch_bytes, packets, active_flows):
-        self.done += batch_bytes
-        now = time.monotonic()
-        if now < self.next_update:
-            return
-        self.next_update = now + 0.25
-        share = f"{min(100.0, 100.0 * self.done / self.total):5.1f}%  " if self.total else ""
-        self.stream.write(f"\r  {share}{packets:,} packets  {active_flows:,} flows active ")
-        self.stream.flush()
-
-    def finish(self):
-        self.stream.write("\r" + " " * 70 + "\r")
-        self.stream.flush()
-
-
-def open_progress(source, mode):
-    """By default, progress only where someone watches it: a terminal, and input worth waiting for."""
-    if mode == "never" or (mode == "auto" and (not sys.stderr.isatty()
-                                               or (source.size is not None and source.size < 32 << 20))):
-        return None
-    return Progress(sys.stderr, source.size)
-
-
-class RecordSinks:
-    """Where expired records go: collectors, the screen, or both."""
-
-    def __init__(self, args, meter):
-        self.meter = meter
-        self.exporter = Exporter(args.collectors, args.export, args.round_robin) if args.collectors else None
-        self.writer = None
-        if args.json or self.exporter is None:
-            self.writer = JsonWriter(sys.stdout) if args.json else TableWriter(sys.stdout)
-        self.started = False
-        self.live = args.interface is not None
-
-    def put(self, records):
-        if self.exporter is not None:
-            now_ms = self.meter.clock_us // 1000
-            if not self.started:
-                self.exporter.start(now_ms)
-                self.started = True
-            if records:
-                self.exporter.export(records, now_ms, self.meter.packets_ignored)
-            self.exporter.pump()
-        if self.writer is not None and records:
-            self.writer.write(unpack(records))
-            if self.live:
-                sys.stdout.flush()           # a reader of a live run wants each record when it ends
-
-    def close(self):
-        if self.exporter is not None:
-            self.exporter.close()
-        sys.stdout.flush()
-
-    def statistics(self):
-        return self.exporter.statistics() if self.exporter is not None else []
-
-
-def open_source(args):
-    """The capture file or the live interface; and the input interface index for the flows."""
-    if args.interface is not None:
-        index, sep, name = args.interface.partition(":")
-        if not sep or not index.isdigit():
-            index, name = None, args.interface
-        source = LiveSource(name, snaplen=args.snaplen, promiscuous=not args.no_promisc, bpf=args.filter,
-                            buffer_bytes=args.buffer)
-        in_if = int(index) if index is not None else interface_index(name)
-    else:
-        source = FileSource(args.read)
-        if args.filter:
-            source.set_filter(args.filter)
-        in_if = 0
-    if source.linktype not in SUPPORTED_LINKTYPES:
-        name = LINKTYPE_NAMES.get(source.linktype, "unknown")
-        raise CaptureError(f"{source.path}: link type {source.linktype} ({name}) is not supported; "
-                           "pyprobe reads Ethernet, Linux SLL/SLL2, raw IP and BSD loopback")
-    return source, in_if
-
-
-def write_pidfile(path):
-    try:
-        with open(path, "w") as f:
-            f.write(f"{os.getpid()}\n")
-    except OSError as e:
-        raise UsageError(f"cannot write pid file {path}: {e.strerror}") from None
-
-
-def uptime_safe_timeouts(args):
-    """v5/v9 records carry 32-bit uptime milliseconds: a record may not last longer."""
-    if any(spec.version in (5, 9) for spec in args.collectors):
-        active = args.timeouts.get("maxlife", DEFAULT_TIMEOUTS["maxlife"])
-        if active > MAX_UPTIME_ACTIVE:
-            log.warning("active timeout %gs is longer than NetFlow v5/v9 times can say; using %ds",
-                        active, MAX_UPTIME_ACTIVE)
-            return {**args.timeouts, "maxlife": MAX_UPTIME_ACTIVE}
-    return args.timeouts
-
-
 def run(args):
-    source, in_if = open_source(args)
+    probe = Probe(args)
     if args.pidfile:
         write_pidfile(args.pidfile)
-    args.timeouts = uptime_safe_timeouts(args)
-    needs_32bit = any(spec.version == 5 for spec in args.collectors)
-    meter = Meter(source.linktype, max_flows=args.max_flows, key_level=args.level, timeouts=args.timeouts,
-                  in_if=in_if, sampling=args.sampling, sampling_mode=args.sampling_mode, limit_32bit=needs_32bit)
+    install_signal_handlers(probe)
     try:
-        sinks = RecordSinks(args, meter)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
-    progress = open_progress(source, args.progress)
-    signals = Signals(source, sinks)
-    started = time.monotonic()
-    for packets, meta in source.batches():
-        sinks.put(meter.process(packets, meta))
-        if source.live:                  # the wall clock runs on even when the link is quiet
-            sinks.put(meter.expire(time.time_ns() // 1000))
-        if progress:
-            progress.update(len(packets) + len(meta), source.packets, meter.active_flows)
-        if signals.stop_requested:
-            break
-    if signals.stop_requested:
-        log.warning("stopped by a signal: expiring every flow")
-    drops = source.drops()
-    source.close()
-    if progress:
-        progress.finish()
-    if source.packets:               # (a capture whose clock reads 0 still has flows to flush)
-        while True:
-            records = meter.flush(FLUSH_CHUNK)
-            sinks.put(records)
-            if not records:
-                break
-    sinks.close()
-    stats = meter.stats()
+        probe.run()
+    finally:
+        if args.pidfile:
+            with contextlib.suppress(OSError):
+                os.unlink(args.pidfile)
+    stats = probe.statistics()
     if not args.quiet:
-        print(format_summary(stats, time.monotonic() - started, source, sinks.statistics(), drops),
-              file=sys.stderr)
-    if args.pidfile:
-        with contextlib.suppress(OSError):
-            os.unlink(args.pidfile)
-    if source.truncated and stats["packets_read"] == 0:
+        print(probe.summary(), file=sys.stderr)
+    if probe.source.truncated and stats["meter"]["packets_read"] == 0:
         log.error("%s: no packet could be read", args.read)
         return 2
     return 0
@@ -424,6 +255,9 @@ def main(argv=None):
         return run(args)
     except UsageError as e:
         print(f"pyprobe: {e} (see pyprobe --help)", file=sys.stderr)
+        return 2
+    except ConfigError as e:
+        print(f"pyprobe: {e}", file=sys.stderr)
         return 2
     except CaptureError as e:
         print(f"pyprobe: {e}", file=sys.stderr)

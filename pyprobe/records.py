@@ -46,5 +46,5 @@ def unpack(buf):
             sport=sport, dport=dport, packets=packets, octets=octets,
             start=first_us / 1e6, end=last_us / 1e6, tcp_flags=tcp_flags, tos=tos, vlan=vlan,
             in_if=in_if, src_mac=_mac(src_mac), dst_mac=_mac(dst_mac), mpls_label=mpls_label,
-            end_reason=END_REASON_NAMES[end_reason]))
+            end_reason=END_REASON_NAMES.get(end_reason, "active_now")))
     return records

@@ -45,6 +45,7 @@ class FileSource:
         self.stopping = False
         self.packets = 0
         self._feeder_pid = None
+        self._wake_fds = ()
         self.size = None
         if path == "-":
             self._reader = self._open_fed(sys.stdin.buffer)
@@ -103,10 +104,11 @@ class FileSource:
             finally:                      # the parent reports; the child must not unwind into its code
                 os._exit(status)
         os.close(wfd)
-        os.close(wake_r)
         # A signal to us writes a byte here at once, even while next_batch blocks in C:
         # the feeder then ends the stream at a record boundary, so the batch being
-        # read completes instead of being lost to an interrupted read.
+        # read completes instead of being lost to an interrupted read. We keep the read
+        # end open too, so a signal after the feeder has gone meets no broken pipe.
+        self._wake_fds = (wake_r, wake_w)
         os.set_blocking(wake_w, False)
         signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
         self._feeder_pid = pid
@@ -161,6 +163,11 @@ class FileSource:
             os.kill(self._feeder_pid, signal.SIGTERM)
             os.waitpid(self._feeder_pid, 0)
             self._feeder_pid = None
+        if self._wake_fds:
+            signal.set_wakeup_fd(-1)
+            for fd in self._wake_fds:
+                os.close(fd)
+            self._wake_fds = ()
 
     def _reap_feeder(self):
         if self._feeder_pid is None or self.stopping:

@@ -16,9 +16,10 @@ SKIP = shutil.ignore_patterns(".venv", "build", "*.egg-info", "*.so", "*.c", ".g
 
 
 def json_records(pyprobe, capture):
-    out = subprocess.run([str(pyprobe), "-r", str(capture), "--json", "-q"], check=True,
-                         capture_output=True, text=True, timeout=120).stdout
-    return sorted(out.splitlines())
+    result = subprocess.run([str(pyprobe), "-r", str(capture), "--json", "-q"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return sorted(result.stdout.splitlines())
 
 
 

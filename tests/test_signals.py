@@ -39,7 +39,7 @@ def test_signal_on_an_open_stream_loses_nothing(signum):
     out, err = probe.communicate(timeout=30)
     probe.stdin.close()
     assert probe.returncode == 0, err
-    assert b"Traceback" not in err
+    assert b"Traceback" not in err, err.decode()
     assert b"stopped by a signal" in err
     records = [json.loads(line) for line in out.splitlines()]
     expected = {key: list(v) for key, v in reference.totals(str(CAPTURE)).totals.items()}

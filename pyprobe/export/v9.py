@@ -14,11 +14,12 @@ from .templates import (FIRST_SWITCHED, ICMP_TYPE, INPUT_IF, IP_VERSION, LAST_SW
                         PACKETS, PROTOCOL, SAMPLING_ALGORITHM, SAMPLING_INTERVAL, SCOPE_SYSTEM, SRC_IPV4,
                         SRC_IPV6, DST_IPV4, DST_IPV6, SRC_PORT, DST_PORT, TCP_FLAGS, TOS, VLAN,
                         OptionsTemplate, Template)
-from .uptime import MAX_SPAN_MS, Uptime
+from .uptime import MAX_SPAN_MS as UPTIME_SPAN_MS, Uptime
 
 VERSION = 9
 HEADER = struct.Struct(">HHIIII")
 HEADER_SIZE = HEADER.size
+MAX_SPAN_MS = UPTIME_SPAN_MS      # records sharing a packet must fit its 32-bit uptime (messages.py)
 TEMPLATE_SET_ID = 0
 OPTIONS_TEMPLATE_SET_ID = 1
 SAMPLING_DETERMINISTIC = 1        # RFC 3954 SAMPLING_ALGORITHM values
