@@ -3,7 +3,9 @@
 import argparse
 import contextlib
 import logging
+import logging.handlers
 import os
+import pwd
 import sys
 
 from . import __version__, config
@@ -119,6 +121,11 @@ def build_parser():
     add("-N", dest="no_promisc", action="store_true", help="live capture: do not put the interface in promiscuous mode")
     add("-B", dest="buffer", metavar="BYTES", help="live capture: kernel capture buffer size")
     add("-p", dest="pidfile", metavar="FILE", help="write the process id to FILE")
+    add("-c", dest="control", metavar="PATH",
+        help="listen for control commands on this unix socket (mode 0600; see pyprobe ctl --help)")
+    add("--metrics", metavar="[HOST:]PORT", help="serve Prometheus metrics over HTTP here")
+    add("--user", metavar="NAME", help="drop root privileges to this user once the capture is open")
+    add("--syslog", action="store_true", help="log to syslog (daemon facility) instead of standard error")
     add("filter", nargs="*", metavar="BPF", help="a tcpdump-style filter expression, e.g. 'tcp port 443'")
     add("-f", dest="config", metavar="FILE", help="read settings from a TOML file (flags override it)")
     add("-t", dest="timeouts", metavar="NAME=SECONDS", action="append", default=[],
@@ -226,14 +233,53 @@ def collector_specs(args, cfg, export):
     return specs
 
 
-def run(args):
+def drop_privileges(user):
+    """Become `user` for good: supplementary groups, group, then user (which clears every capability)."""
+    try:
+        entry = pwd.getpwnam(user)
+    except KeyError:
+        raise UsageError(f"no such user: {user}") from None
+    try:
+        os.setgroups([])
+        os.setgid(entry.pw_gid)
+        os.setuid(entry.pw_uid)
+    except PermissionError:
+        raise ConfigError(f"cannot become {user}: pyprobe is not running as root") from None
+    log.info("running as %s", user)
+
+
+def reload_settings(probe, argv):
+    """SIGHUP: read the flags and the config file again; new timeouts and collectors, same cache."""
+    try:
+        args = parse_settings(argv)
+    except UsageError as e:
+        log.error("reload failed, keeping the running settings: %s", e)
+        return
+    probe.set_timeouts(args.timeouts)
+    probe.sinks.replace_collectors(args)
+    log.warning("configuration reloaded")
+
+
+def run(args, argv):
     probe = Probe(args)
+    probe.reload = lambda: reload_settings(probe, argv)
     if args.pidfile:
         write_pidfile(args.pidfile)
     install_signal_handlers(probe)
+    services = []
     try:
+        if args.control:
+            from .control import ControlServer
+            services.append(ControlServer(args.control, probe))
+        if args.metrics:
+            from .metrics import MetricsServer
+            services.append(MetricsServer(args.metrics, probe))
+        if args.user:
+            drop_privileges(args.user)
         probe.run()
     finally:
+        for service in services:
+            service.close()
         if args.pidfile:
             with contextlib.suppress(OSError):
                 os.unlink(args.pidfile)
@@ -246,13 +292,28 @@ def run(args):
     return 0
 
 
+def use_syslog():
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    handler = logging.handlers.SysLogHandler(address="/dev/log", facility="daemon")
+    handler.setFormatter(logging.Formatter("pyprobe[%(process)d]: %(message)s"))
+    root.addHandler(handler)
+
+
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["ctl"]:
+        from .ctl import main as ctl_main
+        return ctl_main(argv[1:])
     logging.basicConfig(format="pyprobe: %(message)s", level=logging.WARNING)
     try:
         args = parse_settings(argv)
         if args.debug:
             logging.getLogger().setLevel(logging.DEBUG)
-        return run(args)
+        if args.syslog:
+            use_syslog()
+        return run(args, argv)
     except UsageError as e:
         print(f"pyprobe: {e} (see pyprobe --help)", file=sys.stderr)
         return 2

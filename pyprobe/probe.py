@@ -31,13 +31,17 @@ LINKTYPE_NAMES = {0: "BSD loopback", 1: "Ethernet", 9: "PPP", 10: "FDDI", 12: "r
 
 
 def install_signal_handlers(probe):
-    """SIGINT/SIGTERM: stop reading, expire every flow, report. SIGUSR1: resend templates."""
+    """SIGINT/SIGTERM: stop reading, expire every flow, report. SIGHUP: re-read the settings.
+    SIGUSR1: resend templates."""
     def stop(signum, frame):
         if not probe.stop_requested:
             log.warning("stopped by a signal: expiring every flow")
         probe.stop()
 
-    for sig, handler in ((signal.SIGINT, stop), (signal.SIGTERM, stop),
+    def reload(signum, frame):
+        probe.reload_requested = True
+
+    for sig, handler in ((signal.SIGINT, stop), (signal.SIGTERM, stop), (signal.SIGHUP, reload),
                          (signal.SIGUSR1, lambda signum, frame: probe.send_templates())):
         signal.signal(sig, handler)
         # Restart interrupted reads: a stream's feeder ends it cleanly instead (see source.py).
@@ -101,6 +105,20 @@ class RecordSinks:
             self.writer.write(unpack(records))
             if self.live:
                 sys.stdout.flush()           # a reader of a live run wants each record when it ends
+
+    def replace_collectors(self, args):
+        """New collectors from reloaded settings; the old ones are closed (TCP drains first)."""
+        try:
+            exporter = Exporter(args.collectors, args.export, args.round_robin) if args.collectors else None
+        except ValueError as e:
+            log.error("reload: keeping the running collectors: %s", e)
+            return
+        if self.exporter is not None:
+            self.exporter.close()
+        self.exporter = exporter
+        self.started = False
+        if self.writer is None and exporter is None:
+            self.writer = JsonWriter(sys.stdout) if args.json else TableWriter(sys.stdout)
 
     def close(self):
         if self.exporter is not None:
@@ -169,6 +187,8 @@ class Probe:
             raise ConfigError(str(e)) from None
         self.started = time.monotonic()
         self.stop_requested = False
+        self.reload_requested = False
+        self.reload = lambda: None        # set by the command line: re-read flags and config file
         self.pollers = []                 # called once per batch: control socket, ...
         self.capture_drops = None
 
@@ -184,6 +204,9 @@ class Probe:
                 progress.update(len(packets) + len(meta), self.source.packets, self.meter.active_flows)
             for poll in self.pollers:
                 poll()
+            if self.reload_requested:
+                self.reload_requested = False
+                self.reload()
             if self.stop_requested:
                 break
         self.capture_drops = self.source.drops()

@@ -185,3 +185,43 @@ def test_sigterm_mid_traffic_loses_nothing(hosts, tmp_path):
     truth = reference.totals(str(ground)).totals
     for key, (packets, octets) in per_key(records).items():
         assert key in truth and packets <= truth[key][0] and octets <= truth[key][1], key
+
+
+def udp_burst(hosts, count, port, size=100):
+    """count datagrams A -> B from a fixed source port, so bursts belong to one flow."""
+    send = (f"import socket, time\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+            f"s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\ns.bind(('{ADDR_A}', 5555))\n"
+            f"for _ in range({count}): s.sendto(b'x' * {size}, ('{ADDR_B}', {port})); time.sleep(0.01)")
+    assert hosts.run(hosts.a, sys.executable, "-c", send).returncode == 0
+
+
+def test_drops_privileges_and_keeps_capturing(hosts):
+    probe = start_pyprobe(hosts, "--user", "nobody", "udp")
+    time.sleep(1.0)
+    status = Path(f"/proc/{probe.pid}/status").read_text()
+    fields = dict(line.split(":", 1) for line in status.splitlines())
+    assert fields["Uid"].split()[0] != "0" and fields["CapEff"].strip() == "0" * 16, status
+    udp_burst(hosts, 5, 4000)
+    time.sleep(0.5)
+    code, out, err = stop(probe)
+    assert code == 0, err
+    records = [json.loads(line) for line in out.splitlines()]
+    assert [(r["dport"], r["packets"]) for r in records] == [(4000, 5)]
+
+
+def test_sighup_rereads_timeouts_and_keeps_the_cache(hosts, tmp_path):
+    config = tmp_path / "probe.toml"
+    config.write_text("[timeouts]\ninactive = 60\n")
+    probe = start_pyprobe(hosts, "-f", str(config), "udp")
+    time.sleep(1.0)
+    udp_burst(hosts, 3, 4001)
+    config.write_text("[timeouts]\ninactive = 3\n")
+    probe.send_signal(signal.SIGHUP)
+    time.sleep(0.2)
+    udp_burst(hosts, 2, 4001)            # the same flow, after the reload
+    line = probe.stdout.readline()       # idle after 3 s now, not 60
+    code, _, err = stop(probe)
+    assert code == 0, err
+    record = json.loads(line)
+    assert (record["dport"], record["packets"], record["end_reason"]) == (4001, 5, "idle")
+    assert "configuration reloaded" in err

@@ -1,0 +1,248 @@
+"""The control socket (-c PATH): softflowctl's commands, asked of a running probe.
+
+A unix stream socket, mode 0600. A client sends one line, ``COMMAND [ARGS] [--json]``,
+reads the answer (text, or one JSON document with --json) until the server closes.
+An answer that starts with ``error:`` (or, with --json, a JSON object with an
+"error" key) is a refusal; the probe keeps running either way.
+
+The probe's main loop calls poll() once per batch (at least every 100 ms when
+capturing live). poll() never waits on a client for long: a request line that is
+not complete yet waits for the next poll, and is dropped after REQUEST_TIMEOUT.
+"""
+
+import contextlib
+import io
+import json
+import logging
+import os
+import select
+import socket
+import stat
+import time
+
+from ._meter import DEFAULT_TIMEOUTS
+from .config import parse_timeouts
+from .ctl import COMMANDS
+from .output import TableWriter
+from .probe import MAX_UPTIME_ACTIVE, ConfigError
+
+log = logging.getLogger("pyprobe")
+
+MAX_REQUEST = 4096            # bytes in a request line
+REQUEST_TIMEOUT = 2.0         # seconds a client may take to send its line
+FIRST_WAIT = 0.02             # seconds poll() waits for the line of a client just accepted
+SEND_TIMEOUT = 5.0            # seconds per send while answering (a client that stops reading)
+MAX_ACCEPT = 16               # connections accepted per poll, so a flood cannot stall the meter
+
+
+class ControlError(Exception):
+    """A request the probe refuses: the answer is an error line."""
+
+
+class _Client:
+    def __init__(self, conn):
+        self.conn = conn
+        self.data = b""
+        self.deadline = time.monotonic() + REQUEST_TIMEOUT
+
+
+class ControlServer:
+    """Listens on a unix socket and answers control commands between two batches."""
+
+    def __init__(self, path, probe):
+        self.path = path
+        self.probe = probe
+        self.clients = []
+        self.sock = None
+        self._remove_stale(path)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old_umask = os.umask(0o177)
+        try:
+            sock.bind(path)
+            os.chmod(path, 0o600)
+            sock.listen(16)
+        except OSError as e:
+            sock.close()
+            raise ConfigError(f"cannot listen on control socket {path}: {e.strerror or e}") from None
+        finally:
+            os.umask(old_umask)
+        sock.setblocking(False)
+        self.sock = sock
+        self._inode = os.stat(path).st_ino
+        probe.pollers.append(self.poll)
+
+    @staticmethod
+    def _remove_stale(path):
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            return
+        except OSError as e:
+            raise ConfigError(f"control socket {path}: {e.strerror}") from None
+        if not stat.S_ISSOCK(mode):
+            raise ConfigError(f"control socket {path}: exists and is not a socket; not replacing it")
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.settimeout(1.0)
+            probe.connect(path)
+        except OSError:
+            pass                            # nobody listens: a leftover of an earlier run
+        else:
+            raise ConfigError(f"control socket {path}: another process is listening on it")
+        finally:
+            probe.close()
+        try:
+            os.unlink(path)
+        except OSError as e:
+            raise ConfigError(f"cannot remove stale control socket {path}: {e.strerror}") from None
+
+    # -- serving ----------------------------------------------------------------
+
+    def poll(self):
+        """Accept what is pending, answer every complete request; never wait long."""
+        if self.sock is None:
+            return
+        for _ in range(MAX_ACCEPT):
+            try:
+                conn, _ = self.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as e:
+                log.debug("control socket: accept failed: %s", e)
+                break
+            conn.setblocking(False)
+            self.clients.append(_Client(conn))
+            # The client usually sends its line right after connecting: answer it now.
+            with contextlib.suppress(OSError, ValueError):
+                select.select([conn], [], [], FIRST_WAIT)
+        now = time.monotonic()
+        waiting = []
+        for client in self.clients:
+            line = self._read(client)
+            if line is not None:
+                self._answer(client.conn, line)
+            elif now > client.deadline:
+                log.debug("control socket: a client sent no request in time")
+                client.conn.close()
+            else:
+                waiting.append(client)
+        self.clients = waiting
+
+    @staticmethod
+    def _read(client):
+        """The request line if complete (or the client stopped sending), else None."""
+        while True:
+            try:
+                chunk = client.conn.recv(MAX_REQUEST)
+            except (BlockingIOError, InterruptedError):
+                return None
+            except OSError:
+                return b""
+            client.data += chunk
+            if not chunk or b"\n" in client.data or len(client.data) >= MAX_REQUEST:
+                return client.data.split(b"\n", 1)[0]
+
+    def _answer(self, conn, line):
+        try:
+            answer = self.handle(line.decode("utf-8", "replace"))
+            conn.settimeout(SEND_TIMEOUT)
+            conn.sendall(answer.encode())
+        except OSError as e:
+            log.debug("control socket: cannot answer: %s", e)
+        finally:
+            conn.close()
+
+    def handle(self, line):
+        """One request line -> the answer text (ending in a newline)."""
+        words = line.split()
+        as_json = "--json" in words
+        words = [w for w in words if w != "--json"]
+        try:
+            if not words:
+                raise ControlError(f"no command (one of {', '.join(COMMANDS)})")
+            command, args = words[0].lower(), words[1:]
+            handler = self.HANDLERS.get(command)
+            if handler is None:
+                raise ControlError(f"unknown command {command!r} (one of {', '.join(COMMANDS)})")
+            log.debug("control socket: %s", line.strip())
+            if args and command != "timeouts":
+                raise ControlError(f"{command} takes no arguments")
+            text, data = handler(self, args)
+        except ControlError as e:
+            if as_json:
+                return json.dumps({"error": str(e)}) + "\n"
+            return f"error: {e}\n"
+        if as_json:
+            return data if isinstance(data, str) else json.dumps(data) + "\n"
+        return text if text.endswith("\n") else text + "\n"
+
+    # -- the commands: each returns (text answer, JSON-able answer) ---------------
+
+    def _statistics(self, args):
+        return self.probe.summary(), self.probe.statistics()
+
+    def _dump_flows(self, args):
+        flows = self.probe.dump_flows()
+        table = io.StringIO()
+        TableWriter(table).write(flows)
+        text = table.getvalue() + f"{len(flows)} active flow{'s' if len(flows) != 1 else ''}\n"
+        # One JSON document, one flow per line, each like a --json record.
+        doc = "[\n" + ",\n".join(json.dumps(f.as_dict()) for f in flows) + ("\n]\n" if flows else "]\n")
+        return text, doc
+
+    def _expire_all(self, args):
+        count = self.probe.expire_all()
+        return f"expired {count} flow{'s' if count != 1 else ''}", {"expired": count}
+
+    def _delete_all(self, args):
+        count = self.probe.delete_all()
+        return f"deleted {count} flow{'s' if count != 1 else ''}", {"deleted": count}
+
+    def _timeouts(self, args):
+        if args:
+            try:
+                changes = parse_timeouts(args)
+            except ValueError as e:
+                raise ControlError(str(e)) from None
+            timeouts = {**self.probe.timeouts, **changes}
+            collectors = getattr(self.probe.args, "collectors", [])
+            if (any(spec.version in (5, 9) for spec in collectors)
+                    and timeouts.get("maxlife", DEFAULT_TIMEOUTS["maxlife"]) > MAX_UPTIME_ACTIVE):
+                raise ControlError(f"active timeout {timeouts['maxlife']:g}s is longer than NetFlow v5/v9 "
+                                   f"times can say (at most {MAX_UPTIME_ACTIVE}s)")
+            self.probe.set_timeouts(timeouts)
+            log.info("control socket: timeouts set: %s", " ".join(args))
+        current = dict(DEFAULT_TIMEOUTS, **self.probe.timeouts)
+        text = "".join(f"{name:<10} {seconds:g}\n" for name, seconds in current.items())
+        return text, current
+
+    def _send_template(self, args):
+        self.probe.send_templates()
+        return "ok", {"ok": True}
+
+    def _shutdown(self, args):
+        log.info("control socket: shutdown requested: expiring every flow")
+        self.probe.stop()
+        return "ok", {"ok": True}
+
+    HANDLERS = {"statistics": _statistics, "dump-flows": _dump_flows, "expire-all": _expire_all,
+                "delete-all": _delete_all, "timeouts": _timeouts, "send-template": _send_template,
+                "shutdown": _shutdown}
+    assert set(HANDLERS) == set(COMMANDS), "pyprobe.control is out of step with pyprobe.ctl"
+
+    # -- the end ------------------------------------------------------------------
+
+    def close(self):
+        """Stop listening, drop waiting clients, remove the socket file (if it is still ours)."""
+        for client in self.clients:
+            client.conn.close()
+        self.clients = []
+        if self.sock is None:
+            return
+        self.sock.close()
+        self.sock = None
+        with contextlib.suppress(OSError):
+            if os.stat(self.path).st_ino == self._inode:
+                os.unlink(self.path)
+        with contextlib.suppress(ValueError):
+            self.probe.pollers.remove(self.poll)
