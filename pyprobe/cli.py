@@ -6,6 +6,7 @@ import logging
 import logging.handlers
 import os
 import pwd
+import signal
 import sys
 
 from . import __version__, config
@@ -125,6 +126,9 @@ def build_parser():
         help="listen for control commands on this unix socket (mode 0600; see pyprobe ctl --help)")
     add("--metrics", metavar="[HOST:]PORT", help="serve Prometheus metrics over HTTP here")
     add("--user", metavar="NAME", help="drop root privileges to this user once the capture is open")
+    add("--workers", metavar="N", default="1",
+        help="live capture: N processes in one PACKET_FANOUT group, a flow always in the same one "
+             "(default 1); worker i exports as observation domain / source id / engine id BASE+i")
     add("--syslog", action="store_true", help="log to syslog (daemon facility) instead of standard error")
     add("filter", nargs="*", metavar="BPF", help="a tcpdump-style filter expression, e.g. 'tcp port 443'")
     add("-f", dest="config", metavar="FILE", help="read settings from a TOML file (flags override it)")
@@ -189,6 +193,17 @@ def parse_settings(argv):
         if args.buffer is not None:
             args.buffer = config.parse_count(args.buffer, "capture buffer size", 65536, 2**31 - 1)
         args.filter = " ".join(args.filter) or probe.get("filter")
+        args.workers = config.parse_count(args.workers, "worker count", 1, 64)
+        if args.workers > 1 and args.interface is None:
+            raise ValueError("--workers is for live capture (-i)")
+        if args.metrics:
+            from .metrics import parse_listen_address
+            try:
+                parse_listen_address(args.metrics)
+            except ConfigError as e:
+                raise ValueError(str(e)) from None
+        if args.workers > 1 and (args.control or args.metrics):
+            raise ValueError("--workers cannot be combined with -c or --metrics yet")
         args.timeouts = config.parse_timeouts(config.timeout_specs(cfg.get("timeouts", {})) + args.timeouts)
         args.max_flows = config.parse_max_flows(_pick(args.max_flows, probe, "max_flows", 65536))
         args.level = config.parse_key_level(_pick(args.level, probe, "tracking", "full"))
@@ -260,7 +275,59 @@ def reload_settings(probe, argv):
     log.warning("configuration reloaded")
 
 
+def run_workers(args, argv):
+    """Fork one probe per worker in a fanout group; forward signals; exit with the worst status."""
+    group = os.getpid() & 0xffff
+    sys.stdout.reconfigure(line_buffering=True)     # whole JSON lines from every worker
+    children = []
+    for index in range(args.workers):
+        pid = os.fork()
+        if pid == 0:
+            status = 1
+            try:
+                status = run_worker(args, argv, index, group)
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(status)
+        children.append(pid)
+
+    def forward(signum, frame):
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signum)
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1):
+        signal.signal(sig, forward)
+    if args.pidfile:
+        write_pidfile(args.pidfile)
+    status = 0
+    for child in children:
+        while True:
+            try:
+                _, code = os.waitpid(child, 0)
+                break
+            except InterruptedError:
+                continue
+        status = max(status, os.waitstatus_to_exitcode(code))
+    if args.pidfile:
+        with contextlib.suppress(OSError):
+            os.unlink(args.pidfile)
+    return status
+
+
+def run_worker(args, argv, index, group):
+    args.fanout_group = group
+    args.pidfile = None
+    args.export.source_id += index
+    args.export.engine_id = (args.export.engine_id + index) & 0xff
+    args.summary_title = f"worker {index}"
+    return run(args, argv)
+
+
 def run(args, argv):
+    if args.workers > 1 and not hasattr(args, "fanout_group"):
+        return run_workers(args, argv)
     probe = Probe(args)
     probe.reload = lambda: reload_settings(probe, argv)
     if args.pidfile:
@@ -285,7 +352,10 @@ def run(args, argv):
                 os.unlink(args.pidfile)
     stats = probe.statistics()
     if not args.quiet:
-        print(probe.summary(), file=sys.stderr)
+        title = getattr(args, "summary_title", None)
+        print(probe.summary() if title is None else probe.summary().replace("pyprobe statistics:",
+                                                                           f"pyprobe statistics ({title}):"),
+              file=sys.stderr, flush=True)
     if probe.source.truncated and stats["meter"]["packets_read"] == 0:
         log.error("%s: no packet could be read", args.read)
         return 2

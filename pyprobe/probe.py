@@ -136,7 +136,7 @@ def open_source(args):
         if not sep or not index.isdigit():
             index, name = None, args.interface
         source = LiveSource(name, snaplen=args.snaplen, promiscuous=not args.no_promisc, bpf=args.filter,
-                            buffer_bytes=args.buffer)
+                            buffer_bytes=args.buffer, fanout_group=getattr(args, "fanout_group", None))
         in_if = int(index) if index is not None else interface_index(name)
     else:
         source = FileSource(args.read)

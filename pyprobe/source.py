@@ -284,7 +284,8 @@ class LiveSource:
 
     live = True
 
-    def __init__(self, interface, snaplen=65535, promiscuous=True, bpf=None, buffer_bytes=None):
+    def __init__(self, interface, snaplen=65535, promiscuous=True, bpf=None, buffer_bytes=None,
+                 fanout_group=None):
         self.path = interface
         self.size = None
         self.truncated = False
@@ -300,6 +301,9 @@ class LiveSource:
             if buffer_bytes:
                 cap.set_buffer_size(buffer_bytes)
             cap.activate()
+            if fanout_group is not None:
+                # Workers share the interface: the kernel hashes each flow to one of them.
+                cap.set_fanout(fanout_group, pcapy.PACKET_FANOUT_HASH)
             if bpf:
                 cap.setfilter(bpf)
             # libpcap's own timeout does not fire on a quiet Linux link, and next_batch would

@@ -225,3 +225,59 @@ def test_sighup_rereads_timeouts_and_keeps_the_cache(hosts, tmp_path):
     record = json.loads(line)
     assert (record["dport"], record["packets"], record["end_reason"]) == (4001, 5, "idle")
     assert "configuration reloaded" in err
+
+
+SINK = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(('127.0.0.1', 2055))
+print('ready', flush=True)
+s.settimeout(3)
+with open(sys.argv[1], 'w') as out:
+    try:
+        while True:
+            out.write(s.recv(65535).hex() + '\\n')
+    except socket.timeout:
+        pass
+"""
+
+
+def test_two_workers_conserve_and_never_split_a_flow(hosts, tmp_path):
+    """--workers 2 in one fanout group: every packet counted once, and each flow's
+    records all come from one worker (one v9 source id)."""
+    import wire
+
+    ground, received = tmp_path / "ground.pcap", tmp_path / "datagrams.hex"
+    sink = hosts.start(hosts.a, sys.executable, "-c", SINK, str(received), stdout=subprocess.PIPE, text=True)
+    assert sink.stdout.readline().strip() == "ready"
+    dump = hosts.start(hosts.a, "tcpdump", "-i", hosts.if_a, "-U", "-w", str(ground), "udp",
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    probe = hosts.start(hosts.a, PYPROBE, "-i", hosts.if_a, "--workers", "2", "-n", "127.0.0.1:2055",
+                        "-t", "inactive=1", "udp", stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.5)
+    flows = (f"import socket, time\nfor port in range(40):\n"
+             f"    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+             f"    for _ in range(3): s.sendto(b'y' * 50, ('{ADDR_B}', 6000 + port))\n"
+             f"    time.sleep(0.01)")
+    assert hosts.run(hosts.a, sys.executable, "-c", flows).returncode == 0
+    time.sleep(2.5)                      # idle expiry (1 s) has exported every flow
+    code, _, err = stop(probe)
+    dump.send_signal(signal.SIGTERM)
+    dump.wait(timeout=30)
+    sink.wait(timeout=30)
+    assert code == 0, err
+    assert err.count("pyprobe statistics (worker") == 2
+    parser = wire.Parser()
+    by_key, sources = {}, {}
+    for line in received.read_text().split():
+        message = parser.parse(bytes.fromhex(line))
+        for r in message.records:
+            key = (4, r[wire.IPV4_SRC_ADDR], r[wire.IPV4_DST_ADDR], r[wire.PROTOCOL], r[wire.L4_SRC_PORT],
+                   r[wire.L4_DST_PORT])
+            by_key.setdefault(key, [0, 0])
+            by_key[key][0] += r[wire.IN_PKTS]
+            by_key[key][1] += r[wire.IN_BYTES]
+            sources.setdefault(key, set()).add(message.header["source_id"])
+    assert by_key == reference.totals(str(ground)).totals
+    assert all(len(ids) == 1 for ids in sources.values())
+    assert set().union(*sources.values()) == {1, 2}       # both workers metered some flows
