@@ -248,13 +248,16 @@ def collector_specs(args, cfg, export):
     return specs
 
 
-def drop_privileges(user):
-    """Become `user` for good: supplementary groups, group, then user (which clears every capability)."""
+def drop_privileges(user, owned_paths=()):
+    """Become `user` for good: supplementary groups, group, then user (which clears every capability).
+    Files we made as root for later use (the control socket) are handed over first."""
     try:
         entry = pwd.getpwnam(user)
     except KeyError:
         raise UsageError(f"no such user: {user}") from None
     try:
+        for path in owned_paths:
+            os.chown(path, entry.pw_uid, entry.pw_gid)
         os.setgroups([])
         os.setgid(entry.pw_gid)
         os.setuid(entry.pw_uid)
@@ -342,7 +345,7 @@ def run(args, argv):
             from .metrics import MetricsServer
             services.append(MetricsServer(args.metrics, probe))
         if args.user:
-            drop_privileges(args.user)
+            drop_privileges(args.user, [args.control] if args.control else [])
         probe.run()
     finally:
         for service in services:

@@ -256,5 +256,6 @@ class Probe:
 
     def summary(self):
         stats = self.statistics()
-        drops = self.capture_drops
+        capture = stats["capture"]
+        drops = None if capture is None else (capture["received"], capture["dropped"], capture["if_dropped"])
         return format_summary(stats["meter"], stats["seconds"], self.source, stats["collectors"], drops)

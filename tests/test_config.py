@@ -1,7 +1,6 @@
 """The TOML configuration file (-f): honoured, overridden by flags, refused when wrong;
 and -n addresses that cannot be parsed."""
 
-import re
 from pathlib import Path
 
 import pytest

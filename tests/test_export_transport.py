@@ -2,7 +2,6 @@
 a TCP collector restarted while pyprobe runs, and TCP refused for v9."""
 
 import ipaddress
-import os
 import re
 import socket
 import struct

@@ -5,7 +5,6 @@ tests/reference.py, or from the RFC rules; never from pyprobe's own output."""
 import ipaddress
 import random
 import re
-import struct
 from collections import Counter
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import pytest
 
 import reference
 import wire
-from packets import eth_ip_packet, pcap_bytes, write_pcap
+from packets import eth_ip_packet, write_pcap
 
 ANDROID = str(Path(__file__).resolve().parent.parent / "pcaps" / "android.pcap")
 T0 = 1_650_000_000_000_000

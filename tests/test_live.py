@@ -95,8 +95,8 @@ def traffic(hosts, tmp_path):
                  f"    except OSError: time.sleep(0.1)\n"
                  f"assert len(data) == 300000")
         assert hosts.run(hosts.a, sys.executable, "-c", fetch).returncode == 0
-        udp = (f"import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
-               f"for i in range(200): s.sendto(bytes(i % 200 + 1), ('{{}}', 5353))")
+        udp = ("import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+               "for i in range(200): s.sendto(bytes(i % 200 + 1), ('{}', 5353))")
         hosts.run(hosts.a, sys.executable, "-c", udp.format(ADDR_B))
         hosts.run(hosts.b, sys.executable, "-c", udp.format(ADDR_A))
     finally:

@@ -39,6 +39,7 @@ Peers' quirks found while validating with softflowd 1.1.0 / pyprobe:
 import calendar
 import json
 import os
+import sys
 import shutil
 import signal
 import socket
@@ -52,6 +53,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
+# the pyprobe of the Python running the tests (the venv make test built)
+PYPROBE = str(Path(sys.executable).parent / "pyprobe")
 CORPUS = (REPO / ".." / "shared" / "pcaps" / "corpus").resolve()
 
 NFCAPD = shutil.which("nfcapd") or "/usr/bin/nfcapd"

@@ -47,10 +47,7 @@ import subprocess
 import tempfile
 import time
 
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from collectors import free_udp_port  # noqa: E402
 
 NFACCTD = shutil.which("nfacctd") or "/usr/sbin/nfacctd"

@@ -29,21 +29,14 @@ Limits of netflow 0.12 met here (none of them is a fault of pyprobe):
 import ipaddress
 import struct
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 netflow = pytest.importorskip("netflow")
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent))
 import reference  # noqa: E402
-from collectors import CORPUS, UdpSink  # noqa: E402
+from collectors import CORPUS, PYPROBE, UdpSink  # noqa: E402
 
-REPO = HERE.parent.parent
-PYPROBE = REPO / ".venv" / "bin" / "pyprobe"
 
 CAPTURES = [
     "ndpi/google_ssl.pcap",          # one IPv4 TCP connection, Ethernet

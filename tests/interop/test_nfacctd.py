@@ -16,20 +16,14 @@ nothing about the harness.
 
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent))
 import reference  # noqa: E402
-from collectors import CORPUS, NfcapdCollector, softflowd  # noqa: E402
+from collectors import CORPUS, PYPROBE, NfcapdCollector, softflowd  # noqa: E402
 from pmacct import NFACCTD, MARKER_KEY, PROBE_KEY, NfacctdCollector, pmacct_key, regroup  # noqa: E402
 
-REPO = HERE.parent.parent
-PYPROBE = REPO / ".venv" / "bin" / "pyprobe"
 
 pytestmark = pytest.mark.skipif(not shutil.which(NFACCTD) and not Path(NFACCTD).exists(),
                                 reason="pmacct's nfacctd is not installed (scripts/install-peers)")

@@ -27,19 +27,14 @@ may show up.
 import functools
 import json
 import subprocess
-import sys
 from collections import Counter, defaultdict
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import reference  # noqa: E402
-from collectors import (CORPUS, REPO, NfcapdCollector, UdpSink,  # noqa: E402
+from collectors import (CORPUS, PYPROBE, NfcapdCollector, UdpSink,  # noqa: E402
                         parse_export)
 
-PYPROBE = str(REPO / ".venv" / "bin" / "pyprobe")
 CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".gz", ".pcap.gz", ".pcapng.gz")
 
 

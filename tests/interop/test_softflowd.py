@@ -58,20 +58,14 @@ NOT explained and fails.
 import socket
 import struct
 import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent))
 import reference  # noqa: E402
-from collectors import CORPUS, NfcapdCollector, softflowd  # noqa: E402
+from collectors import CORPUS, PYPROBE, NfcapdCollector, softflowd  # noqa: E402
 
-REPO = HERE.parent.parent
-PYPROBE = REPO / ".venv" / "bin" / "pyprobe"
 
 CAPTURES = [
     "ndpi/google_ssl.pcap",          # plain Ethernet IPv4 TCP, short frames padded

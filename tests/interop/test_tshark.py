@@ -21,19 +21,14 @@ are wrapped into a pcap and handed to tshark (`-d udp.port==PORT,cflow`).  Check
 
 import functools
 import subprocess
-import sys
 from collections import defaultdict
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import reference  # noqa: E402
-from collectors import (CORPUS, REPO, UdpSink, parse_export, tshark_decode,  # noqa: E402
+from collectors import (CORPUS, PYPROBE, UdpSink, parse_export, tshark_decode,  # noqa: E402
                         tshark_expert, write_pcap)
 
-PYPROBE = str(REPO / ".venv" / "bin" / "pyprobe")
 
 CAPTURES = [
     "ndpi/anyconnect-vpn.pcap",        # IPv4 + IPv6, ICMP and ICMPv6
