@@ -5,7 +5,7 @@ BIN = $(VENV)/bin
 DEMO ?= pcaps/android.pcap
 SOURCES = pyproject.toml setup.py $(wildcard ext/*.pyx ext/*.pxd pyprobe/*.py)
 
-.PHONY: run test test-long bench peers clean
+.PHONY: run test test-long bench bench-live peers clean
 
 # An editable install builds the extension into pyprobe/, so the tree is what runs;
 # tests/test_install.py proves a plain `pip install .` into a fresh venv as well.
@@ -28,6 +28,10 @@ test-long: $(BIN)/.installed peers
 
 bench: $(BIN)/.installed peers
 	$(BIN)/python bench/run_bench.py
+
+# live capture on a veth between two network namespaces, tcpreplay at rising rates (root)
+bench-live: $(BIN)/.installed peers
+	$(BIN)/python bench/live/run_live.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info ext/*.c pyprobe/*.so
