@@ -60,10 +60,6 @@ cdef inline const FlowRecord* record_at(const uint8_t[::1] buf, uint32_t i) noex
     return <const FlowRecord*>(&buf[0] + <Py_ssize_t>i * sizeof(FlowRecord))
 
 
-def record_count(const uint8_t[::1] buf):
-    return buf.shape[0] // sizeof(FlowRecord)
-
-
 def order_by_version(const uint8_t[::1] buf):
     """Record indices, IPv4 first then IPv6, each in arrival order; and the IPv4 count."""
     cdef Py_ssize_t n = buf.shape[0] // sizeof(FlowRecord)

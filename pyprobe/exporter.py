@@ -121,10 +121,6 @@ class Exporter:
         self.round_robin = round_robin and len(self.collectors) > 1
         self.turn = 0
 
-    @property
-    def needs_32bit_counters(self):
-        return any(c.version == 5 for c in self.collectors)
-
     def start(self, now_ms):
         """Templates go out at start, before any flow has expired, to every collector."""
         for collector in self.collectors:
