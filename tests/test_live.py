@@ -114,22 +114,45 @@ def per_key(records):
     return sums
 
 
+def nfdump_records(flowdir):
+    """nfdump's reading of what nfcapd stored, as the --json record keys."""
+    out = subprocess.run(["nfdump", "-R", str(flowdir), "-o", "json"], capture_output=True, text=True,
+                         timeout=60, check=True).stdout
+    records = []
+    for r in json.loads(out or "[]"):
+        icmp = r.get("icmp_type") is not None
+        records.append({"ipver": 4, "src": r["src4_addr"], "dst": r["dst4_addr"], "proto": r["proto"],
+                        "sport": 0 if icmp else r["src_port"],
+                        "dport": r["icmp_type"] * 256 + r["icmp_code"] if icmp else r["dst_port"],
+                        "packets": r["in_packets"], "octets": r["in_bytes"]})
+    return records
+
+
 def test_live_capture_matches_tcpdump(hosts, tmp_path):
-    ground = tmp_path / "ground.pcap"
+    """pyprobe on vA exports to nfcapd on A's loopback and prints its records; both
+    readings must equal a tcpdump of vA taken at the same time."""
+    ground, flowdir = tmp_path / "ground.pcap", tmp_path / "flows"
+    flowdir.mkdir()
+    collector = hosts.start(hosts.a, "nfcapd", "-b", "127.0.0.1", "-p", "2055", "-w", str(flowdir), "-t", "3600",
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     dump = hosts.start(hosts.a, "tcpdump", "-i", hosts.if_a, "-U", "-w", str(ground),
                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    probe = start_pyprobe(hosts, "-t", "inactive=2")
-    time.sleep(1.5)                      # both listening before the first packet
+    probe = start_pyprobe(hosts, "-t", "inactive=2", "-n", "127.0.0.1:2055")
+    time.sleep(1.5)                      # all listening before the first packet
     traffic(hosts, tmp_path)
     time.sleep(1.0)                      # the last replies are in
     code, out, err = stop(probe)
     dump.send_signal(signal.SIGTERM)
     dump.wait(timeout=30)
+    time.sleep(0.5)
+    collector.send_signal(signal.SIGTERM)
+    collector.wait(timeout=30)
     assert code == 0, err
     assert "Traceback" not in err
     records = [json.loads(line) for line in out.splitlines()]
     expected = {k: v for k, v in reference.totals(str(ground)).totals.items()}
     assert per_key(records) == expected
+    assert per_key(nfdump_records(flowdir)) == expected
     assert any(r["proto"] == 1 for r in records) and any(r["proto"] == 6 for r in records)
     assert sum(r["octets"] for r in records) > 300_000
     index = int(hosts.run(hosts.a, "cat", f"/sys/class/net/{hosts.if_a}/ifindex").stdout)
