@@ -304,3 +304,31 @@ def test_two_workers_conserve_and_never_split_a_flow(hosts, tmp_path):
     assert by_key == reference.totals(str(ground)).totals
     assert all(len(ids) == 1 for ids in sources.values())
     assert set().union(*sources.values()) == {1, 2}       # both workers metered some flows
+
+
+def test_sigusr1_resends_templates(hosts):
+    """Templates on request: with periodic refresh off, exactly one template set at start
+    and one more after SIGUSR1."""
+    import wire
+
+    received = Path(hosts.run(hosts.a, "mktemp").stdout.decode().strip())
+    sink = hosts.start(hosts.a, sys.executable, "-c", SINK, str(received), stdout=subprocess.PIPE, text=True)
+    assert sink.stdout.readline().strip() == "ready"
+    probe = hosts.start(hosts.a, PYPROBE, "-i", hosts.if_a, "-n", "127.0.0.1:2055", "-v", "9",
+                        "--template-refresh", "0", "--template-interval", "0", "-t", "inactive=1", "udp",
+                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.0)
+    udp_burst(hosts, 3, 4002)            # the first export carries the start-up templates
+    time.sleep(2.0)
+    probe.send_signal(signal.SIGUSR1)
+    udp_burst(hosts, 3, 4003)
+    time.sleep(2.0)
+    code, _, err = stop(probe)
+    sink.wait(timeout=30)
+    assert code == 0, err
+    parser = wire.Parser()
+    messages = [parser.parse(bytes.fromhex(line)) for line in received.read_text().split()]
+    with_templates = [m for m in messages if m.count_template_records]
+    assert len(with_templates) == 2, [m.header for m in messages]
+    assert sum(m.count_data_records for m in messages) == 2
+    received.unlink()
