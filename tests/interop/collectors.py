@@ -529,7 +529,7 @@ def _flatten(node, out):
     return out
 
 
-def _norm_addr(text):
+def norm_addr(text):
     for fam in (socket.AF_INET, socket.AF_INET6):
         try:
             return socket.inet_ntop(fam, socket.inet_pton(fam, text))
@@ -616,7 +616,7 @@ def tshark_decode(pcap, port):
                     flow[key] = _int(flow[key])
             for key in ("src", "dst"):
                 if key in flow:
-                    flow[key] = _norm_addr(flow[key])
+                    flow[key] = norm_addr(flow[key])
             if "icmp_type_code" not in flow and "cflow.icmp_ipv6_type" in fields:
                 flow["icmp_type_code"] = (_int(fields["cflow.icmp_ipv6_type"]) * 256
                                           + _int(fields.get("cflow.icmp_ipv6_code", 0)))
@@ -827,3 +827,30 @@ def parse_export(datagrams):
         else:
             m["records"] = sum(m["data_records"].values()) + sum(m["options_data_records"].values())
     return out
+
+
+# -- shared by the collector tests: reporting and time checks --------------------------
+
+def fmt(items, limit=10):
+    """A few items of a problem list, one a line, sorted, with how many more."""
+    items = sorted(items, key=str)
+    text = "\n  ".join(str(i) for i in items[:limit])
+    more = "" if len(items) <= limit else "\n  ... %d more" % (len(items) - limit)
+    return "\n  " + text + more
+
+
+def time_problems(firsts, lasts, first, last, decoder):
+    """Per key, the earliest decoded first and latest decoded last (ms) must be the key's
+    first and last packet times; returns problem lines."""
+    problems = []
+    bad_first = [(k, "expected", first[k], decoder, firsts[k], "diff ms", firsts[k] - first[k])
+                 for k in firsts if k in first and firsts[k] != first[k]]
+    bad_last = [(k, "expected", last[k], decoder, lasts[k], "diff ms", lasts[k] - last[k])
+                for k in lasts if k in last and lasts[k] != last[k]]
+    if bad_first:
+        problems.append("%d keys whose earliest first (ms) is not the key's first packet time:%s"
+                        % (len(bad_first), fmt(bad_first)))
+    if bad_last:
+        problems.append("%d keys whose latest last (ms) is not the key's last packet time:%s"
+                        % (len(bad_last), fmt(bad_last)))
+    return problems

@@ -32,7 +32,7 @@ from collections import Counter, defaultdict
 import pytest
 
 import reference  # noqa: E402
-from collectors import (CORPUS, PYPROBE, NfcapdCollector, UdpSink,  # noqa: E402
+from collectors import (CORPUS, PYPROBE, NfcapdCollector, UdpSink, fmt, norm_addr, time_problems,  # noqa: E402
                         parse_export)
 
 CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".gz", ".pcap.gz", ".pcapng.gz")
@@ -114,13 +114,6 @@ def export(path, version, *ports):
     return res
 
 
-def _fmt(items, limit=10):
-    items = sorted(items, key=str)
-    text = "\n  ".join(str(i) for i in items[:limit])
-    more = "" if len(items) <= limit else "\n  ... %d more" % (len(items) - limit)
-    return "\n  " + text + more
-
-
 @pytest.mark.parametrize("path,version", list(_params()))
 def test_nfdump_receives_pyprobe_export(path, version):
     totals, first, last = ground_truth(path)
@@ -158,11 +151,11 @@ def test_nfdump_receives_pyprobe_export(path, version):
              if k in got and got[k] != totals[k]]
     if missing:
         problems.append("%d keys missing in nfdump (key, [packets, octets]):%s"
-                        % (len(missing), _fmt(missing)))
+                        % (len(missing), fmt(missing)))
     if extra:
-        problems.append("%d keys in nfdump not in the capture:%s" % (len(extra), _fmt(extra)))
+        problems.append("%d keys in nfdump not in the capture:%s" % (len(extra), fmt(extra)))
     if wrong:
-        problems.append("%d keys with wrong packets/octets:%s" % (len(wrong), _fmt(wrong)))
+        problems.append("%d keys with wrong packets/octets:%s" % (len(wrong), fmt(wrong)))
     if version == 5:
         v6 = [r for r in records if r["ipver"] == 6]
         if v6:
@@ -177,7 +170,7 @@ def test_nfdump_receives_pyprobe_export(path, version):
         icmp_csv = Counter()
         for row in csv_rows:
             if row.get("pr") in ("ICMP", "ICMP6", "1", "58"):
-                icmp_csv[(reference_addr(row["sa"]), reference_addr(row["da"]),
+                icmp_csv[(norm_addr(row["sa"]), norm_addr(row["da"]),
                           int(row["dp"]))] += int(row["ipkt"])
         if icmp_csv != icmp_ref:
             problems.append("ICMP (src, dst, type*256+code) -> packets differ between the capture "
@@ -193,16 +186,7 @@ def test_nfdump_receives_pyprobe_export(path, version):
         if r["last_ms"] < r["first_ms"]:
             problems.append("record ends before it starts: %s first %d last %d"
                             % (k, r["first_ms"], r["last_ms"]))
-    bad_first = [(k, "expected", first[k], "nfdump", firsts[k], "diff ms", firsts[k] - first[k])
-                 for k in firsts if k in first and firsts[k] != first[k]]
-    bad_last = [(k, "expected", last[k], "nfdump", lasts[k], "diff ms", lasts[k] - last[k])
-                for k in lasts if k in last and lasts[k] != last[k]]
-    if bad_first:
-        problems.append("%d keys whose earliest first (ms) is not the key's first packet time:%s"
-                        % (len(bad_first), _fmt(bad_first)))
-    if bad_last:
-        problems.append("%d keys whose latest last (ms) is not the key's last packet time:%s"
-                        % (len(bad_last), _fmt(bad_last)))
+    problems += time_problems(firsts, lasts, first, last, "nfdump")
 
     # -- every record's first/last equal pyprobe's own --json record (multiset match)
     own = Counter(r for r in pyprobe_json(path) if version != 5 or r[0][0] == 4)
@@ -213,7 +197,7 @@ def test_nfdump_receives_pyprobe_export(path, version):
         only_nf = exported - own
         problems.append("records (key, packets, octets, first_ms, last_ms) differ from pyprobe --json:"
                         "\n only in --json:%s\n only in nfdump:%s"
-                        % (_fmt(only_own.elements()), _fmt(only_nf.elements())))
+                        % (fmt(only_own.elements()), fmt(only_nf.elements())))
 
     # -- nfdump's sequence check
     if seq_failures != 0:
@@ -236,20 +220,9 @@ def test_nfdump_receives_pyprobe_export(path, version):
                 bad_seq.append((i, m["errors"], "sets without template", m["unknown_sets"]))
         if bad_seq:
             problems.append("IPFIX messages break RFC 7011 sequence/framing (message index, ...):%s"
-                            % _fmt(bad_seq))
+                            % fmt(bad_seq))
 
     assert not problems, "%s -v %d:\n%s" % (path.relative_to(CORPUS), version, "\n".join(problems))
-
-
-def reference_addr(text):
-    """Normalise an address the way reference.py prints it."""
-    import socket
-    for fam in (socket.AF_INET, socket.AF_INET6):
-        try:
-            return socket.inet_ntop(fam, socket.inet_pton(fam, text))
-        except (OSError, ValueError):
-            pass
-    return text
 
 
 def test_corpus_is_not_empty():

@@ -26,7 +26,7 @@ from collections import defaultdict
 import pytest
 
 import reference  # noqa: E402
-from collectors import (CORPUS, PYPROBE, UdpSink, parse_export, tshark_decode,  # noqa: E402
+from collectors import (CORPUS, PYPROBE, UdpSink, fmt, time_problems, parse_export, tshark_decode,  # noqa: E402
                         tshark_expert, write_pcap)
 
 
@@ -66,13 +66,6 @@ def ground_truth(path):
             first.setdefault(decoded[:6], now // 1000)
             last[decoded[:6]] = now // 1000
     return totals, first, last
-
-
-def _fmt(items, limit=10):
-    items = sorted(items, key=str)
-    text = "\n  ".join(str(i) for i in items[:limit])
-    more = "" if len(items) <= limit else "\n  ... %d more" % (len(items) - limit)
-    return "\n  " + text + more
 
 
 def check_framing(version, messages, tshark_frames):
@@ -144,7 +137,7 @@ def test_tshark_dissects_pyprobe_export(rel, version, tmp_path):
     problems = []
     expert = tshark_expert(pcap, sink.port)
     if expert:
-        problems.append("tshark malformed/expert errors:%s" % _fmt(expert, 20))
+        problems.append("tshark malformed/expert errors:%s" % fmt(expert, 20))
 
     frames = tshark_decode(pcap, sink.port)
     messages = parse_export(sink.datagrams)
@@ -171,28 +164,19 @@ def test_tshark_dissects_pyprobe_export(rel, version, tmp_path):
                 incomplete.append((fr["frame"], "no start/end time", key))
     if incomplete:
         problems.append("%d flow records tshark could not fully decode:%s"
-                        % (len(incomplete), _fmt(incomplete)))
+                        % (len(incomplete), fmt(incomplete)))
     got = dict(got)
     missing = [(k, totals[k]) for k in totals if k not in got]
     extra = [(k, got[k]) for k in got if k not in totals]
     wrong = [(k, "expected", totals[k], "tshark", got[k]) for k in totals if k in got and got[k] != totals[k]]
     if missing:
-        problems.append("%d keys missing in tshark's decode:%s" % (len(missing), _fmt(missing)))
+        problems.append("%d keys missing in tshark's decode:%s" % (len(missing), fmt(missing)))
     if extra:
-        problems.append("%d keys in tshark's decode not in the capture:%s" % (len(extra), _fmt(extra)))
+        problems.append("%d keys in tshark's decode not in the capture:%s" % (len(extra), fmt(extra)))
     if wrong:
-        problems.append("%d keys with wrong packets/octets:%s" % (len(wrong), _fmt(wrong)))
+        problems.append("%d keys with wrong packets/octets:%s" % (len(wrong), fmt(wrong)))
 
-    bad_first = [(k, "expected", first[k], "tshark", firsts[k], "diff ms", firsts[k] - first[k])
-                 for k in firsts if k in first and firsts[k] != first[k]]
-    bad_last = [(k, "expected", last[k], "tshark", lasts[k], "diff ms", lasts[k] - last[k])
-                for k in lasts if k in last and lasts[k] != last[k]]
-    if bad_first:
-        problems.append("%d keys whose earliest start (ms) is not the key's first packet time:%s"
-                        % (len(bad_first), _fmt(bad_first)))
-    if bad_last:
-        problems.append("%d keys whose latest end (ms) is not the key's last packet time:%s"
-                        % (len(bad_last), _fmt(bad_last)))
+    problems += time_problems(firsts, lasts, first, last, "tshark")
 
     if problems and sink.datagrams:
         problems.append("first datagram (%d bytes): %s" % (len(sink.datagrams[0]),
