@@ -230,14 +230,22 @@ cdef class Meter:
         """Meter one batch; return the records of the flows it expired."""
         cdef const uint8_t[::1] buf = packets
         cdef const uint8_t[::1] raw_meta = meta
-        cdef const uint32_t* m
-        cdef Py_ssize_t i, n = raw_meta.shape[0] // 16
+        cdef Py_ssize_t n = raw_meta.shape[0] // 16
         cdef Py_ssize_t buflen = buf.shape[0]
+        # No Python inside: the GIL is free for the thread reading the next batch.
+        with nogil:
+            self._process_batch(&buf[0] if buflen else NULL, buflen, &raw_meta[0] if n else NULL, n)
+        return self._take_records()
+
+    cdef void _process_batch(self, const uint8_t* buf, Py_ssize_t buflen, const uint8_t* raw_meta,
+                             Py_ssize_t n) noexcept nogil:
+        cdef const uint32_t* m
+        cdef Py_ssize_t i
         cdef int64_t t
         cdef int reason
         cdef Packet pkt
         for i in range(n):
-            m = <const uint32_t*>(&raw_meta[16 * i])
+            m = <const uint32_t*>(raw_meta + 16 * i)
             self.packets_read += 1
             t = <int64_t>m[0] * 1000000 + m[1]
             if t > self.now:
@@ -252,12 +260,11 @@ cdef class Meter:
                 continue
             memset(&pkt, 0, sizeof(Packet))
             pkt.key.in_if = self.in_if
-            reason = decode_packet(&buf[m[2]] if m[3] else NULL, m[3], self.linktype, &pkt)
+            reason = decode_packet(buf + m[2] if m[3] else NULL, m[3], self.linktype, &pkt)
             if reason != DECODED:
                 self.ignored[reason] += 1
                 continue
             self._meter(&pkt)
-        return self._take_records()
 
     def expire(self, int64_t now_us):
         """Advance the clock (never backwards) and expire what is due: live capture ticks."""
@@ -319,7 +326,7 @@ cdef class Meter:
 
     # -- metering -----------------------------------------------------------
 
-    cdef inline bint _sample(self) noexcept:
+    cdef inline bint _sample(self) noexcept nogil:
         """True for the one packet of each run of sample_n that is metered."""
         cdef bint keep = self.sample_pos == self.sample_pick
         self.sample_pos += 1
@@ -328,7 +335,7 @@ cdef class Meter:
             self.sample_pick = self._next_pick()
         return keep
 
-    cdef inline uint32_t _next_pick(self) noexcept:
+    cdef inline uint32_t _next_pick(self) noexcept nogil:
         """Count-based sampling keeps the first packet of each run; random, any one (xorshift64)."""
         if not self.sample_random:
             return 0
@@ -337,7 +344,7 @@ cdef class Meter:
         self.rng_state ^= self.rng_state << 17
         return <uint32_t>(self.rng_state % self.sample_n)
 
-    cdef void _meter(self, Packet* pkt) noexcept:
+    cdef void _meter(self, Packet* pkt) noexcept nogil:
         cdef FlowKey key = pkt.key
         cdef uint32_t h
         cdef int32_t idx
@@ -369,10 +376,10 @@ cdef class Meter:
         if key.proto == 6:
             self._check_tcp_end(idx)
 
-    cdef inline bint _would_wrap(self, const Flow* f, const Packet* pkt) noexcept:
+    cdef inline bint _would_wrap(self, const Flow* f, const Packet* pkt) noexcept nogil:
         return f.packets + 1 > 0xffffffffULL or f.octets + pkt.octets > 0xffffffffULL
 
-    cdef inline void _mask_key(self, FlowKey* key) noexcept:
+    cdef inline void _mask_key(self, FlowKey* key) noexcept nogil:
         """Zero the fields the key level does not track."""
         if self.level < LEVEL_ETHER:
             memset(key.src_mac, 0, 6)
@@ -387,7 +394,7 @@ cdef class Meter:
         if self.level < LEVEL_PROTO:
             key.proto = 0
 
-    cdef inline int32_t _lookup(self, const FlowKey* key, uint32_t h) noexcept:
+    cdef inline int32_t _lookup(self, const FlowKey* key, uint32_t h) noexcept nogil:
         cdef uint32_t i = h & self.slot_mask
         cdef uint32_t s
         cdef Flow* f
@@ -400,7 +407,7 @@ cdef class Meter:
                 return <int32_t>(s - 1)
             i = (i + 1) & self.slot_mask
 
-    cdef int32_t _create(self, const FlowKey* key, uint32_t h, const Packet* pkt) noexcept:
+    cdef int32_t _create(self, const FlowKey* key, uint32_t h, const Packet* pkt) noexcept nogil:
         cdef int32_t idx
         cdef uint32_t i = h & self.slot_mask
         cdef Flow* f
@@ -444,7 +451,7 @@ cdef class Meter:
         self._due_no_later_than(self.now + self.maxlife_us)
         return idx
 
-    cdef void _check_tcp_end(self, int32_t idx) noexcept:
+    cdef void _check_tcp_end(self, int32_t idx) noexcept nogil:
         """FIN or RST ends the flow at once (timeout 0) or moves it to the shorter timeout."""
         cdef Flow* f = &self.flows[idx]
         cdef uint8_t cls
@@ -464,11 +471,11 @@ cdef class Meter:
 
     # -- expiry -------------------------------------------------------------
 
-    cdef inline void _due_no_later_than(self, int64_t t) noexcept:
+    cdef inline void _due_no_later_than(self, int64_t t) noexcept nogil:
         if t < self.next_due:
             self.next_due = t
 
-    cdef void _expire_due(self) noexcept:
+    cdef void _expire_due(self) noexcept nogil:
         """Expire every flow due at self.now, then find when the next one is due."""
         cdef int c
         cdef int32_t idx
@@ -488,7 +495,7 @@ cdef class Meter:
         if self.age_head != NIL:
             self._due_no_later_than(self.flows[self.age_head].first_us + self.maxlife_us)
 
-    cdef int32_t _least_recently_touched(self) noexcept:
+    cdef int32_t _least_recently_touched(self) noexcept nogil:
         cdef int c
         cdef int32_t idx, best = NIL
         for c in range(N_CLASSES):
@@ -497,12 +504,12 @@ cdef class Meter:
                 best = idx
         return best
 
-    cdef void _expire_flow(self, int32_t idx, int reason) noexcept:
+    cdef void _expire_flow(self, int32_t idx, int reason) noexcept nogil:
         self._emit(&self.flows[idx], reason)
         self.ended[reason] += 1
         self._expire_flow_quietly(idx)
 
-    cdef void _expire_flow_quietly(self, int32_t idx) noexcept:
+    cdef void _expire_flow_quietly(self, int32_t idx) noexcept nogil:
         """Take a flow out of the lists, the hash table and the cache."""
         cdef Flow* f = &self.flows[idx]
         self._lru_unlink(idx)
@@ -519,7 +526,7 @@ cdef class Meter:
         self.free_head = idx
         self.count -= 1
 
-    cdef void _unslot(self, int32_t idx) noexcept:
+    cdef void _unslot(self, int32_t idx) noexcept nogil:
         """Remove idx from the hash table by backward-shift deletion (no tombstones)."""
         cdef uint32_t mask = self.slot_mask
         cdef uint32_t i = self.flows[idx].hash & mask
@@ -539,7 +546,7 @@ cdef class Meter:
             i = j
         self.slots[i] = 0
 
-    cdef inline void _lru_append(self, int32_t idx, uint8_t c) noexcept:
+    cdef inline void _lru_append(self, int32_t idx, uint8_t c) noexcept nogil:
         cdef Flow* f = &self.flows[idx]
         f.lru_next = NIL
         f.lru_prev = self.lru_tail[c]
@@ -549,7 +556,7 @@ cdef class Meter:
             self.lru_head[c] = idx
         self.lru_tail[c] = idx
 
-    cdef inline void _lru_unlink(self, int32_t idx) noexcept:
+    cdef inline void _lru_unlink(self, int32_t idx) noexcept nogil:
         cdef Flow* f = &self.flows[idx]
         cdef uint8_t c = f.timeout_class
         if f.lru_prev != NIL:
@@ -563,7 +570,7 @@ cdef class Meter:
 
     # -- records ------------------------------------------------------------
 
-    cdef void _emit(self, const Flow* f, int reason) noexcept:
+    cdef void _emit(self, const Flow* f, int reason) noexcept nogil:
         cdef FlowRecord* r
         cdef Py_ssize_t cap
         if self.out_len + <Py_ssize_t>sizeof(FlowRecord) > self.out_cap:

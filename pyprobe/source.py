@@ -13,9 +13,11 @@ the GIL while it waits for data.)
 import gzip
 import logging
 import os
+import queue
 import select
 import signal
 import struct
+import threading
 import sys
 
 import pcapy
@@ -23,6 +25,7 @@ import pcapy
 log = logging.getLogger(__name__)
 
 BATCH_PACKETS = 4096
+READ_AHEAD = 2                   # batches read ahead of the meter
 GZIP_MAGIC = b"\x1f\x8b"
 PCAP_MAGICS = {b"\xa1\xb2\xc3\xd4": ">", b"\xd4\xc3\xb2\xa1": "<",      # microsecond
                b"\xa1\xb2\x3c\x4d": ">", b"\x4d\x3c\xb2\xa1": "<"}      # nanosecond
@@ -118,19 +121,36 @@ class FileSource:
             os.close(rfd)                 # libpcap has its own descriptor now
 
     def batches(self, size=BATCH_PACKETS):
-        """Yield (packet_bytes, packed_meta) until the capture ends."""
+        """Yield (packet_bytes, packed_meta) until the capture ends.
+
+        A reader thread fetches the next batch while the caller meters this one:
+        the meter runs without the GIL, so reading and metering overlap."""
+        ahead = queue.Queue(maxsize=READ_AHEAD)
+        threading.Thread(target=self._read_ahead, args=(size, ahead), daemon=True).start()
+        while True:
+            item = ahead.get()
+            if item is None:
+                break
+            if isinstance(item, pcapy.PcapError):
+                if not self.stopping:      # a signal interrupting the read is no damage
+                    yield from self._after_read_error(item)
+                break
+            self.packets += len(item[1]) // 16
+            yield item
+        self._reap_feeder()
+
+    def _read_ahead(self, size, ahead):
+        """The reader thread: batches, then None at the end (or the read error)."""
         while True:
             try:
                 packets, meta = self._reader.next_batch(size)
             except pcapy.PcapError as e:
-                if not self.stopping:      # a signal interrupting the read is no damage
-                    yield from self._after_read_error(e)
-                break
+                ahead.put(e)
+                return
             if not meta:
-                break
-            self.packets += len(meta) // 16
-            yield packets, meta
-        self._reap_feeder()
+                ahead.put(None)
+                return
+            ahead.put((packets, meta))
 
     def _after_read_error(self, error):
         """The batch that hit a damaged record was lost whole: reread it one packet at a time."""
