@@ -37,6 +37,7 @@ Peers' quirks found while validating with softflowd 1.1.0 / pyprobe:
 """
 
 import calendar
+import functools
 import json
 import os
 import sys
@@ -50,6 +51,8 @@ import threading
 import time
 from datetime import datetime
 from pathlib import Path
+
+import reference
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -854,3 +857,19 @@ def time_problems(firsts, lasts, first, last, decoder):
         problems.append("%d keys whose latest last (ms) is not the key's last packet time:%s"
                         % (len(bad_last), fmt(bad_last)))
     return problems
+
+
+@functools.lru_cache(maxsize=None)
+def ground_truth(path):
+    """Reference totals and, per key, first/last packet time (running max clock, ms truncated)."""
+    totals = reference.totals(path).totals
+    first, last = {}, {}
+    now = None
+    for t, decoded in reference.walk(path):
+        now = t if now is None else max(now, t)
+        if decoded is None:
+            continue
+        key = decoded[:6]
+        first.setdefault(key, now // 1000)
+        last[key] = now // 1000
+    return totals, first, last

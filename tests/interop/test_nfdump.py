@@ -32,7 +32,7 @@ from collections import Counter, defaultdict
 import pytest
 
 import reference  # noqa: E402
-from collectors import (CORPUS, PYPROBE, NfcapdCollector, UdpSink, fmt, norm_addr, time_problems,  # noqa: E402
+from collectors import (CORPUS, PYPROBE, NfcapdCollector, UdpSink, fmt, ground_truth, norm_addr, time_problems,  # noqa: E402
                         parse_export)
 
 CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".gz", ".pcap.gz", ".pcapng.gz")
@@ -56,39 +56,15 @@ def _captures():
 
 CAPTURES = _captures()
 
-# Known pyprobe export bugs: {(relative capture, version): reason}; each entry is xfail(strict=True).
-KNOWN_BUGS = {}
-
-
 def _params():
     for path in CAPTURES:
         rel = str(path.relative_to(CORPUS))
         for version in (5, 9, 10):
-            marks = []
-            reason = KNOWN_BUGS.get((rel, version))
-            if reason:
-                marks.append(pytest.mark.xfail(strict=True, reason=reason))
-            yield pytest.param(path, version, id="%s-v%d" % (rel, version), marks=marks)
+            yield pytest.param(path, version, id="%s-v%d" % (rel, version))
 
 
 def key_of(rec):
     return (rec["ipver"], rec["src"], rec["dst"], rec["proto"], rec["sport"], rec["dport"])
-
-
-@functools.lru_cache(maxsize=None)
-def ground_truth(path):
-    """Reference totals and, per key, first/last packet time (running max clock, ms truncated)."""
-    totals = reference.totals(path).totals
-    first, last = {}, {}
-    now = None
-    for t, decoded in reference.walk(path):
-        now = t if now is None else max(now, t)
-        if decoded is None:
-            continue
-        key = decoded[:6]
-        first.setdefault(key, now // 1000)
-        last[key] = now // 1000
-    return totals, first, last
 
 
 @functools.lru_cache(maxsize=None)

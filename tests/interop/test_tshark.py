@@ -19,14 +19,12 @@ are wrapped into a pcap and handed to tshark (`-d udp.port==PORT,cflow`).  Check
     no datagram is larger than 1472 bytes, no data set without a template.
 """
 
-import functools
 import subprocess
 from collections import defaultdict
 
 import pytest
 
-import reference  # noqa: E402
-from collectors import (CORPUS, PYPROBE, UdpSink, fmt, time_problems, parse_export, tshark_decode,  # noqa: E402
+from collectors import (CORPUS, PYPROBE, UdpSink, fmt, ground_truth, time_problems, parse_export, tshark_decode,  # noqa: E402
                         tshark_expert, write_pcap)
 
 
@@ -40,32 +38,13 @@ CAPTURES = [
     "zeek/ipv6-http-atomic-frag.pcap", # IPv6 fragments, ICMPv6, backwards timestamps
 ]
 
-# Known pyprobe export bugs: {(capture, version): reason} -> xfail(strict=True).
-KNOWN_BUGS = {}
-
 MAX_DATAGRAM = 1472
 
 
 def _params():
     for rel in CAPTURES:
         for version in (5, 9, 10):
-            marks = []
-            if (rel, version) in KNOWN_BUGS:
-                marks.append(pytest.mark.xfail(strict=True, reason=KNOWN_BUGS[(rel, version)]))
-            yield pytest.param(rel, version, id="%s-v%d" % (rel, version), marks=marks)
-
-
-@functools.lru_cache(maxsize=None)
-def ground_truth(path):
-    totals = reference.totals(path).totals
-    first, last = {}, {}
-    now = None
-    for t, decoded in reference.walk(path):
-        now = t if now is None else max(now, t)
-        if decoded is not None:
-            first.setdefault(decoded[:6], now // 1000)
-            last[decoded[:6]] = now // 1000
-    return totals, first, last
+            yield pytest.param(rel, version, id="%s-v%d" % (rel, version))
 
 
 def check_framing(version, messages, tshark_frames):
