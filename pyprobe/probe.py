@@ -80,17 +80,25 @@ def open_progress(source, mode):
     return Progress(sys.stderr, source.size)
 
 
+def make_exporter(args):
+    return Exporter(args.collectors, args.export, args.round_robin) if args.collectors else None
+
+
 class RecordSinks:
     """Where expired records go: collectors, the screen, or both."""
 
     def __init__(self, args, meter):
         self.meter = meter
-        self.exporter = Exporter(args.collectors, args.export, args.round_robin) if args.collectors else None
-        self.writer = None
-        if args.json or self.exporter is None:
-            self.writer = JsonWriter(sys.stdout) if args.json else TableWriter(sys.stdout)
-        self.started = False
         self.live = args.interface is not None
+        self.writer = None
+        self._attach(args, make_exporter(args))
+
+    def _attach(self, args, exporter):
+        """Export to these collectors; print when asked to (--json) or when there are none."""
+        self.exporter = exporter
+        self.started = False
+        if self.writer is None and (args.json or exporter is None):
+            self.writer = JsonWriter(sys.stdout) if args.json else TableWriter(sys.stdout)
 
     def put(self, records):
         if self.exporter is not None:
@@ -109,16 +117,13 @@ class RecordSinks:
     def replace_collectors(self, args):
         """New collectors from reloaded settings; the old ones are closed (TCP drains first)."""
         try:
-            exporter = Exporter(args.collectors, args.export, args.round_robin) if args.collectors else None
+            exporter = make_exporter(args)
         except ValueError as e:
             log.error("reload: keeping the running collectors: %s", e)
             return
         if self.exporter is not None:
             self.exporter.close()
-        self.exporter = exporter
-        self.started = False
-        if self.writer is None and exporter is None:
-            self.writer = JsonWriter(sys.stdout) if args.json else TableWriter(sys.stdout)
+        self._attach(args, exporter)
 
     def close(self):
         if self.exporter is not None:
