@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 DEMO ?= pcaps/android.pcap
-SOURCES = pyproject.toml setup.py $(wildcard ext/*.pyx ext/*.pxd pyprobe/*.py)
+SOURCES = pyproject.toml setup.py $(wildcard ext/*.pyx ext/decode.pxd pyprobe/*.py pyprobe/*/*.py)
 
 .PHONY: run test test-long bench bench-live peers clean
 
@@ -34,4 +34,4 @@ bench-live: $(BIN)/.installed peers
 	$(BIN)/python bench/live/run_live.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info ext/*.c pyprobe/*.so
+	rm -rf $(VENV) build *.egg-info ext/*.c ext/record.pxd pyprobe/*.so

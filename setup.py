@@ -1,16 +1,37 @@
-"""Build the Cython flow meter and export encoder (ext/*.pyx) into the pyprobe package."""
+"""Build the Cython flow meter and export packer (ext/_*.pyx) into the pyprobe package.
+
+ext/record.pxd, the packed flow record, is written first from the field table
+(pyprobe/fields.py), so the record has one definition."""
+import importlib.util
+import pathlib
+
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
+HERE = pathlib.Path(__file__).parent
+
+
+def write_record_pxd():
+    spec = importlib.util.spec_from_file_location("pyprobe_fields", HERE / "pyprobe" / "fields.py")
+    fields = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fields)
+    target = HERE / "ext" / "record.pxd"
+    text = fields.record_pxd()
+    if not target.exists() or target.read_text() != text:     # unchanged: keep the build cache valid
+        target.write_text(text)
+
+
+write_record_pxd()
 extensions = [
-    Extension("pyprobe._meter", ["ext/meter.pyx"], extra_compile_args=["-O3"]),
-    Extension("pyprobe._encode", ["ext/encode.pyx"], extra_compile_args=["-O3"]),
+    Extension("pyprobe._meter", ["ext/_meter.pyx"], extra_compile_args=["-O3"]),
+    Extension("pyprobe._encode", ["ext/_encode.pyx"], extra_compile_args=["-O3"]),
 ]
 
 setup(
     ext_modules=cythonize(
         extensions,
         language_level=3,
+        include_path=["ext"],
         compiler_directives={"boundscheck": False, "wraparound": False, "cdivision": True},
     ),
 )

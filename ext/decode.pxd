@@ -61,6 +61,7 @@ cdef struct Packet:
     uint32_t octets
     uint32_t mpls_label
     uint8_t tcp_flags
+    uint8_t ttl           # IPv4 TTL / IPv6 hop limit
 
 
 cdef inline uint16_t be16(const uint8_t* p) noexcept nogil:
@@ -116,6 +117,7 @@ cdef inline int decode_ipv4(const uint8_t* p, Py_ssize_t n, Py_ssize_t off, Pack
     pkt.octets = <uint32_t>total
     pkt.key.ipver = 4
     pkt.key.tos = q[1]
+    pkt.ttl = q[8]
     pkt.key.proto = q[9]
     memcpy(pkt.key.src, q + 12, 4)
     memcpy(pkt.key.dst, q + 16, 4)
@@ -138,6 +140,7 @@ cdef inline int decode_ipv6(const uint8_t* p, Py_ssize_t n, Py_ssize_t off, Pack
     pkt.octets = <uint32_t>(payload + 40 if payload else rem)   # 0: jumbogram or TSO
     pkt.key.ipver = 6
     pkt.key.tos = (be16(q) >> 4) & 0xff
+    pkt.ttl = q[7]
     memcpy(pkt.key.src, q + 8, 16)
     memcpy(pkt.key.dst, q + 24, 16)
     nh = q[6]

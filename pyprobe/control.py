@@ -21,10 +21,10 @@ import stat
 import time
 
 from ._meter import DEFAULT_TIMEOUTS
-from .config import parse_timeouts
 from .ctl import COMMANDS
+from .errors import ControlError, SettingsError
 from .output import TableWriter
-from .probe import MAX_UPTIME_ACTIVE, ConfigError
+from .settings import parse_timeouts
 
 log = logging.getLogger("pyprobe")
 
@@ -33,10 +33,6 @@ REQUEST_TIMEOUT = 2.0         # seconds a client may take to send its line
 FIRST_WAIT = 0.02             # seconds poll() waits for the line of a client just accepted
 SEND_TIMEOUT = 5.0            # seconds per send while answering (a client that stops reading)
 MAX_ACCEPT = 16               # connections accepted per poll, so a flood cannot stall the meter
-
-
-class ControlError(Exception):
-    """A request the probe refuses: the answer is an error line."""
 
 
 class _Client:
@@ -63,7 +59,7 @@ class ControlServer:
             sock.listen(16)
         except OSError as e:
             sock.close()
-            raise ConfigError(f"cannot listen on control socket {path}: {e.strerror or e}") from None
+            raise SettingsError(f"cannot listen on control socket {path}: {e.strerror or e}") from None
         finally:
             os.umask(old_umask)
         sock.setblocking(False)
@@ -78,9 +74,9 @@ class ControlServer:
         except FileNotFoundError:
             return
         except OSError as e:
-            raise ConfigError(f"control socket {path}: {e.strerror}") from None
+            raise SettingsError(f"control socket {path}: {e.strerror}") from None
         if not stat.S_ISSOCK(mode):
-            raise ConfigError(f"control socket {path}: exists and is not a socket; not replacing it")
+            raise SettingsError(f"control socket {path}: exists and is not a socket; not replacing it")
         probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             probe.settimeout(1.0)
@@ -88,13 +84,13 @@ class ControlServer:
         except OSError:
             pass                            # nobody listens: a leftover of an earlier run
         else:
-            raise ConfigError(f"control socket {path}: another process is listening on it")
+            raise SettingsError(f"control socket {path}: another process is listening on it")
         finally:
             probe.close()
         try:
             os.unlink(path)
         except OSError as e:
-            raise ConfigError(f"cannot remove stale control socket {path}: {e.strerror}") from None
+            raise SettingsError(f"cannot remove stale control socket {path}: {e.strerror}") from None
 
     # -- serving ----------------------------------------------------------------
 
@@ -199,21 +195,18 @@ class ControlServer:
         return f"deleted {count} flow{'s' if count != 1 else ''}", {"deleted": count}
 
     def _timeouts(self, args):
+        warning = None
         if args:
             try:
                 changes = parse_timeouts(args)
             except ValueError as e:
                 raise ControlError(str(e)) from None
-            timeouts = {**self.probe.timeouts, **changes}
-            collectors = getattr(self.probe.args, "collectors", [])
-            if (any(spec.version in (5, 9) for spec in collectors)
-                    and timeouts.get("maxlife", DEFAULT_TIMEOUTS["maxlife"]) > MAX_UPTIME_ACTIVE):
-                raise ControlError(f"active timeout {timeouts['maxlife']:g}s is longer than NetFlow v5/v9 "
-                                   f"times can say (at most {MAX_UPTIME_ACTIVE}s)")
-            self.probe.set_timeouts(timeouts)
+            warning = self.probe.set_timeouts({**self.probe.timeouts, **changes})
             log.info("control socket: timeouts set: %s", " ".join(args))
         current = dict(DEFAULT_TIMEOUTS, **self.probe.timeouts)
         text = "".join(f"{name:<10} {seconds:g}\n" for name, seconds in current.items())
+        if warning:
+            text += f"note: {warning}\n"
         return text, current
 
     def _send_template(self, args):

@@ -1,4 +1,4 @@
-"""Collectors: each has an encoder state and a transport; records go to every
+"""Collectors: each has an encoder (its state) and a transport; records go to every
 collector (copy mode) or to one after another (round robin, softflowd's -l)."""
 
 import logging
@@ -6,19 +6,18 @@ import socket
 from dataclasses import dataclass
 
 from ._meter import RECORD_SIZE
-from .export import ipfix, v5, v9
-from .transport import TcpTransport, UdpTransport, parse_address
+from .errors import SettingsError
+from .export import ENCODERS, capabilities
+from .transport import TRANSPORTS, parse_address
 
 log = logging.getLogger(__name__)
 
-ENCODERS = {5: v5, 9: v9, 10: ipfix}
-VERSION_NAMES = {5: "NetFlow v5", 9: "NetFlow v9", 10: "IPFIX"}
 IPV4_UDP_PAYLOAD = 1500 - 20 - 8       # largest datagram that fits a 1500-byte MTU
 IPV6_UDP_PAYLOAD = 1500 - 40 - 8
 MIN_DATAGRAM = 256
 
 
-@dataclass
+@dataclass(frozen=True)
 class ExportSettings:
     """What every collector's exporting process shares (flags and config file)."""
 
@@ -32,92 +31,114 @@ class ExportSettings:
     sampling_random: bool = False
 
 
-@dataclass
+@dataclass(frozen=True)
 class CollectorSpec:
     address: str
     version: int = 9
     transport: str = "udp"
 
+    def check(self):
+        """SettingsError if this collector cannot work (address, transport for the version)."""
+        try:
+            parse_address(self.address)
+        except ValueError as e:
+            raise SettingsError(str(e)) from None
+        if self.transport not in TRANSPORTS:
+            raise SettingsError(f"collector {self.address}: unknown transport {self.transport!r} "
+                                f"({' or '.join(TRANSPORTS)})")
+        if self.transport == "tcp" and not capabilities(self.version).tcp:
+            tcp_versions = [str(v) for v in ENCODERS if capabilities(v).tcp]
+            raise SettingsError(f"collector {self.address}: TCP transport is for IPFIX "
+                                f"(-v {'/'.join(tcp_versions)}) only")
+
+
+def new_encoder(version, settings, max_size, over_stream):
+    """The encoder of one collector, from the shared export settings."""
+    common = dict(max_size=max_size, sampling_interval=settings.sampling, sampling_random=settings.sampling_random)
+    if not capabilities(version).templates:
+        return ENCODERS[version](engine_type=settings.engine_type, engine_id=settings.engine_id, **common)
+    return ENCODERS[version](
+        domain_id=settings.source_id,
+        # Over TCP the templates go once per connection (the transport asks for them).
+        refresh_packets=0 if over_stream else settings.template_refresh,
+        refresh_ms=0 if over_stream else int(settings.template_interval * 1000),
+        templates_wanted=not over_stream, **common)
+
 
 class Collector:
+    """One collector: its encoder and its transport. To a stream transport it is the peer
+    that gives a new connection its first messages and numbers messages for it."""
+
     def __init__(self, spec, settings):
+        spec.check()
         self.name = spec.address
         self.version = spec.version
-        self.encoder = ENCODERS[spec.version]
+        self.capabilities = capabilities(spec.version)
         host, port = parse_address(spec.address)
-        if spec.transport == "tcp":
-            if spec.version != 10:
-                raise ValueError(f"collector {spec.address}: TCP transport is for IPFIX (-v 10) only")
-            self.transport = TcpTransport(self.name, host, port, self._templates_messages, ipfix.renumber)
-        elif spec.transport == "udp":
-            self.transport = UdpTransport(self.name, host, port)
-        else:
-            raise ValueError(f"collector {spec.address}: unknown transport {spec.transport!r} (udp or tcp)")
-        self.state = self._new_state(settings, spec.transport == "tcp")
-        self.now_ms = 0
-        self.ignored = 0
-        self.datagrams = 0
-        self.ipv6_warned = False
-
-    def _new_state(self, settings, over_tcp):
+        try:
+            self.transport = TRANSPORTS[spec.transport](self.name, host, port, self)
+        except ValueError as e:
+            raise SettingsError(str(e)) from None
         default_size = IPV6_UDP_PAYLOAD if self.transport.family == socket.AF_INET6 else IPV4_UDP_PAYLOAD
         size = settings.max_datagram or default_size
         if size < MIN_DATAGRAM:
-            raise ValueError(f"datagram size {size} is too small (at least {MIN_DATAGRAM})")
-        if self.version == 5:
-            return v5.new_state(engine_type=settings.engine_type, engine_id=settings.engine_id, max_size=size,
-                                sampling_interval=settings.sampling, sampling_random=settings.sampling_random)
-        return self.encoder.new_state(
-            domain_id=settings.source_id, max_size=size, sampling_interval=settings.sampling,
-            sampling_random=settings.sampling_random,
-            # Over TCP the templates go once per connection (the transport asks for them).
-            refresh_packets=0 if over_tcp else settings.template_refresh,
-            refresh_ms=0 if over_tcp else int(settings.template_interval * 1000),
-            templates_wanted=not over_tcp)
+            raise SettingsError(f"datagram size {size} is too small (at least {MIN_DATAGRAM})")
+        self.encoder = new_encoder(spec.version, settings, size, self.transport.stream)
+        self.now_ms = 0
+        self.ignored = 0
+        self.datagrams = 0
+        self.not_carried_warned = False
 
-    def _templates_messages(self):
-        self.state.templates_wanted = True
-        messages = self.encoder.encode(b"", self.state, self.now_ms, self.ignored)
+    # -- the stream peer interface (TcpTransport) --------------------------------
+
+    def stream_start(self):
+        messages = self.encoder.stream_start(self.now_ms, self.ignored)
         self.datagrams += len(messages)
         return messages
 
+    def renumber(self, message, counters):
+        return self.encoder.renumber(message, counters)
+
+    # -- exporting --------------------------------------------------------------
+
     def export(self, records, now_ms, ignored):
         self.now_ms, self.ignored = now_ms, ignored
-        for message in self.encoder.encode(records, self.state, now_ms, ignored):
+        for message in self.encoder.encode(records, now_ms, ignored):
             if self.transport.send(message):
                 self.datagrams += 1
-        if self.version == 5 and self.state.ipv6_skipped and not self.ipv6_warned:
-            self.ipv6_warned = True
-            log.warning("collector %s: NetFlow v5 cannot carry IPv6 flows; they are counted, not sent", self.name)
+        if self.encoder.records_not_carried and not self.not_carried_warned:
+            self.not_carried_warned = True
+            log.warning("collector %s: %s cannot carry IPv6 flows; they are counted, not sent",
+                        self.name, self.capabilities.name)
 
     def records_per_datagram(self):
-        return self.encoder.records_per_datagram(self.state)
+        return self.encoder.records_per_datagram()
 
     def request_templates(self):
-        if self.version != 5:
-            self.state.templates_wanted = True
+        self.encoder.request_templates()
+
+    def pump(self):
+        self.transport.pump()
 
     def close(self):
         self.transport.close()
 
     def statistics(self):
-        stats = {"collector": self.name, "version": VERSION_NAMES[self.version],
-                 "datagrams": self.datagrams, "records": self.state.records_sent,
-                 "send_errors": self.transport.errors,
-                 "template_sends": getattr(self.state, "template_sends", 0)}
-        if self.version == 5:
-            stats["ipv6_not_sent"] = self.state.ipv6_skipped
-        if isinstance(self.transport, TcpTransport):
-            stats["dropped"] = self.transport.dropped
-            stats["connections"] = self.transport.connections
-        return stats
+        return {"collector": self.name, "version": self.capabilities.name, "datagrams": self.datagrams,
+                **self.encoder.statistics(), **self.transport.statistics()}
 
 
 class Exporter:
     """Hands expired records to the collectors."""
 
     def __init__(self, specs, settings, round_robin=False):
-        self.collectors = [Collector(spec, settings) for spec in specs]
+        self.collectors = []
+        try:
+            for spec in specs:
+                self.collectors.append(Collector(spec, settings))
+        except SettingsError:
+            self.close()
+            raise
         self.round_robin = round_robin and len(self.collectors) > 1
         self.turn = 0
 
@@ -142,8 +163,7 @@ class Exporter:
 
     def pump(self):
         for collector in self.collectors:
-            if isinstance(collector.transport, TcpTransport):
-                collector.transport.pump()
+            collector.pump()
 
     def request_templates(self):
         for collector in self.collectors:

@@ -14,7 +14,8 @@ import time
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from .probe import ConfigError
+from .errors import SettingsError
+from .settings import parse_listen_address
 
 log = logging.getLogger("pyprobe")
 
@@ -26,27 +27,6 @@ EXPORT_COUNTERS = (
     ("send_errors", "pyprobe_export_send_errors_total", "Export datagrams that could not be sent."),
     ("template_sends", "pyprobe_export_template_sends_total", "Times the v9/IPFIX templates were sent."),
 )
-
-
-def parse_listen_address(text):
-    """'[host:]port' -> (host, port); host '' means every address. ValueError if malformed.
-
-    Accepted: '9100', ':9100', '127.0.0.1:9100', 'localhost:9100', '[::1]:9100'."""
-    text = text.strip()
-    if text.startswith("["):
-        host, sep, rest = text[1:].partition("]")
-        if not sep or not rest.startswith(":") or not host:
-            raise ValueError(f"bad metrics address {text!r}: give [HOST:]PORT, an IPv6 host as [ADDR]:PORT")
-        port = rest[1:]
-    elif ":" in text:
-        host, _, port = text.rpartition(":")
-        if ":" in host:
-            raise ValueError(f"bad metrics address {text!r}: write an IPv6 host as [ADDR]:PORT")
-    else:
-        host, port = "", text
-    if not port.isdigit() or not 1 <= int(port) <= 65535:
-        raise ValueError(f"bad metrics address {text!r}: the port must be a number from 1 to 65535")
-    return host, int(port)
 
 
 class ProbeCollector:
@@ -111,7 +91,7 @@ class ProbeCollector:
         out.append(active)
         counter("pyprobe_flows_created_total", "Flows created.", meter["flows_created"])
         records = CounterMetricFamily("pyprobe_records_total",
-                                      "Flow records produced, by end reason (idle, active, tcp_end, eof; "
+                                      "Flow records produced, by end reason (idle, active, tcp_end, eof, forced; "
                                       "cache_full: evicted from a full cache).", labels=["reason"])
         for reason, n in meter["records"].items():
             records.add_metric([reason], n)
@@ -134,7 +114,7 @@ class MetricsServer:
         try:
             host, port = parse_listen_address(address)
         except ValueError as e:
-            raise ConfigError(str(e)) from None
+            raise SettingsError(str(e)) from None
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(ProbeCollector(probe))
         self.server, self.thread = self._start(host, port, address)
@@ -155,7 +135,7 @@ class MetricsServer:
                 reason = e.strerror or str(e)
                 if isinstance(e, socket.gaierror):
                     reason = f"unknown host {host!r}"
-                raise ConfigError(f"cannot serve metrics on {address}: {reason}") from None
+                raise SettingsError(f"cannot serve metrics on {address}: {reason}") from None
 
     def close(self):
         if self.server is None:

@@ -1,14 +1,24 @@
-"""Printing flow records when no collector is given: a table or JSON lines."""
+"""What a person reads: flow records as a table or JSON lines (when no collector is
+given, or with --json), and the progress line of a long run."""
 
 import json
+import sys
 import time
+
+from .fields import BY_NAME
 
 PROTOCOL_NAMES = {1: "ICMP", 2: "IGMP", 6: "TCP", 17: "UDP", 47: "GRE", 50: "ESP", 51: "AH",
                   58: "ICMP6", 89: "OSPF", 103: "PIM", 132: "SCTP"}
 TCP_FLAG_LETTERS = "CEUAPRSF"     # CWR ECE URG ACK PSH RST SYN FIN, high bit first as nfdump shows them
 
-TABLE_HEADER = (f"{'Date first seen':<23} {'Duration':>9} {'Proto':<5} {'Src IP Addr:Port':>21}"
-                f"    {'Dst IP Addr:Port':<21} {'Flags':<8} {'Packets':>8} {'Bytes':>10}  End")
+
+def _column(name):
+    return BY_NAME[name].column
+
+
+TABLE_HEADER = (f"{_column('first_us'):<23} {'Duration':>9} {_column('proto'):<5} {_column('src') + ':Port':>21}"
+                f"    {_column('dst') + ':Port':<21} {_column('tcp_flags'):<8} {_column('packets'):>8} "
+                f"{_column('octets'):>10}  {_column('end_reason')}")
 
 
 def tcp_flags_text(flags):
@@ -57,3 +67,35 @@ class JsonWriter:
 
     def write(self, records):
         self.stream.write("".join(json.dumps(r.as_dict()) + "\n" for r in records))
+
+
+class Progress:
+    """A one-line progress display on a terminal, at most four updates a second."""
+
+    def __init__(self, stream, total_bytes):
+        self.stream = stream
+        self.total = total_bytes
+        self.done = 0
+        self.next_update = 0.0
+
+    def update(self, batch_bytes, packets, active_flows):
+        self.done += batch_bytes
+        now = time.monotonic()
+        if now < self.next_update:
+            return
+        self.next_update = now + 0.25
+        share = f"{min(100.0, 100.0 * self.done / self.total):5.1f}%  " if self.total else ""
+        self.stream.write(f"\r  {share}{packets:,} packets  {active_flows:,} flows active ")
+        self.stream.flush()
+
+    def finish(self):
+        self.stream.write("\r" + " " * 70 + "\r")
+        self.stream.flush()
+
+
+def open_progress(source, mode):
+    """By default, progress only where someone watches it: a terminal, and input worth waiting for."""
+    if mode == "never" or (mode == "auto" and (not sys.stderr.isatty()
+                                               or (source.size is not None and source.size < 32 << 20))):
+        return None
+    return Progress(sys.stderr, source.size)

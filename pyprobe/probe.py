@@ -2,103 +2,44 @@
 driven batch by batch, with the operations an operator may ask for."""
 
 import logging
-import os
-import signal
 import sys
 import time
 
-from ._meter import DEFAULT_TIMEOUTS, RECORD_SIZE, SUPPORTED_LINKTYPES, Meter
+from ._meter import DEFAULT_TIMEOUTS, RECORD_SIZE, Meter
+from .errors import SettingsError
+from .export import clamp_timeouts, export_limits
 from .exporter import Exporter
-from .output import JsonWriter, TableWriter
+from .output import JsonWriter, TableWriter, open_progress
 from .records import unpack
-from .source import CaptureError, FileSource, LiveSource, interface_index
+from .source import open_source
 from .summary import format_summary
 
 log = logging.getLogger("pyprobe")
 
 FLUSH_CHUNK = 8192                  # records per step when the cache empties
-MAX_UPTIME_ACTIVE = 24 * 86400      # v5/v9: 2**31 ms of uptime, less a margin
 
 
-class ConfigError(Exception):
-    """Settings that cannot work: one line, exit 2."""
-
-
-LINKTYPE_NAMES = {0: "BSD loopback", 1: "Ethernet", 9: "PPP", 10: "FDDI", 12: "raw IP", 14: "raw IP",
-                  101: "raw IP", 104: "Cisco HDLC", 105: "802.11", 107: "Frame Relay", 108: "OpenBSD loopback",
-                  113: "Linux cooked (SLL)", 127: "802.11 radiotap", 226: "Solaris IPNET", 228: "raw IPv4",
-                  229: "raw IPv6", 239: "Linux NFLOG", 276: "Linux cooked v2 (SLL2)"}
-
-
-def install_signal_handlers(probe):
-    """SIGINT/SIGTERM: stop reading, expire every flow, report. SIGHUP: re-read the settings.
-    SIGUSR1: resend templates."""
-    def stop(signum, frame):
-        if not probe.stop_requested:
-            log.warning("stopped by a signal: expiring every flow")
-        probe.stop()
-
-    def reload(signum, frame):
-        probe.reload_requested = True
-
-    for sig, handler in ((signal.SIGINT, stop), (signal.SIGTERM, stop), (signal.SIGHUP, reload),
-                         (signal.SIGUSR1, lambda signum, frame: probe.send_templates())):
-        signal.signal(sig, handler)
-        # Restart interrupted reads: a stream's feeder ends it cleanly instead (see source.py).
-        signal.siginterrupt(sig, False)
-
-
-class Progress:
-    """A one-line progress display on a terminal, at most four updates a second."""
-
-    def __init__(self, stream, total_bytes):
-        self.stream = stream
-        self.total = total_bytes
-        self.done = 0
-        self.next_update = 0.0
-
-    def update(self, batch_bytes, packets, active_flows):
-        self.done += batch_bytes
-        now = time.monotonic()
-        if now < self.next_update:
-            return
-        self.next_update = now + 0.25
-        share = f"{min(100.0, 100.0 * self.done / self.total):5.1f}%  " if self.total else ""
-        self.stream.write(f"\r  {share}{packets:,} packets  {active_flows:,} flows active ")
-        self.stream.flush()
-
-    def finish(self):
-        self.stream.write("\r" + " " * 70 + "\r")
-        self.stream.flush()
-
-
-def open_progress(source, mode):
-    """By default, progress only where someone watches it: a terminal, and input worth waiting for."""
-    if mode == "never" or (mode == "auto" and (not sys.stderr.isatty()
-                                               or (source.size is not None and source.size < 32 << 20))):
+def make_exporter(settings):
+    if not settings.collectors:
         return None
-    return Progress(sys.stderr, source.size)
-
-
-def make_exporter(args):
-    return Exporter(args.collectors, args.export, args.round_robin) if args.collectors else None
+    return Exporter(settings.collectors, settings.export, settings.round_robin)
 
 
 class RecordSinks:
     """Where expired records go: collectors, the screen, or both."""
 
-    def __init__(self, args, meter):
+    def __init__(self, settings, meter, live):
         self.meter = meter
-        self.live = args.interface is not None
+        self.live = live
         self.writer = None
-        self._attach(args, make_exporter(args))
+        self._attach(settings, make_exporter(settings))
 
-    def _attach(self, args, exporter):
+    def _attach(self, settings, exporter):
         """Export to these collectors; print when asked to (--json) or when there are none."""
         self.exporter = exporter
         self.started = False
-        if self.writer is None and (args.json or exporter is None):
-            self.writer = JsonWriter(sys.stdout) if args.json else TableWriter(sys.stdout)
+        if self.writer is None and (settings.json or exporter is None):
+            self.writer = JsonWriter(sys.stdout) if settings.json else TableWriter(sys.stdout)
 
     def put(self, records):
         if self.exporter is not None:
@@ -107,23 +48,20 @@ class RecordSinks:
                 self.exporter.start(now_ms)
                 self.started = True
             if records:
-                self.exporter.export(records, now_ms, self.meter.packets_ignored)
+                self.exporter.export(records, now_ms, self.meter.packets_unmetered)
             self.exporter.pump()
         if self.writer is not None and records:
             self.writer.write(unpack(records))
             if self.live:
                 sys.stdout.flush()           # a reader of a live run wants each record when it ends
 
-    def replace_collectors(self, args):
-        """New collectors from reloaded settings; the old ones are closed (TCP drains first)."""
-        try:
-            exporter = make_exporter(args)
-        except ValueError as e:
-            log.error("reload: keeping the running collectors: %s", e)
-            return
+    def replace_collectors(self, settings):
+        """New collectors from reloaded settings (SettingsError: the running ones stay);
+        the old ones are closed (TCP drains first)."""
+        exporter = make_exporter(settings)
         if self.exporter is not None:
             self.exporter.close()
-        self._attach(args, exporter)
+        self._attach(settings, exporter)
 
     def close(self):
         if self.exporter is not None:
@@ -134,73 +72,36 @@ class RecordSinks:
         return self.exporter.statistics() if self.exporter is not None else []
 
 
-def open_source(args):
-    """The capture file or the live interface; and the input interface index for the flows."""
-    if args.interface is not None:
-        index, sep, name = args.interface.partition(":")
-        if not sep or not index.isdigit():
-            index, name = None, args.interface
-        source = LiveSource(name, snaplen=args.snaplen, promiscuous=not args.no_promisc, bpf=args.filter,
-                            buffer_bytes=args.buffer, fanout_group=getattr(args, "fanout_group", None))
-        in_if = int(index) if index is not None else interface_index(name)
-    else:
-        source = FileSource(args.read)
-        if args.filter:
-            source.set_filter(args.filter)
-        in_if = 0
-    if source.linktype not in SUPPORTED_LINKTYPES:
-        name = LINKTYPE_NAMES.get(source.linktype, "unknown")
-        raise CaptureError(f"{source.path}: link type {source.linktype} ({name}) is not supported; "
-                           "pyprobe reads Ethernet, Linux SLL/SLL2, raw IP and BSD loopback")
-    return source, in_if
-
-
-def write_pidfile(path):
-    try:
-        with open(path, "w") as f:
-            f.write(f"{os.getpid()}\n")
-    except OSError as e:
-        raise ConfigError(f"cannot write pid file {path}: {e.strerror}") from None
-
-
-def uptime_safe_timeouts(args):
-    """v5/v9 records carry 32-bit uptime milliseconds: a record may not last longer."""
-    if any(spec.version in (5, 9) for spec in args.collectors):
-        active = args.timeouts.get("maxlife", DEFAULT_TIMEOUTS["maxlife"])
-        if active > MAX_UPTIME_ACTIVE:
-            log.warning("active timeout %gs is longer than NetFlow v5/v9 times can say; using %ds",
-                        active, MAX_UPTIME_ACTIVE)
-            return {**args.timeouts, "maxlife": MAX_UPTIME_ACTIVE}
-    return args.timeouts
-
-
 class Probe:
     """A running probe: source, meter, record sinks, and what the control socket,
     the metrics endpoint and signals may ask of it between two batches."""
 
-    def __init__(self, args):
-        self.args = args
-        self.source, in_if = open_source(args)
-        self.timeouts = uptime_safe_timeouts(args)
-        needs_32bit = any(spec.version == 5 for spec in args.collectors)
-        self.meter = Meter(self.source.linktype, max_flows=args.max_flows, key_level=args.level,
-                           timeouts=self.timeouts, in_if=in_if, sampling=args.sampling,
-                           sampling_mode=args.sampling_mode, limit_32bit=needs_32bit)
+    def __init__(self, settings, fanout_group=None):
+        self.settings = settings
+        self.source = open_source(settings, fanout_group)
+        self.versions = settings.versions
+        self.timeouts = {}
         try:
-            self.sinks = RecordSinks(args, self.meter)
-        except ValueError as e:
-            raise ConfigError(str(e)) from None
+            self.meter = Meter(self.source.linktype, max_flows=settings.max_flows, key_level=settings.level,
+                               in_if=self.source.in_if, sampling=settings.sampling,
+                               sampling_mode=settings.sampling_mode)
+            self._apply_export_limits()
+            self.set_timeouts(dict(settings.timeouts))
+            self.sinks = RecordSinks(settings, self.meter, self.source.live)
+        except SettingsError:
+            self.source.close()
+            raise
         self.started = time.monotonic()
         self.stop_requested = False
         self.reload_requested = False
-        self.reload = lambda: None        # set by the command line: re-read flags and config file
+        self.reload = lambda: None        # set by the daemon: read the flags and config file again
         self.pollers = []                 # called once per batch: control socket, ...
         self.capture_drops = None
 
     # -- the loop ---------------------------------------------------------------
 
     def run(self):
-        progress = open_progress(self.source, self.args.progress)
+        progress = open_progress(self.source, self.settings.progress)
         for packets, meta in self.source.batches():
             self.sinks.put(self.meter.process(packets, meta))
             if self.source.live:             # the wall clock runs on even when the link is quiet
@@ -214,12 +115,13 @@ class Probe:
                 self.reload()
             if self.stop_requested:
                 break
+        input_ended = not self.stop_requested and not self.source.live
         self.capture_drops = self.source.drops()
         self.source.close()
         if progress:
             progress.finish()
         if self.source.packets:             # (a capture whose clock reads 0 still has flows to flush)
-            self.expire_all()
+            self.expire_all(forced=not input_ended)
         self.sinks.close()
 
     # -- what an operator may ask -----------------------------------------------
@@ -228,11 +130,12 @@ class Probe:
         self.stop_requested = True
         self.source.stop()
 
-    def expire_all(self):
-        """End every flow now and export it; returns how many."""
+    def expire_all(self, forced=True):
+        """End every flow now and export it; returns how many. forced: the input goes on
+        (or was cut off), so the records say forced rather than eof."""
         count = 0
         while True:
-            records = self.meter.flush(FLUSH_CHUNK)
+            records = self.meter.flush(FLUSH_CHUNK, forced)
             self.sinks.put(records)
             if not records:
                 return count
@@ -249,8 +152,26 @@ class Probe:
             self.sinks.exporter.request_templates()
 
     def set_timeouts(self, timeouts):
-        self.timeouts = timeouts
-        self.meter.set_timeouts(timeouts)
+        """The one way timeouts change (start, SIGHUP, control socket): shortened to what the
+        export versions in use can state, with a warning; returns the warning or None."""
+        self.timeouts, warning = clamp_timeouts(timeouts, self.versions, DEFAULT_TIMEOUTS["maxlife"])
+        if warning:
+            log.warning("%s", warning)
+        self.meter.set_timeouts(self.timeouts)
+        return warning
+
+    def _apply_export_limits(self):
+        _, counters_32bit = export_limits(self.versions)
+        self.meter.set_limit_32bit(counters_32bit)
+
+    def apply(self, settings):
+        """Reloaded settings: new timeouts and collectors, the same flow cache. The rest
+        (input, cache size, key) needs a restart. SettingsError: nothing changed."""
+        self.sinks.replace_collectors(settings)
+        self.settings = settings
+        self.versions = settings.versions
+        self._apply_export_limits()
+        self.set_timeouts(dict(settings.timeouts))
 
     def statistics(self):
         """Everything countable, as plain data (control socket, metrics, summary)."""
@@ -259,8 +180,8 @@ class Probe:
                 "capture": None if drops is None else dict(zip(("received", "dropped", "if_dropped"), drops)),
                 "collectors": self.sinks.statistics(), "timeouts": dict(DEFAULT_TIMEOUTS, **self.timeouts)}
 
-    def summary(self):
+    def summary(self, title=None):
         stats = self.statistics()
         capture = stats["capture"]
         drops = None if capture is None else (capture["received"], capture["dropped"], capture["if_dropped"])
-        return format_summary(stats["meter"], stats["seconds"], self.source, stats["collectors"], drops)
+        return format_summary(stats["meter"], stats["seconds"], self.source, stats["collectors"], drops, title)

@@ -1,26 +1,28 @@
 """Flow records as the meter hands them out: packed structs, unpacked only for display.
 
-The layout mirrors FlowRecord in ext/meter.pyx (96 bytes, native byte order,
-no padding). Exporters read the packed bytes; printing and tests unpack them.
+The layout is the field table's (pyprobe/fields.py), which also generates the
+meter's ext/record.pxd. Exporters read the packed bytes; printing and tests unpack
+them into FlowRecord tuples whose names are the JSON keys.
 """
 
 import socket
 import struct
 from collections import namedtuple
 
-from ._meter import END_REASON_NAMES, RECORD_SIZE
+from ._meter import RECORD_SIZE
+from .fields import END_REASONS, FIELDS, MEMBERS, RECORD_FORMAT
 
-RECORD = struct.Struct("=16s16sQQqqIIHHHBBBBB6s6sx")
-assert RECORD.size == RECORD_SIZE, "pyprobe.records is out of step with ext/meter.pyx"
+RECORD = struct.Struct(RECORD_FORMAT)
+assert RECORD.size == RECORD_SIZE, "ext/record.pxd is older than pyprobe/fields.py: rebuild (make)"
 
-FIELDS = ("src", "dst", "ipver", "proto", "sport", "dport", "packets", "octets", "start", "end",
-          "tcp_flags", "tos", "vlan", "in_if", "src_mac", "dst_mac", "mpls_label", "end_reason")
-
-_Record = namedtuple("FlowRecord", FIELDS)
+SHOWN = [f for f in FIELDS if f.json]
+_MEMBER_INDEX = {m.name: i for i, m in enumerate(MEMBERS)}
+_IPVER = _MEMBER_INDEX["ipver"]
+_Record = namedtuple("FlowRecord", [f.json for f in SHOWN])
 
 
 class FlowRecord(_Record):
-    """One expired flow; start and end are epoch seconds."""
+    """One flow record; start and end are epoch seconds."""
 
     __slots__ = ()
 
@@ -32,19 +34,29 @@ def _address(raw, ipver):
     return socket.inet_ntop(socket.AF_INET, raw[:4]) if ipver == 4 else socket.inet_ntop(socket.AF_INET6, raw)
 
 
-def _mac(raw):
-    return raw.hex(":")
+_SHOW = {
+    "int": lambda value, ipver: value,
+    "address": _address,
+    "mac": lambda raw, ipver: raw.hex(":"),
+    "seconds": lambda us, ipver: us / 1e6,
+    "end_reason": lambda code, ipver: END_REASONS.get(code, "active_now"),
+}
+_COLUMNS = [(_MEMBER_INDEX[f.source], _SHOW[f.show]) for f in SHOWN]
 
 
 def unpack(buf):
     """Turn the meter's packed records into FlowRecord tuples."""
     records = []
-    for (src, dst, packets, octets, first_us, last_us, in_if, mpls_label, sport, dport, vlan,
-         ipver, proto, tos, tcp_flags, end_reason, src_mac, dst_mac) in RECORD.iter_unpack(buf):
-        records.append(FlowRecord(
-            src=_address(src, ipver), dst=_address(dst, ipver), ipver=ipver, proto=proto,
-            sport=sport, dport=dport, packets=packets, octets=octets,
-            start=first_us / 1e6, end=last_us / 1e6, tcp_flags=tcp_flags, tos=tos, vlan=vlan,
-            in_if=in_if, src_mac=_mac(src_mac), dst_mac=_mac(dst_mac), mpls_label=mpls_label,
-            end_reason=END_REASON_NAMES.get(end_reason, "active_now")))
+    for values in RECORD.iter_unpack(buf):
+        ipver = values[_IPVER]
+        records.append(FlowRecord._make([show(values[i], ipver) for i, show in _COLUMNS]))
     return records
+
+
+def pack(**values):
+    """One packed record from member values (the rest 0): for tests and generated records."""
+    unknown = set(values) - set(_MEMBER_INDEX)
+    if unknown:
+        raise ValueError(f"no record member {sorted(unknown)[0]!r}")
+    row = [values.get(m.name, b"" if m.ctype in ("address", "mac") else 0) for m in MEMBERS]
+    return RECORD.pack(*row)

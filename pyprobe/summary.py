@@ -3,11 +3,11 @@
 from .output import PROTOCOL_NAMES
 
 
-def format_summary(stats, seconds, source=None, collectors=(), capture_drops=None):
-    """Human-readable lines from Meter.stats() (plus the run time)."""
+def format_summary(stats, seconds, source=None, collectors=(), capture_drops=None, title=None):
+    """Human-readable lines from Meter.stats() (plus the run time); title: e.g. 'worker 1'."""
     read = stats["packets_read"]
     rate = read / seconds if seconds > 0 else 0.0
-    lines = ["pyprobe statistics:",
+    lines = ["pyprobe statistics:" if title is None else f"pyprobe statistics ({title}):",
              f"  packets read          {read:>12}   ({seconds:.2f} s, {rate:,.0f} packets/s)",
              f"  packets metered       {stats['packets_metered']:>12}   {stats['octets_metered']} octets"]
     if capture_drops is not None:

@@ -1,5 +1,13 @@
 """Sending export messages to a collector without ever blocking the meter.
 
+Every transport has one interface: send(message) -> bool (False: counted as lost),
+pump() (move queued bytes on; called once per batch), close(), statistics(), and
+`family` and `stream` (True: a byte stream, whose every connection starts afresh).
+A transport is made with (name, host, port, peer): a stream transport asks its
+peer, the collector, for the messages a new connection starts with
+(peer.stream_start()) and to number a message for its place in the stream
+(peer.renumber(message, counters)).
+
 UDP: a connected, non-blocking socket; a refused or unreachable collector costs
 a counted error and, at most once a minute, a log line. TCP (IPFIX, RFC 7011
 section 10.4): a non-blocking stream with a bounded queue of whole messages,
@@ -52,7 +60,9 @@ class _RateLimitedLog:
 
 
 class UdpTransport:
-    def __init__(self, name, host, port):
+    stream = False
+
+    def __init__(self, name, host, port, peer=None):
         self.name = name
         self.family, sockaddr = resolve(host, port, socket.SOCK_DGRAM)
         self.sock = socket.socket(self.family, socket.SOCK_DGRAM)
@@ -70,20 +80,26 @@ class UdpTransport:
             self.log.warn("send failed: %s (counted; pyprobe keeps running)", e.strerror or e)
             return False
 
+    def pump(self):
+        """Nothing waits: a datagram is sent or counted as lost at once."""
+
     def close(self):
         self.sock.close()
 
+    def statistics(self):
+        return {"send_errors": self.errors}
+
 
 class TcpTransport:
-    """IPFIX over TCP. `templates()` gives the messages a new connection starts with;
-    `renumber(message, counters)` numbers a message for its place in the connection's
-    stream, so that whatever waited in the queue follows the templates in order."""
+    """IPFIX over TCP: a bounded queue of whole messages, and a new connection starts
+    with the peer's templates, then whatever waited, numbered for their place in it."""
 
-    def __init__(self, name, host, port, templates, renumber):
+    stream = True
+
+    def __init__(self, name, host, port, peer):
         self.name = name
         self.family, self.sockaddr = resolve(host, port, socket.SOCK_STREAM)
-        self.templates = templates
-        self.renumber = renumber
+        self.peer = peer
         self.counters = {}
         self.sock = None
         self.connected = False
@@ -102,7 +118,7 @@ class TcpTransport:
             self.log.warn("queue full, message dropped (counted)")
             return False
         if self.connected:
-            message = self.renumber(message, self.counters)
+            message = self.peer.renumber(message, self.counters)
         self.queue.append(message)
         self.queued_bytes += len(message)
         self.pump()
@@ -150,7 +166,7 @@ class TcpTransport:
             log.info("collector %s: reconnected", self.name)
         # A new connection knows no templates: they go first, then what waited, numbered afresh.
         self.counters = {}
-        self.queue = [self.renumber(m, self.counters) for m in self.templates() + self.queue]
+        self.queue = [self.peer.renumber(m, self.counters) for m in self.peer.stream_start() + self.queue]
         self.queued_bytes = sum(len(m) for m in self.queue)
         return True
 
@@ -177,3 +193,9 @@ class TcpTransport:
             log.warning("collector %s: %d messages not delivered at exit", self.name, len(self.queue))
         if self.sock is not None:
             self.sock.close()
+
+    def statistics(self):
+        return {"send_errors": self.errors, "dropped": self.dropped, "connections": self.connections}
+
+
+TRANSPORTS = {"udp": UdpTransport, "tcp": TcpTransport}

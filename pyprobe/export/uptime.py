@@ -11,6 +11,7 @@ they can. In the common case the boot time stays put and the uptime just runs.
 SAFE_MS = 2**31 - 1        # collectors differ on signed/unsigned arithmetic: stay in the safe half
 BOOT_LEAD_MS = 60_000      # "booted" a minute before the first flow: nfdump reads an uptime of 0 as no time
 MAX_SPAN_MS = SAFE_MS - 2 * BOOT_LEAD_MS
+MAX_ACTIVE_SECONDS = 24 * 86400    # the longest flow such times can state, in whole days
 
 
 class Uptime:
@@ -27,6 +28,3 @@ class Uptime:
         if self.boot_ms is None or self.boot_ms > first_ms or export_ms - self.boot_ms > SAFE_MS:
             self.boot_ms = first_ms - BOOT_LEAD_MS      # first run, or a replayed time jump: "reboot"
         return export_ms, export_ms - self.boot_ms
-
-    def relative(self, ms):
-        return ms - self.boot_ms

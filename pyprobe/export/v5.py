@@ -1,37 +1,48 @@
 """NetFlow v5 export packets: a 24-byte header and up to 30 48-byte IPv4 records.
 
 flow_sequence = flows exported before this packet. IPv6 flows do not fit v5:
-they are counted (the caller warns). Times are sysUptime ms (see uptime.py).
-The records themselves are written by the compiled encoder (ext/encode.pyx).
+they are counted (the collector warns). Times are sysUptime ms (see uptime.py).
 """
 
 import struct
-from dataclasses import dataclass, field
 
-from .. import _encode
-from .uptime import MAX_SPAN_MS, Uptime
+from .encoder import CLASSES, Capabilities, Encoder, Filler, Layout
+from .uptime import MAX_ACTIVE_SECONDS, MAX_SPAN_MS, Uptime
 
-VERSION = 5
+CAPABILITIES = Capabilities(name="NetFlow v5", ipv6=False, counter_bits=32, max_active_seconds=MAX_ACTIVE_SECONDS,
+                            templates=False, options=False, tcp=False)
 HEADER = struct.Struct(">HHIIIIBBH")
-RECORD_SIZE = 48                  # written by ext/encode.pyx's pack_v5
 MAX_RECORDS = 30
 SAMPLING_MODE_DETERMINISTIC = 1   # top two bits of the sampling field
 SAMPLING_MODE_RANDOM = 2
 MAX_SAMPLING_INTERVAL = 0x3fff
 
+# The fixed v5 record, field by field (lengths where v5's differ from the templates').
+RECORD_ITEMS = (
+    "src", "dst", Filler(4),                               # next hop
+    ("in_if", 2), ("out_if", 2), ("packets", 4), ("octets", 4), "first_us", "last_us",
+    "sport", "dport", Filler(1), "tcp_flags", "proto", "tos",
+    Filler(4), Filler(2), Filler(2),                       # source and destination AS, masks, pad
+)
+LAYOUT = Layout(0, RECORD_ITEMS, "v9", 4)
+assert LAYOUT.record_size == 48
 
-@dataclass
-class V5State:
-    engine_type: int = 0
-    engine_id: int = 0
-    max_size: int = HEADER.size + MAX_RECORDS * RECORD_SIZE
-    sampling_interval: int = 1
-    sampling_random: bool = False
-    flow_sequence: int = 0
-    messages_sent: int = 0
-    records_sent: int = 0
-    ipv6_skipped: int = 0
-    uptime: Uptime = field(default_factory=Uptime)
+
+class V5Encoder(Encoder):
+    VERSION = 5
+    CAPABILITIES = CAPABILITIES
+    HEADER_SIZE = HEADER.size
+    MAX_SPAN_MS = MAX_SPAN_MS
+    MAX_RECORDS = MAX_RECORDS
+
+    def __init__(self, engine_type=0, engine_id=0, max_size=HEADER.size + MAX_RECORDS * 48,
+                 sampling_interval=1, sampling_random=False):
+        super().__init__([LAYOUT if ipver == 4 else None for ipver, _ in CLASSES],
+                         max_size, sampling_interval, sampling_random)
+        self.engine_type = engine_type
+        self.engine_id = engine_id
+        self.flow_sequence = 0
+        self.uptime = Uptime()
 
     @property
     def sampling_field(self):
@@ -40,33 +51,11 @@ class V5State:
         mode = SAMPLING_MODE_RANDOM if self.sampling_random else SAMPLING_MODE_DETERMINISTIC
         return mode << 14 | min(self.sampling_interval, MAX_SAMPLING_INTERVAL)
 
-
-def new_state(**settings):
-    return V5State(**settings)
-
-
-def records_per_datagram(state):
-    return max(1, min(MAX_RECORDS, (state.max_size - HEADER.size) // RECORD_SIZE))
-
-
-def encode(buf, state, now_ms, ignored_packets=0):
-    """Packed meter records -> NetFlow v5 packets (IPv4 records only)."""
-    order, ipv4_count = _encode.order_by_version(buf)
-    state.ipv6_skipped += len(order) // 4 - ipv4_count
-    packets = []
-    start = 0
-    while start < ipv4_count:
-        per_packet = records_per_datagram(state)
-        end, first_ms, last_ms = _encode.take(buf, order, start, ipv4_count, per_packet * RECORD_SIZE,
-                                              RECORD_SIZE, RECORD_SIZE, MAX_SPAN_MS, per_packet)
-        export_ms, uptime_ms = state.uptime.header_times(now_ms, first_ms, last_ms)
-        body = _encode.pack(buf, order, start, end, _encode.LAYOUT_V5, state.uptime.boot_ms)
-        header = HEADER.pack(VERSION, end - start, uptime_ms, export_ms // 1000, (export_ms % 1000) * 1_000_000,
-                             state.flow_sequence & 0xffffffff, state.engine_type, state.engine_id,
-                             state.sampling_field)
-        packets.append(header + body)
-        state.flow_sequence += end - start
-        state.messages_sent += 1
-        state.records_sent += end - start
-        start = end
-    return packets
+    def message(self, now_ms, control, control_records, batch, span):
+        export_ms, uptime_ms = self.uptime.header_times(now_ms, *span)
+        body = b"".join(packed for _, packed in batch.parts(self.uptime.boot_ms))
+        header = HEADER.pack(5, len(batch), uptime_ms, export_ms // 1000, (export_ms % 1000) * 1_000_000,
+                             self.flow_sequence & 0xffffffff, self.engine_type, self.engine_id,
+                             self.sampling_field)
+        self.flow_sequence += len(batch)
+        return header + body

@@ -1,7 +1,7 @@
 # The flow meter: decode each packet of a batch, account it to its flow, and
 # expire flows as the flow clock says. One Python call per batch; no Python
 # object per packet or per flow. Expired flows come back as packed FlowRecord
-# structs in one bytes object (pyprobe.records describes the layout).
+# structs in one bytes object (ext/record.pxd, generated from pyprobe/fields.py).
 
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t, int32_t, INT64_MAX
 from libc.stdlib cimport calloc, free, realloc
@@ -10,26 +10,51 @@ from cpython.bytes cimport PyBytes_FromStringAndSize
 
 import random
 
+from pyprobe.fields import END_REASONS
+
 from record cimport FlowRecord
-from decode cimport (FlowKey, Packet, decode_packet, DECODED, IGNORE_REASONS, TH_FIN, TH_RST,
+from decode cimport (FlowKey, Packet, decode_packet, DECODED, IGNORE_REASONS, IGNORE_TRUNCATED_L2, TH_FIN, TH_RST,
                      DLT_NULL, DLT_EN10MB, DLT_RAW_BSD, DLT_RAW_OPENBSD, DLT_RAW, DLT_LOOP,
                      DLT_LINUX_SLL, DLT_IPV4, DLT_IPV6, DLT_LINUX_SLL2)
 
-SUPPORTED_LINKTYPES = frozenset([DLT_NULL, DLT_EN10MB, DLT_RAW_BSD, DLT_RAW_OPENBSD, DLT_RAW,
-                                 DLT_LOOP, DLT_LINUX_SLL, DLT_IPV4, DLT_IPV6, DLT_LINUX_SLL2])
+# Link types: the number libpcap gives, a name for people, and whether decode_packet
+# (ext/decode.pxd) decodes it. Help text and error messages read this table.
+LINKTYPES = {
+    DLT_NULL: ("BSD loopback", True), DLT_EN10MB: ("Ethernet", True), 9: ("PPP", False), 10: ("FDDI", False),
+    DLT_RAW_BSD: ("raw IP", True), DLT_RAW_OPENBSD: ("raw IP", True), DLT_RAW: ("raw IP", True),
+    104: ("Cisco HDLC", False), 105: ("802.11", False), 107: ("Frame Relay", False),
+    DLT_LOOP: ("OpenBSD loopback", True), DLT_LINUX_SLL: ("Linux cooked (SLL)", True),
+    127: ("802.11 radiotap", False), 226: ("Solaris IPNET", False), DLT_IPV4: ("raw IPv4", True),
+    DLT_IPV6: ("raw IPv6", True), 239: ("Linux NFLOG", False), DLT_LINUX_SLL2: ("Linux cooked v2 (SLL2)", True),
+}
+SUPPORTED_LINKTYPES = frozenset(number for number, (_, decoded) in LINKTYPES.items() if decoded)
+
+
+def linktype_name(number):
+    return LINKTYPES.get(number, ("unknown", False))[0]
+
+
+def supported_linktype_names():
+    """'Ethernet, Linux cooked (SLL), ...': each decoded link type's name once, in table order."""
+    return ", ".join(dict.fromkeys(name for name, decoded in LINKTYPES.values() if decoded))
+
 
 IGNORE_REASON_NAMES = ("non_ip", "truncated_l2", "truncated_ip", "bad_ip", "truncated_l4", "mpls_payload")
 
-# Why a flow ended: the IPFIX flowEndReason codes, so exporters pass them through.
+# Why a flow ended: pyprobe/fields.py's END_REASONS (IPFIX flowEndReason codes, and
+# FORCED, which goes out as forcedEnd), so records carry the code as it is.
 cdef enum:
     END_IDLE = 1        # idleTimeout
     END_ACTIVE = 2      # activeTimeout
     END_TCP = 3         # endOfFlowDetected (FIN or RST)
-    END_EOF = 4         # forcedEnd (end of input, shutdown)
+    END_EOF = 4         # forcedEnd: the end of the input
     END_CACHE_FULL = 5  # lackOfResources
+    END_FORCED = 6      # forcedEnd: shutdown, expire-all, while the input went on
+    N_END_REASONS = 7
 
-END_REASON_NAMES = {END_IDLE: "idle", END_ACTIVE: "active", END_TCP: "tcp_end",
-                    END_EOF: "eof", END_CACHE_FULL: "cache_full"}
+END_REASON_NAMES = {code: name for code, name in END_REASONS.items()}
+assert END_REASON_NAMES == {END_IDLE: "idle", END_ACTIVE: "active", END_TCP: "tcp_end", END_EOF: "eof",
+                            END_CACHE_FULL: "cache_full", END_FORCED: "forced"}, "out of step with fields.py"
 
 # Inactive-timeout classes. Each class keeps its flows in least-recently-used
 # order, so the head of each list is the next flow of that class to go idle.
@@ -83,6 +108,8 @@ cdef struct Flow:
     uint8_t tos
     uint8_t tcp_flags
     uint8_t timeout_class
+    uint8_t min_ttl
+    uint8_t max_ttl
     uint8_t src_mac[6]
     uint8_t dst_mac[6]
 
@@ -149,7 +176,7 @@ cdef class Meter:
     cdef uint64_t flows_created
     cdef uint64_t sampled_out
     cdef uint64_t ignored[IGNORE_REASONS]
-    cdef uint64_t ended[6]
+    cdef uint64_t ended[N_END_REASONS]
     cdef uint64_t proto_packets[256]
     cdef uint64_t proto_octets[256]
     cdef uint64_t proto_flows[256]
@@ -219,8 +246,8 @@ cdef class Meter:
         return self.now
 
     @property
-    def packets_ignored(self):
-        """Packets read but not metered: undecodable, or sampled out."""
+    def packets_unmetered(self):
+        """Packets read but not metered: undecodable, or sampled out (IPFIX ignoredPacketTotalCount)."""
         cdef uint64_t total = self.sampled_out
         for i in range(IGNORE_REASONS):
             total += self.ignored[i]
@@ -256,7 +283,7 @@ cdef class Meter:
                 self.sampled_out += 1
                 continue
             if <Py_ssize_t>m[2] + <Py_ssize_t>m[3] > buflen:
-                self.ignored[1] += 1       # cannot happen with pcapy-ng; guards the pointer below
+                self.ignored[IGNORE_TRUNCATED_L2] += 1   # cannot happen with pcapy-ng; guards the pointer
                 continue
             memset(&pkt, 0, sizeof(Packet))
             pkt.key.in_if = self.in_if
@@ -274,12 +301,14 @@ cdef class Meter:
             self._expire_due()
         return self._take_records()
 
-    def flush(self, Py_ssize_t max_records=0):
-        """Expire flows with reason end-of-input, oldest first: all of them, or at most
-        max_records per call (call until it returns nothing) so memory stays small."""
+    def flush(self, Py_ssize_t max_records=0, bint forced=False):
+        """Expire flows oldest first, with reason eof (the input ended) or forced (it did
+        not: shutdown, expire-all): all of them, or at most max_records per call (call until
+        it returns nothing) so memory stays small."""
         cdef Py_ssize_t n = 0
+        cdef int reason = END_FORCED if forced else END_EOF
         while self.age_head != NIL and (max_records <= 0 or n < max_records):
-            self._expire_flow(self.age_head, END_EOF)
+            self._expire_flow(self.age_head, reason)
             n += 1
         if self.age_head == NIL:
             self.next_due = INT64_MAX
@@ -302,6 +331,10 @@ cdef class Meter:
             n += 1
         self.next_due = INT64_MAX
         return n
+
+    def set_limit_32bit(self, bint limit_32bit):
+        """Whether flows end before their counters pass 32 bits (a NetFlow v5 collector)."""
+        self.limit_32bit = limit_32bit
 
     def set_timeouts(self, dict timeouts):
         """New timeouts for the running cache (SIGHUP, control socket); flows keep their state."""
@@ -365,6 +398,10 @@ cdef class Meter:
             f.octets += pkt.octets
             f.last_us = self.now
             f.tcp_flags |= pkt.tcp_flags
+            if pkt.ttl < f.min_ttl:
+                f.min_ttl = pkt.ttl
+            if pkt.ttl > f.max_ttl:
+                f.max_ttl = pkt.ttl
             self.touch_counter += 1
             f.touched = self.touch_counter
             self._lru_unlink(idx)
@@ -425,6 +462,8 @@ cdef class Meter:
         f.first_us = self.now
         f.last_us = self.now
         f.tcp_flags = pkt.tcp_flags
+        f.min_ttl = pkt.ttl
+        f.max_ttl = pkt.ttl
         f.tos = pkt.key.tos
         f.vlan = pkt.key.vlan
         f.mpls_label = pkt.mpls_label
@@ -579,6 +618,7 @@ cdef class Meter:
             self.out_cap = cap
         r = <FlowRecord*>(self.out + self.out_len)
         self.out_len += sizeof(FlowRecord)
+        memset(r, 0, sizeof(FlowRecord))   # padding, and members the flow does not know yet (out_if)
         memcpy(r.src, f.key.src, 16)
         memcpy(r.dst, f.key.dst, 16)
         r.packets = f.packets
@@ -594,10 +634,12 @@ cdef class Meter:
         r.proto = f.key.proto
         r.tos = f.tos
         r.tcp_flags = f.tcp_flags
+        r.min_ttl = f.min_ttl
+        r.max_ttl = f.max_ttl
         r.end_reason = reason
         memcpy(r.src_mac, f.src_mac, 6)
         memcpy(r.dst_mac, f.dst_mac, 6)
-        r._pad = 0
+
 
     cdef bytes _take_records(self):
         cdef bytes records = PyBytes_FromStringAndSize(self.out, self.out_len)

@@ -1,0 +1,192 @@
+# Export records in compiled code: the per-record work of the v5, v9 and IPFIX
+# encoders. Python decides what goes in which datagram; these loops sort,
+# measure and write the records straight from the meter's packed FlowRecords.
+#
+# A record layout (a v9/IPFIX template, or v5's fixed record) arrives as a
+# program: one op per field, made by pyprobe/export/templates.py from the field
+# table (pyprobe/fields.py). The ops are the encodings named there.
+
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
+from libc.string cimport memcpy, memset
+from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
+
+from record cimport FlowRecord
+
+# Encodings (pyprobe/fields.py names them; the values must agree, tests/test_fields.py checks).
+cdef enum:
+    OP_UNSIGNED = 1
+    OP_BYTES = 2
+    OP_ZERO = 3
+    OP_MILLISECONDS = 4
+    OP_UPTIME_MS = 5
+    OP_END_REASON = 6
+
+cdef enum:
+    END_EOF = 4          # IPFIX forcedEnd
+    END_FORCED = 6       # ours: forced while the input went on; forcedEnd on the wire
+
+# Record classes: which template a record goes out in. Routers send ICMP flows in
+# templates of their own, carrying the type and code but no ports, so that no
+# collector takes an ICMP element for a port (pyprobe/export/templates.py).
+cdef enum:
+    CLASS_IPV4 = 0
+    CLASS_IPV4_ICMP = 1
+    CLASS_IPV6 = 2
+    CLASS_IPV6_ICMP = 3
+    N_CLASSES = 4
+
+CLASSES = N_CLASSES
+OP_SIZE = 8           # bytes per op: uint16 encoding, member width, wire length, member offset
+
+RECORD_SIZE = sizeof(FlowRecord)
+
+
+cdef struct Op:
+    uint16_t encoding
+    uint16_t width        # bytes of the record member
+    uint16_t length       # bytes on the wire
+    uint16_t offset       # of the member in the record
+
+
+cdef inline int64_t ms(int64_t us) noexcept nogil:
+    """Microseconds to milliseconds, rounding down (also before 1970)."""
+    return us // 1000 if us >= 0 else -((-us + 999) // 1000)
+
+
+cdef inline uint64_t load(const uint8_t* p, int width) noexcept nogil:
+    """A native unsigned integer of 1, 2, 4 or 8 bytes (records may sit unaligned in a buffer)."""
+    cdef uint16_t v16
+    cdef uint32_t v32
+    cdef uint64_t v64
+    if width == 1:
+        return p[0]
+    if width == 2:
+        memcpy(&v16, p, 2)
+        return v16
+    if width == 4:
+        memcpy(&v32, p, 4)
+        return v32
+    memcpy(&v64, p, 8)
+    return v64
+
+
+cdef inline uint8_t* put(uint8_t* p, uint64_t v, int length) noexcept nogil:
+    """v big-endian in `length` bytes (its low bytes)."""
+    cdef int i
+    for i in range(length - 1, -1, -1):
+        p[i] = <uint8_t>v
+        v >>= 8
+    return p + length
+
+
+cdef inline int64_t load_time(const uint8_t* p) noexcept nogil:
+    cdef int64_t t
+    memcpy(&t, p, 8)
+    return t
+
+
+cdef inline const FlowRecord* record_at(const uint8_t[::1] buf, uint32_t i) noexcept nogil:
+    return <const FlowRecord*>(&buf[0] + <Py_ssize_t>i * sizeof(FlowRecord))
+
+
+cdef inline int class_of(const FlowRecord* r) noexcept nogil:
+    cdef int icmp = r.proto == 1 or r.proto == 58
+    return (CLASS_IPV6 if r.ipver == 6 else CLASS_IPV4) + icmp
+
+
+def order_by_class(const uint8_t[::1] buf, carried):
+    """Record indices grouped by record class, each class in arrival order, the classes
+    that carried[class] says a version can send first; and each class's record count."""
+    cdef Py_ssize_t n = buf.shape[0] // sizeof(FlowRecord)
+    cdef Py_ssize_t i, pos = 0
+    cdef Py_ssize_t start[N_CLASSES]
+    cdef Py_ssize_t counts[N_CLASSES]
+    cdef int c, k
+    order = bytearray(4 * n)
+    cdef uint32_t[::1] out = memoryview(order).cast("I")
+    for c in range(N_CLASSES):
+        counts[c] = 0
+    for i in range(n):
+        counts[class_of(record_at(buf, i))] += 1
+    for k in range(2):                       # carried classes, then the others
+        for c in range(N_CLASSES):
+            if bool(carried[c]) == (k == 0):
+                start[c] = pos
+                pos += counts[c]
+    for i in range(n):
+        c = class_of(record_at(buf, i))
+        out[start[c]] = i
+        start[c] += 1
+    return order, [counts[c] for c in range(N_CLASSES)]
+
+
+def take(const uint8_t[::1] buf, order, Py_ssize_t start, Py_ssize_t stop, Py_ssize_t budget, sizes,
+         int set_overhead, int64_t max_span_ms, Py_ssize_t max_records=-1):
+    """How many records from order[start:stop] fit one datagram: within `budget` bytes
+    (sizes[class] per record, set_overhead more for each class's set), at most max_records,
+    and spanning no more than max_span_ms from earliest first to latest last.
+    Returns (end, first_ms, last_ms)."""
+    cdef const uint32_t[::1] idx = memoryview(order).cast("I")
+    cdef Py_ssize_t i = start, used = 0, size
+    cdef Py_ssize_t size_of[N_CLASSES]
+    cdef int64_t lo = 0, hi = 0, first, last
+    cdef int c, previous = -1
+    cdef const FlowRecord* r
+    for c in range(N_CLASSES):
+        size_of[c] = sizes[c]
+    while i < stop and (max_records < 0 or i - start < max_records):
+        r = record_at(buf, idx[i])
+        c = class_of(r)
+        size = size_of[c] + (set_overhead if c != previous else 0)
+        first = ms(r.first_us)
+        last = ms(r.last_us)
+        if i > start:
+            first = min(first, lo)
+            last = max(last, hi)
+        if used + size > budget or (i > start and last - first > max_span_ms):
+            break                                # (a record alone always spans what it spans)
+        used += size
+        lo, hi = first, last
+        previous = c
+        i += 1
+    return i, lo, hi
+
+
+def pack(const uint8_t[::1] buf, order, Py_ssize_t start, Py_ssize_t stop, const uint8_t[::1] program,
+         Py_ssize_t record_size, int64_t boot_ms=0):
+    """Records order[start:stop] written by one layout's program; uptime times relative to boot_ms."""
+    cdef const uint32_t[::1] idx = memoryview(order).cast("I")
+    cdef const Op* ops = <const Op*>&program[0]
+    cdef Py_ssize_t n_ops = program.shape[0] // sizeof(Op)
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, record_size * (stop - start))
+    cdef uint8_t* p = <uint8_t*>PyBytes_AS_STRING(out)
+    cdef Py_ssize_t i
+    with nogil:
+        for i in range(start, stop):
+            p = pack_record(p, <const uint8_t*>record_at(buf, idx[i]), ops, n_ops, boot_ms)
+    return out
+
+
+cdef uint8_t* pack_record(uint8_t* p, const uint8_t* r, const Op* ops, Py_ssize_t n_ops,
+                          int64_t boot_ms) noexcept nogil:
+    cdef Py_ssize_t k
+    cdef const Op* op
+    cdef uint64_t v
+    for k in range(n_ops):
+        op = &ops[k]
+        if op.encoding == OP_UNSIGNED:
+            p = put(p, load(r + op.offset, op.width), op.length)
+        elif op.encoding == OP_BYTES:
+            memcpy(p, r + op.offset, op.length)
+            p += op.length
+        elif op.encoding == OP_ZERO:
+            memset(p, 0, op.length)
+            p += op.length
+        elif op.encoding == OP_MILLISECONDS:
+            p = put(p, <uint64_t>ms(load_time(r + op.offset)), op.length)
+        elif op.encoding == OP_UPTIME_MS:
+            p = put(p, <uint64_t>(ms(load_time(r + op.offset)) - boot_ms), op.length)
+        elif op.encoding == OP_END_REASON:
+            v = r[op.offset]
+            p = put(p, END_EOF if v == END_FORCED else v, op.length)
+    return p

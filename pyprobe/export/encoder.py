@@ -1,0 +1,261 @@
+"""What every export version shares: record layouts made from the field table,
+the one loop that fills datagrams, and the declaration of what a version can carry.
+
+An encoder turns packed meter records into datagrams (bytes) and keeps its own
+state (sequence numbers, template timers, uptime base); it opens no socket, so
+tests read its bytes directly. Each version (v5.py, v9.py, ipfix.py) is a
+subclass that says how a message starts and what goes before the records.
+"""
+
+import struct
+from dataclasses import dataclass
+
+from .. import _encode
+from ..fields import BY_NAME, MEMBER, UNSIGNED, ZERO, Element
+
+SET_HEADER = struct.Struct(">HH")
+OP = struct.Struct("=HHHH")          # ext/_encode.pyx's Op: encoding, member width, wire length, offset
+assert OP.size == _encode.OP_SIZE
+_FORMAT_BY_LENGTH = {1: "B", 2: "H", 4: "I", 8: "Q"}
+
+# Record classes (ext/_encode.pyx sorts records into them): IPv4 or IPv6, ICMP or not.
+CLASSES = ((4, False), (4, True), (6, False), (6, True))
+assert len(CLASSES) == _encode.CLASSES
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What an export version can carry. Every check of a version reads this."""
+
+    name: str
+    ipv6: bool                 # IPv6 flows (v5: counted and not sent)
+    counter_bits: int          # packet and octet counters (32: flows end before they wrap)
+    max_active_seconds: float  # longest flow its times can state (uptime-relative: 32-bit ms)
+    templates: bool            # v9/IPFIX templates, resent on request
+    options: bool              # options records (sampling, exporter statistics)
+    tcp: bool                  # may go over TCP (RFC 7011 section 10.4)
+
+
+@dataclass(frozen=True)
+class Filler:
+    """Bytes a fixed format has and pyprobe leaves zero (v5's next hop, AS numbers, pads)."""
+
+    length: int
+
+
+class Layout:
+    """How records of one class are written: a v9/IPFIX data template, or v5's fixed record.
+
+    `items` are field names from pyprobe/fields.py, (name, length) to give a fixed format's
+    length, or Filler(length). The compiled packer runs `program`, one op per item."""
+
+    def __init__(self, template_id, items, dialect, ipver):
+        self.id = template_id
+        self.elements = []           # (Element or None for fillers) in wire order
+        ops = []
+        for item in items:
+            if isinstance(item, Filler):
+                self.elements.append(None)
+                ops.append(OP.pack(ZERO, 0, item.length, 0))
+                continue
+            name, length = item if isinstance(item, tuple) else (item, None)
+            element = BY_NAME[name].element(dialect, ipver)
+            if element is None:
+                raise ValueError(f"{dialect} cannot carry the field {name}")
+            if length is not None:
+                element = Element(element.name, element.id, length, element.encoding)
+            member = MEMBER[BY_NAME[name].source]
+            width = member.size if element.encoding == UNSIGNED else 0
+            ops.append(OP.pack(element.encoding, width, element.length, member.offset))
+            self.elements.append(element)
+        self.field_names = [item if isinstance(item, str) else item[0] for item in items
+                            if not isinstance(item, Filler)]
+        self.program = b"".join(ops)
+        self.record_size = sum(OP.unpack_from(self.program, i)[2] for i in range(0, len(self.program), OP.size))
+
+    def template_record(self):
+        """Template ID, field count, then (type, length) pairs: the same in v9 and IPFIX."""
+        pairs = [n for e in self.elements for n in (e.id, e.length)]
+        return struct.pack(f">HH{len(pairs)}H", self.id, len(self.elements), *pairs)
+
+    def pack(self, buf, order, start, stop, boot_ms=0):
+        return _encode.pack(buf, order, start, stop, self.program, self.record_size, boot_ms)
+
+
+def data_templates(dialect, fields, icmp_fields, ids):
+    """One Layout per record class: `fields` for port-carrying flows, `icmp_fields` for
+    ICMP/ICMPv6 flows; ids maps (ipver, icmp) -> template id."""
+    return [Layout(ids[ipver, icmp], icmp_fields if icmp else fields, dialect, ipver)
+            for ipver, icmp in CLASSES]
+
+
+class OptionsTemplate:
+    """An options template: scope fields, then option fields, as (element id, length)."""
+
+    def __init__(self, template_id, scope, options):
+        self.id = template_id
+        self.scope = scope
+        self.options = options
+        self.struct = struct.Struct(">" + "".join(_FORMAT_BY_LENGTH[length] for _, length in scope + options))
+        self.record_size = self.struct.size
+
+    def pack(self, values):
+        return self.struct.pack(*values)
+
+    def pairs(self):
+        return [n for ie, length in self.scope + self.options for n in (ie, length)]
+
+
+def set_bytes(set_id, body, pad):
+    if pad:
+        body += b"\0" * (-len(body) % 4)
+    return SET_HEADER.pack(set_id, SET_HEADER.size + len(body)) + body
+
+
+class RecordBatch:
+    """Records order[start:end] of a packed buffer: the part of each class's run they cover."""
+
+    def __init__(self, buf, order, start, end, runs):
+        self.buf, self.order, self.start, self.end, self.runs = buf, order, start, end, runs
+
+    def __len__(self):
+        return self.end - self.start
+
+    def parts(self, boot_ms=0):
+        """(layout, packed records) per class present, in order."""
+        for layout, lo, hi in self.runs:
+            lo, hi = max(lo, self.start), min(hi, self.end)
+            if lo < hi:
+                yield layout, layout.pack(self.buf, self.order, lo, hi, boot_ms)
+
+
+class Encoder:
+    """The datagram-filling loop. A subclass sets the class attributes and implements
+    message(); template-carrying versions also control_records()."""
+
+    VERSION = None
+    CAPABILITIES = None
+    HEADER_SIZE = 0
+    SET_OVERHEAD = 0           # bytes a set adds around its records (header, worst-case padding)
+    MAX_SPAN_MS = 2**62        # how far apart the times of records sharing a datagram may be
+    MAX_RECORDS = -1           # records per datagram (-1: as many as fit)
+
+    def __init__(self, layouts, max_size, sampling_interval=1, sampling_random=False):
+        self.layouts = layouts       # per record class; None: this version cannot carry that class
+        self.max_size = max_size
+        self.sampling_interval = sampling_interval
+        self.sampling_random = sampling_random
+        self.messages_sent = 0
+        self.records_sent = 0
+        self.records_not_carried = 0
+        self.template_sends = 0
+        self.since_templates = 0     # datagrams since the templates last went out
+        self.carried = [layout is not None for layout in layouts]
+        self.sizes = [layout.record_size if layout else 0 for layout in layouts]
+
+    def encode(self, buf, now_ms, ignored_packets=0):
+        """Packed meter records -> datagrams, templates included when due.
+        With no records, a datagram is made only if templates are due."""
+        order, counts = _encode.order_by_class(buf, self.carried)
+        runs, pos = [], 0
+        for layout, count in zip(self.layouts, counts):
+            if layout is not None:
+                runs.append((layout, pos, pos + count))
+                pos += count
+        self.records_not_carried += len(order) // 4 - pos
+        datagrams, start = [], 0
+        while True:
+            side, control, control_records = self.control_records(now_ms, ignored_packets)
+            datagrams += side
+            budget = self.max_size - self.HEADER_SIZE - len(control)
+            end, first_ms, last_ms = _encode.take(buf, order, start, pos, budget, self.sizes,
+                                                  self.SET_OVERHEAD, self.MAX_SPAN_MS, self.MAX_RECORDS)
+            if end == start and not control:
+                if start < pos:
+                    raise ValueError(f"a datagram of {self.max_size} bytes cannot hold one record")
+                return datagrams
+            span = (first_ms, last_ms) if end > start else (now_ms, now_ms)
+            datagrams.append(self.message(now_ms, control, control_records,
+                                          RecordBatch(buf, order, start, end, runs), span))
+            self.messages_sent += 1
+            self.since_templates += 1
+            self.records_sent += end - start
+            start = end
+            if start >= pos:
+                return datagrams
+
+    def control_records(self, now_ms, ignored_packets):
+        """(datagrams to send first, bytes to put before the records, how many records they are)."""
+        return [], b"", 0
+
+    def message(self, now_ms, control, control_records, batch, span):
+        raise NotImplementedError
+
+    def records_per_datagram(self):
+        """Records that always fit one datagram, templates included: round robin deals these out."""
+        _, control, _ = self.control_records_preview()
+        largest = max(self.sizes)
+        fit = (self.max_size - self.HEADER_SIZE - len(control) - len(CLASSES) * self.SET_OVERHEAD) // largest
+        return max(1, fit if self.MAX_RECORDS < 0 else min(fit, self.MAX_RECORDS))
+
+    def control_records_preview(self):
+        return [], b"", 0
+
+    def request_templates(self):
+        """SIGUSR1, send-template: templates in the next datagram (nothing for v5)."""
+
+    def stream_start(self, now_ms, ignored_packets):
+        """The datagrams a new TCP connection starts with (its templates)."""
+        return []
+
+    def renumber(self, message, counters):
+        """Number a message for its place in a new stream (only IPFIX goes over TCP)."""
+        raise NotImplementedError(f"{self.CAPABILITIES.name} does not go over TCP")
+
+    def statistics(self):
+        stats = {"records": self.records_sent, "template_sends": self.template_sends}
+        if not self.CAPABILITIES.ipv6:
+            stats["ipv6_not_sent"] = self.records_not_carried
+        return stats
+
+
+class TemplateEncoder(Encoder):
+    """v9 and IPFIX: templates go out at start, every refresh_packets datagrams, every
+    refresh_ms of flow clock and on request. The subclass gives template_sets()."""
+
+    def __init__(self, layouts, max_size, domain_id=1, refresh_packets=20, refresh_ms=600_000,
+                 sampling_interval=1, sampling_random=False, templates_wanted=True):
+        super().__init__(layouts, max_size, sampling_interval, sampling_random)
+        self.domain_id = domain_id       # v9 source ID / IPFIX observation domain
+        self.refresh_packets = refresh_packets
+        self.refresh_ms = refresh_ms
+        self.sequence = 0
+        self.templates_ms = None
+        self.templates_wanted = templates_wanted
+
+    def templates_due(self, now_ms):
+        return (self.templates_wanted
+                or (self.refresh_packets and self.since_templates >= self.refresh_packets)
+                or (self.refresh_ms and now_ms - self.templates_ms >= self.refresh_ms))
+
+    def control_records(self, now_ms, ignored_packets):
+        if not self.templates_due(now_ms):
+            return [], b"", 0
+        self.templates_wanted = False
+        self.since_templates = 0
+        self.templates_ms = now_ms
+        self.template_sends += 1
+        return self.template_sets(now_ms, ignored_packets)
+
+    def control_records_preview(self):
+        return self.template_sets(0, 0, preview=True)
+
+    def template_sets(self, now_ms, ignored_packets, preview=False):
+        raise NotImplementedError
+
+    def request_templates(self):
+        self.templates_wanted = True
+
+    def stream_start(self, now_ms, ignored_packets):
+        self.templates_wanted = True
+        return self.encode(b"", now_ms, ignored_packets)

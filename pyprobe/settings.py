@@ -1,0 +1,517 @@
+"""Settings: one table of options makes the flags, the config file's keys, the help
+and the checks, and yields one frozen Settings object.
+
+Each Option names its Settings attribute, its flags, its place in the TOML file
+([section] key), how a value is parsed and checked, its default and its help.
+A flag beats the config file, which beats the default. Every parser raises
+ValueError with a message for the operator; parse() turns it into one
+SettingsError line that names the flag or the config key.
+"""
+
+import argparse
+import dataclasses
+import re
+import types
+from dataclasses import dataclass
+
+from . import __version__
+from ._meter import DEFAULT_TIMEOUTS, KEY_LEVELS, supported_linktype_names
+from .errors import SettingsError
+from .export import VERSIONS, capabilities
+from .exporter import MIN_DATAGRAM, CollectorSpec, ExportSettings
+from .fields import END_REASONS, JSON_KEYS
+from .transport import TRANSPORTS
+
+# -- value parsers ------------------------------------------------------------------
+
+MAX_FLOWS_LIMIT = 100_000_000
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw]?)$")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+# The longest timeout the meter's microsecond clock can hold with room to add it to any time.
+MAX_TIMEOUT_SECONDS = 100 * 365 * 86400
+
+# -t names: softflowd's, plus Cisco's inactive/active.
+INACTIVE_CLASSES = ("general", "tcp", "udp", "icmp")
+TIMEOUT_ALIASES = {"inactive": INACTIVE_CLASSES, "active": ("maxlife",)}
+IGNORED_TIMEOUTS = {"expint"}   # softflowd's expiry scan interval: pyprobe checks at every packet
+
+
+def parse_duration(text):
+    """'300', '2.5', '5m', '1h', '7d' -> seconds."""
+    match = _DURATION.match(str(text).strip())
+    if not match:
+        raise ValueError(f"bad duration {text!r} (seconds, or a number with s, m, h, d or w)")
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+def parse_timeouts(specs):
+    """['inactive=30', 'tcp=60', ...] applied in order -> {meter timeout name: seconds}."""
+    timeouts = {}
+    for spec in specs:
+        name, sep, value = spec.partition("=")
+        name = name.strip().lower()
+        if not sep:
+            raise ValueError(f"bad timeout {spec!r}: expected name=seconds")
+        seconds = parse_duration(value)
+        if seconds > MAX_TIMEOUT_SECONDS:
+            raise ValueError(f"timeout {name} {value.strip()} is longer than {MAX_TIMEOUT_SECONDS // 86400} days")
+        if name in IGNORED_TIMEOUTS:
+            continue
+        targets = TIMEOUT_ALIASES.get(name, (name,))
+        if targets[0] not in DEFAULT_TIMEOUTS:
+            names = ", ".join(sorted(set(DEFAULT_TIMEOUTS) | set(TIMEOUT_ALIASES)))
+            raise ValueError(f"unknown timeout {name!r} (one of {names})")
+        for target in targets:
+            timeouts[target] = seconds
+    return timeouts
+
+
+def parse_count(low, high, what):
+    def parse(value):
+        if isinstance(value, bool):
+            raise ValueError(f"bad {what} {value!r}: expected a whole number")
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"bad {what} {value!r}: expected a whole number") from None
+        if not low <= number <= high:
+            raise ValueError(f"{what} {number} out of range {low}..{high}")
+        return number
+    return parse
+
+
+def parse_choice(*choices):
+    def parse(value):
+        if value not in choices:
+            raise ValueError(f"bad value {value!r}: one of {', '.join(map(str, choices))}")
+        return value
+    return parse
+
+
+def parse_version(value):
+    try:
+        version = int(value)
+    except (TypeError, ValueError):
+        version = None
+    if version not in VERSIONS:
+        raise ValueError(f"bad export version {value!r}: 5, 9 or 10 (IPFIX)")
+    return version
+
+
+def parse_key_level(text):
+    if text not in KEY_LEVELS:
+        raise ValueError(f"unknown tracking level {text!r} (one of {', '.join(KEY_LEVELS)})")
+    return text
+
+
+def parse_bool(value):
+    if not isinstance(value, bool):
+        raise ValueError(f"bad value {value!r}: true or false")
+    return value
+
+
+def parse_text(value):
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"bad value {value!r}: expected a string")
+    return value
+
+
+def parse_listen_address(text):
+    """'[host:]port' -> (host, port); host '' means every address.
+
+    Accepted: '9100', ':9100', '127.0.0.1:9100', 'localhost:9100', '[::1]:9100'."""
+    text = str(text).strip()
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or not rest.startswith(":") or not host:
+            raise ValueError(f"bad metrics address {text!r}: give [HOST:]PORT, an IPv6 host as [ADDR]:PORT")
+        port = rest[1:]
+    elif ":" in text:
+        host, _, port = text.rpartition(":")
+        if ":" in host:
+            raise ValueError(f"bad metrics address {text!r}: write an IPv6 host as [ADDR]:PORT")
+    else:
+        host, port = "", text
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"bad metrics address {text!r}: the port must be a number from 1 to 65535")
+    return host, int(port)
+
+
+def parse_metrics(text):
+    parse_listen_address(text)
+    return str(text)
+
+
+# -- the option table -----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Option:
+    """One setting. flags: its command-line flags (none: config file only); section and
+    key: its place in the TOML file (section None: flags only). kind: 'value' (one
+    argument), 'switch' (a flag without argument), 'list' (repeatable flag)."""
+
+    name: str
+    flags: tuple
+    section: str
+    parse: object
+    default: object = None
+    help: str = ""
+    metavar: str = None
+    kind: str = "value"
+    group: str = "probe"          # the --help group: probe, export, output
+    key: str = None               # TOML key (default: name)
+
+    @property
+    def toml_key(self):
+        return self.key or self.name
+
+    def where(self, from_flag):
+        return "/".join(self.flags) if from_flag else f"[{self.section}] {self.toml_key}"
+
+
+O = Option
+OPTIONS = (
+    O("read", ("-r",), "probe", parse_text, metavar="FILE",
+      help="read packets from a capture file ('-' for standard input)"),
+    O("interface", ("-i",), "probe", parse_text, metavar="[IDX:]IFACE",
+      help="capture live on an interface; IDX sets the flows' input interface (default: its ifIndex)"),
+    O("snaplen", ("-C",), "probe", parse_count(64, 262144, "snap length"), 65535, metavar="BYTES",
+      help="live capture: bytes captured per packet (default 65535)"),
+    O("no_promisc", ("-N",), "probe", parse_bool, False, kind="switch",
+      help="live capture: do not put the interface in promiscuous mode"),
+    O("buffer", ("-B",), "probe", parse_count(65536, 2**31 - 1, "capture buffer size"), metavar="BYTES",
+      help="live capture: kernel capture buffer size"),
+    O("pidfile", ("-p",), "probe", parse_text, metavar="FILE", help="write the process id to FILE"),
+    O("control", ("-c",), "probe", parse_text, metavar="PATH", key="control_socket",
+      help="listen for control commands on this unix socket (mode 0600; see pyprobe ctl --help)"),
+    O("metrics", ("--metrics",), "probe", parse_metrics, metavar="[HOST:]PORT",
+      help="serve Prometheus metrics over HTTP here"),
+    O("user", ("--user",), "probe", parse_text, metavar="NAME",
+      help="drop root privileges to this user once the capture is open"),
+    O("workers", ("--workers",), "probe", parse_count(1, 64, "worker count"), 1, metavar="N",
+      help="live capture: N processes in one PACKET_FANOUT group, a flow always in the same one "
+           "(default 1); worker i exports as observation domain / source id / engine id BASE+i"),
+    O("syslog", ("--syslog",), "probe", parse_bool, False, kind="switch",
+      help="log to syslog (daemon facility) instead of standard error"),
+    O("filter", (), "probe", parse_text, metavar="BPF",
+      help="a tcpdump-style filter expression, e.g. 'tcp port 443' (on the command line: after the options)"),
+    O("config", ("-f",), None, parse_text, metavar="FILE", help="read settings from a TOML file (flags override it)"),
+    O("timeouts", ("-t",), "timeouts", parse_timeouts, types.MappingProxyType({}), metavar="NAME=SECONDS", kind="list",
+      help="set a timeout (see timeouts below)"),
+    O("max_flows", ("-m",), "probe", parse_count(1, MAX_FLOWS_LIMIT, "flow count"), 65536, metavar="N",
+      help="most flows tracked at once (default 65536)"),
+    O("level", ("-T",), "probe", parse_key_level, "full", metavar="LEVEL", key="tracking",
+      help="tracking level: full, port, proto, ip, vlan or ether (default full)"),
+    O("sampling", ("-s",), "probe", parse_count(1, 2**31, "sampling interval"), 1, metavar="N",
+      help="meter 1 packet in N (default 1: every packet)"),
+    O("sampling_mode", ("--sampling",), "probe", parse_choice("count", "random"), "count", metavar="{count,random}",
+      help="count: the first packet of every N (default); random: a random one of every N"),
+    O("collector_addresses", ("-n",), None, parse_text, (), metavar="HOST:PORT", kind="list", group="export",
+      help="send records to this collector (repeatable; IPv6 as [addr]:port)"),
+    O("version", ("-v",), "export", parse_version, 9, metavar="5|9|10", group="export",
+      help="NetFlow v5, v9 or IPFIX (10) (default 9)"),
+    O("transport", ("-P",), "export", parse_choice(*TRANSPORTS), "udp", metavar="{udp,tcp}", group="export",
+      help="transport to the collectors: udp (default) or tcp (IPFIX only)"),
+    O("round_robin", ("-l",), "export", parse_bool, False, kind="switch", group="export",
+      help="round robin: each datagram to the next collector, not to all"),
+    O("source_id", ("--source-id",), "export", parse_count(0, 2**32 - 1, "source id"), 1, metavar="N",
+      group="export", help="v9 source ID / IPFIX observation domain of the flows (default 1)"),
+    O("engine_type", ("--engine-type",), "export", parse_count(0, 255, "engine type"), 0, metavar="N",
+      group="export", help="NetFlow v5 engine type (default 0)"),
+    O("engine_id", ("--engine-id",), "export", parse_count(0, 255, "engine id"), 0, metavar="N", group="export",
+      help="NetFlow v5 engine id (default 0)"),
+    O("template_refresh", ("--template-refresh",), "export", parse_count(0, 2**31, "template refresh"), 20,
+      metavar="N", group="export", help="resend v9/IPFIX templates every N datagrams (default 20, 0: never)"),
+    O("template_interval", ("--template-interval",), "export", parse_duration, 600.0, metavar="SECONDS",
+      group="export", help="and every this many seconds of flow clock (default 600, 0: never)"),
+    O("max_datagram", ("--max-datagram",), "export", parse_count(MIN_DATAGRAM, 65507, "datagram size"),
+      metavar="BYTES", group="export", help="largest export datagram (default fits a 1500-byte MTU)"),
+    O("json", ("--json",), None, parse_bool, False, kind="switch", group="output",
+      help="print records as JSON lines (with -n: print them as well)"),
+    O("progress", ("--progress",), None, parse_choice("auto", "always", "never"), "auto",
+      metavar="{auto,always,never}", group="output",
+      help="progress line on standard error: auto shows it on a terminal for files over 32 MiB or streams "
+           "(default auto)"),
+    O("quiet", ("-q", "--quiet"), None, parse_bool, False, kind="switch", group="output",
+      help="no statistics at the end"),
+    O("foreground", ("-d",), None, parse_bool, False, kind="switch", group="output",
+      help="stay in the foreground (always so; accepted for softflowd users)"),
+    O("debug", ("-D", "--debug"), None, parse_bool, False, kind="switch", group="output",
+      help="log debugging detail"),
+)
+del O
+BY_NAME = {o.name: o for o in OPTIONS}
+SECTIONS = {}
+for _option in OPTIONS:
+    if _option.section:
+        SECTIONS.setdefault(_option.section, []).append(_option)
+COLLECTOR_KEYS = ("address", "version", "transport")     # each [[collector]] table
+
+
+def _settings_namespace():
+    def export(self):
+        """What every collector's exporting process shares."""
+        return ExportSettings(source_id=self.source_id, engine_type=self.engine_type, engine_id=self.engine_id,
+                              template_refresh=self.template_refresh, template_interval=self.template_interval,
+                              max_datagram=self.max_datagram, sampling=self.sampling,
+                              sampling_random=self.sampling_mode == "random")
+
+    def versions(self):
+        return tuple(spec.version for spec in self.collectors)
+
+    return {"export": property(export), "versions": property(versions),
+            "__doc__": "Every setting of a run, checked; frozen (workers and reloads make new ones)."}
+
+
+Settings = dataclasses.make_dataclass(
+    "Settings",
+    [(o.name, object, dataclasses.field(default_factory=lambda d=o.default: d)) for o in OPTIONS] + [("collectors", tuple, ())],
+    frozen=True, namespace=_settings_namespace())
+Settings.__module__ = __name__
+
+
+# -- the config file --------------------------------------------------------------------
+
+def load_file(path):
+    """Read and check a TOML configuration file: {section: {key: value}}, [[collector]] a list."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:             # Python < 3.11
+        import tomli as tomllib
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as e:
+        raise SettingsError(f"cannot read config {path}: {e.strerror}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise SettingsError(f"config {path}: {e}") from None
+    known = {**{s: [o.toml_key for o in opts] for s, opts in SECTIONS.items()}, "collector": COLLECTOR_KEYS}
+    for section, value in data.items():
+        if section not in known:
+            raise SettingsError(f"config {path}: unknown section [{section}] (one of {', '.join(known)})")
+        entries = value if isinstance(value, list) else [value]
+        for entry in entries:
+            if not isinstance(entry, dict):
+                raise SettingsError(f"config {path}: [{section}] must be a table")
+            unknown = set(entry) - set(known[section]) if section != "timeouts" else set()
+            if unknown:
+                raise SettingsError(f"config {path}: unknown key {sorted(unknown)[0]!r} in [{section}]")
+    if isinstance(data.get("collector"), dict):
+        data["collector"] = [data["collector"]]
+    return data
+
+
+# -- the command line ---------------------------------------------------------------------
+
+class UsageError(SettingsError):
+    """argparse's complaint about the command line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(message)
+
+
+def build_parser():
+    parser = _Parser(prog="pyprobe", description=DESCRIPTION, epilog=epilog(),
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    groups = {"probe": parser, "export": parser.add_argument_group("export"),
+              "output": parser.add_argument_group("output")}
+    for o in OPTIONS:
+        add = groups[o.group].add_argument
+        if not o.flags:
+            add(o.name, nargs="*", metavar=o.metavar, help=o.help)
+        elif o.kind == "switch":
+            add(*o.flags, dest=o.name, action="store_true", default=None, help=o.help)
+        elif o.kind == "list":
+            add(*o.flags, dest=o.name, action="append", metavar=o.metavar, help=o.help)
+        else:
+            add(*o.flags, dest=o.name, metavar=o.metavar, help=o.help)
+    groups["output"].add_argument("--version", action="version", version=f"pyprobe {__version__}")
+    return parser
+
+
+def parse(argv):
+    """Flags and config file -> checked, frozen Settings; SettingsError names what is off."""
+    given = vars(build_parser().parse_args(argv))
+    config_path = given["config"]
+    config = load_file(config_path) if config_path else {}
+    values = {}
+    for o in OPTIONS:
+        values[o.name] = _value(o, given, config, config_path)
+    values["collectors"] = _collectors(values, config, config_path)
+    settings = Settings(**values)
+    check(settings)
+    return settings
+
+
+def _value(o, given, config, config_path):
+    """An option's value: the flag's, else the config file's, else the default; parsed."""
+    flag = given.get(o.name)
+    table = config.get(o.section, {}) if o.section else {}
+    try:
+        if o.name == "timeouts":        # the file's timeouts, then the flags', in order
+            specs = [f"{k}={v}" for k, v in table.items()] + (flag or [])
+            return types.MappingProxyType(parse_timeouts(specs))
+        if o.name == "filter":
+            flag = " ".join(flag) if flag else None
+        if o.kind == "list":
+            return tuple(o.parse(v) for v in flag) if flag else o.default
+        if flag is not None:
+            return o.parse(True if o.kind == "switch" else flag)
+    except ValueError as e:
+        raise SettingsError(f"{o.where(True)}: {e}") from None
+    if o.toml_key in table:
+        try:
+            return o.parse(table[o.toml_key])
+        except ValueError as e:
+            raise SettingsError(f"config {config_path}: {o.where(False)}: {e}") from None
+    return o.default
+
+
+def _collectors(values, config, config_path):
+    """-n flags replace the config file's collectors; -v and -P apply to the -n ones
+    and are the defaults of the [[collector]] tables."""
+    if values["collector_addresses"]:
+        specs = [CollectorSpec(a, values["version"], values["transport"]) for a in values["collector_addresses"]]
+    else:
+        specs = []
+        for entry in config.get("collector", []):
+            try:
+                specs.append(CollectorSpec(parse_text(entry.get("address")),
+                                           parse_version(entry.get("version", values["version"])),
+                                           parse_choice(*TRANSPORTS)(entry.get("transport", values["transport"]))))
+            except ValueError as e:
+                raise SettingsError(f"config {config_path}: [[collector]]: {e}") from None
+    for spec in specs:
+        spec.check()
+    return tuple(specs)
+
+
+def check(settings):
+    """What no single option can check alone."""
+    if (settings.read is None) == (settings.interface is None):
+        raise SettingsError("give either a capture file (-r FILE) or an interface (-i IFACE)")
+    if settings.workers > 1 and settings.interface is None:
+        raise SettingsError("--workers is for live capture (-i)")
+    if settings.workers > 1 and (settings.control or settings.metrics):
+        raise SettingsError("--workers cannot be combined with -c or --metrics yet")
+
+
+# -- help ------------------------------------------------------------------------------------
+
+DESCRIPTION = """\
+pyprobe meters IP traffic into flows, the way a NetFlow-enabled router does, and
+hands out one record per flow when the flow ends. It captures on a network
+interface (-i) or reads a capture file (-r: pcap or pcapng, plain or
+gzip-compressed, or standard input) and sends the records to NetFlow v5/v9 or
+IPFIX collectors, or, with no collector given, prints them. A tcpdump-style
+filter expression may follow the options."""
+
+
+def _wrap(words, indent, width=88):
+    lines, line = [], indent
+    for word in words:
+        if len(line) + len(word) + 1 > width and line.strip():
+            lines.append(line.rstrip())
+            line = indent
+        line += word + " "
+    lines.append(line.rstrip())
+    return "\n".join(lines)
+
+
+def _config_help():
+    lines = ["config file (-f FILE, TOML; flags override it):"]
+    for section, options in SECTIONS.items():
+        if section == "timeouts":
+            lines.append("  [timeouts]  any -t name = seconds")
+            continue
+        keys = [o.toml_key + ("," if i < len(options) - 1 else "") for i, o in enumerate(options)]
+        lines.append(_wrap([f"[{section}]".ljust(10)] + keys, "  ").replace("\n", "\n" + " " * 14, ))
+    lines.append('  [[collector]]  address = "host:port", version = 5|9|10, transport = "udp"|"tcp"')
+    lines.append("              (one table per collector; -n on the command line replaces them)")
+    return "\n".join(lines)
+
+
+def _versions_help():
+    caps = [capabilities(v) for v in VERSIONS]
+    no_ipv6 = [c.name for c in caps if not c.ipv6]
+    narrow = [c.name for c in caps if c.counter_bits == 32]
+    tcp = [c.name for c in caps if c.tcp]
+    return (f"  {', '.join(no_ipv6)} carries no IPv6: such flows are counted and not sent; with "
+            f"{', '.join(narrow)}, flows end before their 32-bit counters would wrap. TCP is for "
+            f"{', '.join(tcp)} only.")
+
+
+def epilog():
+    return f"""\
+timeouts (-t name=seconds, repeatable, applied in order; suffixes s m h d w allowed):
+  inactive   sets general, tcp, udp and icmp at once      (default {DEFAULT_TIMEOUTS['general']})
+  active     a flow is cut after this long, even if busy    (default {DEFAULT_TIMEOUTS['maxlife']}; alias maxlife)
+  tcp, udp, icmp, general
+             inactive timeout for TCP, UDP, ICMP/ICMPv6 and every other protocol
+  tcp.fin, tcp.rst
+             once a TCP flow has seen FIN (RST), it ends after this much quiet;
+             0 (the default) ends it with the FIN or RST packet itself
+  A flow ends when it has been idle longer than its inactive timeout, when it has
+  lasted the active timeout, at TCP FIN/RST, when the cache is full (-m: the least
+  recently used flow makes room), or at the end of the input. These are Cisco's
+  defaults; softflowd's names are accepted so its command lines keep working.
+  NetFlow v5 and v9 state times as 32-bit uptime milliseconds: with such a
+  collector the active timeout is at most 24 days.
+
+tracking levels (-T), what makes two packets the same flow (flows are one-way):
+  full     addresses, protocol, ports, TOS, input interface (default, as classic NetFlow)
+  port     the same without TOS (softflowd's "full")
+  proto    addresses and protocol      ip     addresses only
+  vlan     full plus the VLAN id       ether  vlan plus both MAC addresses
+
+input:
+{_wrap(("Link types: " + supported_linktype_names() + ".").split(), "  ")}
+  Ethernet with 802.1Q/802.1ad tags to any depth, MPLS and PPPoE. The flow is keyed
+  on the outermost IP header; ICMP type and code are carried as the destination port
+  (type*256+code), as Cisco does. Octets count the IP packet as its header states
+  it, so captures cut short by a snap length still count right. Packets that are
+  not IP or are damaged are counted by reason in the statistics and skipped.
+  When reading a file, packet timestamps are the clock: the same file always gives
+  the same records. Capturing live (-i), the clock is the wall clock and idle
+  flows expire even when no packet arrives (the capture is polled every 100 ms).
+  The flows' input interface is the kernel's ifIndex of the capture interface,
+  or IDX from -i IDX:IFACE. SIGTERM or SIGINT stop the capture, expire every
+  flow, export and exit 0.
+
+export:
+  -n host:port sends the records to a collector as NetFlow v9 (default), v5
+  (-v 5) or IPFIX (-v 10), over UDP, or TCP for IPFIX (-P tcp). Give -n several
+  times to send every datagram to every collector, or add -l to send each datagram
+  to the next one in turn. v9 and IPFIX templates go out at start, every
+  --template-refresh datagrams and every --template-interval seconds of flow
+  clock (over TCP once per connection), and on SIGUSR1. ICMP flows go in templates
+  of their own, with the ICMP type and code. Times in the records are the packets'
+  times, also when a replayed capture jumps by years. An unreachable collector is
+  logged (once a minute) and counted; pyprobe keeps running.
+{_versions_help()}
+  With -s N, one packet in N is metered and the interval is announced (v5 header,
+  v9 and IPFIX options records).
+
+{_config_help()}
+
+output:
+  With no collector, a table on standard output, or with --json one JSON object per
+  record with the keys
+{_wrap(JSON_KEYS, "    ")}
+  (end_reason: {", ".join(END_REASONS.values())}; forced: ended by a signal, shutdown
+  or expire-all while the input went on). Statistics go to standard error at the end.
+
+examples:
+  pyprobe -i eth0 -n 192.0.2.10:2055 not port 2055
+  pyprobe -r capture.pcap
+  pyprobe -r capture.pcapng --json -t inactive=60 -t active=300 > flows.json
+  zcat old.pcap.gz | pyprobe -r - -T proto
+  pyprobe -r capture.pcap -n 127.0.0.1:2055 -v 10
+  pyprobe -r capture.pcap -n collector1:9995 -n [2001:db8::9]:9995 -s 100
+
+exit status:
+  0 success; 2 bad usage, or input that cannot be used (not a capture, an
+  unsupported link type, a damaged capture with no readable packet).
+"""

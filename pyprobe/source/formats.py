@@ -1,0 +1,16 @@
+"""Capture file formats, told apart by their magic number."""
+
+from ..errors import InputError
+
+GZIP_MAGIC = b"\x1f\x8b"
+PCAP_MAGICS = {b"\xa1\xb2\xc3\xd4": ">", b"\xd4\xc3\xb2\xa1": "<",      # microsecond
+               b"\xa1\xb2\x3c\x4d": ">", b"\x4d\x3c\xb2\xa1": "<"}      # nanosecond
+PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
+
+
+def check_magic(magic, path):
+    if magic == PCAPNG_MAGIC or magic in PCAP_MAGICS:
+        return
+    if not magic:
+        raise InputError(f"{path} is empty")
+    raise InputError(f"{path} is not a pcap or pcapng capture (magic {magic.hex()})")
