@@ -426,21 +426,32 @@ def _config_help():
         if section == "timeouts":
             lines.append("  [timeouts]  any -t name = seconds")
             continue
-        keys = [o.toml_key + ("," if i < len(options) - 1 else "") for i, o in enumerate(options)]
-        lines.append(_wrap([f"[{section}]".ljust(10)] + keys, "  ").replace("\n", "\n" + " " * 14, ))
+        keys = ", ".join(o.toml_key for o in options).split()
+        lines.append(_wrap([f"[{section}]".ljust(11)] + keys, "  ", width=76).replace("\n  ", "\n" + " " * 14))
     lines.append('  [[collector]]  address = "host:port", version = 5|9|10, transport = "udp"|"tcp"')
     lines.append("              (one table per collector; -n on the command line replaces them)")
     return "\n".join(lines)
 
 
 def _versions_help():
+    """What each export version cannot carry, from their declared capabilities."""
     caps = [capabilities(v) for v in VERSIONS]
-    no_ipv6 = [c.name for c in caps if not c.ipv6]
-    narrow = [c.name for c in caps if c.counter_bits == 32]
-    tcp = [c.name for c in caps if c.tcp]
-    return (f"  {', '.join(no_ipv6)} carries no IPv6: such flows are counted and not sent; with "
-            f"{', '.join(narrow)}, flows end before their 32-bit counters would wrap. TCP is for "
-            f"{', '.join(tcp)} only.")
+    no_ipv6 = " and ".join(c.name for c in caps if not c.ipv6)
+    narrow = " and ".join(c.name for c in caps if c.counter_bits == 32)
+    tcp = " and ".join(c.name for c in caps if c.tcp)
+    text = (f"{no_ipv6} carries no IPv6: such flows are counted and not sent. With {narrow}, flows end "
+            f"before their 32-bit counters would wrap. TCP is for {tcp} only.")
+    return _wrap(text.split(), "  ")
+
+
+def _active_limit_help():
+    caps = [capabilities(v) for v in VERSIONS]
+    limited = [c for c in caps if c.max_active_seconds != float("inf")]
+    days = min(c.max_active_seconds for c in limited) / 86400
+    text = (f"{' and '.join(c.name for c in limited)} state times as 32-bit uptime milliseconds: "
+            f"with such a collector the active timeout is at most {days:g} days (longer is shortened, "
+            "with a warning, at start, on reload and from the control socket alike).")
+    return _wrap(text.split(), "  ")
 
 
 def epilog():
@@ -457,8 +468,7 @@ timeouts (-t name=seconds, repeatable, applied in order; suffixes s m h d w allo
   lasted the active timeout, at TCP FIN/RST, when the cache is full (-m: the least
   recently used flow makes room), or at the end of the input. These are Cisco's
   defaults; softflowd's names are accepted so its command lines keep working.
-  NetFlow v5 and v9 state times as 32-bit uptime milliseconds: with such a
-  collector the active timeout is at most 24 days.
+{_active_limit_help()}
 
 tracking levels (-T), what makes two packets the same flow (flows are one-way):
   full     addresses, protocol, ports, TOS, input interface (default, as classic NetFlow)
@@ -500,8 +510,8 @@ output:
   With no collector, a table on standard output, or with --json one JSON object per
   record with the keys
 {_wrap(JSON_KEYS, "    ")}
-  (end_reason: {", ".join(END_REASONS.values())}; forced: ended by a signal, shutdown
-  or expire-all while the input went on). Statistics go to standard error at the end.
+{_wrap(("(end_reason: " + ", ".join(END_REASONS.values()) + "; forced: ended by a signal, shutdown "
+         "or expire-all while the input went on). Statistics go to standard error at the end.").split(), "  ")}
 
 examples:
   pyprobe -i eth0 -n 192.0.2.10:2055 not port 2055

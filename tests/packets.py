@@ -39,6 +39,11 @@ def udp(sport, dport, payload=b""):
     return struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
 
 
+def sctp(sport, dport, payload=b""):
+    """SCTP common header (ports, verification tag, checksum) + payload (chunks)."""
+    return struct.pack("!HHII", sport, dport, 0x1234, 0) + payload
+
+
 def icmp(icmp_type, code, payload=b""):
     """ICMP / ICMPv6 header (type, code, checksum, 4 bytes rest) + payload."""
     return struct.pack("!BBHI", icmp_type, code, 0, 0) + payload
@@ -65,7 +70,7 @@ def ipv6(src, dst, next_header, l4, tclass=0, hop_limit=64):
     return hdr + l4
 
 
-def ip_packet(ipver, src, dst, proto, sport=0, dport=0, flags=0, tos=0, payload=b"", frag_offset=0):
+def ip_packet(ipver, src, dst, proto, sport=0, dport=0, flags=0, tos=0, payload=b"", frag_offset=0, ttl=64):
     """An IP packet of version `ipver` with a TCP/UDP/ICMP/other L4 built from the arguments.
 
     For ICMP (1) / ICMPv6 (58) dport is type*256 + code (as pyprobe keys it) and sport is ignored.
@@ -76,22 +81,24 @@ def ip_packet(ipver, src, dst, proto, sport=0, dport=0, flags=0, tos=0, payload=
         l4 = payload
     elif proto == 6:
         l4 = tcp(sport, dport, flags, payload)
-    elif proto == 17:
+    elif proto in (17, 136):            # UDP, UDP-Lite
         l4 = udp(sport, dport, payload)
+    elif proto == 132:
+        l4 = sctp(sport, dport, payload)
     elif proto in (1, 58):
         l4 = icmp(dport >> 8, dport & 0xFF, payload)
     else:
         l4 = payload
     if ipver == 4:
-        return ipv4(src, dst, proto, l4, tos=tos, frag_offset=frag_offset)
+        return ipv4(src, dst, proto, l4, tos=tos, frag_offset=frag_offset, ttl=ttl)
     assert not frag_offset
-    return ipv6(src, dst, proto, l4, tclass=tos)
+    return ipv6(src, dst, proto, l4, tclass=tos, hop_limit=ttl)
 
 
 def eth_ip_packet(ipver, src, dst, proto, sport=0, dport=0, flags=0, tos=0, payload=b"",
-                  src_mac="02:00:00:00:00:01", dst_mac="02:00:00:00:00:02", vlan=None, frag_offset=0):
+                  src_mac="02:00:00:00:00:01", dst_mac="02:00:00:00:00:02", vlan=None, frag_offset=0, ttl=64):
     """Ethernet frame around ip_packet(...)."""
-    ip = ip_packet(ipver, src, dst, proto, sport, dport, flags, tos, payload, frag_offset)
+    ip = ip_packet(ipver, src, dst, proto, sport, dport, flags, tos, payload, frag_offset, ttl)
     return ethernet(ip, ETH_IPV4 if ipver == 4 else ETH_IPV6, src_mac, dst_mac, vlan)
 
 

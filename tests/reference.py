@@ -12,7 +12,8 @@ be hidden by sharing code with it.
     result.packets  packets read from the file
 
     reference.walk(path) yields (timestamp_us, decoded) per packet, decoded being
-    (ipver, src, dst, proto, sport, dport, octets, tcp_flags) or None (ignored).
+    (ipver, src, dst, proto, sport, dport, octets, tcp_flags, ttl) or None (ignored);
+    ttl is the IPv4 TTL / IPv6 hop limit.
 """
 
 import gzip
@@ -168,8 +169,8 @@ def ipv4(ip):
     dst = socket.inet_ntop(socket.AF_INET, ip[16:20])
     frag_offset = struct.unpack(">H", ip[6:8])[0] & 0x1FFF
     if frag_offset:
-        return (4, src, dst, proto, 0, 0, octets, 0)   # later fragment: no L4 header
-    return l4(4, src, dst, proto, ip[hlen:], octets)
+        return (4, src, dst, proto, 0, 0, octets, 0, ip[8])   # later fragment: no L4 header
+    return l4(4, src, dst, proto, ip[hlen:], octets, ip[8])
 
 
 def ipv6(ip):
@@ -186,7 +187,7 @@ def ipv6(ip):
                 return None
             frag_offset = struct.unpack(">H", ip[off + 2:off + 4])[0] >> 3
             if frag_offset:
-                return (6, src, dst, ip[off], 0, 0, octets, 0)  # later fragment
+                return (6, src, dst, ip[off], 0, 0, octets, 0, ip[7])  # later fragment
             nh, off = ip[off], off + 8
             continue
         if len(ip) < off + 2:
@@ -198,10 +199,10 @@ def ipv6(ip):
         if len(ip) < off + hlen:
             return None
         nh, off = ip[off], off + hlen
-    return l4(6, src, dst, nh, ip[off:], octets)
+    return l4(6, src, dst, nh, ip[off:], octets, ip[7])
 
 
-def l4(ipver, src, dst, proto, data, octets):
+def l4(ipver, src, dst, proto, data, octets, ttl):
     need = L4_NEEDED.get(proto, 0)
     if len(data) < need:
         return None                               # truncated L4: not metered
@@ -212,7 +213,7 @@ def l4(ipver, src, dst, proto, data, octets):
         dport = data[0] * 256 + data[1]           # type*256 + code
     elif need:
         sport, dport = struct.unpack(">HH", data[:4])
-    return (ipver, src, dst, proto, sport, dport, octets, flags)
+    return (ipver, src, dst, proto, sport, dport, octets, flags, ttl)
 
 
 def read(path_or_bytes):

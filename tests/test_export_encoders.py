@@ -14,8 +14,11 @@ import pytest
 import wire
 from packets import eth_ip_packet, make_batch
 from pyprobe._meter import Meter
-from pyprobe.export import ipfix, v5, v9
-from pyprobe.records import RECORD
+from pyprobe.export import ipfix, v9
+from pyprobe.export.ipfix import IpfixEncoder
+from pyprobe.export.v5 import V5Encoder
+from pyprobe.export.v9 import V9Encoder
+from pyprobe.records import RECORD, pack
 
 T2024 = 1_710_000_000_000_000          # microseconds
 T2005 = 1_110_000_000_123_456
@@ -25,12 +28,12 @@ EOF_REASON = 4
 
 def rec(src="10.0.0.1", dst="10.0.0.2", first_us=T2024, last_us=None, packets=1, octets=100, proto=17,
         sport=1000, dport=53, tos=0, tcp_flags=0, in_if=0, vlan=0, end_reason=1):
-    """One packed meter record (pyprobe.records.RECORD layout: IPv4 addresses in the first 4 of 16 bytes)."""
+    """One packed meter record (the field table's layout, pyprobe.records)."""
     ip_src, ip_dst = ipaddress.ip_address(src), ipaddress.ip_address(dst)
     ipver = ip_src.version
-    return RECORD.pack(ip_src.packed.ljust(16, b"\0"), ip_dst.packed.ljust(16, b"\0"), packets, octets,
-                       first_us, first_us if last_us is None else last_us, in_if, 0, sport, dport, vlan, ipver,
-                       proto, tos, tcp_flags, end_reason, b"\0" * 6, b"\0" * 6)
+    return pack(src=ip_src.packed, dst=ip_dst.packed, packets=packets, octets=octets, first_us=first_us,
+                last_us=first_us if last_us is None else last_us, in_if=in_if, sport=sport, dport=dport,
+                vlan=vlan, ipver=ipver, proto=proto, tos=tos, tcp_flags=tcp_flags, end_reason=end_reason)
 
 
 def expected_row(src, dst, first_us, last_us, packets, octets, proto, sport, dport):
@@ -76,9 +79,9 @@ def now_after(rows):
 
 def test_v5_counts_sizes_sequence_and_ipv6_skipped():
     buf, rows = many_records(200, seed=5)
-    state = v5.new_state(engine_type=3, engine_id=9)
-    datagrams = v5.encode(buf, state, now_after(rows))
-    datagrams += v5.encode(buf[:RECORD.size * 41], state, now_after(rows) + 1000)   # a second call goes on
+    state = V5Encoder(engine_type=3, engine_id=9)
+    datagrams = state.encode(buf, now_after(rows))
+    datagrams += state.encode(buf[:RECORD.size * 41], now_after(rows) + 1000)   # a second call goes on
     msgs = wire.parse_all(datagrams)
     sent = 0
     for d, m in zip(datagrams, msgs):
@@ -91,13 +94,13 @@ def test_v5_counts_sizes_sequence_and_ipv6_skipped():
     v4_rows = [r for r in rows if r[0] == 4]
     v4_second = [r for r in rows[:41] if r[0] == 4]
     assert Counter(decoded_rows(msgs)) == Counter(v4_rows + v4_second)
-    assert state.ipv6_skipped == (len(rows) - len(v4_rows)) + (41 - len(v4_second))
+    assert state.records_not_carried == (len(rows) - len(v4_rows)) + (41 - len(v4_second))
 
 
 @pytest.mark.parametrize("random_mode,mode", [(False, 1), (True, 2)])
 def test_v5_sampling_header(random_mode, mode):
-    state = v5.new_state(sampling_interval=10, sampling_random=random_mode)
-    msg = wire.parse_all(v5.encode(rec(), state, T2024 // 1000 + 1000))[0]
+    state = V5Encoder(sampling_interval=10, sampling_random=random_mode)
+    msg = wire.parse_all(state.encode(rec(), T2024 // 1000 + 1000))[0]
     assert msg.header["sampling"] >> 14 == mode
     assert msg.header["sampling"] & 0x3fff == 10
 
@@ -106,12 +109,12 @@ def test_v5_sampling_header(random_mode, mode):
 
 def test_v9_count_sequence_and_records():
     buf, rows = many_records(300, seed=9)
-    state = v9.new_state(domain_id=77)
+    state = V9Encoder(domain_id=77)
     datagrams = []
     for i in range(0, len(buf), RECORD.size * 37):         # several calls, state carried
-        datagrams += v9.encode(buf[i:i + RECORD.size * 37], state, now_after(rows))
+        datagrams += state.encode(buf[i:i + RECORD.size * 37], now_after(rows))
     msgs = wire.parse_all(datagrams)
-    assert msgs[0].templates[:2] and set(msgs[0].templates) == {256, 257}
+    assert msgs[0].templates[:2] and set(msgs[0].templates) == set(v9.TEMPLATE_IDS.values())
     for i, (d, m) in enumerate(zip(datagrams, msgs)):
         assert m.version == 9
         assert m.header["sequence"] == i                   # export packets sent before this one
@@ -124,8 +127,8 @@ def test_v9_count_sequence_and_records():
 
 def test_v9_template_refresh_by_datagram_count():
     buf, rows = many_records(400, seed=3)
-    state = v9.new_state(refresh_packets=3, refresh_ms=0, max_size=600)
-    datagrams = v9.encode(buf, state, now_after(rows))
+    state = V9Encoder(refresh_packets=3, refresh_ms=0, max_size=600)
+    datagrams = state.encode(buf, now_after(rows))
     assert len(datagrams) >= 10
     msgs = wire.parse_all(datagrams)
     with_templates = [i for i, m in enumerate(msgs) if m.templates]
@@ -135,13 +138,13 @@ def test_v9_template_refresh_by_datagram_count():
 
 
 def test_v9_template_refresh_by_flow_clock():
-    state = v9.new_state(refresh_packets=0, refresh_ms=60_000)
+    state = V9Encoder(refresh_packets=0, refresh_ms=60_000)
     t0 = T2024 // 1000
     calls = [0, 10_000, 59_999, 60_000, 60_001, 119_999, 120_000, 500_000]
     parser = wire.Parser()
     got = []
     for dt in calls:
-        out = v9.encode(rec(first_us=(t0 + dt) * 1000 - 500_000), state, t0 + dt)
+        out = state.encode(rec(first_us=(t0 + dt) * 1000 - 500_000), t0 + dt)
         assert len(out) == 1
         got.append(bool(parser.parse(out[0]).templates))
     # first datagram, then the first datagram at or after 60 s of flow clock since the last templates
@@ -150,8 +153,8 @@ def test_v9_template_refresh_by_flow_clock():
 
 def test_v9_sampling_options():
     for random_mode, algorithm in ((False, 1), (True, 2)):
-        state = v9.new_state(sampling_interval=25, sampling_random=random_mode)
-        msg = wire.parse_all(v9.encode(rec(), state, T2024 // 1000 + 1000))[0]
+        state = V9Encoder(sampling_interval=25, sampling_random=random_mode)
+        msg = wire.parse_all(state.encode(rec(), T2024 // 1000 + 1000))[0]
         assert len(msg.options_records) == 1
         options = msg.options_records[0]
         assert options[34] == 25 and options[35] == algorithm
@@ -162,10 +165,10 @@ def test_v9_sampling_options():
 
 def test_ipfix_length_sequence_and_records():
     buf, rows = many_records(300, seed=10)
-    state = ipfix.new_state(domain_id=4242, refresh_packets=4)
+    state = IpfixEncoder(domain_id=4242, refresh_packets=4)
     datagrams = []
     for i in range(0, len(buf), RECORD.size * 50):
-        datagrams += ipfix.encode(buf[i:i + RECORD.size * 50], state, now_after(rows))
+        datagrams += state.encode(buf[i:i + RECORD.size * 50], now_after(rows))
     msgs = wire.parse_all(datagrams)
     for d, m in zip(datagrams, msgs):
         assert m.header["length"] == len(d) <= 1472
@@ -175,15 +178,15 @@ def test_ipfix_length_sequence_and_records():
     wire.check_sequences(msgs)          # data records (options data included) before, per domain
     flows = wire.flow_stream(msgs)
     assert {m.header["domain_id"] for m in flows} == {4242}
-    assert set(flows[0].templates) == {256, 257}
+    assert set(flows[0].templates) == set(ipfix.TEMPLATE_IDS.values())
     assert sum(1 for m in flows if m.templates) >= 2
     assert Counter(decoded_rows(msgs)) == Counter(rows)
 
 
 @pytest.mark.parametrize("random_mode,algorithm", [(False, 1), (True, 3)])
 def test_ipfix_sampling_options(random_mode, algorithm):
-    state = ipfix.new_state(sampling_interval=10, sampling_random=random_mode, domain_id=5)
-    msgs = wire.parse_all(ipfix.encode(rec(), state, T2024 // 1000 + 1000))
+    state = IpfixEncoder(sampling_interval=10, sampling_random=random_mode, domain_id=5)
+    msgs = wire.parse_all(state.encode(rec(), T2024 // 1000 + 1000))
     sampling = [o for m in msgs for o in m.options_records if 305 in o]
     assert len(sampling) == 1
     # RFC 5477: 1 packet selected, then 9 not selected; IANA selectorAlgorithm 1 systematic count, 3 random n-of-N
@@ -194,7 +197,7 @@ def test_ipfix_sampling_options(random_mode, algorithm):
 # -- all three: sizes, times ----------------------------------------------------------
 
 def _size_cases():
-    for name, encoder in (("v9", v9), ("ipfix", ipfix)):
+    for name, encoder in (("v9", V9Encoder), ("ipfix", IpfixEncoder)):
         for size in (256, 300, 400, 512, 600, 1000, 1452, 1472, 9000):
             yield pytest.param(encoder, size, id=f"{name}-{size}")
 
@@ -202,10 +205,10 @@ def _size_cases():
 @pytest.mark.parametrize("encoder,size", list(_size_cases()))
 def test_no_datagram_exceeds_max_size(encoder, size):
     buf, rows = many_records(500, seed=size)
-    state = encoder.new_state(max_size=size, refresh_packets=5)
+    state = encoder(max_size=size, refresh_packets=5)
     datagrams = []
     for i in range(0, len(buf), RECORD.size * 120):
-        datagrams += encoder.encode(buf[i:i + RECORD.size * 120], state, now_after(rows))
+        datagrams += state.encode(buf[i:i + RECORD.size * 120], now_after(rows))
     assert max(len(d) for d in datagrams) <= size
     assert Counter(decoded_rows(wire.parse_all(datagrams))) == Counter(rows)
 
@@ -222,7 +225,7 @@ def time_jump_records():
     return buf, rows
 
 
-@pytest.mark.parametrize("encoder", [v5, v9, ipfix], ids=["v5", "v9", "ipfix"])
+@pytest.mark.parametrize("encoder", [V5Encoder, V9Encoder, IpfixEncoder], ids=["v5", "v9", "ipfix"])
 @pytest.mark.parametrize("order", ["ascending", "descending", "shuffled"])
 def test_absolute_times_across_years(encoder, order):
     buf, rows = time_jump_records()
@@ -233,10 +236,10 @@ def test_absolute_times_across_years(encoder, order):
     elif order == "shuffled":
         random.Random(4).shuffle(pairs)
     now_ms = (T2024 + 3_600_000_000) // 1000 + 20_000
-    state = encoder.new_state()
-    datagrams = encoder.encode(b"".join(c for c, _ in pairs), state, now_ms)
+    state = encoder()
+    datagrams = state.encode(b"".join(c for c, _ in pairs), now_ms)
     # and once more, a later call going back to 1970 (the capture jumps backwards)
-    datagrams += encoder.encode(chunks[1], state, now_ms + 1000)
+    datagrams += state.encode(chunks[1], now_ms + 1000)
     msgs = wire.parse_all(datagrams)
     for m in msgs:
         if m.version in (5, 9):
@@ -247,22 +250,19 @@ def test_absolute_times_across_years(encoder, order):
 
 ENCODE_IN_CHILD = """
 import sys
-from pyprobe.export import {name} as encoder
+from pyprobe.export import ENCODERS
 buf = bytes.fromhex(sys.argv[1])
-for d in encoder.encode(buf, encoder.new_state(), int(sys.argv[2])):
+for d in ENCODERS[{version}]().encode(buf, int(sys.argv[2])):
     print(d.hex())
 """
 
 
-@pytest.mark.parametrize("name", [
-    "v5",
-    "v9",
-    "ipfix"])
-def test_flow_lasting_thirty_days(name):
+@pytest.mark.parametrize("version", [5, 9, 10])
+def test_flow_lasting_thirty_days(version):
     """Run in a child process with a time limit: an encoder that never returns fails instead of hanging."""
     first, last = T2024, T2024 + 30 * 86_400_000_000
     buf = rec(first_us=first, last_us=last, end_reason=2)
-    proc = subprocess.run([sys.executable, "-c", ENCODE_IN_CHILD.format(name=name), buf.hex(),
+    proc = subprocess.run([sys.executable, "-c", ENCODE_IN_CHILD.format(version=version), buf.hex(),
                            str(last // 1000 + 1000)], capture_output=True, text=True, timeout=10)
     assert proc.returncode == 0, proc.stderr[-500:]
     msgs = wire.parse_all([bytes.fromhex(line) for line in proc.stdout.split()])
@@ -296,12 +296,12 @@ def test_meter_records_through_every_encoder():
         packed += meter.process(*make_batch(frames[i:i + 500]))
     packed += meter.flush()
     now_ms = t // 1000 + 1000
-    for encoder in (v5, v9, ipfix):
+    for encoder in (V5Encoder, V9Encoder, IpfixEncoder):
         got = Counter()
-        for m in wire.parse_all(encoder.encode(packed, encoder.new_state(), now_ms)):
+        for m in wire.parse_all(encoder().encode(packed, now_ms)):
             for r in m.records:
                 key = wire.flow_key(r)
                 got[key + ("packets",)] += r[wire.IN_PKTS]
                 got[key + ("octets",)] += r[wire.IN_BYTES]
-        want = expected if encoder is not v5 else Counter({k: v for k, v in expected.items() if k[0] == 4})
+        want = expected if encoder is not V5Encoder else Counter({k: v for k, v in expected.items() if k[0] == 4})
         assert got == want, encoder.__name__

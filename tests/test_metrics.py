@@ -143,7 +143,7 @@ def test_metrics_count_live_packets(traffic):
         assert s["pyprobe_packets_sampled_out_total"] == 0
         assert s[("pyprobe_packets_ignored_total", (("reason", "non_ip"),))] == 0
         assert {dict(k[1])["reason"] for k in s if isinstance(k, tuple) and k[0] == "pyprobe_records_total"} \
-            == {"idle", "active", "tcp_end", "eof", "cache_full"}
+            == {"idle", "active", "tcp_end", "eof", "cache_full", "forced"}
         assert records_total(s) == 0
         assert not any(isinstance(k, str) and k.startswith("pyprobe_export_") for k in s)   # no collector
         code, out, err = probe.stop()
@@ -153,10 +153,10 @@ def test_metrics_count_live_packets(traffic):
     assert "Traceback" not in err
     assert summary_value(err, "packets metered") == s["pyprobe_packets_metered_total"]
     assert summary_value(err, "packets read") == s["pyprobe_packets_total"]
-    # The flow still active at the last scrape ends at exit, as an eof record.
+    # The flow still active at the last scrape ends at exit, as a forced record (the capture went on).
     assert summary_value(err, "records") == records_total(s) + s["pyprobe_flows_active"]
     records = [json.loads(line) for line in out.splitlines()]
-    assert [(r["packets"], r["end_reason"]) for r in records] == [(N, "eof")]
+    assert [(r["packets"], r["end_reason"]) for r in records] == [(N, "forced")]
 
 
 def test_export_counters_match_the_collector(traffic):

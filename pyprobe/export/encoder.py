@@ -163,11 +163,14 @@ class Encoder:
                 runs.append((layout, pos, pos + count))
                 pos += count
         self.records_not_carried += len(order) // 4 - pos
-        datagrams, start = [], 0
+        datagrams, start, pending = [], 0, []
         while True:
-            side, control, control_records = self.control_records(now_ms, ignored_packets)
-            datagrams += side
-            budget = self.max_size - self.HEADER_SIZE - len(control)
+            if not pending:
+                side, pending = self.control_records(now_ms, ignored_packets)
+                datagrams += side
+            control, control_records, pending = self._control_that_fits(pending)
+            # Records ride with the last of the control sets only: they follow the templates.
+            budget = self.max_size - self.HEADER_SIZE - len(control) if not pending else 0
             end, first_ms, last_ms = _encode.take(buf, order, start, pos, budget, self.sizes,
                                                   self.SET_OVERHEAD, self.MAX_SPAN_MS, self.MAX_RECORDS)
             if end == start and not control:
@@ -181,25 +184,41 @@ class Encoder:
             self.since_templates += 1
             self.records_sent += end - start
             start = end
-            if start >= pos:
+            if start >= pos and not pending:
                 return datagrams
 
+    def _control_that_fits(self, chunks):
+        """As many control sets (templates, options) as fit one datagram, at least one:
+        (their bytes, their record count, the sets left for the next datagram)."""
+        room = self.max_size - self.HEADER_SIZE
+        taken, size = 0, 0
+        while taken < len(chunks) and (taken == 0 or size + len(chunks[taken][0]) <= room):
+            size += len(chunks[taken][0])
+            taken += 1
+        if taken and size > room:
+            raise ValueError(f"a datagram of {self.max_size} bytes cannot hold one template")
+        return (b"".join(c for c, _ in chunks[:taken]), sum(n for _, n in chunks[:taken]), chunks[taken:])
+
     def control_records(self, now_ms, ignored_packets):
-        """(datagrams to send first, bytes to put before the records, how many records they are)."""
-        return [], b"", 0
+        """(datagrams to send first, the control sets due now): the sets are (bytes, how many
+        records they hold), each a whole set, to go before the data records."""
+        return [], []
 
     def message(self, now_ms, control, control_records, batch, span):
         raise NotImplementedError
 
     def records_per_datagram(self):
-        """Records that always fit one datagram, templates included: round robin deals these out."""
-        _, control, _ = self.control_records_preview()
+        """Records that always fit one datagram with the templates that go before them:
+        round robin deals these out."""
+        chunks = self.template_sets(0, 0, preview=True)[1]
+        control = sum(len(c) for c, _ in chunks)
         largest = max(self.sizes)
-        fit = (self.max_size - self.HEADER_SIZE - len(control) - len(CLASSES) * self.SET_OVERHEAD) // largest
+        fit = (self.max_size - self.HEADER_SIZE - control - len(CLASSES) * self.SET_OVERHEAD) // largest
         return max(1, fit if self.MAX_RECORDS < 0 else min(fit, self.MAX_RECORDS))
 
-    def control_records_preview(self):
-        return [], b"", 0
+    def template_sets(self, now_ms, ignored_packets, preview=False):
+        """(datagrams to send first, control sets) when templates are due; none for v5."""
+        return [], []
 
     def request_templates(self):
         """SIGUSR1, send-template: templates in the next datagram (nothing for v5)."""
@@ -240,18 +259,12 @@ class TemplateEncoder(Encoder):
 
     def control_records(self, now_ms, ignored_packets):
         if not self.templates_due(now_ms):
-            return [], b"", 0
+            return [], []
         self.templates_wanted = False
         self.since_templates = 0
         self.templates_ms = now_ms
         self.template_sends += 1
         return self.template_sets(now_ms, ignored_packets)
-
-    def control_records_preview(self):
-        return self.template_sets(0, 0, preview=True)
-
-    def template_sets(self, now_ms, ignored_packets, preview=False):
-        raise NotImplementedError
 
     def request_templates(self):
         self.templates_wanted = True

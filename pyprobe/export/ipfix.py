@@ -34,7 +34,6 @@ SAMPLING_OPTIONS = OptionsTemplate(258, scope=[(OBSERVATION_DOMAIN_ID, 4)],
                                             (SELECTOR_ALGORITHM, 2)])
 STATISTICS_OPTIONS = OptionsTemplate(259, scope=[(EXPORTING_PROCESS_ID, 4)],
                                      options=[(EXPORTED_MESSAGES, 8), (EXPORTED_RECORDS, 8), (IGNORED_PACKETS, 8)])
-OPTIONS_DATA_RECORDS = 2
 
 
 class IpfixEncoder(TemplateEncoder):
@@ -49,7 +48,8 @@ class IpfixEncoder(TemplateEncoder):
         self.record_sizes = {t.id: t.record_size for t in self.layouts + [SAMPLING_OPTIONS, STATISTICS_OPTIONS]}
 
     def _options_sets(self, ignored_packets):
-        """The sampling and statistics options templates and one data record each."""
+        """The sampling and statistics options templates and one data record each:
+        (set bytes, data records in it)."""
         templates = b"".join(struct.pack(f">HHH{len(o.pairs())}H", o.id, len(o.scope) + len(o.options),
                                          len(o.scope), *o.pairs())
                              for o in (SAMPLING_OPTIONS, STATISTICS_OPTIONS))
@@ -57,9 +57,9 @@ class IpfixEncoder(TemplateEncoder):
         sampling = SAMPLING_OPTIONS.pack([self.domain_id, 1, self.sampling_interval - 1, algorithm])
         statistics = STATISTICS_OPTIONS.pack([EXPORTING_PROCESS, self.messages_sent, self.records_sent,
                                               ignored_packets])
-        return (set_bytes(OPTIONS_TEMPLATE_SET_ID, templates, pad=False)
-                + set_bytes(SAMPLING_OPTIONS.id, sampling, pad=False)
-                + set_bytes(STATISTICS_OPTIONS.id, statistics, pad=False))
+        return [(set_bytes(OPTIONS_TEMPLATE_SET_ID, templates, pad=False), 0),
+                (set_bytes(SAMPLING_OPTIONS.id, sampling, pad=False), 1),
+                (set_bytes(STATISTICS_OPTIONS.id, statistics, pad=False), 1)]
 
     def template_sets(self, now_ms, ignored_packets, preview=False):
         """The data templates; the options too when the flows themselves are in domain 0.
@@ -67,17 +67,18 @@ class IpfixEncoder(TemplateEncoder):
         Otherwise the options go first in a message of observation domain 0, which RFC 7011
         section 3.1 reserves for that, with a sequence of its own: the flows' domain then
         counts flow records only, which is what collectors such as nfdump check."""
-        sets = set_bytes(TEMPLATE_SET_ID, b"".join(t.template_record() for t in self.layouts), pad=False)
+        sets = [(set_bytes(TEMPLATE_SET_ID, t.template_record(), pad=False), 0) for t in self.layouts]
         if self.domain_id == EXPORTER_DOMAIN:
-            return [], sets + self._options_sets(ignored_packets), OPTIONS_DATA_RECORDS
+            return [], sets + self._options_sets(ignored_packets)
         if preview:
-            return [], sets, 0
-        body = self._options_sets(ignored_packets)
+            return [], sets
+        options = self._options_sets(ignored_packets)
+        body = b"".join(b for b, _ in options)
         side = HEADER.pack(10, HEADER.size + len(body), now_ms // 1000, self.exporter_sequence & 0xffffffff,
                            EXPORTER_DOMAIN) + body
-        self.exporter_sequence += OPTIONS_DATA_RECORDS
+        self.exporter_sequence += sum(n for _, n in options)
         self.messages_sent += 1
-        return [side], sets, 0
+        return [side], sets
 
     def message(self, now_ms, control, options_data_records, batch, span):
         body = control + b"".join(set_bytes(layout.id, packed, pad=False) for layout, packed in batch.parts())

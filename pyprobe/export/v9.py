@@ -42,18 +42,16 @@ class V9Encoder(TemplateEncoder):
         self.uptime = Uptime()
 
     def template_sets(self, now_ms, ignored_packets, preview=False):
-        """Every data template, the sampling options template and its one data record."""
-        templates = b"".join(t.template_record() for t in self.layouts)
+        """Each data template, the sampling options template and its one data record."""
         options = SAMPLING_OPTIONS
         pairs = options.pairs()
         options_template = struct.pack(f">HHH{len(pairs)}H", options.id, 4 * len(options.scope),
                                        4 * len(options.options), *pairs)
         algorithm = SAMPLING_RANDOM if self.sampling_random else SAMPLING_DETERMINISTIC
         options_data = options.pack([0, self.sampling_interval, algorithm])
-        sets = (set_bytes(TEMPLATE_SET_ID, templates, pad=False)
-                + set_bytes(OPTIONS_TEMPLATE_SET_ID, options_template, pad=True)
-                + set_bytes(options.id, options_data, pad=True))
-        return [], sets, len(self.layouts) + 2
+        return [], ([(set_bytes(TEMPLATE_SET_ID, t.template_record(), pad=False), 1) for t in self.layouts]
+                    + [(set_bytes(OPTIONS_TEMPLATE_SET_ID, options_template, pad=True), 1),
+                       (set_bytes(options.id, options_data, pad=True), 1)])
 
     def message(self, now_ms, control, control_records, batch, span):
         export_ms, uptime_ms = self.uptime.header_times(now_ms, *span)

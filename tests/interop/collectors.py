@@ -472,6 +472,7 @@ _FIELD_MAP = {
     "cflow.inputint": "input", "cflow.outputint": "output",
     "cflow.ip_version": "ipver", "cflow.vlanid": "vlan", "cflow.srcvlan": "vlan",
     "cflow.flow_end_reason": "end_reason",
+    "cflow.ttl_min": "min_ttl", "cflow.ttl_max": "max_ttl",
 }
 
 _HEADER_FIELDS = ("cflow.version", "cflow.count", "cflow.sysuptime", "cflow.unix_secs",
@@ -588,7 +589,7 @@ def tshark_decode(pcap, port):
     proto, sport, dport, packets, octets, plus where present ipver, tos,
     tcp_flags, icmp_type_code, start, end (as tshark prints them), start_ms,
     end_ms (absolute epoch ms, computed from the header for v5/v9), input,
-    output, vlan, end_reason, and
+    output, vlan, end_reason, min_ttl, max_ttl, and
     "fields" (every cflow.* leaf of that record as tshark printed it).
     """
     frames = []
@@ -614,7 +615,7 @@ def tshark_decode(pcap, port):
                 if tname in fields and key not in flow:
                     flow[key] = fields[tname]
             for key in ("proto", "sport", "dport", "packets", "octets", "tos", "tcp_flags",
-                        "icmp_type_code", "input", "output", "ipver", "vlan", "end_reason"):
+                        "icmp_type_code", "input", "output", "ipver", "vlan", "end_reason", "min_ttl", "max_ttl"):
                 if key in flow:
                     flow[key] = _int(flow[key])
             for key in ("src", "dst"):

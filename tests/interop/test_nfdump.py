@@ -27,7 +27,9 @@ may show up.
 import functools
 import json
 import subprocess
+import sys
 from collections import Counter, defaultdict
+from pathlib import Path
 
 import pytest
 
@@ -203,3 +205,43 @@ def test_nfdump_receives_pyprobe_export(path, version):
 
 def test_corpus_is_not_empty():
     assert len(CAPTURES) >= 10, "corpus not found or mostly unsupported: %s" % CORPUS
+
+
+def port_protocols_capture(path):
+    """SCTP, UDP-Lite, UDP and ICMP flows, IPv4 and IPv6: (path, {key: [packets, octets]})
+    from the packets built here."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from packets import eth_ip_packet, write_pcap
+    frames, want, t = [], defaultdict(lambda: [0, 0]), 1_700_000_000_000_000
+    flows = [(4, "10.7.0.1", "10.7.0.2", 132, 36412, 38412), (6, "2001:db8::7", "2001:db8::8", 132, 2905, 2906),
+             (4, "10.7.0.3", "10.7.0.4", 136, 5004, 5005), (6, "2001:db8::9", "2001:db8::a", 136, 7000, 7001),
+             (4, "10.7.0.5", "10.7.0.6", 17, 1234, 53), (4, "10.7.0.7", "10.7.0.8", 1, 0, 8 * 256),
+             (6, "2001:db8::b", "2001:db8::c", 58, 0, 128 * 256)]
+    for i in range(5):
+        for ipver, src, dst, proto, sport, dport in flows:
+            frame = eth_ip_packet(ipver, src, dst, proto, sport, dport, payload=b"p" * (10 + i))
+            t += 1000
+            frames.append((t, frame))
+            entry = want[(ipver, src, dst, proto, sport, dport)]
+            entry[0] += 1
+            entry[1] += len(frame) - 14
+    write_pcap(str(path), frames)
+    return str(path), dict(want)
+
+
+@pytest.mark.parametrize("version", [9, 10])
+def test_nfdump_reads_sctp_and_udplite_ports(tmp_path, version):
+    """nfdump 1.7 takes an IPFIX icmpTypeCode element over the destination port for any
+    protocol but TCP/UDP: only ICMP flows' templates may carry it, or SCTP shows port 0."""
+    path, want = port_protocols_capture(tmp_path / "ports.pcap")
+    with NfcapdCollector() as col:
+        res = export(path, version, col.port)
+    try:
+        assert res.returncode == 0, res.stderr.decode(errors="replace")
+        got = defaultdict(lambda: [0, 0])
+        for r in col.records():
+            got[key_of(r)][0] += r["packets"]
+            got[key_of(r)][1] += r["octets"]
+    finally:
+        col.cleanup()
+    assert dict(got) == want

@@ -11,6 +11,9 @@ are wrapped into a pcap and handed to tshark (`-d udp.port==PORT,cflow`).  Check
     computed from sysUptime/unix_secs for v5/v9, flowStart/EndMilliseconds for
     IPFIX) equal the key's first/last packet time in the capture (ms truncated,
     running-maximum clock);
+  * v9 and IPFIX: per key, the lowest minimumTTL and highest maximumTTL tshark
+    decodes equal the lowest and highest IPv4 TTL / IPv6 hop limit of the key's
+    packets in the capture;
   * framing, by an independent parse of the same bytes (collectors.parse_export)
     and by tshark: every header count equals the records present (v9 counts
     template and options records too), tshark dissects every data record of
@@ -24,6 +27,7 @@ from collections import defaultdict
 
 import pytest
 
+import reference  # noqa: E402
 from collectors import (CORPUS, PYPROBE, UdpSink, fmt, ground_truth, time_problems, parse_export, tshark_decode,  # noqa: E402
                         tshark_expert, write_pcap)
 
@@ -45,6 +49,16 @@ def _params():
     for rel in CAPTURES:
         for version in (5, 9, 10):
             yield pytest.param(rel, version, id="%s-v%d" % (rel, version))
+
+
+def reference_ttls(path):
+    """Per key, (lowest, highest) TTL / hop limit of its packets, as the capture has them."""
+    ttls = {}
+    for _, decoded in reference.walk(str(path)):
+        if decoded is not None:
+            low, high = ttls.get(decoded[:6], (256, -1))
+            ttls[decoded[:6]] = (min(low, decoded[8]), max(high, decoded[8]))
+    return ttls
 
 
 def check_framing(version, messages, tshark_frames):
@@ -123,6 +137,7 @@ def test_tshark_dissects_pyprobe_export(rel, version, tmp_path):
     problems += check_framing(version, messages, frames)
 
     got = defaultdict(lambda: [0, 0])
+    got_ttls = {}
     firsts, lasts, incomplete = {}, {}, []
     for fr in frames:
         for f in fr["flows"]:
@@ -133,6 +148,9 @@ def test_tshark_dissects_pyprobe_export(rel, version, tmp_path):
             key = (ipver, f["src"], f["dst"], f["proto"], f["sport"], f["dport"])
             got[key][0] += f["packets"]
             got[key][1] += f["octets"]
+            if version != 5:
+                low, high = got_ttls.get(key, (256, -1))
+                got_ttls[key] = (min(low, f.get("min_ttl", 256)), max(high, f.get("max_ttl", -1)))
             if f["proto"] in (1, 58) and "icmp_type_code" in f and f["icmp_type_code"] != f["dport"]:
                 problems.append("frame %d: ICMP type/code field %d != destination port %d for %s"
                                 % (fr["frame"], f["icmp_type_code"], f["dport"], key))
@@ -156,6 +174,11 @@ def test_tshark_dissects_pyprobe_export(rel, version, tmp_path):
         problems.append("%d keys with wrong packets/octets:%s" % (len(wrong), fmt(wrong)))
 
     problems += time_problems(firsts, lasts, first, last, "tshark")
+    if version != 5:
+        ttls = reference_ttls(path)
+        wrong_ttl = [(k, "expected", ttls[k], "tshark", got_ttls[k]) for k in got_ttls if got_ttls[k] != ttls.get(k)]
+        if wrong_ttl:
+            problems.append("%d keys with wrong minimum/maximum TTL:%s" % (len(wrong_ttl), fmt(wrong_ttl)))
 
     if problems and sink.datagrams:
         problems.append("first datagram (%d bytes): %s" % (len(sink.datagrams[0]),

@@ -1,0 +1,115 @@
+"""What the export versions in use demand of the meter, applied alike at start, on
+SIGHUP reload and from the control socket: the active timeout v5/v9 times can state,
+and v5's 32-bit counters.
+
+In-process: a real Probe on a real capture file, reloaded through the function SIGHUP
+runs (daemon.reload_settings) and asked through the control socket's handler, with
+datagrams read back from a UDP socket by tests/wire.py."""
+
+import json
+import struct
+
+import pytest
+
+import wire
+from packets import eth_ip_packet, pcap_bytes
+from pyprobe import settings as settings_module
+from pyprobe.control import ControlServer
+from pyprobe.daemon import reload_settings
+from pyprobe.probe import Probe
+
+DAY = 86400
+UPTIME_LIMIT = 24 * DAY            # 2**31 ms of uptime, in whole days
+T0 = 1_700_000_000_000_000
+
+
+@pytest.fixture
+def collector():
+    c = wire.UdpCollector()
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def capture(tmp_path):
+    frames = [(T0 + i * 1000, eth_ip_packet(4, "10.0.0.1", "10.0.0.2", 17, 1000, 53)) for i in range(3)]
+    path = tmp_path / "small.pcap"
+    path.write_bytes(pcap_bytes(frames))
+    return str(path)
+
+
+def write_config(path, version, address, active):
+    path.write_text(f'[timeouts]\nactive = "{active}"\n[[collector]]\naddress = "{address}"\nversion = {version}\n')
+    return str(path)
+
+
+def start(argv):
+    return Probe(settings_module.parse(argv))
+
+
+@pytest.mark.parametrize("version,limited", [(5, True), (9, True), (10, False)])
+def test_start_reload_and_control_agree_on_the_active_timeout(tmp_path, capture, collector, version, limited):
+    expected = UPTIME_LIMIT if limited else 30 * DAY
+    cfg = write_config(tmp_path / "probe.toml", version, collector.address, "30d")
+    argv = ["-f", cfg, "-r", capture]
+    probe = start(argv)
+    server = ControlServer(str(tmp_path / "ctl.sock"), probe)
+    try:
+        assert probe.timeouts["maxlife"] == expected                       # at start
+        write_config(tmp_path / "probe.toml", version, collector.address, "40d")
+        reload_settings(probe, argv, lambda s: s)                          # what SIGHUP does
+        assert probe.timeouts["maxlife"] == (expected if limited else 40 * DAY)
+        probe.set_timeouts({"maxlife": 60})
+        answer = server.handle("timeouts active=30d")                      # pyprobe ctl timeouts
+        assert not answer.startswith("error"), answer
+        assert probe.timeouts["maxlife"] == expected
+        assert json.loads(server.handle("timeouts --json"))["maxlife"] == expected
+        assert ("note: active timeout" in answer) == limited
+    finally:
+        server.close()
+        probe.source.close()
+
+
+def test_reload_from_ipfix_to_v9_clamps(tmp_path, capture, collector):
+    """The clamp follows the collectors: IPFIX allows 30 days, a reload onto v9 shortens it."""
+    cfg = write_config(tmp_path / "probe.toml", 10, collector.address, "30d")
+    argv = ["-f", cfg, "-r", capture]
+    probe = start(argv)
+    try:
+        assert probe.timeouts["maxlife"] == 30 * DAY
+        write_config(tmp_path / "probe.toml", 9, collector.address, "30d")
+        reload_settings(probe, argv, lambda s: s)
+        assert probe.timeouts["maxlife"] == UPTIME_LIMIT
+    finally:
+        probe.source.close()
+
+
+def big_flow_capture(path, packets):
+    """One UDP flow whose packets claim 65535 IP octets each but are captured short (42 bytes):
+    `packets` of them pass 2**32 octets."""
+    frame = bytearray(eth_ip_packet(4, "10.1.0.1", "10.1.0.2", 17, 5000, 6000))
+    struct.pack_into("!H", frame, 14 + 2, 65535)            # IPv4 total length
+    header = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
+    records = b"".join(struct.pack("<IIII", T0 // 10**6 + i // 1000, (i % 1000) * 1000, len(frame), 65535 + 14)
+                       + frame for i in range(packets))
+    path.write_bytes(header + records)
+    return str(path)
+
+
+def test_reload_onto_v5_keeps_counters_within_32_bits(tmp_path, collector):
+    """Started towards v9 (64-bit counters), reloaded onto v5 before the flow passes 2**32
+    octets: v5 records must not wrap, and every octet is in exactly one record."""
+    packets = 70_000
+    capture = big_flow_capture(tmp_path / "big.pcap", packets)
+    cfg = write_config(tmp_path / "probe.toml", 9, collector.address, "30m")
+    argv = ["-f", cfg, "-r", capture, "-q"]
+    probe = start(argv)
+    write_config(tmp_path / "probe.toml", 5, collector.address, "30m")
+    reload_settings(probe, argv, lambda s: s)
+    probe.run()
+    collector.drain()
+    v5 = [r for m in collector.messages() if m.version == 5 for r in m.records]
+    assert all(r[wire.IN_BYTES] <= 0xffffffff for r in v5)
+    assert sum(r[wire.IN_PKTS] for r in v5) == packets
+    assert sum(r[wire.IN_BYTES] for r in v5) == packets * 65535
+    assert len(v5) >= 2
