@@ -73,9 +73,29 @@ cdef inline uint64_t load(const uint8_t* p, int width) noexcept nogil:
 cdef inline uint8_t* put(uint8_t* p, uint64_t v, int length) noexcept nogil:
     """v big-endian in `length` bytes (its low bytes)."""
     cdef int i
-    for i in range(length - 1, -1, -1):
-        p[i] = <uint8_t>v
-        v >>= 8
+    if length == 1:
+        p[0] = <uint8_t>v
+    elif length == 2:
+        p[0] = <uint8_t>(v >> 8)
+        p[1] = <uint8_t>v
+    elif length == 4:
+        p[0] = <uint8_t>(v >> 24)
+        p[1] = <uint8_t>(v >> 16)
+        p[2] = <uint8_t>(v >> 8)
+        p[3] = <uint8_t>v
+    elif length == 8:
+        p[0] = <uint8_t>(v >> 56)
+        p[1] = <uint8_t>(v >> 48)
+        p[2] = <uint8_t>(v >> 40)
+        p[3] = <uint8_t>(v >> 32)
+        p[4] = <uint8_t>(v >> 24)
+        p[5] = <uint8_t>(v >> 16)
+        p[6] = <uint8_t>(v >> 8)
+        p[7] = <uint8_t>v
+    else:
+        for i in range(length - 1, -1, -1):
+            p[i] = <uint8_t>v
+            v >>= 8
     return p + length
 
 
@@ -152,19 +172,49 @@ def take(const uint8_t[::1] buf, order, Py_ssize_t start, Py_ssize_t stop, Py_ss
     return i, lo, hi
 
 
-def pack(const uint8_t[::1] buf, order, Py_ssize_t start, Py_ssize_t stop, const uint8_t[::1] program,
-         Py_ssize_t record_size, int64_t boot_ms=0):
-    """Records order[start:stop] written by one layout's program; uptime times relative to boot_ms."""
+def pack_runs(const uint8_t[::1] buf, order, Py_ssize_t start, Py_ssize_t stop, runs, bint set_headers,
+              bint pad, int64_t boot_ms=0):
+    """Records order[start:stop], each written by the program of the run it falls in, as one
+    bytes object: runs are (set id, first, end, program, record size) over order; with
+    set_headers each run present becomes a set (header; padded to 4 bytes if pad). Uptime
+    times are relative to boot_ms."""
     cdef const uint32_t[::1] idx = memoryview(order).cast("I")
-    cdef const Op* ops = <const Op*>&program[0]
-    cdef Py_ssize_t n_ops = program.shape[0] // sizeof(Op)
-    cdef bytes out = PyBytes_FromStringAndSize(NULL, record_size * (stop - start))
-    cdef uint8_t* p = <uint8_t*>PyBytes_AS_STRING(out)
-    cdef Py_ssize_t i
-    with nogil:
-        for i in range(start, stop):
-            p = pack_record(p, <const uint8_t*>record_at(buf, idx[i]), ops, n_ops, boot_ms)
+    cdef const uint8_t[::1] program
+    cdef Py_ssize_t lo, hi, size = 0, record_size, i, body
+    cdef uint8_t* p
+    cdef bytes out
+    parts = []
+    for set_id, first, end, prog, record_size in runs:
+        lo, hi = max(<Py_ssize_t>first, start), min(<Py_ssize_t>end, stop)
+        if lo < hi:
+            body = (hi - lo) * record_size
+            parts.append((set_id, lo, hi, prog, record_size, body))
+            if set_headers:
+                size += 4 + body + ((-(4 + body)) % 4 if pad else 0)
+            else:
+                size += body
+    out = PyBytes_FromStringAndSize(NULL, size)
+    p = <uint8_t*>PyBytes_AS_STRING(out)
+    for set_id, lo, hi, prog, record_size, body in parts:
+        program = prog
+        if set_headers:
+            length = 4 + body + ((-(4 + body)) % 4 if pad else 0)
+            p = put(p, set_id, 2)
+            p = put(p, length, 2)
+        p = pack_range(p, buf, idx, lo, hi, <const Op*>&program[0], program.shape[0] // sizeof(Op), boot_ms)
+        if set_headers and pad:
+            for i in range((-(4 + body)) % 4):
+                p[0] = 0
+                p += 1
     return out
+
+
+cdef uint8_t* pack_range(uint8_t* p, const uint8_t[::1] buf, const uint32_t[::1] idx, Py_ssize_t lo,
+                         Py_ssize_t hi, const Op* ops, Py_ssize_t n_ops, int64_t boot_ms) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(lo, hi):
+        p = pack_record(p, <const uint8_t*>record_at(buf, idx[i]), ops, n_ops, boot_ms)
+    return p
 
 
 cdef uint8_t* pack_record(uint8_t* p, const uint8_t* r, const Op* ops, Py_ssize_t n_ops,

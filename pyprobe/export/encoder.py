@@ -78,9 +78,6 @@ class Layout:
         pairs = [n for e in self.elements for n in (e.id, e.length)]
         return struct.pack(f">HH{len(pairs)}H", self.id, len(self.elements), *pairs)
 
-    def pack(self, buf, order, start, stop, boot_ms=0):
-        return _encode.pack(buf, order, start, stop, self.program, self.record_size, boot_ms)
-
 
 def data_templates(dialect, fields, icmp_fields, ids):
     """One Layout per record class: `fields` for port-carrying flows, `icmp_fields` for
@@ -113,7 +110,7 @@ def set_bytes(set_id, body, pad):
 
 
 class RecordBatch:
-    """Records order[start:end] of a packed buffer: the part of each class's run they cover."""
+    """Records order[start:end] of a packed buffer, runs being each class's part of order."""
 
     def __init__(self, buf, order, start, end, runs):
         self.buf, self.order, self.start, self.end, self.runs = buf, order, start, end, runs
@@ -121,12 +118,10 @@ class RecordBatch:
     def __len__(self):
         return self.end - self.start
 
-    def parts(self, boot_ms=0):
-        """(layout, packed records) per class present, in order."""
-        for layout, lo, hi in self.runs:
-            lo, hi = max(lo, self.start), min(hi, self.end)
-            if lo < hi:
-                yield layout, layout.pack(self.buf, self.order, lo, hi, boot_ms)
+    def packed(self, boot_ms=0, sets=True, pad=False):
+        """The records written by their classes' layouts in one compiled call: as one set per
+        class present (v9, IPFIX; padded to 4 bytes if pad), or back to back (v5)."""
+        return _encode.pack_runs(self.buf, self.order, self.start, self.end, self.runs, sets, pad, boot_ms)
 
 
 class Encoder:
@@ -160,7 +155,7 @@ class Encoder:
         runs, pos = [], 0
         for layout, count in zip(self.layouts, counts):
             if layout is not None:
-                runs.append((layout, pos, pos + count))
+                runs.append((layout.id, pos, pos + count, layout.program, layout.record_size))
                 pos += count
         self.records_not_carried += len(order) // 4 - pos
         datagrams, start, pending = [], 0, []
@@ -190,6 +185,8 @@ class Encoder:
     def _control_that_fits(self, chunks):
         """As many control sets (templates, options) as fit one datagram, at least one:
         (their bytes, their record count, the sets left for the next datagram)."""
+        if not chunks:
+            return b"", 0, chunks
         room = self.max_size - self.HEADER_SIZE
         taken, size = 0, 0
         while taken < len(chunks) and (taken == 0 or size + len(chunks[taken][0]) <= room):

@@ -81,7 +81,7 @@ class IpfixEncoder(TemplateEncoder):
         return [side], sets
 
     def message(self, now_ms, control, options_data_records, batch, span):
-        body = control + b"".join(set_bytes(layout.id, packed, pad=False) for layout, packed in batch.parts())
+        body = control + batch.packed()
         header = HEADER.pack(10, HEADER.size + len(body), now_ms // 1000, self.sequence & 0xffffffff,
                              self.domain_id)
         self.sequence += options_data_records + len(batch)

@@ -53,7 +53,7 @@ class V5Encoder(Encoder):
 
     def message(self, now_ms, control, control_records, batch, span):
         export_ms, uptime_ms = self.uptime.header_times(now_ms, *span)
-        body = b"".join(packed for _, packed in batch.parts(self.uptime.boot_ms))
+        body = batch.packed(self.uptime.boot_ms, sets=False)
         header = HEADER.pack(5, len(batch), uptime_ms, export_ms // 1000, (export_ms % 1000) * 1_000_000,
                              self.flow_sequence & 0xffffffff, self.engine_type, self.engine_id,
                              self.sampling_field)

@@ -55,8 +55,7 @@ class V9Encoder(TemplateEncoder):
 
     def message(self, now_ms, control, control_records, batch, span):
         export_ms, uptime_ms = self.uptime.header_times(now_ms, *span)
-        body = control + b"".join(set_bytes(layout.id, packed, pad=True)
-                                  for layout, packed in batch.parts(self.uptime.boot_ms))
+        body = control + batch.packed(self.uptime.boot_ms, pad=True)
         header = HEADER.pack(9, control_records + len(batch), uptime_ms & 0xffffffff,
                              export_ms // 1000, self.sequence & 0xffffffff, self.domain_id)
         self.sequence += 1
