@@ -180,7 +180,7 @@ def pack_runs(const uint8_t[::1] buf, order, Py_ssize_t start, Py_ssize_t stop, 
     times are relative to boot_ms."""
     cdef const uint32_t[::1] idx = memoryview(order).cast("I")
     cdef const uint8_t[::1] program
-    cdef Py_ssize_t lo, hi, size = 0, record_size, i, body
+    cdef Py_ssize_t lo, hi, size = 0, record_size, i, body, length = 0
     cdef uint8_t* p
     cdef bytes out
     parts = []
@@ -189,24 +189,30 @@ def pack_runs(const uint8_t[::1] buf, order, Py_ssize_t start, Py_ssize_t stop, 
         if lo < hi:
             body = (hi - lo) * record_size
             parts.append((set_id, lo, hi, prog, record_size, body))
-            if set_headers:
-                size += 4 + body + ((-(4 + body)) % 4 if pad else 0)
-            else:
-                size += body
+            size += set_length(body, pad) if set_headers else body
     out = PyBytes_FromStringAndSize(NULL, size)
     p = <uint8_t*>PyBytes_AS_STRING(out)
     for set_id, lo, hi, prog, record_size, body in parts:
         program = prog
         if set_headers:
-            length = 4 + body + ((-(4 + body)) % 4 if pad else 0)
+            length = set_length(body, pad)
             p = put(p, set_id, 2)
             p = put(p, length, 2)
         p = pack_range(p, buf, idx, lo, hi, <const Op*>&program[0], program.shape[0] // sizeof(Op), boot_ms)
-        if set_headers and pad:
-            for i in range((-(4 + body)) % 4):
+        if set_headers:
+            for i in range(length - 4 - body):
                 p[0] = 0
                 p += 1
     return out
+
+
+cdef inline Py_ssize_t set_length(Py_ssize_t body, bint pad) noexcept nogil:
+    """A set's length: its 4-byte header and body, padded to 4 bytes if pad (v9).
+    (No negative modulo here: with cdivision, C keeps the sign of the dividend.)"""
+    cdef Py_ssize_t length = 4 + body
+    if pad and length % 4:
+        length += 4 - length % 4
+    return length
 
 
 cdef uint8_t* pack_range(uint8_t* p, const uint8_t[::1] buf, const uint32_t[::1] idx, Py_ssize_t lo,
