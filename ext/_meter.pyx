@@ -6,6 +6,7 @@
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t, int32_t, INT64_MAX
 from libc.stdlib cimport calloc, free, realloc
 from libc.string cimport memcmp, memcpy, memset
+from libc.math cimport log10
 from cpython.bytes cimport PyBytes_FromStringAndSize
 
 import random
@@ -135,12 +136,110 @@ cdef inline uint8_t class_of(uint8_t proto) noexcept nogil:
     return CLASS_GENERAL
 
 
+cdef inline void shift_addresses(FlowKey* key, int k) noexcept nogil:
+    """Round k of a replay with shifted addresses: k is added to the first octet of an IPv4
+    address and to the third 16-bit group of an IPv6 address (each wrapping around)."""
+    cdef uint16_t group
+    if key.ipver == 4:
+        key.src[0] = <uint8_t>(key.src[0] + k)
+        key.dst[0] = <uint8_t>(key.dst[0] + k)
+    else:
+        group = <uint16_t>(((key.src[4] << 8) | key.src[5]) + k)
+        key.src[4] = group >> 8
+        key.src[5] = <uint8_t>group
+        group = <uint16_t>(((key.dst[4] << 8) | key.dst[5]) + k)
+        key.dst[4] = group >> 8
+        key.dst[5] = <uint8_t>group
+
+
+cdef inline int64_t meta_time(const uint8_t[::1] meta, Py_ssize_t i) noexcept nogil:
+    cdef const uint32_t* m = <const uint32_t*>(&meta[0] + 16 * i)
+    return <int64_t>m[0] * 1000000 + m[1]
+
+
+def first_after(const uint8_t[::1] meta, Py_ssize_t start, int64_t limit_us):
+    """The index of the first packet from `start` on whose time is past limit_us (or the
+    packet count): how much of a batch is due by a clock."""
+    cdef Py_ssize_t n = meta.shape[0] // 16, i = start
+    while i < n and meta_time(meta, i) <= limit_us:
+        i += 1
+    return i
+
+
+def packet_time(const uint8_t[::1] meta, Py_ssize_t i):
+    """Packet i's time, microseconds since the epoch."""
+    return meta_time(meta, i)
+
+
+def shift_times(const uint8_t[::1] meta, int64_t delta_us):
+    """The batch's packet times moved by delta_us (a looped replay's round)."""
+    cdef Py_ssize_t n = meta.shape[0] // 16, i
+    out = bytearray(meta)
+    cdef uint32_t[::1] m = memoryview(out).cast("I")
+    cdef int64_t t
+    for i in range(n):
+        t = <int64_t>m[4 * i] * 1000000 + m[4 * i + 1] + delta_us
+        if t < 0:
+            t = 0
+        m[4 * i] = <uint32_t>(t // 1000000)
+        m[4 * i + 1] = <uint32_t>(t % 1000000)
+    return bytes(out)
+
+
+cdef enum:
+    LAG_BINS = 1000          # 100 per decade from 1 us to 10**10 us
+
+
+cdef class Lateness:
+    """How late packets were fed against their schedule: a histogram with 100 bins per decade
+    (2.3 % resolution), filled in compiled code for a batch at a time."""
+    cdef uint64_t bins[LAG_BINS]
+    cdef uint64_t count
+    cdef int64_t worst
+
+    def add(self, const uint8_t[::1] meta, Py_ssize_t start, Py_ssize_t stop, int64_t t0_us,
+            int64_t wall0_us, double speed, int64_t now_us):
+        """Packets start..stop fed at now_us; packet time t was due at wall0 + (t - t0) / speed."""
+        cdef Py_ssize_t i
+        cdef int64_t lag
+        cdef int b
+        for i in range(start, stop):
+            lag = now_us - wall0_us - <int64_t>((meta_time(meta, i) - t0_us) / speed)
+            if lag > self.worst:
+                self.worst = lag
+            b = 0 if lag < 1 else <int>(log10(<double>lag) * 100)
+            self.bins[min(b, LAG_BINS - 1)] += 1
+            self.count += 1
+
+    def quantile(self, double q):
+        """Seconds: the lateness at or under which a share q of the packets were fed."""
+        cdef uint64_t seen = 0, want
+        cdef int b
+        if self.count == 0:
+            return 0.0
+        want = <uint64_t>(q * self.count)
+        for b in range(LAG_BINS):
+            seen += self.bins[b]
+            if seen > want or seen == self.count:
+                return 0.0 if b == 0 else 10 ** ((b + 1) / 100.0) / 1e6
+        return self.worst / 1e6
+
+    @property
+    def worst_seconds(self):
+        return max(self.worst, 0) / 1e6
+
+    @property
+    def packets(self):
+        return self.count
+
+
 cdef class Meter:
     """A unidirectional flow cache fed with pcapy-ng batches.
 
     Meter(linktype, max_flows=65536, key_level="full", timeouts=None, in_if=0)
     """
     cdef int linktype
+    cdef int shift_round             # a looped replay's round, when addresses are shifted per round
     cdef int level
     cdef uint32_t in_if
     cdef int32_t capacity
@@ -253,12 +352,18 @@ cdef class Meter:
             total += self.ignored[i]
         return total
 
-    def process(self, packets, meta):
-        """Meter one batch; return the records of the flows it expired."""
+    def process(self, packets, meta, int linktype=-1, int shift_round=0):
+        """Meter one batch (of `linktype`, default the meter's); return the records of the
+        flows it expired. shift_round k > 0 moves every address k steps (shift_addresses)."""
         cdef const uint8_t[::1] buf = packets
         cdef const uint8_t[::1] raw_meta = meta
         cdef Py_ssize_t n = raw_meta.shape[0] // 16
         cdef Py_ssize_t buflen = buf.shape[0]
+        if linktype >= 0 and linktype != self.linktype:
+            if linktype not in SUPPORTED_LINKTYPES:
+                raise ValueError(f"unsupported link type {linktype}")
+            self.linktype = linktype
+        self.shift_round = shift_round
         # No Python inside: the GIL is free for the thread reading the next batch.
         with nogil:
             self._process_batch(&buf[0] if buflen else NULL, buflen, &raw_meta[0] if n else NULL, n)
@@ -291,6 +396,8 @@ cdef class Meter:
             if reason != DECODED:
                 self.ignored[reason] += 1
                 continue
+            if self.shift_round:
+                shift_addresses(&pkt.key, self.shift_round)
             self._meter(&pkt)
 
     def expire(self, int64_t now_us):

@@ -111,6 +111,6 @@ def serve(settings, argv, fanout_group=None, title=None, adjust=lambda s: s):
     if not settings.quiet:
         print(probe.summary(title), file=sys.stderr, flush=True)
     if probe.source.truncated and probe.meter.stats()["packets_read"] == 0:
-        log.error("%s: no packet could be read", settings.read)
+        log.error("%s: no packet could be read", probe.source.path)
         return 2
     return 0

@@ -78,18 +78,19 @@ class Progress:
         self.done = 0
         self.next_update = 0.0
 
-    def update(self, batch_bytes, packets, active_flows):
+    def update(self, batch_bytes, packets, active_flows, status=""):
         self.done += batch_bytes
         now = time.monotonic()
         if now < self.next_update:
             return
         self.next_update = now + 0.25
         share = f"{min(100.0, 100.0 * self.done / self.total):5.1f}%  " if self.total else ""
-        self.stream.write(f"\r  {share}{packets:,} packets  {active_flows:,} flows active ")
+        status = f"  {status}" if status else ""
+        self.stream.write(f"\r  {share}{packets:,} packets  {active_flows:,} flows active{status} ")
         self.stream.flush()
 
     def finish(self):
-        self.stream.write("\r" + " " * 70 + "\r")
+        self.stream.write("\r" + " " * 110 + "\r")
         self.stream.flush()
 
 

@@ -28,9 +28,10 @@ def make_exporter(settings):
 class RecordSinks:
     """Where expired records go: collectors, the screen, or both."""
 
-    def __init__(self, settings, meter, live):
+    def __init__(self, settings, meter, source):
         self.meter = meter
-        self.live = live
+        self.flush_each = source.ticking     # a reader of a live or real-time run wants each record now
+        self.dating = source.dating          # a real-time replay dated now, or None
         self.writer = None
         self._attach(settings, make_exporter(settings))
 
@@ -42,8 +43,11 @@ class RecordSinks:
             self.writer = JsonWriter(sys.stdout) if settings.json else TableWriter(sys.stdout)
 
     def put(self, records):
+        if records and self.dating is not None:
+            records = self.dating.dated_records(records)
         if self.exporter is not None:
-            now_ms = self.meter.clock_us // 1000
+            clock_us = self.meter.clock_us
+            now_ms = (self.dating.export_time_us(clock_us) if self.dating is not None else clock_us) // 1000
             if not self.started:
                 self.exporter.start(now_ms)
                 self.started = True
@@ -52,8 +56,8 @@ class RecordSinks:
             self.exporter.pump()
         if self.writer is not None and records:
             self.writer.write(unpack(records))
-            if self.live:
-                sys.stdout.flush()           # a reader of a live run wants each record when it ends
+            if self.flush_each:
+                sys.stdout.flush()
 
     def replace_collectors(self, settings):
         """New collectors from reloaded settings (SettingsError: the running ones stay);
@@ -87,7 +91,7 @@ class Probe:
                                sampling_mode=settings.sampling_mode)
             self._apply_export_limits()
             self.set_timeouts(dict(settings.timeouts))
-            self.sinks = RecordSinks(settings, self.meter, self.source.live)
+            self.sinks = RecordSinks(settings, self.meter, self.source)
         except SettingsError:
             self.source.close()
             raise
@@ -102,12 +106,13 @@ class Probe:
 
     def run(self):
         progress = open_progress(self.source, self.settings.progress)
-        for packets, meta in self.source.batches():
-            self.sinks.put(self.meter.process(packets, meta))
-            if self.source.live:             # the wall clock runs on even when the link is quiet
-                self.sinks.put(self.meter.expire(time.time_ns() // 1000))
+        for batch in self.source.batches():
+            self.sinks.put(self.meter.process(batch.packets, batch.meta, batch.linktype, batch.round))
+            if self.source.ticking:          # the clock runs on between packets
+                self.sinks.put(self.meter.expire(self.source.clock_us()))
             if progress:
-                progress.update(len(packets) + len(meta), self.source.packets, self.meter.active_flows)
+                progress.update(len(batch.packets) + len(batch.meta), self.source.packets,
+                                self.meter.active_flows, self.source.status())
             for poll in self.pollers:
                 poll()
             if self.reload_requested:
@@ -177,6 +182,7 @@ class Probe:
         """Everything countable, as plain data (control socket, metrics, summary)."""
         drops = self.capture_drops if self.capture_drops is not None else self.source.drops()
         return {"seconds": time.monotonic() - self.started, "meter": self.meter.stats(),
+                "source": self.source.statistics(),
                 "capture": None if drops is None else dict(zip(("received", "dropped", "if_dropped"), drops)),
                 "collectors": self.sinks.statistics(), "timeouts": dict(DEFAULT_TIMEOUTS, **self.timeouts)}
 
@@ -184,4 +190,5 @@ class Probe:
         stats = self.statistics()
         capture = stats["capture"]
         drops = None if capture is None else (capture["received"], capture["dropped"], capture["if_dropped"])
-        return format_summary(stats["meter"], stats["seconds"], self.source, stats["collectors"], drops, title)
+        return format_summary(stats["meter"], stats["seconds"], self.source, stats["collectors"], drops, title,
+                              stats["source"])

@@ -10,6 +10,8 @@ SettingsError line that names the flag or the config key.
 
 import argparse
 import dataclasses
+import glob
+import os
 import re
 import types
 from dataclasses import dataclass
@@ -137,6 +139,25 @@ def parse_listen_address(text):
     return host, int(port)
 
 
+def parse_speed(value):
+    """--realtime's speed: a positive factor (2: twice as fast)."""
+    try:
+        speed = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"bad speed {value!r}: a positive number (1: real time, 2: twice as fast)") from None
+    if not 0.001 <= speed <= 1_000_000:
+        raise ValueError(f"speed {speed:g} out of range 0.001..1000000")
+    return speed
+
+
+def parse_files(value):
+    """-r's files: one path or a list of them (TOML), globs allowed."""
+    paths = [value] if isinstance(value, str) else value
+    if not isinstance(paths, (list, tuple)) or not paths:
+        raise ValueError(f"bad value {value!r}: a path or a list of paths")
+    return tuple(parse_text(p) for p in paths)
+
+
 def parse_metrics(text):
     parse_listen_address(text)
     return str(text)
@@ -148,7 +169,8 @@ def parse_metrics(text):
 class Option:
     """One setting. flags: its command-line flags (none: config file only); section and
     key: its place in the TOML file (section None: flags only). kind: 'value' (one
-    argument), 'switch' (a flag without argument), 'list' (repeatable flag)."""
+    argument), 'switch' (a flag without argument), 'list' (repeatable flag), 'files' (-r: one
+    or more paths, repeatable), 'optional' (an argument that may be left out: const)."""
 
     name: str
     flags: tuple
@@ -160,6 +182,7 @@ class Option:
     kind: str = "value"
     group: str = "probe"          # the --help group: probe, export, output
     key: str = None               # TOML key (default: name)
+    const: str = None             # kind 'optional': the value of the flag given alone
 
     @property
     def toml_key(self):
@@ -171,8 +194,9 @@ class Option:
 
 O = Option
 OPTIONS = (
-    O("read", ("-r",), "probe", parse_text, metavar="FILE",
-      help="read packets from a capture file ('-' for standard input)"),
+    O("read", ("-r",), "probe", parse_files, metavar="FILE", kind="files",
+      help="read packets from capture files, as one time-ordered stream ('-' for standard input; "
+           "globs of rotated captures, quoted or not; the first word that is not a file starts the filter)"),
     O("interface", ("-i",), "probe", parse_text, metavar="[IDX:]IFACE",
       help="capture live on an interface; IDX sets the flows' input interface (default: its ifIndex)"),
     O("snaplen", ("-C",), "probe", parse_count(64, 262144, "snap length"), 65535, metavar="BYTES",
@@ -206,6 +230,18 @@ OPTIONS = (
       help="meter 1 packet in N (default 1: every packet)"),
     O("sampling_mode", ("--sampling",), "probe", parse_choice("count", "random"), "count", metavar="{count,random}",
       help="count: the first packet of every N (default); random: a random one of every N"),
+    O("realtime", ("--realtime",), "replay", parse_speed, metavar="SPEED", kind="optional", const="1",
+      key="speed",
+      help="replay -r files at the pace of their timestamps (SPEED 2: twice as fast), with records dated "
+           "now: the first packet is the start of the replay"),
+    O("keep_time", ("--keep-time",), "replay", parse_bool, False, kind="switch",
+      help="with --realtime: keep the capture's own times in the records"),
+    O("loop", ("--loop",), "replay", parse_count(0, 2**31, "loop count"), 1, metavar="N",
+      help="replay the -r files N times (0: until stopped), each round continuing the time line"),
+    O("shift_addresses", ("--shift-addresses",), "replay", parse_bool, False, kind="switch",
+      help="with --loop: round k adds k to the first octet of every IPv4 address and to the third group "
+           "of every IPv6 address (10.1.2.3 -> 11.1.2.3, 2001:db8:0::1 -> 2001:db8:1::1), so each "
+           "round's flows are new flows"),
     O("collector_addresses", ("-n",), None, parse_text, (), metavar="HOST:PORT", kind="list", group="export",
       help="send records to this collector (repeatable; IPv6 as [addr]:port)"),
     O("version", ("-v",), "export", parse_version, 9, metavar="5|9|10", group="export",
@@ -321,6 +357,10 @@ def build_parser():
         add = groups[o.group].add_argument
         if not o.flags:
             add(o.name, nargs="*", metavar=o.metavar, help=o.help)
+        elif o.kind == "files":
+            add(*o.flags, dest=o.name, nargs="+", action="append", metavar=o.metavar, help=o.help)
+        elif o.kind == "optional":
+            add(*o.flags, dest=o.name, nargs="?", const=o.const, metavar=o.metavar, help=o.help)
         elif o.kind == "switch":
             add(*o.flags, dest=o.name, action="store_true", default=None, help=o.help)
         elif o.kind == "list":
@@ -334,6 +374,7 @@ def build_parser():
 def parse(argv):
     """Flags and config file -> checked, frozen Settings; SettingsError names what is off."""
     given = vars(build_parser().parse_args(argv))
+    _split_files_from_filter(given)
     config_path = given["config"]
     config = load_file(config_path) if config_path else {}
     values = {}
@@ -343,6 +384,22 @@ def parse(argv):
     settings = Settings(**values)
     check(settings)
     return settings
+
+
+def _split_files_from_filter(given):
+    """-r takes every word up to the next option, so a shell glob of rotated captures works;
+    the words after the last file (the first that names no file) are the filter's."""
+    words = [w for group in given["read"] or [] for w in group]
+    if not words:
+        return
+    files = words[:1]
+    for i, word in enumerate(words[1:], 1):
+        if word == "-" or os.path.exists(word) or (any(c in word for c in "*?[") and glob.glob(word)):
+            files.append(word)
+        else:
+            given["filter"] = words[i:] + (given["filter"] or [])
+            break
+    given["read"] = files
 
 
 def _value(o, given, config, config_path):
@@ -357,6 +414,8 @@ def _value(o, given, config, config_path):
             flag = " ".join(flag) if flag else None
         if o.kind == "list":
             return tuple(o.parse(v) for v in flag) if flag else o.default
+        if o.kind == "files" and flag:
+            return o.parse(flag)
         if flag is not None:
             return o.parse(True if o.kind == "switch" else flag)
     except ValueError as e:
@@ -396,6 +455,17 @@ def check(settings):
         raise SettingsError("--workers is for live capture (-i)")
     if settings.workers > 1 and (settings.control or settings.metrics):
         raise SettingsError("--workers cannot be combined with -c or --metrics yet")
+    replay_only = {"--realtime": settings.realtime is not None, "--loop": settings.loop != 1,
+                   "--keep-time": settings.keep_time, "--shift-addresses": settings.shift_addresses}
+    for flag, given in replay_only.items():
+        if given and settings.interface is not None:
+            raise SettingsError(f"{flag} is for replaying files (-r), not live capture")
+    if settings.keep_time and settings.realtime is None:
+        raise SettingsError("--keep-time is for --realtime (a replay at full speed keeps the capture's times)")
+    if settings.shift_addresses and settings.loop == 1:
+        raise SettingsError("--shift-addresses is for --loop N (each round shifted by its number)")
+    if settings.read and settings.loop != 1 and "-" in settings.read:
+        raise SettingsError("--loop: standard input (-r -) can be read only once")
 
 
 # -- help ------------------------------------------------------------------------------------

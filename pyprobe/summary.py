@@ -3,7 +3,7 @@
 from .output import PROTOCOL_NAMES
 
 
-def format_summary(stats, seconds, source=None, collectors=(), capture_drops=None, title=None):
+def format_summary(stats, seconds, source=None, collectors=(), capture_drops=None, title=None, replay=None):
     """Human-readable lines from Meter.stats() (plus the run time); title: e.g. 'worker 1'."""
     read = stats["packets_read"]
     rate = read / seconds if seconds > 0 else 0.0
@@ -23,6 +23,12 @@ def format_summary(stats, seconds, source=None, collectors=(), capture_drops=Non
     records = stats["records"]
     lines.append(f"  records               {sum(records.values()):>12}   "
                  + ", ".join(f"{reason} {n}" for reason, n in records.items()))
+    if replay and (replay.get("files", 1) > 1 or replay.get("rounds", 1) > 1):
+        lines.append(f"  replay                {replay['files']:>12} files, {replay['rounds']} rounds")
+    if replay and "speed" in replay:
+        lines.append(f"  real time             {replay['speed']:>12g}x asked, {replay['effective_speed']:.3f}x reached; "
+                     f"packets late by median {replay['late_median'] * 1000:.1f} ms, "
+                     f"99% {replay['late_p99'] * 1000:.1f} ms, max {replay['late_max'] * 1000:.1f} ms")
     if source is not None and source.truncated:
         lines.append("  input                 truncated: the capture ends inside a record")
     if stats["protocols"]:

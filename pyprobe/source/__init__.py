@@ -5,41 +5,50 @@ Every source has one interface, which the probe's run loop is written against:
 
     linktype        the libpcap link type of its packets
     path            what to call it in messages (a file name, '-', an interface)
-    live            True: the wall clock is the flow clock, and batches come
-                    (empty ones too) at least every 100 ms
+    live            True: capturing on an interface
+    ticking         True: batches come (empty ones too) at least every 100 ms,
+                    and clock_us() is the flow clock between packets (live
+                    capture: the wall clock; a real-time replay: the capture
+                    time due now)
     in_if           the flows' input interface (ifIndex; 0 for files)
     size            bytes to read, when known (progress display), else None
     packets         packets read so far
     truncated       True once the input turned out damaged or cut short
     set_filter(bpf) a tcpdump-style filter, before the first batch
-    batches()       yields (packet_bytes, packed_meta): pcapy-ng's next_batch
-                    layout, 16 bytes of (seconds, microseconds, offset,
-                    captured length) per packet, so no Python runs per packet
+    batches()       yields Batch(packets, meta, linktype, round) (batch.py):
+                    pcapy-ng's next_batch layout, so no Python runs per packet
     stop()          from a signal handler: end the batches soon
     close()         release what it holds
     drops()         libpcap's (received, dropped, dropped by the interface), or None
 
+    dating          None, or (a real-time replay dated now) an object with
+                    dated_records(records) and export_time_us(flow clock us)
+    status()        a few words for the progress line ('' for none)
+    statistics()    a dict of the source's own counters for the summary
+
 file.py reads capture files and streams, stream.py is the feeder process for
-standard input and gzip, live.py captures on an interface.
+standard input and gzip, replay.py merges, loops and paces files, live.py
+captures on an interface.
 """
 
-from .._meter import SUPPORTED_LINKTYPES, linktype_name, supported_linktype_names
 from ..errors import InputError
+from .batch import Batch
 from .file import FileSource
+from .formats import check_linktype
 from .live import LiveSource
+from .replay import ReplaySource
 
 
 def open_source(settings, fanout_group=None):
-    """The capture file or the live interface of these settings, its filter set."""
+    """The capture files or the live interface of these settings, its filter set."""
     if settings.interface is not None:
         source = LiveSource(settings.interface, snaplen=settings.snaplen, promiscuous=not settings.no_promisc,
                             buffer_bytes=settings.buffer, fanout_group=fanout_group)
     else:
-        source = FileSource(settings.read)
+        source = ReplaySource(settings.read, speed=settings.realtime, rounds=settings.loop,
+                              shift=settings.shift_addresses, dated=not settings.keep_time)
     try:
-        if source.linktype not in SUPPORTED_LINKTYPES:
-            raise InputError(f"{source.path}: link type {source.linktype} ({linktype_name(source.linktype)}) "
-                             f"is not supported; pyprobe reads {supported_linktype_names()}")
+        check_linktype(source.linktype, source.path)
         if settings.filter:
             source.set_filter(settings.filter)
     except InputError:
@@ -48,4 +57,4 @@ def open_source(settings, fanout_group=None):
     return source
 
 
-__all__ = ["FileSource", "LiveSource", "open_source"]
+__all__ = ["Batch", "FileSource", "LiveSource", "ReplaySource", "open_source"]

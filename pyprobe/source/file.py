@@ -15,6 +15,7 @@ import threading
 import pcapy
 
 from ..errors import InputError
+from .batch import Batch
 from .formats import GZIP_MAGIC, check_magic
 from .stream import FEEDER_TRUNCATED, Feeder, Prepend
 
@@ -28,6 +29,7 @@ class FileSource:
     """Batches from a capture file, '-' for standard input."""
 
     live = False
+    ticking = False
     in_if = 0
 
     def __init__(self, path):
@@ -86,7 +88,7 @@ class FileSource:
             self._feeder.opened()
 
     def batches(self, size=BATCH_PACKETS):
-        """Yield (packet_bytes, packed_meta) until the capture ends.
+        """Yield Batches until the capture ends.
 
         A reader thread fetches the next batch while the caller meters this one:
         the meter runs without the GIL, so reading and metering overlap."""
@@ -101,7 +103,7 @@ class FileSource:
                     yield from self._after_read_error(item)
                 break
             self.packets += len(item[1]) // 16
-            yield item
+            yield Batch(item[0], item[1], self.linktype)
         self._reap_feeder()
 
     def _read_ahead(self, size, ahead):
@@ -136,7 +138,7 @@ class FileSource:
             if not meta:
                 return
             self.packets += 1
-            yield packets, meta
+            yield Batch(packets, meta, self.linktype)
 
     def stop(self):
         """Called from a signal handler: the next read ends the batches."""

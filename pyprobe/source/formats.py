@@ -1,5 +1,6 @@
 """Capture file formats, told apart by their magic number."""
 
+from .._meter import SUPPORTED_LINKTYPES, linktype_name, supported_linktype_names
 from ..errors import InputError
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -14,3 +15,9 @@ def check_magic(magic, path):
     if not magic:
         raise InputError(f"{path} is empty")
     raise InputError(f"{path} is not a pcap or pcapng capture (magic {magic.hex()})")
+
+
+def check_linktype(linktype, path):
+    if linktype not in SUPPORTED_LINKTYPES:
+        raise InputError(f"{path}: link type {linktype} ({linktype_name(linktype)}) is not supported; "
+                         f"pyprobe reads {supported_linktype_names()}")

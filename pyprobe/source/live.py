@@ -2,10 +2,12 @@
 
 import os
 import select
+import time
 
 import pcapy
 
 from ..errors import InputError
+from .batch import Batch
 from .file import BATCH_PACKETS
 
 
@@ -18,6 +20,8 @@ class LiveSource:
     READ_TIMEOUT_MS = 100
 
     live = True
+    ticking = True               # the clock runs between batches: the wall clock
+    dating = None                # record times are the packets' own
 
     def __init__(self, interface, snaplen=65535, promiscuous=True, buffer_bytes=None, fanout_group=None):
         index, sep, name = interface.partition(":")
@@ -58,7 +62,7 @@ class LiveSource:
             raise InputError(f"cannot capture on {self.path}: bad filter {bpf!r}: {e}") from None
 
     def batches(self, size=BATCH_PACKETS):
-        """Yield (packet_bytes, packed_meta) until stopped; empty ones when the link is quiet."""
+        """Yield Batches until stopped; empty ones when the link is quiet."""
         while not self.stopping:
             try:
                 select.select([self._fd], [], [], self.READ_TIMEOUT_MS / 1000)
@@ -69,7 +73,11 @@ class LiveSource:
             except pcapy.PcapError as e:
                 raise InputError(f"capture on {self.path} failed: {e}") from None
             self.packets += len(meta) // 16
-            yield packets, meta
+            yield Batch(packets, meta, self.linktype)
+
+    @staticmethod
+    def clock_us():
+        return time.time_ns() // 1000
 
     def stop(self):
         self.stopping = True
@@ -80,6 +88,14 @@ class LiveSource:
     def drops(self):
         """libpcap's (received, dropped, dropped by the interface)."""
         return self._reader.stats()
+
+    @staticmethod
+    def status():
+        return ""
+
+    @staticmethod
+    def statistics():
+        return {}
 
 
 def interface_index(name):

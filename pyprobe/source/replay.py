@@ -1,0 +1,308 @@
+"""Replaying capture files: several files as one time-ordered stream, looped, and
+paced in real time.
+
+Files are merged by timestamp: at each step the file whose next packet is the
+earliest hands over its run of packets up to the next packet of any other file
+(rotated captures, which do not overlap, pass whole batches). Each round of a
+loop continues the time line where the last ended: round k's times are moved by
+k times the capture's span plus its mean gap between packets.
+
+With a speed (--realtime), packets are fed when their time comes, measured from
+the first packet and scaled by the speed; between packets the source yields
+empty batches at least every TICK seconds, with the clock the meter should read
+then, so flows go idle and end when a live probe would have ended them. Nothing
+is dropped when the machine cannot keep up: the replay falls behind, and
+Lateness says by how much.
+"""
+
+import glob
+import logging
+import time
+
+from .._encode import retime
+from .._meter import Lateness, first_after, packet_time, shift_times
+from ..errors import InputError
+from .batch import Batch
+from .file import FileSource
+from .formats import check_linktype
+
+log = logging.getLogger(__name__)
+
+TICK = 0.1                    # seconds between clock ticks in a quiet stretch (as live capture)
+BEHIND_WARNING = 1.0          # seconds late at which the end-of-run warning is given
+GLOB_CHARS = "*?["
+
+
+def expand(paths):
+    """Paths as given, with unquoted-style glob patterns expanded (sorted); '-' is stdin."""
+    out = []
+    for path in paths:
+        if path != "-" and any(c in path for c in GLOB_CHARS):
+            matches = sorted(glob.glob(path))
+            if not matches:
+                raise InputError(f"{path}: no file matches")
+            out += matches
+        else:
+            out.append(path)
+    return out
+
+
+class Timeline:
+    """A real-time replay's clock: capture time t is due at wall time wall0 + (t - t0) / speed."""
+
+    def __init__(self, speed):
+        self.speed = speed
+        self.t0 = None               # capture time of the first packet (microseconds)
+        self.mono0 = None            # time.monotonic() then, in microseconds
+        self.epoch0 = None           # wall clock then, microseconds since the epoch
+
+    def start(self, t0):
+        self.t0 = t0
+        self.mono0 = time.monotonic_ns() // 1000
+        self.epoch0 = time.time_ns() // 1000
+
+    @property
+    def started(self):
+        return self.t0 is not None
+
+    def now_mono_us(self):
+        return time.monotonic_ns() // 1000
+
+    def capture_now(self):
+        """The capture time that is due now."""
+        return self.t0 + int((self.now_mono_us() - self.mono0) * self.speed)
+
+    def wait_seconds(self, t):
+        """Seconds until capture time t is due (negative: overdue)."""
+        return (self.mono0 + (t - self.t0) / self.speed - self.now_mono_us()) / 1e6
+
+
+class ReplaySource:
+    """One or more capture files as one stream of batches; see the module's docstring.
+
+    speed: None (as fast as possible) or the real-time factor; rounds: how many times
+    to read the files (0: until stopped); shift: round k shifts every address by k."""
+
+    live = False
+    in_if = 0
+
+    def __init__(self, paths, speed=None, rounds=1, shift=False, dated=True):
+        self.paths = expand(paths)
+        if rounds != 1 and "-" in self.paths:
+            raise InputError("standard input cannot be replayed more than once (--loop)")
+        self.path = self.paths[0] if len(self.paths) == 1 else f"{self.paths[0]} (+{len(self.paths) - 1} files)"
+        self.speed = speed
+        self.rounds = rounds
+        self.shift = shift
+        self.ticking = speed is not None
+        self.dated = dated and speed is not None     # record times moved to now (else: --keep-time)
+        self.dating = self if self.dated else None
+        self.rounds_started = 0
+        self.filter = None
+        self.files = self._open()
+        self.linktype = self.files[0].linktype       # the first file's; each batch says its own
+        sizes = [f.size for f in self.files]
+        self.size = None if None in sizes or rounds != 1 else sum(sizes)
+        self.stopping = False
+        self.round = 0
+        self.done_packets = 0        # packets of finished rounds
+        self.done_truncated = False
+        self.timeline = Timeline(speed) if speed is not None else None
+        self.lateness = Lateness()
+        self.first_time = None       # capture time of the first packet of round 0
+        self.last_time = None        # latest packet time of round 0
+        self.round_packets = 0
+        self.period = None           # how far each round moves the times
+        self._tick_us = 0
+        self._fed_until = None       # the latest packet time fed
+
+    def _open(self):
+        files = []
+        try:
+            for path in self.paths:
+                files.append(FileSource(path))
+                check_linktype(files[-1].linktype, path)
+                if self.filter:
+                    files[-1].set_filter(self.filter)
+        except InputError:
+            for f in files:
+                f.close()
+            raise
+        return files
+
+    # -- the Source interface ------------------------------------------------------
+
+    @property
+    def packets(self):
+        return self.done_packets + sum(f.packets for f in self.files)
+
+    @property
+    def truncated(self):
+        return self.done_truncated or any(f.truncated for f in self.files)
+
+    def set_filter(self, bpf):
+        self.filter = bpf
+        for f in self.files:
+            f.set_filter(bpf)
+
+    def batches(self):
+        while not self.stopping and (self.rounds == 0 or self.round < self.rounds):
+            self.rounds_started += 1
+            if self.round > 0:
+                self.done_packets += sum(f.packets for f in self.files)
+                self.done_truncated = self.truncated
+                self.close()
+                self.files = self._open()
+            for batch in self._merged():
+                if self.stopping:
+                    return
+                if self.round == 0:
+                    self._note_round_zero(batch.meta)
+                else:
+                    batch = batch._replace(meta=shift_times(batch.meta, self.round * self.period))
+                if self.shift:
+                    batch = batch._replace(round=self.round)
+                if self.timeline is None:
+                    yield batch
+                else:
+                    yield from self._paced(batch)
+            if self.round == 0:
+                self._set_period()
+            self.round += 1
+        self.warn_if_behind()
+
+    def clock_us(self):
+        """The flow clock at a tick: what is due now, but never past the next packet."""
+        return self._tick_us
+
+    def stop(self):
+        self.stopping = True
+        for f in self.files:
+            f.stop()
+
+    def close(self):
+        for f in self.files:
+            f.close()
+
+    def drops(self):
+        return None
+
+    # -- merging ---------------------------------------------------------------------
+
+    def _merged(self):
+        """Batches of all files in time order: the earliest file's run up to the others' next."""
+        heads = []                                   # [next time, file index, batches, batch, position]
+        for i, f in enumerate(self.files):
+            head = self._advance([None, i, iter(f.batches()), None, 0])
+            if head:
+                heads.append(head)
+        while heads:
+            heads.sort(key=lambda h: (h[0], h[1]))
+            head = heads[0]
+            limit = heads[1][0] if len(heads) > 1 else None
+            batch, pos = head[3], head[4]
+            n = len(batch.meta) // 16
+            end = n if limit is None else max(pos + 1, first_after(batch.meta, pos, limit))
+            yield batch if pos == 0 and end == n else batch._replace(meta=batch.meta[16 * pos:16 * end])
+            head[4] = end
+            if end == n and not self._advance(head):
+                heads.pop(0)
+            elif end < n:
+                head[0] = packet_time(batch.meta, end)
+
+    @staticmethod
+    def _advance(head):
+        """The file's next batch into head, or None at its end."""
+        for batch in head[2]:
+            if batch.meta:
+                head[3], head[4], head[0] = batch, 0, packet_time(batch.meta, 0)
+                return head
+        return None
+
+    # -- looping ---------------------------------------------------------------------
+
+    def _note_round_zero(self, meta):
+        n = len(meta) // 16
+        if not n:
+            return
+        if self.first_time is None:
+            self.first_time = packet_time(meta, 0)
+        self.last_time = max(self.last_time or 0, packet_time(meta, n - 1))
+        self.round_packets += n
+
+    def _set_period(self):
+        """Round k's times move by k * (span + mean gap): the next round starts as the
+        capture's packets follow each other, never overlapping the last."""
+        if self.first_time is None:
+            self.period = 1_000_000
+            return
+        span = self.last_time - self.first_time
+        gap = span // (self.round_packets - 1) if self.round_packets > 1 else 1_000_000
+        self.period = span + max(gap, 1)
+
+    # -- pacing ----------------------------------------------------------------------
+
+    def _paced(self, batch):
+        """The batch in the pieces that are due, with ticks while waiting for the next."""
+        meta, n, pos = batch.meta, len(batch.meta) // 16, 0
+        timeline = self.timeline
+        if not timeline.started:
+            timeline.start(packet_time(meta, 0))
+        while pos < n and not self.stopping:
+            due = timeline.capture_now()
+            end = first_after(meta, pos, due)
+            if end > pos:
+                self.lateness.add(meta, pos, end, timeline.t0, timeline.mono0, timeline.speed,
+                                  timeline.now_mono_us())
+                self._fed_until = packet_time(meta, end - 1)
+                self._tick_us = self._fed_until if end == n else min(due, packet_time(meta, end))
+                yield batch if pos == 0 and end == n else batch._replace(meta=meta[16 * pos:16 * end])
+                pos = end
+                continue
+            following = packet_time(meta, pos)
+            self._tick_us = min(due, following)
+            time.sleep(min(max(timeline.wait_seconds(following), 0.0), TICK))
+            yield batch._replace(meta=b"")
+
+    # -- what the operator reads ---------------------------------------------------
+
+    def dated_records(self, records):
+        """Records dated now: moved from the capture's time line to the replay's."""
+        t = self.timeline
+        if not t.started:
+            return records
+        return retime(records, t.t0, t.epoch0, t.speed)
+
+    def export_time_us(self, capture_us):
+        """The export clock for a flow clock reading: the wall clock of a replay dated now."""
+        t = self.timeline
+        if not t.started:
+            return capture_us
+        return t.epoch0 + int((capture_us - t.t0) / t.speed)
+
+    def status(self):
+        """For the progress line: replay time, wall time and lag."""
+        t = self.timeline
+        if t is None or not t.started or self._fed_until is None:
+            return ""
+        wall = (t.now_mono_us() - t.mono0) / 1e6
+        replayed = (self._fed_until - t.t0) / 1e6
+        return f"replay {replayed:.1f} s  wall {wall:.1f} s  lag {max(0.0, wall - replayed / t.speed):.2f} s"
+
+    def statistics(self):
+        stats = {"files": len(self.paths), "rounds": self.rounds_started}
+        t = self.timeline
+        if t is not None and t.started and self._fed_until is not None:
+            wall = (t.now_mono_us() - t.mono0) / 1e6
+            replayed = (self._fed_until - t.t0) / 1e6
+            stats.update(speed=t.speed, effective_speed=replayed / wall if wall > 0 else 0.0,
+                         late_median=self.lateness.quantile(0.5), late_p99=self.lateness.quantile(0.99),
+                         late_max=self.lateness.worst_seconds)
+        return stats
+
+    def warn_if_behind(self):
+        worst = self.lateness.worst_seconds
+        if self.timeline is not None and worst > BEHIND_WARNING:
+            log.warning("the replay fell behind its schedule by up to %.1f s (99%% of packets within %.2f s): "
+                        "the machine cannot keep up at --realtime=%g; nothing was dropped",
+                        worst, self.lateness.quantile(0.99), self.speed)
