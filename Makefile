@@ -28,6 +28,7 @@ test-long: $(BIN)/.installed peers
 
 bench: $(BIN)/.installed peers
 	$(BIN)/python bench/run_bench.py
+	$(BIN)/python bench/replay.py
 
 # live capture on a veth between two network namespaces, tcpreplay at rising rates (root)
 bench-live: $(BIN)/.installed peers

@@ -95,8 +95,9 @@ class Progress:
 
 
 def open_progress(source, mode):
-    """By default, progress only where someone watches it: a terminal, and input worth waiting for."""
-    if mode == "never" or (mode == "auto" and (not sys.stderr.isatty()
-                                               or (source.size is not None and source.size < 32 << 20))):
+    """By default, progress only where someone watches it: a terminal, and input worth waiting
+    for (a large file, a stream, a live capture or a real-time replay)."""
+    small = source.size is not None and source.size < 32 << 20 and not source.ticking
+    if mode == "never" or (mode == "auto" and (not sys.stderr.isatty() or small)):
         return None
     return Progress(sys.stderr, source.size)

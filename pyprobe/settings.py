@@ -560,6 +560,17 @@ input:
   or IDX from -i IDX:IFACE. SIGTERM or SIGINT stop the capture, expire every
   flow, export and exit 0.
 
+replay (-r):
+  Several files, or a glob of rotated captures, are read as one time-ordered stream
+  through one cache (merged by timestamp; link types may differ). --realtime[=SPEED]
+  feeds packets at the pace of their timestamps from the first one, the flow clock
+  running between packets, so records leave when a live probe would have sent them;
+  they are dated now (the first packet is the start of the replay; --keep-time keeps
+  the capture's times). If the machine cannot keep up nothing is dropped: the replay
+  falls behind and the statistics say by how much. --loop N (0: until stopped)
+  replays the files N times, each round continuing the time line; --shift-addresses
+  makes each round's flows new ones (see its help above).
+
 export:
   -n host:port sends the records to a collector as NetFlow v9 (default), v5
   (-v 5) or IPFIX (-v 10), over UDP, or TCP for IPFIX (-P tcp). Give -n several

@@ -310,3 +310,30 @@ def test_sigterm_midway_loses_nothing(tmp_path):
     assert 20 < metered < 400                                  # stopped midway
     assert sum(r[wire.IN_PKTS] for r in records) == metered
     assert summary_value(err, "packets read") == metered
+
+
+def test_control_socket_and_progress_during_a_realtime_replay(tmp_path):
+    """A real-time replay answers the control socket between packets and shows replay time,
+    wall time and lag on the progress line."""
+    frames = [(T0 + i * 100_000, eth_ip_packet(4, "10.4.0.1", "10.4.0.2", 17, 3000, 53)) for i in range(40)]
+    path = write_pcap(str(tmp_path / "four-seconds.pcap"), frames)
+    sock = str(tmp_path / "ctl.sock")
+    proc = subprocess.Popen([wire.PYPROBE, "-r", path, "--realtime", "--json", "-c", sock, "--progress", "always"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 5
+        while not Path(sock).exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(1.5)
+        answer = subprocess.run([wire.PYPROBE, "ctl", "-c", sock, "statistics", "--json"],
+                                capture_output=True, text=True, timeout=10)
+        assert answer.returncode == 0, answer.stderr
+        stats = json.loads(answer.stdout)
+        assert 5 <= stats["meter"]["packets_read"] < 40           # fed at the pace of the capture
+        assert stats["source"]["speed"] == 1.0
+        out, err = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert [r["packets"] for r in json_records(subprocess.CompletedProcess([], 0, out))] == [40]
+    assert re.search(r"replay \d+\.\d s  wall \d+\.\d s  lag \d+\.\d\d s", err), err[-500:]
