@@ -25,6 +25,7 @@ write_record_pxd()
 extensions = [
     Extension("pyprobe._meter", ["ext/_meter.pyx"], extra_compile_args=["-O3"]),
     Extension("pyprobe._encode", ["ext/_encode.pyx"], extra_compile_args=["-O3"]),
+    Extension("pyprobe._generate", ["ext/_generate.pyx"], extra_compile_args=["-O3"], libraries=["m"]),
 ]
 
 setup(

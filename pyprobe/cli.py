@@ -15,6 +15,9 @@ def main(argv=None):
         from .ctl import main as ctl_main
         return ctl_main(argv[1:])
     logging.basicConfig(format="pyprobe: %(message)s", level=logging.WARNING)
+    if argv[:1] == ["generate"]:
+        from .generate import main as generate_main
+        return generate_main(argv[1:])
     try:
         settings = settings_module.parse(argv)
         if settings.debug:

@@ -29,6 +29,8 @@ class ExportSettings:
     max_datagram: int = None
     sampling: int = 1
     sampling_random: bool = False
+    source_address: str = None       # send from this local address (pyprobe generate's routers)
+    boot_lead_ms: int = 60_000       # v5/v9 uptime at the first record: each simulated router its own
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,10 @@ def new_encoder(version, settings, max_size, over_stream):
     """The encoder of one collector, from the shared export settings."""
     common = dict(max_size=max_size, sampling_interval=settings.sampling, sampling_random=settings.sampling_random)
     if not capabilities(version).templates:
-        return ENCODERS[version](engine_type=settings.engine_type, engine_id=settings.engine_id, **common)
+        return ENCODERS[version](engine_type=settings.engine_type, engine_id=settings.engine_id,
+                                 boot_lead_ms=settings.boot_lead_ms, **common)
+    if capabilities(version).max_active_seconds != float("inf"):
+        common["boot_lead_ms"] = settings.boot_lead_ms
     return ENCODERS[version](
         domain_id=settings.source_id,
         # Over TCP the templates go once per connection (the transport asks for them).
@@ -67,16 +72,20 @@ def new_encoder(version, settings, max_size, over_stream):
 
 class Collector:
     """One collector: its encoder and its transport. To a stream transport it is the peer
-    that gives a new connection its first messages and numbers messages for it."""
+    that gives a new connection its first messages and numbers messages for it.
 
-    def __init__(self, spec, settings):
+    interpose(encoder), if given, makes an object whose apply(datagrams, spans, now_ms)
+    returns (datagrams to send, marks) between encoder and transport: pyprobe generate's
+    faults. Its marks [(record indices, mark, kind)] collect in `marks`."""
+
+    def __init__(self, spec, settings, interpose=None):
         spec.check()
         self.name = spec.address
         self.version = spec.version
         self.capabilities = capabilities(spec.version)
         host, port = parse_address(spec.address)
         try:
-            self.transport = TRANSPORTS[spec.transport](self.name, host, port, self)
+            self.transport = TRANSPORTS[spec.transport](self.name, host, port, self, settings.source_address)
         except ValueError as e:
             raise SettingsError(str(e)) from None
         default_size = IPV6_UDP_PAYLOAD if self.transport.family == socket.AF_INET6 else IPV4_UDP_PAYLOAD
@@ -84,6 +93,8 @@ class Collector:
         if size < MIN_DATAGRAM:
             raise SettingsError(f"datagram size {size} is too small (at least {MIN_DATAGRAM})")
         self.encoder = new_encoder(spec.version, settings, size, self.transport.stream)
+        self.interposed = interpose(self.encoder) if interpose else None
+        self.marks = []
         self.now_ms = 0
         self.ignored = 0
         self.datagrams = 0
@@ -103,7 +114,14 @@ class Collector:
 
     def export(self, records, now_ms, ignored):
         self.now_ms, self.ignored = now_ms, ignored
-        for message in self.encoder.encode(records, now_ms, ignored):
+        if self.interposed is None:
+            messages = self.encoder.encode(records, now_ms, ignored)
+        else:
+            spans = []
+            messages = self.encoder.encode(records, now_ms, ignored, spans)
+            messages, marks = self.interposed.apply(messages, spans, now_ms)
+            self.marks += marks
+        for message in messages:
             if self.transport.send(message):
                 self.datagrams += 1
         if self.encoder.records_not_carried and not self.not_carried_warned:
@@ -131,11 +149,11 @@ class Collector:
 class Exporter:
     """Hands expired records to the collectors."""
 
-    def __init__(self, specs, settings, round_robin=False):
+    def __init__(self, specs, settings, round_robin=False, interpose=None):
         self.collectors = []
         try:
             for spec in specs:
-                self.collectors.append(Collector(spec, settings))
+                self.collectors.append(Collector(spec, settings, interpose))
         except SettingsError:
             self.close()
             raise

@@ -158,6 +158,45 @@ def parse_files(value):
     return tuple(parse_text(p) for p in paths)
 
 
+def parse_rate(value):
+    try:
+        rate = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"bad rate {value!r}: records per second (0: as fast as possible)") from None
+    if not 0 <= rate <= 1e9:
+        raise ValueError(f"rate {rate:g} out of range 0..1e9")
+    return rate
+
+
+def parse_time(value):
+    """An epoch time in seconds, or an ISO 8601 date and time (UTC unless it says otherwise)."""
+    import datetime
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        pass
+    try:
+        when = datetime.datetime.fromisoformat(str(value))
+    except ValueError:
+        raise ValueError(f"bad time {value!r}: epoch seconds or ISO 8601 (2026-01-01T00:00:00)") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.timezone.utc)
+    return when.timestamp()
+
+
+def parse_prefix(value):
+    import ipaddress
+    try:
+        return str(ipaddress.ip_network(str(value), strict=False))
+    except ValueError as e:
+        raise ValueError(f"bad prefix {value!r}: {e}") from None
+
+
+def parse_fault(text):
+    from .generate.faults import parse_fault as parse
+    return parse(text)
+
+
 def parse_metrics(text):
     parse_listen_address(text)
     return str(text)
@@ -183,6 +222,7 @@ class Option:
     group: str = "probe"          # the --help group: probe, export, output
     key: str = None               # TOML key (default: name)
     const: str = None             # kind 'optional': the value of the flag given alone
+    commands: frozenset = frozenset({"probe"})    # which commands have it: probe, generate
 
     @property
     def toml_key(self):
@@ -193,6 +233,8 @@ class Option:
 
 
 O = Option
+BOTH = frozenset({"probe", "generate"})
+GENERATE = frozenset({"generate"})
 OPTIONS = (
     O("read", ("-r",), "probe", parse_files, metavar="FILE", kind="files",
       help="read packets from capture files, as one time-ordered stream ('-' for standard input; "
@@ -219,7 +261,7 @@ OPTIONS = (
       help="log to syslog (daemon facility) instead of standard error"),
     O("filter", (), "probe", parse_text, metavar="BPF",
       help="a tcpdump-style filter expression, e.g. 'tcp port 443' (on the command line: after the options)"),
-    O("config", ("-f",), None, parse_text, metavar="FILE", help="read settings from a TOML file (flags override it)"),
+    O("config", ("-f",), None, parse_text, metavar="FILE", help="read settings from a TOML file (flags override it)", commands=BOTH),
     O("timeouts", ("-t",), "timeouts", parse_timeouts, types.MappingProxyType({}), metavar="NAME=SECONDS", kind="list",
       help="set a timeout (see timeouts below)"),
     O("max_flows", ("-m",), "probe", parse_count(1, MAX_FLOWS_LIMIT, "flow count"), 65536, metavar="N",
@@ -227,9 +269,9 @@ OPTIONS = (
     O("level", ("-T",), "probe", parse_key_level, "full", metavar="LEVEL", key="tracking",
       help="tracking level: full, port, proto, ip, vlan or ether (default full)"),
     O("sampling", ("-s",), "probe", parse_count(1, 2**31, "sampling interval"), 1, metavar="N",
-      help="meter 1 packet in N (default 1: every packet)"),
+      help="meter 1 packet in N (default 1: every packet)", commands=BOTH),
     O("sampling_mode", ("--sampling",), "probe", parse_choice("count", "random"), "count", metavar="{count,random}",
-      help="count: the first packet of every N (default); random: a random one of every N"),
+      help="count: the first packet of every N (default); random: a random one of every N", commands=BOTH),
     O("realtime", ("--realtime",), "replay", parse_speed, metavar="SPEED", kind="optional", const="1",
       key="speed",
       help="replay -r files at the pace of their timestamps (SPEED 2: twice as fast), with records dated "
@@ -243,37 +285,64 @@ OPTIONS = (
            "of every IPv6 address (10.1.2.3 -> 11.1.2.3, 2001:db8:0::1 -> 2001:db8:1::1), so each "
            "round's flows are new flows"),
     O("collector_addresses", ("-n",), None, parse_text, (), metavar="HOST:PORT", kind="list", group="export",
-      help="send records to this collector (repeatable; IPv6 as [addr]:port)"),
+      help="send records to this collector (repeatable; IPv6 as [addr]:port)", commands=BOTH),
     O("version", ("-v",), "export", parse_version, 9, metavar="5|9|10", group="export",
-      help="NetFlow v5, v9 or IPFIX (10) (default 9)"),
+      help="NetFlow v5, v9 or IPFIX (10) (default 9)", commands=BOTH),
     O("transport", ("-P",), "export", parse_choice(*TRANSPORTS), "udp", metavar="{udp,tcp}", group="export",
-      help="transport to the collectors: udp (default) or tcp (IPFIX only)"),
+      help="transport to the collectors: udp (default) or tcp (IPFIX only)", commands=BOTH),
     O("round_robin", ("-l",), "export", parse_bool, False, kind="switch", group="export",
-      help="round robin: each datagram to the next collector, not to all"),
+      help="round robin: each datagram to the next collector, not to all", commands=BOTH),
     O("source_id", ("--source-id",), "export", parse_count(0, 2**32 - 1, "source id"), 1, metavar="N",
-      group="export", help="v9 source ID / IPFIX observation domain of the flows (default 1)"),
+      group="export", help="v9 source ID / IPFIX observation domain of the flows (default 1)", commands=BOTH),
     O("engine_type", ("--engine-type",), "export", parse_count(0, 255, "engine type"), 0, metavar="N",
-      group="export", help="NetFlow v5 engine type (default 0)"),
+      group="export", help="NetFlow v5 engine type (default 0)", commands=BOTH),
     O("engine_id", ("--engine-id",), "export", parse_count(0, 255, "engine id"), 0, metavar="N", group="export",
-      help="NetFlow v5 engine id (default 0)"),
+      help="NetFlow v5 engine id (default 0)", commands=BOTH),
     O("template_refresh", ("--template-refresh",), "export", parse_count(0, 2**31, "template refresh"), 20,
-      metavar="N", group="export", help="resend v9/IPFIX templates every N datagrams (default 20, 0: never)"),
+      metavar="N", group="export", help="resend v9/IPFIX templates every N datagrams (default 20, 0: never)", commands=BOTH),
     O("template_interval", ("--template-interval",), "export", parse_duration, 600.0, metavar="SECONDS",
-      group="export", help="and every this many seconds of flow clock (default 600, 0: never)"),
+      group="export", help="and every this many seconds of flow clock (default 600, 0: never)", commands=BOTH),
     O("max_datagram", ("--max-datagram",), "export", parse_count(MIN_DATAGRAM, 65507, "datagram size"),
-      metavar="BYTES", group="export", help="largest export datagram (default fits a 1500-byte MTU)"),
+      metavar="BYTES", group="export", help="largest export datagram (default fits a 1500-byte MTU)", commands=BOTH),
+    O("rate", ("--rate",), "generate", parse_rate, 1000.0, metavar="RECORDS/S", commands=GENERATE,
+      help="records per second, paced evenly within every 100 ms (default 1000; 0: as fast as possible)"),
+    O("count", ("--count",), "generate", parse_count(0, 2**62, "record count"), 0, metavar="N", commands=GENERATE,
+      help="stop after N records (default 0: no limit)"),
+    O("duration", ("--duration",), "generate", parse_duration, 0.0, metavar="SECONDS", commands=GENERATE,
+      help="stop after this long (default 0: no limit; suffixes s m h d w)"),
+    O("seed", ("--seed",), "generate", parse_count(0, 2**64 - 1, "seed"), None, metavar="N", commands=GENERATE,
+      help="seed of the random records (default: a new one each run); with --start-time, the same "
+           "command gives the same datagrams"),
+    O("start_time", ("--start-time",), "generate", parse_time, None, metavar="TIME", commands=GENERATE,
+      help="date the records from this epoch (seconds, or ISO 8601) on, one record every 1/RATE s, "
+           "instead of the wall clock"),
+    O("profile", ("--profile",), "generate", parse_text, metavar="FILE", commands=GENERATE,
+      help="the traffic profile (TOML; see README), else the default one"),
+    O("exporters", ("--exporters",), "generate", parse_count(1, 10000, "exporter count"), 1, metavar="N",
+      commands=GENERATE,
+      help="simulate N routers: exporter i has observation domain / source id / engine id BASE+i, its own "
+           "sequence numbers, uptime and template timers"),
+    O("exporter_address", ("--exporter-address",), "generate", parse_prefix, metavar="PREFIX", commands=GENERATE,
+      help="exporter i sends from the (i+1)th address of PREFIX (local addresses: 127.0.0.0/8, or ones "
+           "added to an interface)"),
+    O("faults", ("--fault",), "generate", parse_fault, (), metavar="KIND[=EVERY]", kind="list", commands=GENERATE,
+      help="inject a fault every EVERY datagrams (default 100), repeatable: seq-gap, duplicate, reorder, "
+           "data-before-template, template-withdraw, template-redefine, truncate, bad-set-length, "
+           "unknown-field (see below)"),
+    O("expect", ("--expect",), "generate", parse_text, metavar="FILE", commands=GENERATE,
+      help="write every generated record to FILE as JSON lines (pyprobe -r --json's schema)"),
     O("json", ("--json",), None, parse_bool, False, kind="switch", group="output",
-      help="print records as JSON lines (with -n: print them as well)"),
+      help="print records as JSON lines (with -n: print them as well)", commands=BOTH),
     O("progress", ("--progress",), None, parse_choice("auto", "always", "never"), "auto",
       metavar="{auto,always,never}", group="output",
       help="progress line on standard error: auto shows it on a terminal for files over 32 MiB or streams "
-           "(default auto)"),
+           "(default auto)", commands=BOTH),
     O("quiet", ("-q", "--quiet"), None, parse_bool, False, kind="switch", group="output",
-      help="no statistics at the end"),
+      help="no statistics at the end", commands=BOTH),
     O("foreground", ("-d",), None, parse_bool, False, kind="switch", group="output",
       help="stay in the foreground (always so; accepted for softflowd users)"),
     O("debug", ("-D", "--debug"), None, parse_bool, False, kind="switch", group="output",
-      help="log debugging detail"),
+      help="log debugging detail", commands=BOTH),
 )
 del O
 BY_NAME = {o.name: o for o in OPTIONS}
@@ -348,12 +417,18 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def build_parser():
-    parser = _Parser(prog="pyprobe", description=DESCRIPTION, epilog=epilog(),
-                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser(command="probe"):
+    if command == "generate":
+        from .generate.help import DESCRIPTION as description, epilog as command_epilog
+    else:
+        description, command_epilog = DESCRIPTION, epilog
+    parser = _Parser(prog="pyprobe" if command == "probe" else f"pyprobe {command}", description=description,
+                     epilog=command_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
     groups = {"probe": parser, "export": parser.add_argument_group("export"),
               "output": parser.add_argument_group("output")}
     for o in OPTIONS:
+        if command not in o.commands:
+            continue
         add = groups[o.group].add_argument
         if not o.flags:
             add(o.name, nargs="*", metavar=o.metavar, help=o.help)
@@ -371,9 +446,9 @@ def build_parser():
     return parser
 
 
-def parse(argv):
+def parse(argv, command="probe"):
     """Flags and config file -> checked, frozen Settings; SettingsError names what is off."""
-    given = vars(build_parser().parse_args(argv))
+    given = vars(build_parser(command).parse_args(argv))
     _split_files_from_filter(given)
     config_path = given["config"]
     config = load_file(config_path) if config_path else {}
@@ -382,14 +457,15 @@ def parse(argv):
         values[o.name] = _value(o, given, config, config_path)
     values["collectors"] = _collectors(values, config, config_path)
     settings = Settings(**values)
-    check(settings)
+    if command == "probe":
+        check(settings)
     return settings
 
 
 def _split_files_from_filter(given):
     """-r takes every word up to the next option, so a shell glob of rotated captures works;
     the words after the last file (the first that names no file) are the filter's."""
-    words = [w for group in given["read"] or [] for w in group]
+    words = [w for group in given.get("read") or [] for w in group]
     if not words:
         return
     files = words[:1]
@@ -405,7 +481,7 @@ def _split_files_from_filter(given):
 def _value(o, given, config, config_path):
     """An option's value: the flag's, else the config file's, else the default; parsed."""
     flag = given.get(o.name)
-    table = config.get(o.section, {}) if o.section else {}
+    table = config.get(o.section, {}) if o.section and o.name in given else {}
     try:
         if o.name == "timeouts":        # the file's timeouts, then the flags', in order
             specs = [f"{k}={v}" for k, v in table.items()] + (flag or [])

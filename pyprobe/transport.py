@@ -3,7 +3,8 @@
 Every transport has one interface: send(message) -> bool (False: counted as lost),
 pump() (move queued bytes on; called once per batch), close(), statistics(), and
 `family` and `stream` (True: a byte stream, whose every connection starts afresh).
-A transport is made with (name, host, port, peer): a stream transport asks its
+A transport is made with (name, host, port, peer, source_address=None: the local
+address to send from, for a simulated router of its own): a stream transport asks its
 peer, the collector, for the messages a new connection starts with
 (peer.stream_start()) and to number a message for its place in the stream
 (peer.renumber(message, counters)).
@@ -62,11 +63,18 @@ class _RateLimitedLog:
 class UdpTransport:
     stream = False
 
-    def __init__(self, name, host, port, peer=None):
+    def __init__(self, name, host, port, peer=None, source_address=None):
         self.name = name
         self.family, sockaddr = resolve(host, port, socket.SOCK_DGRAM)
         self.sock = socket.socket(self.family, socket.SOCK_DGRAM)
         self.sock.setblocking(False)
+        if source_address:
+            try:
+                self.sock.bind((source_address, 0))   # a simulated router of its own (pyprobe generate)
+            except OSError as e:
+                self.sock.close()
+                raise ValueError(f"cannot send from {source_address}: {e.strerror} "
+                                 "(is the address on an interface of this host?)") from None
         self.sock.connect(sockaddr)     # connected: the kernel reports a refusing collector to us
         self.errors = 0
         self.log = _RateLimitedLog(name)
@@ -96,10 +104,11 @@ class TcpTransport:
 
     stream = True
 
-    def __init__(self, name, host, port, peer):
+    def __init__(self, name, host, port, peer, source_address=None):
         self.name = name
         self.family, self.sockaddr = resolve(host, port, socket.SOCK_STREAM)
         self.peer = peer
+        self.source_address = source_address
         self.counters = {}
         self.sock = None
         self.connected = False
@@ -148,6 +157,8 @@ class TcpTransport:
             self.next_attempt = time.monotonic() + RECONNECT_INTERVAL
             self.sock = socket.socket(self.family, socket.SOCK_STREAM)
             self.sock.setblocking(False)
+            if self.source_address:
+                self.sock.bind((self.source_address, 0))
             code = self.sock.connect_ex(self.sockaddr)
             if code not in (0, errno.EINPROGRESS):
                 self._lost(OSError(code, errno.errorcode.get(code, str(code))))

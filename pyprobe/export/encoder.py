@@ -34,6 +34,8 @@ class Capabilities:
     templates: bool            # v9/IPFIX templates, resent on request
     options: bool              # options records (sampling, exporter statistics)
     tcp: bool                  # may go over TCP (RFC 7011 section 10.4)
+    withdrawal: bool = False   # templates can be withdrawn (RFC 7011 section 8.1)
+    enterprise_fields: bool = False   # enterprise-specific information elements (RFC 7011 3.2)
 
 
 @dataclass(frozen=True)
@@ -148,9 +150,10 @@ class Encoder:
         self.carried = [layout is not None for layout in layouts]
         self.sizes = [layout.record_size if layout else 0 for layout in layouts]
 
-    def encode(self, buf, now_ms, ignored_packets=0):
+    def encode(self, buf, now_ms, ignored_packets=0, spans=None):
         """Packed meter records -> datagrams, templates included when due.
-        With no records, a datagram is made only if templates are due."""
+        With no records, a datagram is made only if templates are due. If spans is a
+        list, it gets one (record indices into buf, as a uint32 array, of each datagram)."""
         order, counts = _encode.order_by_class(buf, self.carried)
         runs, pos = [], 0
         for layout, count in zip(self.layouts, counts):
@@ -163,6 +166,8 @@ class Encoder:
             if not pending:
                 side, pending = self.control_records(now_ms, ignored_packets)
                 datagrams += side
+                if spans is not None:
+                    spans += [memoryview(order)[0:0].cast("I")] * len(side)
             control, control_records, pending = self._control_that_fits(pending)
             # Records ride with the last of the control sets only: they follow the templates.
             budget = self.max_size - self.HEADER_SIZE - len(control) if not pending else 0
@@ -175,6 +180,8 @@ class Encoder:
             span = (first_ms, last_ms) if end > start else (now_ms, now_ms)
             datagrams.append(self.message(now_ms, control, control_records,
                                           RecordBatch(buf, order, start, end, runs), span))
+            if spans is not None:
+                spans.append(memoryview(order)[4 * start:4 * end].cast("I"))
             self.messages_sent += 1
             self.since_templates += 1
             self.records_sent += end - start
@@ -216,6 +223,11 @@ class Encoder:
     def template_sets(self, now_ms, ignored_packets, preview=False):
         """(datagrams to send first, control sets) when templates are due; none for v5."""
         return [], []
+
+    def skip_sequence(self):
+        """Leave a gap in the sequence numbers: the next datagram's is one more than due
+        (pyprobe generate --fault seq-gap)."""
+        raise NotImplementedError
 
     def request_templates(self):
         """SIGUSR1, send-template: templates in the next datagram (nothing for v5)."""
@@ -265,6 +277,14 @@ class TemplateEncoder(Encoder):
 
     def request_templates(self):
         self.templates_wanted = True
+
+    def skip_sequence(self):
+        self.sequence += 1
+
+    def control_message(self, now_ms, sets, records, data_records):
+        """A datagram of these sets alone (`records` records, `data_records` of them data),
+        numbered in this exporter's stream: for template changes and test faults."""
+        raise NotImplementedError
 
     def stream_start(self, now_ms, ignored_packets):
         self.templates_wanted = True

@@ -11,7 +11,7 @@ import struct
 from .encoder import SET_HEADER, Capabilities, OptionsTemplate, TemplateEncoder, data_templates, set_bytes
 
 CAPABILITIES = Capabilities(name="IPFIX", ipv6=True, counter_bits=64, max_active_seconds=float("inf"),
-                            templates=True, options=True, tcp=True)
+                            templates=True, options=True, tcp=True, withdrawal=True, enterprise_fields=True)
 HEADER = struct.Struct(">HHIII")
 SEQUENCE = struct.Struct(">I")
 TEMPLATE_SET_ID = 2
@@ -38,6 +38,7 @@ STATISTICS_OPTIONS = OptionsTemplate(259, scope=[(EXPORTING_PROCESS_ID, 4)],
 
 class IpfixEncoder(TemplateEncoder):
     VERSION = 10
+    TEMPLATE_SET_ID = TEMPLATE_SET_ID
     CAPABILITIES = CAPABILITIES
     HEADER_SIZE = HEADER.size
     SET_OVERHEAD = 4                  # set header; IPFIX sets need no padding
@@ -79,6 +80,13 @@ class IpfixEncoder(TemplateEncoder):
         self.exporter_sequence += sum(n for _, n in options)
         self.messages_sent += 1
         return [side], sets
+
+    def control_message(self, now_ms, sets, records, data_records):
+        header = HEADER.pack(10, HEADER.size + len(sets), now_ms // 1000, self.sequence & 0xffffffff,
+                             self.domain_id)
+        self.sequence += data_records
+        self.messages_sent += 1
+        return header + sets
 
     def message(self, now_ms, control, options_data_records, batch, span):
         body = control + batch.packed()

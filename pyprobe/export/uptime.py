@@ -10,13 +10,14 @@ they can. In the common case the boot time stays put and the uptime just runs.
 
 SAFE_MS = 2**31 - 1        # collectors differ on signed/unsigned arithmetic: stay in the safe half
 BOOT_LEAD_MS = 60_000      # "booted" a minute before the first flow: nfdump reads an uptime of 0 as no time
-MAX_SPAN_MS = SAFE_MS - 2 * BOOT_LEAD_MS
+MAX_SPAN_MS = SAFE_MS - 2 * 10 * BOOT_LEAD_MS      # room for the longest boot lead
 MAX_ACTIVE_SECONDS = 24 * 86400    # the longest flow such times can state, in whole days
 
 
 class Uptime:
-    def __init__(self):
+    def __init__(self, boot_lead_ms=BOOT_LEAD_MS):
         self.boot_ms = None
+        self.boot_lead_ms = min(boot_lead_ms, BOOT_LEAD_MS * 10)
 
     def header_times(self, now_ms, first_ms, last_ms):
         """(export_ms, uptime_ms) for a datagram whose records span first_ms..last_ms.
@@ -26,5 +27,5 @@ class Uptime:
         export_ms = now_ms if now_ms - first_ms <= MAX_SPAN_MS else last_ms
         export_ms = -(-export_ms // 1000) * 1000
         if self.boot_ms is None or self.boot_ms > first_ms or export_ms - self.boot_ms > SAFE_MS:
-            self.boot_ms = first_ms - BOOT_LEAD_MS      # first run, or a replayed time jump: "reboot"
+            self.boot_ms = first_ms - self.boot_lead_ms      # first run, or a replayed time jump: "reboot"
         return export_ms, export_ms - self.boot_ms

@@ -36,13 +36,16 @@ class V5Encoder(Encoder):
     MAX_RECORDS = MAX_RECORDS
 
     def __init__(self, engine_type=0, engine_id=0, max_size=HEADER.size + MAX_RECORDS * 48,
-                 sampling_interval=1, sampling_random=False):
+                 sampling_interval=1, sampling_random=False, boot_lead_ms=60_000):
         super().__init__([LAYOUT if ipver == 4 else None for ipver, _ in CLASSES],
                          max_size, sampling_interval, sampling_random)
         self.engine_type = engine_type
         self.engine_id = engine_id
         self.flow_sequence = 0
-        self.uptime = Uptime()
+        self.uptime = Uptime(boot_lead_ms)
+
+    def skip_sequence(self):
+        self.flow_sequence += 1
 
     @property
     def sampling_field(self):

@@ -32,14 +32,15 @@ SAMPLING_OPTIONS = OptionsTemplate(258, scope=[(SCOPE_SYSTEM, 4)],
 
 class V9Encoder(TemplateEncoder):
     VERSION = 9
+    TEMPLATE_SET_ID = TEMPLATE_SET_ID
     CAPABILITIES = CAPABILITIES
     HEADER_SIZE = HEADER.size
     SET_OVERHEAD = 4 + 3              # set header, padding to 4 bytes
     MAX_SPAN_MS = MAX_SPAN_MS         # records sharing a packet must fit its 32-bit uptime
 
-    def __init__(self, max_size=1472, **settings):
+    def __init__(self, max_size=1472, boot_lead_ms=60_000, **settings):
         super().__init__(data_templates("v9", FIELDS, ICMP_FIELDS, TEMPLATE_IDS), max_size, **settings)
-        self.uptime = Uptime()
+        self.uptime = Uptime(boot_lead_ms)
 
     def template_sets(self, now_ms, ignored_packets, preview=False):
         """Each data template, the sampling options template and its one data record."""
@@ -52,6 +53,14 @@ class V9Encoder(TemplateEncoder):
         return [], ([(set_bytes(TEMPLATE_SET_ID, t.template_record(), pad=False), 1) for t in self.layouts]
                     + [(set_bytes(OPTIONS_TEMPLATE_SET_ID, options_template, pad=True), 1),
                        (set_bytes(options.id, options_data, pad=True), 1)])
+
+    def control_message(self, now_ms, sets, records, data_records):
+        export_ms, uptime_ms = self.uptime.header_times(now_ms, now_ms, now_ms)
+        header = HEADER.pack(9, records, uptime_ms & 0xffffffff, export_ms // 1000, self.sequence & 0xffffffff,
+                             self.domain_id)
+        self.sequence += 1
+        self.messages_sent += 1
+        return header + sets
 
     def message(self, now_ms, control, control_records, batch, span):
         export_ms, uptime_ms = self.uptime.header_times(now_ms, *span)

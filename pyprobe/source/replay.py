@@ -154,8 +154,7 @@ class ReplaySource:
                 self.close()
                 self.files = self._open()
             for batch in self._merged():
-                if self.stopping:
-                    return
+                # (stopped, the files end their batches themselves: what they read is still metered)
                 if self.round == 0:
                     self._note_round_zero(batch.meta)
                 else:

@@ -1,0 +1,36 @@
+"""The help text of pyprobe generate."""
+
+DESCRIPTION = """\
+pyprobe generate makes synthetic flow records from a traffic profile and sends them
+to NetFlow v5/v9 or IPFIX collectors through pyprobe's own export (every export flag
+of pyprobe works here), or prints them when no collector is given. It is for testing
+and sizing collectors: a realistic, controllable, repeatable stream, and with
+--expect the records a correct collector must have stored."""
+
+
+def epilog():
+    return """\
+records:
+  Records are made in compiled code from the profile (--profile FILE, TOML, see
+  README; else a default mix of TCP, UDP and ICMP over IPv4 and IPv6 with heavy-tailed
+  sizes). Flows end now (the wall clock) with their durations before, unless
+  --start-time pins the time line: record i then ends at START + i/RATE, so with
+  --seed the same command sends the same datagrams.
+
+routers:
+  --exporters N deals the records out to N simulated routers, each its own exporting
+  process: observation domain / v9 source id / v5 engine id BASE+i, sequence numbers,
+  uptime (each booted at a different time) and template timers. With
+  --exporter-address PREFIX, router i sends from the (i+1)th address of PREFIX, so a
+  collector that tells exporters apart by address sees N of them. 127.0.0.0/8 is
+  local on Linux; other addresses must be added to an interface first
+  (ip addr add 192.0.2.1/24 dev lo).
+
+examples:
+  pyprobe generate -n 127.0.0.1:2055 --rate 50000 --duration 10 --expect sent.json
+  pyprobe generate -n 127.0.0.1:4739 -v 10 --exporters 50 --exporter-address 127.0.1.0/24
+  pyprobe generate --count 10 --seed 1 --start-time 2026-01-01T00:00:00 --json
+
+exit status:
+  0 done (also when stopped by SIGINT or SIGTERM); 2 bad options or profile.
+"""
