@@ -7,7 +7,7 @@
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
 from libc.string cimport memcpy, memset
 from libc.math cimport exp, log, sqrt, cos, pow, M_PI
-from libc.stdlib cimport malloc, free
+from libc.stdlib cimport malloc, free, qsort
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
 
 from record cimport FlowRecord
@@ -350,3 +350,236 @@ cdef void fill_dist(Dist* d, spec) except *:
     d.a = spec[1]
     d.b = spec[2] if len(spec) > 2 else 0.0
     d.low, d.high = spec[3] if len(spec) > 3 else (0.0, 1e18)
+
+
+# -- packets for records (pyprobe generate --pcap) -----------------------------------------
+
+cdef enum:
+    ETH_HEADER = 14
+    VLAN_TAG = 4
+    CHUNK = 1 << 20
+
+cdef struct Slot:
+    int64_t t
+    uint32_t record
+    uint32_t index
+
+
+cdef int compare_slots(const void* a, const void* b) noexcept nogil:
+    cdef const Slot* x = <const Slot*>a
+    cdef const Slot* y = <const Slot*>b
+    if x.t != y.t:
+        return -1 if x.t < y.t else 1
+    if x.record != y.record:
+        return -1 if x.record < y.record else 1
+    return -1 if x.index < y.index else (1 if x.index > y.index else 0)
+
+
+cdef inline int l4_header(uint8_t proto) noexcept nogil:
+    if proto == 6:
+        return 20
+    if proto == 17 or proto == 136:
+        return 8
+    if proto == 132:
+        return 12
+    if proto == 1 or proto == 58:
+        return 8
+    return 0
+
+
+cdef inline int64_t min_ip_length(const FlowRecord* r) noexcept nogil:
+    return (20 if r.ipver == 4 else 40) + l4_header(r.proto)
+
+
+def settle(bytes records, double max_gap_s, double max_duration_s):
+    """The records made consistent with packets a probe will meter: each packet's IP length
+    at least its headers, gaps between packets under max_gap_s, durations under
+    max_duration_s, no interfaces (a capture file has none) and the MACs the frames carry."""
+    out = bytearray(records)
+    cdef Py_ssize_t n = len(out) // sizeof(FlowRecord), i
+    cdef FlowRecord* r
+    cdef uint8_t* base = <uint8_t*>(<char*>out)
+    cdef int64_t longest, low
+    for i in range(n):
+        r = <FlowRecord*>(base + i * sizeof(FlowRecord))
+        low = min_ip_length(r)
+        if <int64_t>r.octets < low * <int64_t>r.packets:
+            r.octets = low * r.packets
+        if <int64_t>r.octets > 65535 * <int64_t>r.packets:
+            r.octets = 65535 * r.packets
+        longest = <int64_t>(min(max_duration_s, max_gap_s * (r.packets - 1)) * 1e6)
+        if r.last_us - r.first_us > longest:
+            r.first_us = r.last_us - longest
+        r.in_if = 0
+        r.out_if = 0
+        memcpy(r.src_mac, b"\x02\x00\x00\x00\x00\x01", 6)
+        memcpy(r.dst_mac, b"\x02\x00\x00\x00\x00\x02", 6)
+    return bytes(out)
+
+
+def end_reasons(bytes records, int64_t capture_end_us, dict timeouts_us):
+    """Why a probe reading the capture ends each flow: at its FIN/RST (after tcp.fin /
+    tcp.rst if not 0), idle when the capture goes on past its inactive timeout, else at
+    the end of the input."""
+    out = bytearray(records)
+    cdef Py_ssize_t n = len(out) // sizeof(FlowRecord), i
+    cdef FlowRecord* r
+    cdef uint8_t* base = <uint8_t*>(<char*>out)
+    cdef int64_t quiet, fin_us = timeouts_us["tcp.fin"], rst_us = timeouts_us["tcp.rst"]
+    cdef int64_t tcp_us = timeouts_us["tcp"], udp_us = timeouts_us["udp"], icmp_us = timeouts_us["icmp"]
+    cdef int64_t general_us = timeouts_us["general"], limit
+    for i in range(n):
+        r = <FlowRecord*>(base + i * sizeof(FlowRecord))
+        quiet = capture_end_us - r.last_us
+        if r.proto == 6 and r.tcp_flags & (TH_FIN | TH_RST):
+            limit = rst_us if r.tcp_flags & TH_RST else fin_us
+            r.end_reason = END_TCP if limit == 0 or quiet > limit else 4
+            continue
+        limit = tcp_us if r.proto == 6 else udp_us if r.proto == 17 else \
+            icmp_us if r.proto == 1 or r.proto == 58 else general_us
+        r.end_reason = END_IDLE if quiet > limit else 4            # 4: eof
+    return bytes(out)
+
+
+def packets_and_end(bytes records):
+    """(packets in all the records, the latest last-packet time)."""
+    cdef Py_ssize_t n = len(records) // sizeof(FlowRecord), i
+    cdef const FlowRecord* r = <const FlowRecord*>(<const char*>records)
+    cdef uint64_t total = 0
+    cdef int64_t end = 0
+    for i in range(n):
+        total += r[i].packets
+        end = max(end, r[i].last_us)
+    return total, end
+
+
+def pcap_frames(bytes records):
+    """The packets of the records (settle()d), in time order, as pcap records (native
+    little-endian header, microseconds): yields chunks of about a megabyte. Frames hold the
+    headers only (captured length), their wire length is the packet's."""
+    cdef Py_ssize_t n = len(records) // sizeof(FlowRecord), i, k
+    cdef const FlowRecord* recs = <const FlowRecord*>(<const char*>records)
+    cdef uint64_t total = 0
+    for i in range(n):
+        total += recs[i].packets
+    cdef Slot* slots = <Slot*>malloc(max(<uint64_t>1, total) * sizeof(Slot))
+    if slots == NULL:
+        raise MemoryError(f"no memory for {total} packets")
+    cdef uint64_t j = 0
+    cdef int64_t span
+    try:
+        for i in range(n):
+            span = recs[i].last_us - recs[i].first_us
+            for k in range(<Py_ssize_t>recs[i].packets):
+                slots[j].t = recs[i].first_us if recs[i].packets == 1 else \
+                    recs[i].first_us + span * k // <int64_t>(recs[i].packets - 1)
+                slots[j].record = <uint32_t>i
+                slots[j].index = <uint32_t>k
+                j += 1
+        qsort(slots, total, sizeof(Slot), compare_slots)
+        chunk = bytearray(CHUNK + 256)
+        used = 0
+        for j in range(total):
+            used = write_frame(chunk, used, &recs[slots[j].record], &slots[j])
+            if used >= CHUNK:
+                yield bytes(chunk[:used])
+                used = 0
+        if used:
+            yield bytes(chunk[:used])
+    finally:
+        free(slots)
+
+
+cdef Py_ssize_t write_frame(bytearray chunk, Py_ssize_t used, const FlowRecord* r, const Slot* s) except -1:
+    cdef uint8_t* p0 = <uint8_t*>(<char*>chunk) + used
+    cdef uint8_t* p = p0 + 16
+    cdef uint64_t base = r.octets // r.packets
+    cdef uint64_t ip_len = base + (1 if s.index < r.octets % r.packets else 0)
+    cdef int l4 = l4_header(r.proto)
+    cdef uint32_t caplen, wire
+    cdef uint8_t flags
+    memcpy(p, r.dst_mac, 6)
+    memcpy(p + 6, r.src_mac, 6)
+    p += 12
+    if r.vlan:
+        p = put16(p, 0x8100)
+        p = put16(p, r.vlan & 0x0fff)
+    p = put16(p, 0x0800 if r.ipver == 4 else 0x86dd)
+    if r.ipver == 4:
+        p[0] = 0x45
+        p[1] = r.tos
+        put16(p + 2, ip_len)
+        put16(p + 4, <uint16_t>s.index)
+        put16(p + 6, 0x4000)                          # don't fragment
+        p[8] = r.min_ttl
+        p[9] = r.proto
+        put16(p + 10, 0)
+        memcpy(p + 12, r.src, 4)
+        memcpy(p + 16, r.dst, 4)
+        p += 20
+    else:
+        put32(p, (6 << 28) | (<uint32_t>r.tos << 20))
+        put16(p + 4, ip_len - 40)
+        p[6] = r.proto
+        p[7] = r.min_ttl
+        memcpy(p + 8, r.src, 16)
+        memcpy(p + 24, r.dst, 16)
+        p += 40
+    memset(p, 0, l4)
+    if r.proto == 1 or r.proto == 58:
+        p[0] = r.dport >> 8
+        p[1] = <uint8_t>r.dport
+    elif l4:
+        put16(p, r.sport)
+        put16(p + 2, r.dport)
+        if r.proto == 6:
+            put32(p + 4, 1 + s.index)
+            p[12] = 5 << 4
+            p[13] = tcp_flags_of(r, s.index)
+            put16(p + 14, 65535)
+        elif r.proto == 17 or r.proto == 136:
+            put16(p + 4, ip_len - (20 if r.ipver == 4 else 40))
+    p += l4
+    caplen = <uint32_t>(p - (p0 + 16))
+    wire = caplen + <uint32_t>(ip_len - (20 if r.ipver == 4 else 40) - l4)
+    put32le(p0, <uint32_t>(s.t // 1000000))
+    put32le(p0 + 4, <uint32_t>(s.t % 1000000))
+    put32le(p0 + 8, caplen)
+    put32le(p0 + 12, wire)
+    return used + 16 + caplen
+
+
+cdef inline uint8_t tcp_flags_of(const FlowRecord* r, uint32_t index) noexcept nogil:
+    """Each packet's flags, whose OR is the record's: SYN first, FIN or RST last (the probe
+    ends the flow there), ACK on the rest, PSH on the one before the last."""
+    cdef uint8_t flags = r.tcp_flags
+    if r.packets == 1:
+        return flags
+    if index == 0:
+        return TH_SYN if flags & TH_SYN else flags & TH_ACK
+    if index == r.packets - 1:
+        return (flags & (TH_FIN | TH_RST | TH_ACK)) | ((flags & TH_PSH) if r.packets == 2 else 0)
+    if index == r.packets - 2:
+        return flags & (TH_ACK | TH_PSH)
+    return flags & TH_ACK
+
+
+cdef inline uint8_t* put16(uint8_t* p, uint64_t v) noexcept nogil:
+    p[0] = <uint8_t>(v >> 8)
+    p[1] = <uint8_t>v
+    return p + 2
+
+
+cdef inline uint8_t* put32(uint8_t* p, uint64_t v) noexcept nogil:
+    p[0] = <uint8_t>(v >> 24)
+    p[1] = <uint8_t>(v >> 16)
+    p[2] = <uint8_t>(v >> 8)
+    p[3] = <uint8_t>v
+    return p + 4
+
+
+cdef inline void put32le(uint8_t* p, uint32_t v) noexcept nogil:
+    p[0] = <uint8_t>v
+    p[1] = <uint8_t>(v >> 8)
+    p[2] = <uint8_t>(v >> 16)
+    p[3] = <uint8_t>(v >> 24)

@@ -263,7 +263,7 @@ OPTIONS = (
       help="a tcpdump-style filter expression, e.g. 'tcp port 443' (on the command line: after the options)"),
     O("config", ("-f",), None, parse_text, metavar="FILE", help="read settings from a TOML file (flags override it)", commands=BOTH),
     O("timeouts", ("-t",), "timeouts", parse_timeouts, types.MappingProxyType({}), metavar="NAME=SECONDS", kind="list",
-      help="set a timeout (see timeouts below)"),
+      help="set a timeout (see timeouts below)", commands=BOTH),
     O("max_flows", ("-m",), "probe", parse_count(1, MAX_FLOWS_LIMIT, "flow count"), 65536, metavar="N",
       help="most flows tracked at once (default 65536)"),
     O("level", ("-T",), "probe", parse_key_level, "full", metavar="LEVEL", key="tracking",
@@ -329,6 +329,9 @@ OPTIONS = (
       help="inject a fault every EVERY datagrams (default 100), repeatable: seq-gap, duplicate, reorder, "
            "data-before-template, template-withdraw, template-redefine, truncate, bad-set-length, "
            "unknown-field (see below)"),
+    O("pcap", ("--pcap",), "generate", parse_text, metavar="FILE", commands=GENERATE,
+      help="write the records' packets to a capture instead of exporting records (with --count); "
+           "--expect then holds the records a probe with these -t timeouts makes of it"),
     O("expect", ("--expect",), "generate", parse_text, metavar="FILE", commands=GENERATE,
       help="write every generated record to FILE as JSON lines (pyprobe -r --json's schema)"),
     O("json", ("--json",), None, parse_bool, False, kind="switch", group="output",

@@ -12,12 +12,14 @@ import ipaddress
 import json
 import logging
 import signal
+import struct
 import sys
 import time
 
 from .. import settings as settings_module
+from .. import _generate
 from .._generate import RecordGenerator
-from .._meter import RECORD_SIZE
+from .._meter import DEFAULT_TIMEOUTS, RECORD_SIZE
 from ..errors import SettingsError
 from ..export import capabilities
 from ..exporter import Exporter
@@ -28,6 +30,8 @@ from .faults import Faults, check_faults
 
 log = logging.getLogger("pyprobe")
 
+# A classic pcap header: microseconds, native (little-endian) byte order, Ethernet.
+PCAP_HEADER = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1)
 SLOT = 0.01                 # seconds: records go out every 10 ms, so pacing is even within 100 ms
 FAST_BATCH = 8192           # records per step at --rate 0
 BOOT_LEAD_STEP_MS = 7919    # each simulated router booted a little earlier than the one before
@@ -81,6 +85,7 @@ class Generator:
         self.seed = settings.seed if settings.seed is not None else time.time_ns() & (2**64 - 1)
         self.records = RecordGenerator(tables, self.seed)
         self.exporters = []
+        self.expect = None
         interpose = None
         if settings.faults:
             if settings.round_robin:
@@ -95,8 +100,11 @@ class Generator:
         except SettingsError:
             self.close()
             raise
+        if settings.pcap and (settings.collectors or not settings.count):
+            raise SettingsError("--pcap writes a capture of --count records' packets, and exports nothing "
+                                "(give --count, no -n)")
         self.writer = None
-        if not settings.collectors or settings.json:
+        if (not settings.collectors and not settings.pcap) or settings.json:
             self.writer = JsonWriter(sys.stdout) if settings.json else TableWriter(sys.stdout)
         try:
             self.expect = open(settings.expect, "w") if settings.expect else None
@@ -107,6 +115,7 @@ class Generator:
         self.made = 0
         self.started = None
         self.turn = 0
+        self.packets = 0
 
     def clock_us(self, index):
         """When record `index` ends: the pinned epoch plus index/rate, or the wall clock."""
@@ -116,6 +125,8 @@ class Generator:
         return time.time_ns() // 1000
 
     def run(self):
+        if self.settings.pcap:
+            return self.write_capture()
         settings = self.settings
         self.started = time.monotonic()
         pacer = Pacer(settings.rate, settings.count)
@@ -138,6 +149,31 @@ class Generator:
                 progress.update(self.made, time.monotonic() - self.started)
         if progress:
             progress.finish()
+        self.close()
+
+    def write_capture(self):
+        """--pcap: every record's packets, in time order, and the records a probe must make."""
+        settings = self.settings
+        self.started = time.monotonic()
+        timeouts = dict(DEFAULT_TIMEOUTS, **settings.timeouts)
+        inactive = min(timeouts[name] for name in ("general", "tcp", "udp", "icmp"))
+        step_us = 1e6 / settings.rate if settings.rate else 1.0
+        records = self.records.make(settings.count, self.clock_us(0), step_us)
+        # gaps and durations a little inside the timeouts, so that each record is one flow
+        records = _generate.settle(records, 0.9 * inactive, 0.9 * timeouts["maxlife"])
+        self.packets, capture_end_us = _generate.packets_and_end(records)
+        try:
+            with open(settings.pcap, "wb") as f:
+                f.write(PCAP_HEADER)
+                for chunk in _generate.pcap_frames(records):
+                    f.write(chunk)
+        except OSError as e:
+            raise SettingsError(f"--pcap: cannot write {settings.pcap}: {e.strerror}") from None
+        expected = _generate.end_reasons(records, capture_end_us,
+                                         {name: int(round(seconds * 1e6)) for name, seconds in timeouts.items()})
+        self.made = settings.count
+        if self.writer is not None or self.expect is not None:
+            self.put(expected, 0)
         self.close()
 
     def put(self, batch, now_ms):
@@ -178,6 +214,8 @@ class Generator:
         rate = self.made / seconds if seconds > 0 else 0.0
         lines = ["pyprobe generate statistics:",
                  f"  records               {self.made:>12}   ({seconds:.2f} s, {rate:,.0f} records/s; seed {self.seed})"]
+        if self.settings.pcap:
+            lines.append(f"  packets               {self.packets:>12}   written to {self.settings.pcap}")
         for i, exporter in enumerate(self.exporters):
             for c, collector in zip(exporter.statistics(), exporter.collectors):
                 faults = collector.interposed.counts if collector.interposed else {}

@@ -270,3 +270,60 @@ def test_nfcapd_survives_every_fault_and_keeps_what_it_can(tmp_path, version):
         assert injected(proc.stderr, kind) >= 1, kind
     assert not must - got, f"{sum((must - got).values())} records a collector must have are missing"
     assert not got - (must + may), f"{sum((got - must - may).values())} records that were not sent"
+
+
+# -- packets: the generated capture through softflowd and pmacct ------------------------------
+
+@pytest.fixture(scope="module")
+def generated_capture(tmp_path_factory):
+    d = tmp_path_factory.mktemp("generated")
+    pcap, expect = d / "g.pcap", d / "expect.json"
+    generate("--pcap", str(pcap), "--count", "4000", "--rate", "400", "--seed", "21", "--start-time",
+             "2026-05-01T08:00:00", "--expect", str(expect), "-q")
+    return pcap, expect
+
+
+def test_softflowd_reads_the_generated_capture_within_its_explained_differences(generated_capture):
+    """The softflowd interop test's rules, on a capture the generator wrote: pyprobe's export equals
+    the expected records' totals, softflowd's equals it plus the explained per-packet differences."""
+    import test_softflowd as sfd
+    pcap, expect = generated_capture
+    want = Counter()
+    with open(expect) as f:
+        for r in map(json.loads, f):
+            key = (r["ipver"], norm_addr(r["src"]), norm_addr(r["dst"]), r["proto"], r["sport"], r["dport"])
+            want[key + ("packets",)] += r["packets"]
+            want[key + ("octets",)] += r["octets"]
+    delta, rules = sfd.explained_delta(pcap)
+    assert not [r for r in rules if r.startswith("UNEXPLAINED")], rules
+    pyprobe = sfd.nfdump_totals(lambda port: sfd.run_pyprobe(pcap, port), check_sequence=True)
+    got = Counter()
+    for key, (packets, octets) in pyprobe.items():
+        got[key + ("packets",)] += packets
+        got[key + ("octets",)] += octets
+    assert got == want
+    softflowd = sfd.nfdump_totals(lambda port: sfd.run_softflowd(pcap, port))
+    assert softflowd == sfd.add(pyprobe, delta), sfd.diff(softflowd, sfd.add(pyprobe, delta), "softflowd",
+                                                           "pyprobe+rules")
+
+
+@pytest.mark.parametrize("version", [9, 10])
+def test_nfacctd_accounts_generated_records(tmp_path, version):
+    from pmacct import NfacctdCollector, regroup
+    expect = tmp_path / "expect.json"
+    col = NfacctdCollector()
+    try:
+        with col:
+            generate("-n", "127.0.0.1:%d" % col.port, "-v", str(version), "--count", "3000", "--rate", "20000",
+                     "--seed", "5", "--expect", str(expect), "-q")
+        got = col.totals()
+    finally:
+        col.cleanup()
+    want = {}
+    with open(expect) as f:
+        for r in map(json.loads, f):
+            key = (r["ipver"], norm_addr(r["src"]), norm_addr(r["dst"]), r["proto"], r["sport"], r["dport"])
+            entry = want.setdefault(key, [0, 0])
+            entry[0] += r["packets"]
+            entry[1] += r["octets"]
+    assert got == regroup(want)
