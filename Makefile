@@ -29,6 +29,7 @@ test-long: $(BIN)/.installed peers
 bench: $(BIN)/.installed peers
 	$(BIN)/python bench/run_bench.py
 	$(BIN)/python bench/replay.py
+	$(BIN)/python bench/generate.py
 
 # live capture on a veth between two network namespaces, tcpreplay at rising rates (root)
 bench-live: $(BIN)/.installed peers

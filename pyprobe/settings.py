@@ -326,9 +326,7 @@ OPTIONS = (
       help="exporter i sends from the (i+1)th address of PREFIX (local addresses: 127.0.0.0/8, or ones "
            "added to an interface)"),
     O("faults", ("--fault",), "generate", parse_fault, (), metavar="KIND[=EVERY]", kind="list", commands=GENERATE,
-      help="inject a fault every EVERY datagrams (default 100), repeatable: seq-gap, duplicate, reorder, "
-           "data-before-template, template-withdraw, template-redefine, truncate, bad-set-length, "
-           "unknown-field (see below)"),
+      help="inject a fault every EVERY datagrams (default 100), repeatable (see faults below)"),
     O("pcap", ("--pcap",), "generate", parse_text, metavar="FILE", commands=GENERATE,
       help="write the records' packets to a capture instead of exporting records (with --count); "
            "--expect then holds the records a probe with these -t timeouts makes of it"),

@@ -100,3 +100,16 @@ def test_sigterm_ends_cleanly_with_whole_datagrams():
     sent = sum(len(m.records) for m in messages)
     assert 3000 < sent < 12000
     assert f"{sent} records" in err
+
+
+def test_the_readme_profile_is_a_valid_profile(tmp_path):
+    """README's full example profile: every key it shows is one the generator reads."""
+    from pathlib import Path
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    start = readme.index("ipv6_share = 0.15")
+    profile = tmp_path / "readme.toml"
+    profile.write_text(readme[start:readme.index("```", start)])
+    records = [json.loads(line) for line in
+               generate("--profile", str(profile), "--count", "2000", "--seed", "1", "--json", "-q").stdout.splitlines()]
+    assert {r["proto"] for r in records} == {1, 6, 17, 58}
+    assert {r["vlan"] for r in records} == {0, 100}

@@ -32,8 +32,17 @@ from collections import Counter
 from ..errors import SettingsError
 from ..export.encoder import set_bytes
 
-KINDS = ("seq-gap", "duplicate", "reorder", "data-before-template", "template-withdraw", "template-redefine",
-         "truncate", "bad-set-length", "unknown-field")
+KINDS = {    # what each fault does, for --help
+    "seq-gap": "the sequence number skips one",
+    "duplicate": "a datagram sent twice",
+    "reorder": "a datagram sent after the next one",
+    "data-before-template": "at the start, data before the templates",
+    "template-withdraw": "IPFIX: the templates withdrawn (RFC 7011 8.1), ids then reused",
+    "template-redefine": "the template ids defined with other layouts, then as they are",
+    "truncate": "a datagram cut short",
+    "bad-set-length": "a set (v5: the record count) claiming more than there is",
+    "unknown-field": "a template with an element no collector knows, and a record of it",
+}
 DEFAULT_EVERY = 100
 UNKNOWN_TEMPLATE_ID = 300
 DOCUMENTATION_PEN = 32473        # RFC 5612: the enterprise number for documentation

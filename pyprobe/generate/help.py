@@ -1,5 +1,7 @@
 """The help text of pyprobe generate."""
 
+from .faults import KINDS
+
 DESCRIPTION = """\
 pyprobe generate makes synthetic flow records from a traffic profile and sends them
 to NetFlow v5/v9 or IPFIX collectors through pyprobe's own export (every export flag
@@ -26,10 +28,23 @@ routers:
   local on Linux; other addresses must be added to an interface first
   (ip addr add 192.0.2.1/24 dev lo).
 
+faults (--fault KIND[=EVERY], one every EVERY datagrams, default 100, repeatable):
+""" + "".join(f"  {kind:<22}{text}\n" for kind, text in KINDS.items()) + """\
+  Datagrams with templates are spared. --expect marks the records a correct
+  collector may lack or may store twice; the statistics count what was injected.
+
+packets (--pcap FILE --count N):
+  The records' packets, in time order, as a capture of headers (the wire length is the
+  packet's), spaced so that each record is one flow for a probe with the -t timeouts
+  given here (pyprobe's names and defaults). --expect then holds exactly the records
+  pyprobe -r FILE makes with those timeouts (and -m large enough for every flow).
+  -s N only announces 1-in-N sampling in the export (v5 header, v9/IPFIX options).
+
 examples:
   pyprobe generate -n 127.0.0.1:2055 --rate 50000 --duration 10 --expect sent.json
   pyprobe generate -n 127.0.0.1:4739 -v 10 --exporters 50 --exporter-address 127.0.1.0/24
   pyprobe generate --count 10 --seed 1 --start-time 2026-01-01T00:00:00 --json
+  pyprobe generate --pcap test.pcap --count 100000 --expect flows.json -t inactive=30
 
 exit status:
   0 done (also when stopped by SIGINT or SIGTERM); 2 bad options or profile.
