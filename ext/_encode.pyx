@@ -3,16 +3,18 @@
 # measure and write the records straight from the meter's packed FlowRecords.
 #
 # A record layout (a v9/IPFIX template, or v5's fixed record) arrives as a
-# program: one op per field, made by pyprobe/export/templates.py from the field
-# table (pyprobe/fields.py). The ops are the encodings named there.
+# program: one op per field, made by pyprobe/export/encoder.py's Layout from the
+# field table (pyprobe/fields.py). The ops are the encodings named there.
 
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
 from libc.string cimport memcpy, memset
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
 
 from record cimport FlowRecord
+from decode cimport is_icmp
 
-# Encodings (pyprobe/fields.py names them; the values must agree, tests/test_fields.py checks).
+# Encodings (pyprobe/fields.py names them; the values must agree: tests/test_fields.py reads
+# back a record of every field through every template).
 cdef enum:
     OP_UNSIGNED = 1
     OP_BYTES = 2
@@ -23,11 +25,12 @@ cdef enum:
 
 cdef enum:
     END_EOF = 4          # IPFIX forcedEnd
-    END_FORCED = 6       # ours: forced while the input went on; forcedEnd on the wire
+    END_FORCED = 6       # ours (pyprobe/fields.py END_REASONS): forced while the input went on;
+                         # IPFIX has no code of its own for it, so it goes out as forcedEnd
 
 # Record classes: which template a record goes out in. Routers send ICMP flows in
-# templates of their own, carrying the type and code but no ports, so that no
-# collector takes an ICMP element for a port (pyprobe/export/templates.py).
+# templates of their own, which add the ICMP type and code, so that no collector
+# takes an ICMP element for another protocol's port (pyprobe/export/encoder.py).
 cdef enum:
     CLASS_IPV4 = 0
     CLASS_IPV4_ICMP = 1
@@ -110,7 +113,7 @@ cdef inline const FlowRecord* record_at(const uint8_t[::1] buf, uint32_t i) noex
 
 
 cdef inline int class_of(const FlowRecord* r) noexcept nogil:
-    cdef int icmp = r.proto == 1 or r.proto == 58
+    cdef int icmp = is_icmp(r.proto)
     return (CLASS_IPV6 if r.ipver == 6 else CLASS_IPV4) + icmp
 
 
@@ -260,3 +263,90 @@ def retime(const uint8_t[::1] buf, int64_t t0_us, int64_t new_t0_us, double spee
         r.first_us = new_t0_us + <int64_t>((r.first_us - t0_us) / speed)
         r.last_us = new_t0_us + <int64_t>((r.last_us - t0_us) / speed)
     return bytes(out)
+
+
+# -- JSON lines (pyprobe -r --json, pyprobe generate --expect) ------------------------------
+
+cdef extern from "arpa/inet.h" nogil:
+    const char* inet_ntop(int af, const void* src, char* dst, unsigned int size)
+
+cdef extern from "stdio.h" nogil:
+    int snprintf(char* s, size_t n, const char* fmt, ...)
+
+cdef enum:
+    SHOW_INT = 1
+    SHOW_ADDRESS = 2
+    SHOW_MAC = 3
+    SHOW_SECONDS = 4
+    SHOW_END_REASON = 5
+    AF_INET = 2
+    AF_INET6 = 10
+
+
+def json_lines(const uint8_t[::1] buf, columns, int ipver_offset, end_reason_names):
+    """Records as JSON lines, exactly as json.dumps(FlowRecord._asdict()) writes them:
+    columns are (key, show, member offset, member width) from the field table
+    (pyprobe/records.py), end_reason_names the names by code (others: "active_now")."""
+    cdef Py_ssize_t n = buf.shape[0] // sizeof(FlowRecord), i, c
+    cdef Py_ssize_t ncols = len(columns)
+    cdef int show, offset, width, ipver
+    cdef const uint8_t* r
+    cdef char text[64]
+    cdef int64_t us, whole, frac
+    cdef int length, k
+    names = {code: ('"' + name + '"').encode() for code, name in end_reason_names.items()}
+    keys = [(('{"' if c == 0 else ', "') + key + '": ').encode() for c, (key, _, _, _) in enumerate(columns)]
+    shows = [s for _, s, _, _ in columns]
+    offsets = [o for _, _, o, _ in columns]
+    widths = [w for _, _, _, w in columns]
+    out = bytearray()
+    for i in range(n):
+        r = <const uint8_t*>record_at(buf, i)
+        ipver = r[ipver_offset]
+        for c in range(ncols):
+            out += keys[c]
+            show, offset, width = shows[c], offsets[c], widths[c]
+            if show == SHOW_INT:
+                length = snprintf(text, 64, "%llu", <unsigned long long>load(r + offset, width))
+            elif show == SHOW_ADDRESS:
+                text[0] = 34
+                inet_ntop(AF_INET if ipver == 4 else AF_INET6, r + offset, text + 1, 62)
+                length = 1
+                while text[length]:
+                    length += 1
+                text[length] = 34
+                length += 1
+            elif show == SHOW_MAC:
+                length = snprintf(text, 64, "\"%02x:%02x:%02x:%02x:%02x:%02x\"", r[offset], r[offset + 1],
+                                  r[offset + 2], r[offset + 3], r[offset + 4], r[offset + 5])
+            elif show == SHOW_SECONDS:
+                us = load_time(r + offset)
+                if us != 0 and -100 < us < 100:        # repr writes these with an exponent (1e-06)
+                    out += repr(us / 1e6).encode()
+                    continue
+                length = seconds_text(text, us)
+            else:
+                code = r[offset]
+                out += names.get(code, b'"active_now"')
+                continue
+            out += text[:length]
+        out += b"}\n"
+    return bytes(out)
+
+
+cdef int seconds_text(char* text, int64_t us) noexcept nogil:
+    """Microseconds as Python's repr(us / 1e6): the six decimals without trailing zeros
+    (at least one), which is the shortest text of that double for any epoch time."""
+    cdef int64_t whole, frac
+    cdef int length, k
+    cdef const char* sign = ""
+    if us < 0:
+        sign = "-"
+        us = -us
+    whole = us // 1000000
+    frac = us % 1000000
+    length = snprintf(text, 64, "%s%lld.%06lld", sign, <long long>whole, <long long>frac)
+    k = length
+    while k > 0 and text[k - 1] == 48 and text[k - 2] != 46:      # '0', not after '.'
+        k -= 1
+    return k

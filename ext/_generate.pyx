@@ -11,6 +11,7 @@ from libc.stdlib cimport malloc, free, qsort
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
 
 from record cimport FlowRecord
+from decode cimport is_icmp
 
 cdef enum:
     TH_FIN = 0x01
@@ -221,7 +222,7 @@ cdef class RecordGenerator:
             while i < n:
                 self.fill(&r[i], end_us + <int64_t>(i * step_us))
                 i += 1
-                if i < n and self.both_directions > 0 and r[i - 1].proto != 1 and r[i - 1].proto != 58 \
+                if i < n and self.both_directions > 0 and not is_icmp(r[i - 1].proto) \
                         and self.uniform() < self.both_directions:
                     self.reverse(&r[i], &r[i - 1])
                     i += 1
@@ -242,7 +243,7 @@ cdef class RecordGenerator:
         if p.number == 1 and version:
             r.proto = 58                              # ICMP becomes ICMPv6 in an IPv6 flow
         r.dport = p.port_values[self.pick(&p.ports)]
-        if r.proto == 1 or r.proto == 58:
+        if is_icmp(r.proto):
             r.sport = 0
             if r.proto == 58 and (r.dport >> 8) == 8:
                 r.dport = (128 << 8) | (r.dport & 0xff)   # echo request is type 128 in ICMPv6
@@ -382,7 +383,7 @@ cdef inline int l4_header(uint8_t proto) noexcept nogil:
         return 8
     if proto == 132:
         return 12
-    if proto == 1 or proto == 58:
+    if is_icmp(proto):
         return 8
     return 0
 
@@ -436,7 +437,7 @@ def end_reasons(bytes records, int64_t capture_end_us, dict timeouts_us):
             r.end_reason = END_TCP if limit == 0 or quiet > limit else 4
             continue
         limit = tcp_us if r.proto == 6 else udp_us if r.proto == 17 else \
-            icmp_us if r.proto == 1 or r.proto == 58 else general_us
+            icmp_us if is_icmp(r.proto) else general_us
         r.end_reason = END_IDLE if quiet > limit else 4            # 4: eof
     return bytes(out)
 
@@ -526,7 +527,7 @@ cdef Py_ssize_t write_frame(bytearray chunk, Py_ssize_t used, const FlowRecord* 
         memcpy(p + 24, r.dst, 16)
         p += 40
     memset(p, 0, l4)
-    if r.proto == 1 or r.proto == 58:
+    if is_icmp(r.proto):
         p[0] = r.dport >> 8
         p[1] = <uint8_t>r.dport
     elif l4:

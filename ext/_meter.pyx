@@ -14,7 +14,7 @@ import random
 from pyprobe.fields import END_REASONS
 
 from record cimport FlowRecord
-from decode cimport (FlowKey, Packet, decode_packet, DECODED, IGNORE_REASONS, IGNORE_TRUNCATED_L2, TH_FIN, TH_RST,
+from decode cimport (FlowKey, is_icmp, Packet, decode_packet, DECODED, IGNORE_REASONS, IGNORE_TRUNCATED_L2, TH_FIN, TH_RST,
                      DLT_NULL, DLT_EN10MB, DLT_RAW_BSD, DLT_RAW_OPENBSD, DLT_RAW, DLT_LOOP,
                      DLT_LINUX_SLL, DLT_IPV4, DLT_IPV6, DLT_LINUX_SLL2)
 
@@ -131,7 +131,7 @@ cdef inline uint8_t class_of(uint8_t proto) noexcept nogil:
         return CLASS_TCP
     if proto == 17:
         return CLASS_UDP
-    if proto == 1 or proto == 58:
+    if is_icmp(proto):
         return CLASS_ICMP
     return CLASS_GENERAL
 

@@ -64,6 +64,11 @@ cdef struct Packet:
     uint8_t ttl           # IPv4 TTL / IPv6 hop limit
 
 
+cdef inline bint is_icmp(uint8_t proto) noexcept nogil:
+    """ICMP or ICMPv6: type*256 + code stands in the destination port (pyprobe/fields.py ICMP_PROTOCOLS)."""
+    return proto == 1 or proto == 58
+
+
 cdef inline uint16_t be16(const uint8_t* p) noexcept nogil:
     return (p[0] << 8) | p[1]
 
@@ -89,7 +94,7 @@ cdef inline int decode_l4(const uint8_t* q, Py_ssize_t avail, Packet* pkt) noexc
             return IGNORE_TRUNCATED_L4
         pkt.key.sport = be16(q)
         pkt.key.dport = be16(q + 2)
-    elif proto == 1 or proto == 58:     # ICMP, ICMPv6: Cisco puts type*256+code in the dst port
+    elif is_icmp(proto):                # ICMP, ICMPv6: Cisco puts type*256+code in the dst port
         if avail < 2:
             return IGNORE_TRUNCATED_L4
         pkt.key.dport = (q[0] << 8) | q[1]

@@ -180,7 +180,7 @@ class ControlServer:
     def _dump_flows(self, args):
         flows = self.probe.dump_flows()
         table = io.StringIO()
-        TableWriter(table).write(flows)
+        TableWriter(table).write_records(flows)
         text = table.getvalue() + f"{len(flows)} active flow{'s' if len(flows) != 1 else ''}\n"
         # One JSON document, one flow per line, each like a --json record.
         doc = "[\n" + ",\n".join(json.dumps(f.as_dict()) for f in flows) + ("\n]\n" if flows else "]\n")

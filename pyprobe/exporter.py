@@ -49,9 +49,8 @@ class CollectorSpec:
             raise SettingsError(f"collector {self.address}: unknown transport {self.transport!r} "
                                 f"({' or '.join(TRANSPORTS)})")
         if self.transport == "tcp" and not capabilities(self.version).tcp:
-            tcp_versions = [str(v) for v in ENCODERS if capabilities(v).tcp]
-            raise SettingsError(f"collector {self.address}: TCP transport is for IPFIX "
-                                f"(-v {'/'.join(tcp_versions)}) only")
+            tcp_versions = " or ".join(f"{capabilities(v).name} (-v {v})" for v in ENCODERS if capabilities(v).tcp)
+            raise SettingsError(f"collector {self.address}: TCP transport is for {tcp_versions} only")
 
 
 def new_encoder(version, settings, max_size, over_stream):

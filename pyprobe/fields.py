@@ -37,11 +37,11 @@ CTYPES = {
     "mac": ("uint8_t", 6, "6s"),
 }
 
-# Why a flow ended. The numbers are IPFIX flowEndReason's (RFC 5102), except FORCED,
-# which the wire writes as forcedEnd too: JSON tells "the input ended" (eof) from
-# "the operator or a signal ended it while input went on" (forced).
+# Why a flow ended. The numbers are IPFIX flowEndReason's (RFC 5102), except forced (6),
+# which the packer (END_REASON encoding) writes as forcedEnd too: JSON tells "the input
+# ended" (eof) from "the operator or a signal ended it while input went on" (forced).
 END_REASONS = {1: "idle", 2: "active", 3: "tcp_end", 4: "eof", 5: "cache_full", 6: "forced"}
-END_REASON_ON_WIRE = {6: 4}
+ICMP_PROTOCOLS = (1, 58)      # ICMP and ICMPv6: type*256 + code in the destination port
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,11 @@
 """What a person reads: flow records as a table or JSON lines (when no collector is
 given, or with --json), and the progress line of a long run."""
 
-import json
 import sys
 import time
 
-from .fields import BY_NAME
+from .fields import BY_NAME, ICMP_PROTOCOLS
+from .records import to_json_lines, unpack
 
 PROTOCOL_NAMES = {1: "ICMP", 2: "IGMP", 6: "TCP", 17: "UDP", 47: "GRE", 50: "ESP", 51: "AH",
                   58: "ICMP6", 89: "OSPF", 103: "PIM", 132: "SCTP"}
@@ -35,19 +35,23 @@ def format_time(seconds):
 
 def dport_text(record):
     """ICMP type.code the way nfdump shows it; the port otherwise."""
-    if record.proto in (1, 58):
+    if record.proto in ICMP_PROTOCOLS:
         return f"{record.dport >> 8}.{record.dport & 0xff}"
     return str(record.dport)
 
 
 class TableWriter:
-    """nfdump -o line style, times in UTC."""
+    """nfdump -o line style, times in UTC. write() takes packed records, write_records()
+    unpacked ones."""
 
     def __init__(self, stream):
         self.stream = stream
         stream.write(TABLE_HEADER + "\n")
 
-    def write(self, records):
+    def write(self, packed):
+        self.write_records(unpack(packed))
+
+    def write_records(self, records):
         lines = []
         for r in records:
             proto = PROTOCOL_NAMES.get(r.proto, str(r.proto))
@@ -60,13 +64,13 @@ class TableWriter:
 
 
 class JsonWriter:
-    """One JSON object per flow record, one per line."""
+    """One JSON object per flow record, one per line, written in compiled code."""
 
     def __init__(self, stream):
         self.stream = stream
 
-    def write(self, records):
-        self.stream.write("".join(json.dumps(r.as_dict()) + "\n" for r in records))
+    def write(self, packed):
+        self.stream.write(to_json_lines(packed).decode())
 
 
 class Progress:
@@ -78,8 +82,8 @@ class Progress:
         self.done = 0
         self.next_update = 0.0
 
-    def update(self, batch_bytes, packets, active_flows, status=""):
-        self.done += batch_bytes
+    def update(self, bytes_read, packets, active_flows, status=""):
+        self.done = bytes_read
         now = time.monotonic()
         if now < self.next_update:
             return

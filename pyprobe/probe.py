@@ -1,6 +1,7 @@
 """The running probe: a packet source, the flow meter and where records go,
 driven batch by batch, with the operations an operator may ask for."""
 
+import dataclasses
 import logging
 import sys
 import time
@@ -55,7 +56,7 @@ class RecordSinks:
                 self.exporter.export(records, now_ms, self.meter.packets_unmetered)
             self.exporter.pump()
         if self.writer is not None and records:
-            self.writer.write(unpack(records))
+            self.writer.write(records)
             if self.flush_each:
                 sys.stdout.flush()
 
@@ -111,8 +112,8 @@ class Probe:
             if self.source.ticking:          # the clock runs on between packets
                 self.sinks.put(self.meter.expire(self.source.clock_us()))
             if progress:
-                progress.update(len(batch.packets) + len(batch.meta), self.source.packets,
-                                self.meter.active_flows, self.source.status())
+                progress.update(self.source.bytes_read, self.source.packets, self.meter.active_flows,
+                                self.source.status())
             for poll in self.pollers:
                 poll()
             if self.reload_requested:
@@ -150,7 +151,8 @@ class Probe:
         return self.meter.delete_all()
 
     def dump_flows(self):
-        return unpack(self.meter.snapshot())
+        records = self.meter.snapshot()
+        return unpack(self.sinks.dating.dated_records(records) if self.sinks.dating else records)
 
     def send_templates(self):
         if self.sinks.exporter is not None:
@@ -171,7 +173,12 @@ class Probe:
 
     def apply(self, settings):
         """Reloaded settings: new timeouts and collectors, the same flow cache. The rest
-        (input, cache size, key) needs a restart. SettingsError: nothing changed."""
+        (input, cache size, key, sampling) needs a restart. SettingsError: nothing changed."""
+        running = self.settings
+        if (settings.sampling, settings.sampling_mode) != (running.sampling, running.sampling_mode):
+            log.warning("reload: sampling changes need a restart; still 1 in %d (%s)", running.sampling,
+                        running.sampling_mode)
+            settings = dataclasses.replace(settings, sampling=running.sampling, sampling_mode=running.sampling_mode)
         self.sinks.replace_collectors(settings)
         self.settings = settings
         self.versions = settings.versions

@@ -96,7 +96,8 @@ def parse_version(value):
     except (TypeError, ValueError):
         version = None
     if version not in VERSIONS:
-        raise ValueError(f"bad export version {value!r}: 5, 9 or 10 (IPFIX)")
+        choices = ", ".join(f"{v} ({capabilities(v).name})" for v in VERSIONS)
+        raise ValueError(f"bad export version {value!r}: one of {choices}")
     return version
 
 
@@ -336,8 +337,8 @@ OPTIONS = (
       help="print records as JSON lines (with -n: print them as well)", commands=BOTH),
     O("progress", ("--progress",), None, parse_choice("auto", "always", "never"), "auto",
       metavar="{auto,always,never}", group="output",
-      help="progress line on standard error: auto shows it on a terminal for files over 32 MiB or streams "
-           "(default auto)", commands=BOTH),
+      help="progress line on standard error: auto shows it on a terminal for files over 32 MiB, streams, "
+           "live capture and real-time replays (default auto)", commands=BOTH),
     O("quiet", ("-q", "--quiet"), None, parse_bool, False, kind="switch", group="output",
       help="no statistics at the end", commands=BOTH),
     O("foreground", ("-d",), None, parse_bool, False, kind="switch", group="output",
@@ -463,6 +464,9 @@ def parse(argv, command="probe"):
     return settings
 
 
+CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".gz", ".dmp")
+
+
 def _split_files_from_filter(given):
     """-r takes every word up to the next option, so a shell glob of rotated captures works;
     the words after the last file (the first that names no file) are the filter's."""
@@ -471,8 +475,9 @@ def _split_files_from_filter(given):
         return
     files = words[:1]
     for i, word in enumerate(words[1:], 1):
-        if word == "-" or os.path.exists(word) or (any(c in word for c in "*?[") and glob.glob(word)):
-            files.append(word)
+        if word == "-" or os.path.exists(word) or (any(c in word for c in "*?[") and glob.glob(word)) \
+                or "/" in word or word.endswith(CAPTURE_SUFFIXES):
+            files.append(word)           # (one that looks like a path is a file, missing or not)
         else:
             given["filter"] = words[i:] + (given["filter"] or [])
             break
@@ -485,8 +490,11 @@ def _value(o, given, config, config_path):
     table = config.get(o.section, {}) if o.section and o.name in given else {}
     try:
         if o.name == "timeouts":        # the file's timeouts, then the flags', in order
-            specs = [f"{k}={v}" for k, v in table.items()] + (flag or [])
-            return types.MappingProxyType(parse_timeouts(specs))
+            try:
+                from_file = parse_timeouts([f"{k}={v}" for k, v in table.items()])
+            except ValueError as e:
+                raise SettingsError(f"config {config_path}: [timeouts]: {e}") from None
+            return types.MappingProxyType({**from_file, **parse_timeouts(flag or [])})
         if o.name == "filter":
             flag = " ".join(flag) if flag else None
         if o.kind == "list":
@@ -631,7 +639,7 @@ input:
   it, so captures cut short by a snap length still count right. Packets that are
   not IP or are damaged are counted by reason in the statistics and skipped.
   When reading a file, packet timestamps are the clock: the same file always gives
-  the same records. Capturing live (-i), the clock is the wall clock and idle
+  the same records (--realtime paces them, see below). Capturing live (-i), the clock is the wall clock and idle
   flows expire even when no packet arrives (the capture is polled every 100 ms).
   The flows' input interface is the kernel's ifIndex of the capture interface,
   or IDX from -i IDX:IFACE. SIGTERM or SIGINT stop the capture, expire every
@@ -656,7 +664,7 @@ export:
   --template-refresh datagrams and every --template-interval seconds of flow
   clock (over TCP once per connection), and on SIGUSR1. ICMP flows go in templates
   of their own, with the ICMP type and code. Times in the records are the packets'
-  times, also when a replayed capture jumps by years. An unreachable collector is
+  times (dated now with --realtime), also when a replayed capture jumps by years. An unreachable collector is
   logged (once a minute) and counted; pyprobe keeps running.
 {_versions_help()}
   With -s N, one packet in N is metered and the interval is announced (v5 header,

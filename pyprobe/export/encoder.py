@@ -11,7 +11,7 @@ import struct
 from dataclasses import dataclass
 
 from .. import _encode
-from ..fields import BY_NAME, MEMBER, UNSIGNED, ZERO, Element
+from ..fields import BY_NAME, BYTES, MEMBER, UNSIGNED, ZERO, Element
 
 SET_HEADER = struct.Struct(">HH")
 OP = struct.Struct("=HHHH")          # ext/_encode.pyx's Op: encoding, member width, wire length, offset
@@ -67,6 +67,8 @@ class Layout:
             if length is not None:
                 element = Element(element.name, element.id, length, element.encoding)
             member = MEMBER[BY_NAME[name].source]
+            if element.encoding == BYTES and element.length > member.size:
+                raise ValueError(f"{name}: {element.length} bytes on the wire, the record has {member.size}")
             width = member.size if element.encoding == UNSIGNED else 0
             ops.append(OP.pack(element.encoding, width, element.length, member.offset))
             self.elements.append(element)
@@ -161,9 +163,11 @@ class Encoder:
                 runs.append((layout.id, pos, pos + count, layout.program, layout.record_size))
                 pos += count
         self.records_not_carried += len(order) // 4 - pos
-        datagrams, start, pending = [], 0, []
+        datagrams, start, pending, templates_only = [], 0, [], False
         while True:
-            if not pending:
+            # (after a datagram of templates alone the records go next: were the templates due
+            # again at once, as with --template-refresh 1 in a small datagram, none would go)
+            if not pending and not (templates_only and start < pos):
                 side, pending = self.control_records(now_ms, ignored_packets)
                 datagrams += side
                 if spans is not None:
@@ -185,6 +189,7 @@ class Encoder:
             self.messages_sent += 1
             self.since_templates += 1
             self.records_sent += end - start
+            templates_only = end == start
             start = end
             if start >= pos and not pending:
                 return datagrams

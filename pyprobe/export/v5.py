@@ -25,7 +25,7 @@ RECORD_ITEMS = (
     Filler(4), Filler(2), Filler(2),                       # source and destination AS, masks, pad
 )
 LAYOUT = Layout(0, RECORD_ITEMS, "v9", 4)
-assert LAYOUT.record_size == 48
+assert LAYOUT.record_size == 48, "Cisco's v5 record is 48 bytes"
 
 
 class V5Encoder(Encoder):
@@ -35,7 +35,7 @@ class V5Encoder(Encoder):
     MAX_SPAN_MS = MAX_SPAN_MS
     MAX_RECORDS = MAX_RECORDS
 
-    def __init__(self, engine_type=0, engine_id=0, max_size=HEADER.size + MAX_RECORDS * 48,
+    def __init__(self, engine_type=0, engine_id=0, max_size=HEADER.size + MAX_RECORDS * LAYOUT.record_size,
                  sampling_interval=1, sampling_random=False, boot_lead_ms=60_000):
         super().__init__([LAYOUT if ipver == 4 else None for ipver, _ in CLASSES],
                          max_size, sampling_interval, sampling_random)

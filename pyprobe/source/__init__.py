@@ -13,6 +13,7 @@ Every source has one interface, which the probe's run loop is written against:
     in_if           the flows' input interface (ifIndex; 0 for files)
     size            bytes to read, when known (progress display), else None
     packets         packets read so far
+    bytes_read      bytes of packets and metadata read so far (progress)
     truncated       True once the input turned out damaged or cut short
     set_filter(bpf) a tcpdump-style filter, before the first batch
     batches()       yields Batch(packets, meta, linktype, round) (batch.py):

@@ -37,6 +37,7 @@ class FileSource:
         self.truncated = False
         self.stopping = False
         self.packets = 0
+        self.bytes_read = 0          # of the batches handed out (progress)
         self._feeder = None
         self.size = None
         if path == "-":
@@ -103,6 +104,7 @@ class FileSource:
                     yield from self._after_read_error(item)
                 break
             self.packets += len(item[1]) // 16
+            self.bytes_read += len(item[0]) + len(item[1])
             yield Batch(item[0], item[1], self.linktype)
         self._reap_feeder()
 

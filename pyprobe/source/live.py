@@ -33,6 +33,7 @@ class LiveSource:
         self.truncated = False
         self.stopping = False
         self.packets = 0
+        self.bytes_read = 0
         if name != "any" and not os.path.exists(f"/sys/class/net/{name}"):
             raise InputError(f"no such interface: {name}")
         try:
@@ -73,6 +74,7 @@ class LiveSource:
             except pcapy.PcapError as e:
                 raise InputError(f"capture on {self.path} failed: {e}") from None
             self.packets += len(meta) // 16
+            self.bytes_read += len(packets) + len(meta)
             yield Batch(packets, meta, self.linktype)
 
     @staticmethod

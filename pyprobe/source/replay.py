@@ -17,14 +17,17 @@ Lateness says by how much.
 
 import glob
 import logging
+import os
 import time
 
 from .._encode import retime
 from .._meter import Lateness, first_after, packet_time, shift_times
+
+import pcapy
 from ..errors import InputError
 from .batch import Batch
 from .file import FileSource
-from .formats import check_linktype
+from .formats import GZIP_MAGIC, check_linktype
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +40,7 @@ def expand(paths):
     """Paths as given, with unquoted-style glob patterns expanded (sorted); '-' is stdin."""
     out = []
     for path in paths:
-        if path != "-" and any(c in path for c in GLOB_CHARS):
+        if path != "-" and not os.path.exists(path) and any(c in path for c in GLOB_CHARS):
             matches = sorted(glob.glob(path))
             if not matches:
                 raise InputError(f"{path}: no file matches")
@@ -88,8 +91,6 @@ class ReplaySource:
 
     def __init__(self, paths, speed=None, rounds=1, shift=False, dated=True):
         self.paths = expand(paths)
-        if rounds != 1 and "-" in self.paths:
-            raise InputError("standard input cannot be replayed more than once (--loop)")
         self.path = self.paths[0] if len(self.paths) == 1 else f"{self.paths[0]} (+{len(self.paths) - 1} files)"
         self.speed = speed
         self.rounds = rounds
@@ -99,13 +100,15 @@ class ReplaySource:
         self.dating = self if self.dated else None
         self.rounds_started = 0
         self.filter = None
-        self.files = self._open()
-        self.linktype = self.files[0].linktype       # the first file's; each batch says its own
-        sizes = [f.size for f in self.files]
+        self.files = []              # the files open now (a file is opened when the merge reaches it)
+        self.entries = [self._peek(path) for path in self.paths]
+        self.linktype = self.entries[0][2]          # the first file's; each batch says its own
+        sizes = [os.path.getsize(p) if p != "-" and first is not None else None for p, first, _ in self.entries]
         self.size = None if None in sizes or rounds != 1 else sum(sizes)
         self.stopping = False
         self.round = 0
-        self.done_packets = 0        # packets of finished rounds
+        self.done_packets = 0        # packets of files closed already
+        self.done_bytes = 0
         self.done_truncated = False
         self.timeline = Timeline(speed) if speed is not None else None
         self.lateness = Lateness()
@@ -115,26 +118,45 @@ class ReplaySource:
         self.period = None           # how far each round moves the times
         self._tick_us = 0
         self._fed_until = None       # the latest packet time fed
+        self._fed_mono = None        # and when (monotonic seconds)
 
-    def _open(self):
-        files = []
+    def _peek(self, path):
+        """(path, first packet time or None, link type): a plain file is checked and closed
+        again (opened when the merge reaches its first packet, so rotated captures are read
+        one or two at a time; inf: it has none); standard input, gzip files and files damaged
+        before their first packet stay open (first time None)."""
+        source = self._open(path)
+        if path != "-" and not _is_gzip(path):
+            try:
+                _, meta = pcapy.open_offline(path).next_batch(1)
+            except pcapy.PcapError:
+                meta = None               # damaged early: read it from the start, so it says so
+            if meta is not None:
+                source.close()
+                return path, packet_time(meta, 0) if meta else float("inf"), source.linktype
+        self.files.append(source)
+        return path, None, source.linktype
+
+    def _open(self, path):
+        source = FileSource(path)
         try:
-            for path in self.paths:
-                files.append(FileSource(path))
-                check_linktype(files[-1].linktype, path)
-                if self.filter:
-                    files[-1].set_filter(self.filter)
+            check_linktype(source.linktype, path)
+            if self.filter:
+                source.set_filter(self.filter)
         except InputError:
-            for f in files:
-                f.close()
+            source.close()
             raise
-        return files
+        return source
 
     # -- the Source interface ------------------------------------------------------
 
     @property
     def packets(self):
         return self.done_packets + sum(f.packets for f in self.files)
+
+    @property
+    def bytes_read(self):
+        return self.done_bytes + sum(f.bytes_read for f in self.files)
 
     @property
     def truncated(self):
@@ -149,10 +171,11 @@ class ReplaySource:
         while not self.stopping and (self.rounds == 0 or self.round < self.rounds):
             self.rounds_started += 1
             if self.round > 0:
-                self.done_packets += sum(f.packets for f in self.files)
-                self.done_truncated = self.truncated
-                self.close()
-                self.files = self._open()
+                try:
+                    self.files = [self._open(p) for p, first, _ in self.entries if first is None]
+                except InputError as e:
+                    log.error("%s; the replay ends after %d rounds", e, self.round)
+                    break
             for batch in self._merged():
                 # (stopped, the files end their batches themselves: what they read is still metered)
                 if self.round == 0:
@@ -189,16 +212,31 @@ class ReplaySource:
     # -- merging ---------------------------------------------------------------------
 
     def _merged(self):
-        """Batches of all files in time order: the earliest file's run up to the others' next."""
-        heads = []                                   # [next time, file index, batches, batch, position]
-        for i, f in enumerate(self.files):
-            head = self._advance([None, i, iter(f.batches()), None, 0])
-            if head:
-                heads.append(head)
-        while heads:
+        """Batches of all files in time order: the earliest file's run up to the others' next.
+        Plain files are opened when the merge reaches their first packet and closed at their end."""
+        pending = sorted((first, i, path) for i, (path, first, _) in enumerate(self.entries)
+                         if first is not None and first != float("inf"))
+        heads = []                                   # [next time, file index, batches, batch, position, source]
+        streams = [i for i, (_, first, _) in enumerate(self.entries) if first is None]
+        for i, f in zip(streams, list(self.files)):
+            self._start(heads, i, f)
+        while heads or pending:
+            soonest = min((h[0] for h in heads), default=None)
+            while pending and (soonest is None or pending[0][0] <= soonest):
+                _, i, path = pending.pop(0)
+                try:
+                    source = self._open(path)
+                except InputError as e:
+                    log.error("%s; going on without it", e)
+                    continue
+                self.files.append(source)
+                self._start(heads, i, source)
+                soonest = min((h[0] for h in heads), default=None)
+            if not heads:
+                continue
             heads.sort(key=lambda h: (h[0], h[1]))
             head = heads[0]
-            limit = heads[1][0] if len(heads) > 1 else None
+            limit = heads[1][0] if len(heads) > 1 else (pending[0][0] if pending else None)
             batch, pos = head[3], head[4]
             n = len(batch.meta) // 16
             end = n if limit is None else max(pos + 1, first_after(batch.meta, pos, limit))
@@ -206,8 +244,25 @@ class ReplaySource:
             head[4] = end
             if end == n and not self._advance(head):
                 heads.pop(0)
+                self._finished(head[5])
             elif end < n:
                 head[0] = packet_time(batch.meta, end)
+
+    def _start(self, heads, order, source):
+        head = self._advance([None, order, iter(source.batches()), None, 0, source])
+        if head:
+            heads.append(head)
+        else:
+            self._finished(source)
+
+    def _finished(self, source):
+        """A file read to its end: closed, its counts kept."""
+        self.done_packets += source.packets
+        self.done_bytes += source.bytes_read
+        self.done_truncated = self.done_truncated or source.truncated
+        source.close()
+        if source in self.files:
+            self.files.remove(source)
 
     @staticmethod
     def _advance(head):
@@ -254,6 +309,7 @@ class ReplaySource:
                 self.lateness.add(meta, pos, end, timeline.t0, timeline.mono0, timeline.speed,
                                   timeline.now_mono_us())
                 self._fed_until = packet_time(meta, end - 1)
+                self._fed_mono = time.monotonic()
                 self._tick_us = self._fed_until if end == n else min(due, packet_time(meta, end))
                 yield batch if pos == 0 and end == n else batch._replace(meta=meta[16 * pos:16 * end])
                 pos = end
@@ -292,7 +348,7 @@ class ReplaySource:
         stats = {"files": len(self.paths), "rounds": self.rounds_started}
         t = self.timeline
         if t is not None and t.started and self._fed_until is not None:
-            wall = (t.now_mono_us() - t.mono0) / 1e6
+            wall = self._fed_mono - t.mono0 / 1e6      # until the last packet was fed (not the shutdown)
             replayed = (self._fed_until - t.t0) / 1e6
             stats.update(speed=t.speed, effective_speed=replayed / wall if wall > 0 else 0.0,
                          late_median=self.lateness.quantile(0.5), late_p99=self.lateness.quantile(0.99),
@@ -305,3 +361,8 @@ class ReplaySource:
             log.warning("the replay fell behind its schedule by up to %.1f s (99%% of packets within %.2f s): "
                         "the machine cannot keep up at --realtime=%g; nothing was dropped",
                         worst, self.lateness.quantile(0.99), self.speed)
+
+
+def _is_gzip(path):
+    with open(path, "rb") as f:
+        return f.read(2) == GZIP_MAGIC
