@@ -75,12 +75,15 @@ class Layout:
         self.field_names = [item if isinstance(item, str) else item[0] for item in items
                             if not isinstance(item, Filler)]
         self.program = b"".join(ops)
+        self._template_record = None
         self.record_size = sum(OP.unpack_from(self.program, i)[2] for i in range(0, len(self.program), OP.size))
 
     def template_record(self):
         """Template ID, field count, then (type, length) pairs: the same in v9 and IPFIX."""
-        pairs = [n for e in self.elements for n in (e.id, e.length)]
-        return struct.pack(f">HH{len(pairs)}H", self.id, len(self.elements), *pairs)
+        if self._template_record is None:
+            pairs = [n for e in self.elements for n in (e.id, e.length)]
+            self._template_record = struct.pack(f">HH{len(pairs)}H", self.id, len(self.elements), *pairs)
+        return self._template_record
 
 
 def data_templates(dialect, fields, icmp_fields, ids):
