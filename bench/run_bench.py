@@ -5,11 +5,12 @@
     .venv/bin/python bench/run_bench.py --quick       # tiny captures, smoke run (< 1 min)
     .venv/bin/python bench/run_bench.py --only flood --runs 3
 
-Captures (bench/gen_capture.py, seeded, cached in bench/.cache/ under a name that carries their
-parameters and a hash of the generator, so a changed generator makes fresh ones):
-  mix        the edge-link mix: 670k packets, 110k flows, heavy-tailed sizes, IPv6, VLANs;
-  flood      1M one-packet flows from distinct random IPv4 sources (SYN / DNS / ping flood);
-  elephants  20 TCP flows x 30k packets (10 MSS-sized data flows, 10 ACK flows).
+Captures (`pyprobe generate --pcap` with bench/profiles/SHAPE.toml, through bench/captures.py;
+seeded, the time line pinned, cached in bench/.cache/ under a name that carries their parameters
+and a hash of the profile and the generator, so a change makes fresh ones):
+  mix        the edge-link mix: 110k flows over 180 s, heavy-tailed sizes, IPv6, VLANs, answers;
+  flood      1M one-packet flows from random IPv4 sources (SYN / DNS / ping flood) in 20 s;
+  elephants  20 TCP flows x 30k MSS-sized packets.
 
 On each capture, one round runs every tool once, in a fixed order (A B C D A B C D ...); the
 table shows the median wall time over --runs rounds:
@@ -23,7 +24,7 @@ table shows the median wall time over --runs rounds:
   * the floor: the venv's python reading the file with pcapy-ng's next_batch(4096) and nothing else.
 The exporters send NetFlow v9 to a UDP socket on 127.0.0.1 drained by a thread of this process;
 after every run the records received (and the packets they count) are compared with the
-generator's totals, and the kernel's drop counter of the socket is read.  Every command runs
+generator's expected records, and the kernel's drop counter of the socket is read.  Every command runs
 under /usr/bin/time -f '%e %M %U %S': peak RSS is the tool's whole process (ru_maxrss), seconds
 are wall time measured here around it (%e is the same at 10 ms resolution).
 
@@ -34,7 +35,6 @@ This is a measurement, not a test: nothing here asserts on timings.
 import argparse
 import datetime
 import glob
-import hashlib
 import json
 import os
 import platform
@@ -50,30 +50,32 @@ import tempfile
 import threading
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import captures  # noqa: E402
+
 BENCH = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(BENCH)
 CACHE = os.path.join(BENCH, ".cache")
-GEN = os.path.join(BENCH, "gen_capture.py")
 GNU_TIME = "/usr/bin/time"
 RUN_TIMEOUT = 600  # seconds: a run taking longer is killed and reported as failed
 
 # name: generator arguments, -m that force-expires nothing, whether to run the default -m pair
 # and the all-flows-alive pair
 CAPTURES = {
-    "mix": {"gen": {"shape": "mix", "packets": 670_000, "flows": 110_000}, "m": 1_000_000,
+    "mix": {"gen": {"shape": "mix"}, "m": 1_000_000,
             "default_m": True, "concurrent": None,
             "what": "the realistic mix: heavy-tailed flow sizes, TCP/UDP/ICMP, 15% IPv6, 10% VLAN-tagged"},
-    "flood": {"gen": {"shape": "flood", "flows": 1_000_000}, "m": 2_000_000,
+    "flood": {"gen": {"shape": "flood"}, "m": 2_000_000,
               "default_m": True, "concurrent": 1_100_000,
               "what": "one-packet flows from distinct random IPv4 sources within 20 s (80% TCP SYN, 15% UDP, 5% ICMP)"},
-    "elephants": {"gen": {"shape": "elephants", "flows": 20, "packets": 600_000}, "m": 1_000_000,
+    "elephants": {"gen": {"shape": "elephants"}, "m": 1_000_000,
                   "default_m": False, "concurrent": None,
                   "what": "long TCP flows, half of them MSS-sized data, half the ACKs going back"},
 }
 QUICK = {
-    "mix": {"packets": 20_000, "flows": 4_000},
-    "flood": {"flows": 30_000},
-    "elephants": {"flows": 4, "packets": 20_000},
+    "mix": {"flows": 4_000, "seconds": 10},
+    "flood": {"flows": 30_000, "seconds": 5},
+    "elephants": {"flows": 1, "seconds": 60},
 }
 LONG_PYPROBE = ["-t", "inactive=3600", "-t", "active=3600"]
 LONG_SOFTFLOWD = ["-t", "maxlife=3600", "-t", "general=3600", "-t", "udp=3600", "-t", "tcp=3600",
@@ -128,28 +130,22 @@ def log(*args):
 
 # ---------------------------------------------------------------------------- captures
 
-def gen_hash():
-    with open(GEN, "rb") as f:
-        return hashlib.sha1(f.read()).hexdigest()[:8]
-
-
 def ensure_capture(name, gen_args, seed):
-    """Path of the cached capture and the generator's totals, generating both if missing."""
+    """Path of the cached capture and what is in it, generating both if missing
+    (bench/captures.py: pyprobe generate --pcap with the shape's profile)."""
     os.makedirs(CACHE, exist_ok=True)
+    shape = gen_args["shape"]
     params = "-".join(f"{k[0]}{v}" for k, v in sorted(gen_args.items()) if k != "shape")
-    stem = f"bench-{gen_args['shape']}-{params}-s{seed}"
-    path = os.path.join(CACHE, f"{stem}-{gen_hash()}.pcap")
+    stem = f"bench-{shape}-{params}-s{seed}"
+    path = os.path.join(CACHE, f"{stem}-{captures.version_hash(shape)}.pcap")
     side = path + ".json"
     if not (os.path.exists(path) and os.path.exists(side)):
         for old in glob.glob(os.path.join(CACHE, stem + "-*.pcap*")):  # made by an older generator
             os.unlink(old)
-        tmp = path + ".tmp"
-        cmd = [sys.executable, GEN, "-o", tmp, "--seed", str(seed)]
-        for k, v in gen_args.items():
-            cmd += [f"--{k}", str(v)]
         log(f"[{name}] generating {os.path.relpath(path, REPO)} ...")
         t0 = time.perf_counter()
-        subprocess.run(cmd, check=True)
+        tmp = path + ".tmp"
+        captures.make(shape, tmp, gen_args.get("flows"), gen_args.get("seconds"), seed)
         os.replace(tmp, path)
         os.replace(tmp + ".json", side)  # the sidecar last: its presence means the capture is whole
         log(f"[{name}] generated in {time.perf_counter() - t0:.1f} s")

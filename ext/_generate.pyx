@@ -121,10 +121,10 @@ cdef class RecordGenerator:
             version = 0 if gi < 2 else 1
             if gi % 2 == 0:
                 self.src_start[version] = start
-                fill_choice(&self.src_choice[version], weights)
+                fill_choice(&self.src_choice[version], weights or [1.0])   # (none: that version is never drawn)
             else:
                 self.dst_start[version] = start
-                fill_choice(&self.dst_choice[version], weights)
+                fill_choice(&self.dst_choice[version], weights or [1.0])
         self.n_protocols = len(tables["protocols"])
         weights = []
         for i, p in enumerate(tables["protocols"]):
@@ -454,10 +454,11 @@ def packets_and_end(bytes records):
     return total, end
 
 
-def pcap_frames(bytes records):
+def pcap_frames(bytes records, uint32_t snaplen=0):
     """The packets of the records (settle()d), in time order, as pcap records (native
     little-endian header, microseconds): yields chunks of about a megabyte. Frames hold the
-    headers only (captured length), their wire length is the packet's."""
+    headers only (snaplen 0), or zero payload too up to snaplen bytes; the wire length is
+    always the packet's."""
     cdef Py_ssize_t n = len(records) // sizeof(FlowRecord), i, k
     cdef const FlowRecord* recs = <const FlowRecord*>(<const char*>records)
     cdef uint64_t total = 0
@@ -478,10 +479,10 @@ def pcap_frames(bytes records):
                 slots[j].index = <uint32_t>k
                 j += 1
         qsort(slots, total, sizeof(Slot), compare_slots)
-        chunk = bytearray(CHUNK + 256)
+        chunk = bytearray(CHUNK + 70000)
         used = 0
         for j in range(total):
-            used = write_frame(chunk, used, &recs[slots[j].record], &slots[j])
+            used = write_frame(chunk, used, &recs[slots[j].record], &slots[j], snaplen)
             if used >= CHUNK:
                 yield bytes(chunk[:used])
                 used = 0
@@ -491,7 +492,8 @@ def pcap_frames(bytes records):
         free(slots)
 
 
-cdef Py_ssize_t write_frame(bytearray chunk, Py_ssize_t used, const FlowRecord* r, const Slot* s) except -1:
+cdef Py_ssize_t write_frame(bytearray chunk, Py_ssize_t used, const FlowRecord* r, const Slot* s,
+                            uint32_t snaplen) except -1:
     cdef uint8_t* p0 = <uint8_t*>(<char*>chunk) + used
     cdef uint8_t* p = p0 + 16
     cdef uint64_t base = r.octets // r.packets
@@ -543,6 +545,9 @@ cdef Py_ssize_t write_frame(bytearray chunk, Py_ssize_t used, const FlowRecord* 
     p += l4
     caplen = <uint32_t>(p - (p0 + 16))
     wire = caplen + <uint32_t>(ip_len - (20 if r.ipver == 4 else 40) - l4)
+    if snaplen > caplen:                              # the payload too (zeros), as far as snaplen
+        memset(p, 0, min(wire, snaplen) - caplen)
+        caplen = min(wire, snaplen)
     put32le(p0, <uint32_t>(s.t // 1000000))
     put32le(p0 + 4, <uint32_t>(s.t % 1000000))
     put32le(p0 + 8, caplen)

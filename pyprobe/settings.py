@@ -331,6 +331,9 @@ OPTIONS = (
     O("pcap", ("--pcap",), "generate", parse_text, metavar="FILE", commands=GENERATE,
       help="write the records' packets to a capture instead of exporting records (with --count); "
            "--expect then holds the records a probe with these -t timeouts makes of it"),
+    O("pcap_snaplen", ("--snaplen",), "generate", parse_count(0, 65535 + 18, "snap length"), 0, metavar="BYTES",
+      commands=GENERATE, help="with --pcap: bytes of each frame in the capture, the payload zeros (default 0: "
+                              "the headers only; the wire length is always the packet's)"),
     O("expect", ("--expect",), "generate", parse_text, metavar="FILE", commands=GENERATE,
       help="write every generated record to FILE as JSON lines (pyprobe -r --json's schema)"),
     O("json", ("--json",), None, parse_bool, False, kind="switch", group="output",

@@ -32,8 +32,9 @@ Two network namespaces A and B joined by a veth pair (no addresses, IPv6 off, MT
 The packets the sink counts in the exported v9 records are shown too (informational: they test
 the export path, not the capture).
 
-Captures (bench/gen_capture.py --shape mix, seeded, generated into a temporary directory):
-  mix    300k packets, 30k flows, full-size frames (~700 bytes on average);
+Captures (bench/captures.py: `pyprobe generate --pcap` with bench/profiles/mix.toml, seeded,
+generated into a temporary directory):
+  mix    50k flows ending within 60 s, full-size frames (the payload zeros);
   small  the same packets cut to 128-byte frames (--snaplen 128): headers only, so more packets
          per second for the same copying; the IP header still states the original length.
 
@@ -58,7 +59,8 @@ import time
 
 LIVE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(LIVE))
-GEN = os.path.join(REPO, "bench", "gen_capture.py")
+sys.path.insert(0, os.path.dirname(LIVE))
+import captures  # noqa: E402  (bench/captures.py: pyprobe generate --pcap)
 PYPROBE = shutil.which("pyprobe", path=os.path.dirname(sys.executable)) or shutil.which("pyprobe")
 SINK_PORT = 2055
 MTU = 1600
@@ -67,12 +69,12 @@ DRAIN_WAIT = 1.5   # seconds after tcpreplay ends before the counters are read
 FILLER_FRAMES, FILLER_PPS = 5000, 20000   # non-IP frames sent after every replay (see run_step)
 
 CAPTURES = {
-    "mix": {"packets": 300_000, "flows": 30_000, "snaplen": 0,
+    "mix": {"flows": 50_000, "seconds": 60, "snaplen": MTU - 4,
             "what": "the edge-link mix, full-size frames"},
-    "small": {"packets": 300_000, "flows": 30_000, "snaplen": 128,
+    "small": {"flows": 50_000, "seconds": 60, "snaplen": 128,
               "what": "the same mix cut to 128-byte frames (headers only)"},
 }
-QUICK = {"packets": 30_000, "flows": 3_000}
+QUICK = {"flows": 5_000}
 TOOLS = ("pyprobe", "pyprobe-w2", "softflowd")
 TOOL_LABEL = {"pyprobe": "pyprobe (1 worker)", "pyprobe-w2": "pyprobe --workers 2",
               "softflowd": "softflowd"}
@@ -417,7 +419,7 @@ def write_markdown(path, series, captures, args, versions, started, elapsed):
              + (f"`-B {args.buffer}` for every tool." if args.buffer else "libpcap's default for every tool.")
              + " pyprobe and softflowd with their defaults otherwise; softflowd with `-m 65536`, "
              "pyprobe's default cache size (every flow of the capture fits both).", "",
-             "Captures (`bench/gen_capture.py --shape mix`, seeded):", ""]
+             "Captures (`pyprobe generate --pcap`, bench/profiles/mix.toml, seeded):", ""]
     for name, cap in captures.items():
         lines.append(f"- **{name}**: {cap['what']}; {cap['packets']:,} packets, {cap['flows']:,} flows, "
                      f"{cap['bytes'] / 2**20:.0f} MiB, {cap['bytes'] / cap['packets']:.0f} bytes per frame "
@@ -448,22 +450,19 @@ def write_filler(path):
 
 
 def make_captures(tmp, names, quick):
-    captures = {}
+    made = {}
     for name in names:
         cap = dict(CAPTURES[name])
         if quick:
             cap.update(QUICK)
         path = os.path.join(tmp, f"{name}.pcap")
-        cmd = [sys.executable, GEN, "--shape", "mix", "--packets", str(cap["packets"]),
-               "--flows", str(cap["flows"]), "--no-sidecar", "-o", path]
-        if cap["snaplen"]:
-            cmd += ["--snaplen", str(cap["snaplen"])]
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+        side = captures.make("mix", path, cap["flows"], cap["seconds"], seed=1, snaplen=cap["snaplen"])
+        cap["packets"] = side["packets"]
         cap["file"], cap["bytes"] = path, os.path.getsize(path)
         cap["filler"] = os.path.join(tmp, "filler.pcap")
         write_filler(cap["filler"])
-        captures[name] = cap
-    return captures
+        made[name] = cap
+    return made
 
 
 def main():

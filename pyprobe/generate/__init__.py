@@ -83,7 +83,10 @@ class Generator:
         self.settings = settings
         tables = profiles.load(settings.profile) if settings.profile else profiles.default_tables()
         self.seed = settings.seed if settings.seed is not None else time.time_ns() & (2**64 - 1)
-        self.records = RecordGenerator(tables, self.seed)
+        try:
+            self.records = RecordGenerator(tables, self.seed)
+        except (ValueError, TypeError) as e:
+            raise SettingsError(f"--profile: {e}") from None
         self.exporters = []
         self.expect = None
         interpose = None
@@ -165,7 +168,7 @@ class Generator:
         try:
             with open(settings.pcap, "wb") as f:
                 f.write(PCAP_HEADER)
-                for chunk in _generate.pcap_frames(records):
+                for chunk in _generate.pcap_frames(records, settings.pcap_snaplen):
                     f.write(chunk)
         except OSError as e:
             raise SettingsError(f"--pcap: cannot write {settings.pcap}: {e.strerror}") from None
