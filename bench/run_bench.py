@@ -67,10 +67,10 @@ CAPTURES = {
             "what": "the realistic mix: heavy-tailed flow sizes, TCP/UDP/ICMP, 15% IPv6, 10% VLAN-tagged"},
     "flood": {"gen": {"shape": "flood"}, "m": 2_000_000,
               "default_m": True, "concurrent": 1_100_000,
-              "what": "one-packet flows from distinct random IPv4 sources within 20 s (80% TCP SYN, 15% UDP, 5% ICMP)"},
+              "what": "one-packet flows from random IPv4 sources within 20 s (80% TCP SYN, 15% UDP, 5% ICMP)"},
     "elephants": {"gen": {"shape": "elephants"}, "m": 1_000_000,
                   "default_m": False, "concurrent": None,
-                  "what": "long TCP flows, half of them MSS-sized data, half the ACKs going back"},
+                  "what": "long TCP flows of MSS-sized packets"},
 }
 QUICK = {
     "mix": {"flows": 4_000, "seconds": 10},
