@@ -382,19 +382,24 @@ Settings.__module__ = __name__
 
 # -- the config file --------------------------------------------------------------------
 
-def load_file(path):
-    """Read and check a TOML configuration file: {section: {key: value}}, [[collector]] a list."""
+def read_toml(path, what):
+    """A TOML file's tables; SettingsError names `what` (config, --profile) and the problem."""
     try:
         import tomllib
     except ModuleNotFoundError:             # Python < 3.11
         import tomli as tomllib
     try:
         with open(path, "rb") as f:
-            data = tomllib.load(f)
+            return tomllib.load(f)
     except OSError as e:
-        raise SettingsError(f"cannot read config {path}: {e.strerror}") from None
+        raise SettingsError(f"cannot read {what} {path}: {e.strerror}") from None
     except tomllib.TOMLDecodeError as e:
-        raise SettingsError(f"config {path}: {e}") from None
+        raise SettingsError(f"{what} {path}: {e}") from None
+
+
+def load_file(path):
+    """Read and check a TOML configuration file: {section: {key: value}}, [[collector]] a list."""
+    data = read_toml(path, "config")
     known = {**{s: [o.toml_key for o in opts] for s, opts in SECTIONS.items()}, "collector": COLLECTOR_KEYS}
     for section, value in data.items():
         if section not in known:

@@ -51,17 +51,8 @@ PROTOCOL_KEYS = {"name", "number", "weight", "ports", "packets", "bytes", "durat
 
 def load(path):
     """A profile from a TOML file, over the default; SettingsError names what is wrong."""
-    try:
-        import tomllib
-    except ModuleNotFoundError:             # Python < 3.11
-        import tomli as tomllib
-    try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except OSError as e:
-        raise SettingsError(f"--profile: cannot read {path}: {e.strerror}") from None
-    except tomllib.TOMLDecodeError as e:
-        raise SettingsError(f"--profile {path}: {e}") from None
+    from ..settings import read_toml
+    data = read_toml(path, "--profile")
     unknown = set(data) - TOP_KEYS
     if unknown:
         raise SettingsError(f"--profile {path}: unknown key {sorted(unknown)[0]!r} "

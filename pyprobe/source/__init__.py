@@ -32,10 +32,9 @@ standard input and gzip, replay.py merges, loops and paces files, live.py
 captures on an interface.
 """
 
-from ..errors import InputError
 from .batch import Batch
 from .file import FileSource
-from .formats import check_linktype
+from .formats import ready
 from .live import LiveSource
 from .replay import ReplaySource
 
@@ -48,14 +47,7 @@ def open_source(settings, fanout_group=None):
     else:
         source = ReplaySource(settings.read, speed=settings.realtime, rounds=settings.loop,
                               shift=settings.shift_addresses, dated=not settings.keep_time)
-    try:
-        check_linktype(source.linktype, source.path)
-        if settings.filter:
-            source.set_filter(settings.filter)
-    except InputError:
-        source.close()
-        raise
-    return source
+    return ready(source, source.path, settings.filter)
 
 
 __all__ = ["Batch", "FileSource", "LiveSource", "ReplaySource", "open_source"]

@@ -21,3 +21,15 @@ def check_linktype(linktype, path):
     if linktype not in SUPPORTED_LINKTYPES:
         raise InputError(f"{path}: link type {linktype} ({linktype_name(linktype)}) is not supported; "
                          f"pyprobe reads {supported_linktype_names()}")
+
+
+def ready(source, path, bpf):
+    """A just-opened source checked for its link type and given the filter; closed if not."""
+    try:
+        check_linktype(source.linktype, path)
+        if bpf:
+            source.set_filter(bpf)
+    except InputError:
+        source.close()
+        raise
+    return source

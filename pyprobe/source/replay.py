@@ -25,9 +25,8 @@ from .._meter import Lateness, first_after, packet_time, shift_times
 
 import pcapy
 from ..errors import InputError
-from .batch import Batch
 from .file import FileSource
-from .formats import GZIP_MAGIC, check_linktype
+from .formats import GZIP_MAGIC, ready
 
 log = logging.getLogger(__name__)
 
@@ -138,15 +137,7 @@ class ReplaySource:
         return path, None, source.linktype
 
     def _open(self, path):
-        source = FileSource(path)
-        try:
-            check_linktype(source.linktype, path)
-            if self.filter:
-                source.set_filter(self.filter)
-        except InputError:
-            source.close()
-            raise
-        return source
+        return ready(FileSource(path), path, self.filter)
 
     # -- the Source interface ------------------------------------------------------
 
