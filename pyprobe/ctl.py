@@ -31,13 +31,24 @@ exit status:
 DEFAULT_TIMEOUT = 30.0
 
 
+def positive_seconds(text):
+    """--timeout: a finite number of seconds above 0."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad timeout {text!r}: seconds") from None
+    if not 0 < seconds < 86400 * 365:
+        raise argparse.ArgumentTypeError(f"bad timeout {text!r}: more than 0 seconds, less than a year")
+    return seconds
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="pyprobe ctl", description=DESCRIPTION, epilog=EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-c", dest="control", metavar="PATH", required=True,
                         help="the probe's control socket (pyprobe -c PATH)")
     parser.add_argument("--json", action="store_true", help="ask for the answer as one JSON document")
-    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+    parser.add_argument("--timeout", type=positive_seconds, default=DEFAULT_TIMEOUT, metavar="SECONDS",
                         help=f"wait this long for the answer (default {DEFAULT_TIMEOUT:g})")
     parser.add_argument("command", metavar="COMMAND", help="one of the commands below")
     parser.add_argument("args", nargs="*", metavar="ARG", help="the command's arguments (timeouts NAME=SECONDS)")

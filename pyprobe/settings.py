@@ -68,14 +68,16 @@ def parse_timeouts(specs):
     return timeouts
 
 
+_WHOLE_NUMBER = re.compile(r"^[+-]?[0-9]+$")
+
+
 def parse_count(low, high, what):
     def parse(value):
-        if isinstance(value, bool):
+        # Only whole numbers as written: no 1.5, no True, no '1_000' or ' 5' (int() takes those)
+        if isinstance(value, bool) or not (isinstance(value, int) or
+                                           (isinstance(value, str) and _WHOLE_NUMBER.match(value))):
             raise ValueError(f"bad {what} {value!r}: expected a whole number")
-        try:
-            number = int(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"bad {what} {value!r}: expected a whole number") from None
+        number = int(value)
         if not low <= number <= high:
             raise ValueError(f"{what} {number} out of range {low}..{high}")
         return number
@@ -475,6 +477,11 @@ def parse(argv, command="probe"):
 CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".gz", ".dmp")
 
 
+def bad_value(value, error):
+    """The message of a parser's error: a TypeError (a list where a string belongs) in words."""
+    return str(error) if isinstance(error, ValueError) else f"bad value {value!r} ({type(value).__name__})"
+
+
 def _split_files_from_filter(given):
     """-r takes every word up to the next option, so a shell glob of rotated captures works;
     the words after the last file (the first that names no file) are the filter's."""
@@ -511,13 +518,13 @@ def _value(o, given, config, config_path):
             return o.parse(flag)
         if flag is not None:
             return o.parse(True if o.kind == "switch" else flag)
-    except ValueError as e:
+    except (ValueError, TypeError) as e:
         raise SettingsError(f"{o.where(True)}: {e}") from None
     if o.toml_key in table:
         try:
             return o.parse(table[o.toml_key])
-        except ValueError as e:
-            raise SettingsError(f"config {config_path}: {o.where(False)}: {e}") from None
+        except (ValueError, TypeError) as e:
+            raise SettingsError(f"config {config_path}: {o.where(False)}: {bad_value(table[o.toml_key], e)}") from None
     return o.default
 
 
@@ -529,12 +536,14 @@ def _collectors(values, config, config_path):
     else:
         specs = []
         for entry in config.get("collector", []):
+            if "address" not in entry:
+                raise SettingsError(f"config {config_path}: [[collector]] without an address")
             try:
-                specs.append(CollectorSpec(parse_text(entry.get("address")),
+                specs.append(CollectorSpec(parse_text(entry["address"]),
                                            parse_version(entry.get("version", values["version"])),
                                            parse_choice(*TRANSPORTS)(entry.get("transport", values["transport"]))))
-            except ValueError as e:
-                raise SettingsError(f"config {config_path}: [[collector]]: {e}") from None
+            except (ValueError, TypeError) as e:
+                raise SettingsError(f"config {config_path}: [[collector]]: {bad_value(entry, e)}") from None
     for spec in specs:
         spec.check()
     return tuple(specs)

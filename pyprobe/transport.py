@@ -75,7 +75,11 @@ class UdpTransport:
                 self.sock.close()
                 raise ValueError(f"cannot send from {source_address}: {e.strerror} "
                                  "(is the address on an interface of this host?)") from None
-        self.sock.connect(sockaddr)     # connected: the kernel reports a refusing collector to us
+        try:
+            self.sock.connect(sockaddr)     # connected: the kernel reports a refusing collector to us
+        except OSError as e:                # broadcast, a link-local address without a scope, ...
+            self.sock.close()
+            raise ValueError(f"cannot send to collector {name}: {e.strerror or e}") from None
         self.errors = 0
         self.log = _RateLimitedLog(name)
 
