@@ -79,6 +79,8 @@ class Collector:
 
     def __init__(self, spec, settings, interpose=None):
         spec.check()
+        self.spec = spec
+        self.settings = settings
         self.name = spec.address
         self.version = spec.version
         self.capabilities = capabilities(spec.version)
@@ -148,14 +150,24 @@ class Collector:
 class Exporter:
     """Hands expired records to the collectors."""
 
-    def __init__(self, specs, settings, round_robin=False, interpose=None):
+    def __init__(self, specs, settings, round_robin=False, interpose=None, running=()):
+        """running: collectors of the exporter this one replaces (a reload); one with the same
+        spec and settings is kept as it is (its sequence numbers, template timers, counters)."""
+        kept = {(c.spec, c.settings): c for c in running}
         self.collectors = []
+        made = []
         try:
             for spec in specs:
-                self.collectors.append(Collector(spec, settings, interpose))
+                collector = kept.pop((spec, settings), None)
+                if collector is None:
+                    collector = Collector(spec, settings, interpose)
+                    made.append(collector)
+                self.collectors.append(collector)
         except SettingsError:
-            self.close()
+            for collector in made:
+                collector.close()
             raise
+        self.left_over = list(kept.values())      # the replaced exporter's to close
         self.round_robin = round_robin and len(self.collectors) > 1
         self.turn = 0
 

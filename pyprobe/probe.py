@@ -20,10 +20,10 @@ log = logging.getLogger("pyprobe")
 FLUSH_CHUNK = 8192                  # records per step when the cache empties
 
 
-def make_exporter(settings):
+def make_exporter(settings, running=()):
     if not settings.collectors:
         return None
-    return Exporter(settings.collectors, settings.export, settings.round_robin)
+    return Exporter(settings.collectors, settings.export, settings.round_robin, running=running)
 
 
 class RecordSinks:
@@ -34,6 +34,7 @@ class RecordSinks:
         self.flush_each = source.ticking     # a reader of a live or real-time run wants each record now
         self.dating = source.dating          # a real-time replay dated now, or None
         self.writer = None
+        self.retired = []                    # statistics of collectors a reload closed
         self._attach(settings, make_exporter(settings))
 
     def _attach(self, settings, exporter):
@@ -61,12 +62,16 @@ class RecordSinks:
                 sys.stdout.flush()
 
     def replace_collectors(self, settings):
-        """New collectors from reloaded settings (SettingsError: the running ones stay);
-        the old ones are closed (TCP drains first)."""
-        exporter = make_exporter(settings)
-        if self.exporter is not None:
-            self.exporter.close()
-        self._attach(settings, exporter)
+        """Collectors from reloaded settings (SettingsError: the running ones stay). A collector
+        whose spec and settings did not change goes on as it was; the others are new, and the
+        ones no longer asked for are closed (TCP drains first), their counts kept."""
+        running = self.exporter.collectors if self.exporter is not None else ()
+        exporter = make_exporter(settings, running)
+        gone = exporter.left_over if exporter is not None else list(running)
+        for collector in gone:
+            collector.close()
+        self.retired += [c.statistics() for c in gone]
+        self._attach(settings, exporter)      # (start() then gives only the new collectors templates)
 
     def close(self):
         if self.exporter is not None:
@@ -74,7 +79,8 @@ class RecordSinks:
         sys.stdout.flush()
 
     def statistics(self):
-        return self.exporter.statistics() if self.exporter is not None else []
+        """Every collector's counts, the ones a reload retired too (so the totals add up)."""
+        return self.retired + (self.exporter.statistics() if self.exporter is not None else [])
 
 
 class Probe:
