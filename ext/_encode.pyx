@@ -292,8 +292,8 @@ def json_lines(const uint8_t[::1] buf, columns, int ipver_offset, end_reason_nam
     cdef int show, offset, width, ipver
     cdef const uint8_t* r
     cdef char text[64]
-    cdef int64_t us, whole, frac
-    cdef int length, k
+    cdef int64_t us
+    cdef int length
     names = {code: ('"' + name + '"').encode() for code, name in end_reason_names.items()}
     keys = [(('{"' if c == 0 else ', "') + key + '": ').encode() for c, (key, _, _, _) in enumerate(columns)]
     shows = [s for _, s, _, _ in columns]

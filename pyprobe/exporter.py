@@ -55,12 +55,12 @@ class CollectorSpec:
 
 def new_encoder(version, settings, max_size, over_stream):
     """The encoder of one collector, from the shared export settings."""
+    caps = capabilities(version)
     common = dict(max_size=max_size, sampling_interval=settings.sampling, sampling_random=settings.sampling_random)
-    if not capabilities(version).templates:
-        return ENCODERS[version](engine_type=settings.engine_type, engine_id=settings.engine_id,
-                                 boot_lead_ms=settings.boot_lead_ms, **common)
-    if capabilities(version).max_active_seconds != float("inf"):
+    if caps.uptime:
         common["boot_lead_ms"] = settings.boot_lead_ms
+    if not caps.templates:
+        return ENCODERS[version](engine_type=settings.engine_type, engine_id=settings.engine_id, **common)
     return ENCODERS[version](
         domain_id=settings.source_id,
         # Over TCP the templates go once per connection (the transport asks for them).

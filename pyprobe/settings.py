@@ -618,7 +618,7 @@ def _versions_help():
 
 def _active_limit_help():
     caps = [capabilities(v) for v in VERSIONS]
-    limited = [c for c in caps if c.max_active_seconds != float("inf")]
+    limited = [c for c in caps if c.uptime]
     days = min(c.max_active_seconds for c in limited) / 86400
     text = (f"{' and '.join(c.name for c in limited)} state times as 32-bit uptime milliseconds: "
             f"with such a collector the active timeout is at most {days:g} days (longer is shortened, "

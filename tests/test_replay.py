@@ -10,10 +10,8 @@ import json
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -173,42 +171,6 @@ def test_loop_refuses_standard_input():
 
 # -- real time ------------------------------------------------------------------------------
 
-class TimedSink:
-    """A UDP socket that notes the wall time each datagram arrives."""
-
-    def __init__(self):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.2)
-        self.address = "127.0.0.1:%d" % self.sock.getsockname()[1]
-        self.arrivals = []
-        self.running = True
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self):
-        while self.running:
-            try:
-                data = self.sock.recv(65535)
-            except socket.timeout:
-                continue
-            self.arrivals.append((time.time(), data))
-
-    def records(self):
-        """[(arrival epoch seconds, decoded record)]"""
-        self.running = False
-        self.thread.join()
-        self.sock.close()
-        parser = wire.Parser()
-        out = []
-        for arrived, data in self.arrivals:
-            msg = parser.parse(data, source="sink")
-            for r in msg.records:
-                out.append((arrived, msg, r))
-        return out
-
-
 def paced_capture(path):
     """30 s of traffic, most of it quiet: flows that end idle, at a FIN, at the active timeout,
     and one idle in a long silent gap. Returns (path, {sport: (first_us, last_us, end_us)}):
@@ -248,7 +210,7 @@ def named_records(arrived):
 @pytest.mark.skipif(not shutil.which("nfcapd"), reason="nfcapd not installed")
 def test_realtime_replay_paces_and_dates_records_now(tmp_path):
     path, expect = paced_capture(tmp_path / "paced.pcap")
-    sink = TimedSink()
+    sink = wire.TimedCollector()
     with NfcapdCollector() as nfcapd:
         started = time.time()
         proc = subprocess.run([wire.PYPROBE, "-r", path, "--realtime", "-v", "10", "-n", sink.address,

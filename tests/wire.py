@@ -365,6 +365,8 @@ import shutil as _shutil
 import socket as _socket
 import subprocess as _subprocess
 import sys as _sys
+import threading as _threading
+import time as _time
 
 PYPROBE = _shutil.which("pyprobe", path=_os.path.dirname(_sys.executable)) or "pyprobe"
 
@@ -403,6 +405,42 @@ class UdpCollector:
 
     def close(self):
         self.sock.close()
+
+
+class TimedCollector:
+    """A UDP socket on 127.0.0.1 read by a thread while pyprobe runs, noting the wall time each
+    datagram arrives: for pacing and real-time tests, timed on the collector's side."""
+
+    def __init__(self):
+        self.sock = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
+        self.sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_RCVBUF, 8 << 20)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.address = "127.0.0.1:%d" % self.sock.getsockname()[1]
+        self.arrivals = []             # (epoch seconds, datagram)
+        self.running = True
+        self.thread = _threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while self.running:
+            try:
+                data = self.sock.recv(65535)
+            except _socket.timeout:
+                continue
+            self.arrivals.append((_time.time(), data))
+
+    def records(self):
+        """Stop reading; [(arrival epoch seconds, message, decoded record)]."""
+        self.running = False
+        self.thread.join()
+        self.sock.close()
+        parser = Parser()
+        out = []
+        for arrived, data in self.arrivals:
+            msg = parser.parse(data, source="timed")
+            out += [(arrived, msg, r) for r in msg.records]
+        return out
 
 
 def run_pyprobe(args, stdin=None, timeout=60, check_exit=0):

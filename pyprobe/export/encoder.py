@@ -30,7 +30,8 @@ class Capabilities:
     name: str
     ipv6: bool                 # IPv6 flows (v5: counted and not sent)
     counter_bits: int          # packet and octet counters (32: flows end before they wrap)
-    max_active_seconds: float  # longest flow its times can state (uptime-relative: 32-bit ms)
+    uptime: bool               # record times relative to the exporter's uptime (32-bit ms; see uptime.py)
+    max_active_seconds: float  # longest flow its times can state
     templates: bool            # v9/IPFIX templates, resent on request
     options: bool              # options records (sampling, exporter statistics)
     tcp: bool                  # may go over TCP (RFC 7011 section 10.4)
@@ -54,11 +55,13 @@ class Layout:
     def __init__(self, template_id, items, dialect, ipver):
         self.id = template_id
         self.elements = []           # (Element or None for fillers) in wire order
+        self.record_size = 0
         ops = []
         for item in items:
             if isinstance(item, Filler):
                 self.elements.append(None)
                 ops.append(OP.pack(ZERO, 0, item.length, 0))
+                self.record_size += item.length
                 continue
             name, length = item if isinstance(item, tuple) else (item, None)
             element = BY_NAME[name].element(dialect, ipver)
@@ -72,11 +75,11 @@ class Layout:
             width = member.size if element.encoding == UNSIGNED else 0
             ops.append(OP.pack(element.encoding, width, element.length, member.offset))
             self.elements.append(element)
+            self.record_size += element.length
         self.field_names = [item if isinstance(item, str) else item[0] for item in items
                             if not isinstance(item, Filler)]
         self.program = b"".join(ops)
         self._template_record = None
-        self.record_size = sum(OP.unpack_from(self.program, i)[2] for i in range(0, len(self.program), OP.size))
 
     def template_record(self):
         """Template ID, field count, then (type, length) pairs: the same in v9 and IPFIX."""
@@ -133,7 +136,7 @@ class RecordBatch:
 
 class Encoder:
     """The datagram-filling loop. A subclass sets the class attributes and implements
-    message(); template-carrying versions also control_records()."""
+    message(); template-carrying versions (TemplateEncoder) also template_sets()."""
 
     VERSION = None
     CAPABILITIES = None

@@ -10,7 +10,7 @@ import struct
 
 from .encoder import SET_HEADER, Capabilities, OptionsTemplate, TemplateEncoder, data_templates, set_bytes
 
-CAPABILITIES = Capabilities(name="IPFIX", ipv6=True, counter_bits=64, max_active_seconds=float("inf"),
+CAPABILITIES = Capabilities(name="IPFIX", ipv6=True, counter_bits=64, uptime=False, max_active_seconds=float("inf"),
                             templates=True, options=True, tcp=True, withdrawal=True, enterprise_fields=True)
 HEADER = struct.Struct(">HHIII")
 SEQUENCE = struct.Struct(">I")

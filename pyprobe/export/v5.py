@@ -9,7 +9,8 @@ import struct
 from .encoder import CLASSES, Capabilities, Encoder, Filler, Layout
 from .uptime import MAX_ACTIVE_SECONDS, MAX_SPAN_MS, Uptime
 
-CAPABILITIES = Capabilities(name="NetFlow v5", ipv6=False, counter_bits=32, max_active_seconds=MAX_ACTIVE_SECONDS,
+CAPABILITIES = Capabilities(name="NetFlow v5", ipv6=False, counter_bits=32, uptime=True,
+                            max_active_seconds=MAX_ACTIVE_SECONDS,
                             templates=False, options=False, tcp=False)
 HEADER = struct.Struct(">HHIIIIBBH")
 MAX_RECORDS = 30

@@ -10,7 +10,8 @@ import struct
 from .encoder import Capabilities, OptionsTemplate, TemplateEncoder, data_templates, set_bytes
 from .uptime import MAX_ACTIVE_SECONDS, MAX_SPAN_MS, Uptime
 
-CAPABILITIES = Capabilities(name="NetFlow v9", ipv6=True, counter_bits=64, max_active_seconds=MAX_ACTIVE_SECONDS,
+CAPABILITIES = Capabilities(name="NetFlow v9", ipv6=True, counter_bits=64, uptime=True,
+                            max_active_seconds=MAX_ACTIVE_SECONDS,
                             templates=True, options=True, tcp=False)
 HEADER = struct.Struct(">HHIIII")
 TEMPLATE_SET_ID = 0

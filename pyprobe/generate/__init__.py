@@ -80,7 +80,12 @@ class Generator:
     """One run of pyprobe generate."""
 
     def __init__(self, settings):
+        if settings.pcap and (settings.collectors or not settings.count):
+            raise SettingsError("--pcap writes a capture of --count records' packets, and exports nothing "
+                                "(give --count, no -n)")
         self.settings = settings
+        # record i ends at start + i * step_us when the time line is pinned (--start-time, --pcap)
+        self.step_us = 1e6 / settings.rate if settings.rate else 1.0
         tables = profiles.load(settings.profile) if settings.profile else profiles.default_tables()
         self.seed = settings.seed if settings.seed is not None else time.time_ns() & (2**64 - 1)
         try:
@@ -103,9 +108,6 @@ class Generator:
         except SettingsError:
             self.close()
             raise
-        if settings.pcap and (settings.collectors or not settings.count):
-            raise SettingsError("--pcap writes a capture of --count records' packets, and exports nothing "
-                                "(give --count, no -n)")
         self.writer = None
         if (not settings.collectors and not settings.pcap) or settings.json:
             self.writer = JsonWriter(sys.stdout) if settings.json else TableWriter(sys.stdout)
@@ -123,8 +125,7 @@ class Generator:
     def clock_us(self, index):
         """When record `index` ends: the pinned epoch plus index/rate, or the wall clock."""
         if self.settings.start_time is not None:
-            step = 1e6 / self.settings.rate if self.settings.rate else 1.0
-            return int(self.settings.start_time * 1e6 + index * step)
+            return int(self.settings.start_time * 1e6 + index * self.step_us)
         return time.time_ns() // 1000
 
     def run(self):
@@ -143,7 +144,7 @@ class Generator:
             if n <= 0 or (deadline is not None and time.monotonic() >= deadline):
                 break
             end_us = self.clock_us(self.made)
-            step_us = (1e6 / settings.rate if settings.rate else 1.0) if settings.start_time is not None else 0.0
+            step_us = self.step_us if settings.start_time is not None else 0.0    # (else: all end now)
             batch = self.records.make(n, end_us, step_us)
             self.put(batch, (end_us + int(step_us * (n - 1))) // 1000)
             self.made += n
@@ -160,8 +161,7 @@ class Generator:
         self.started = time.monotonic()
         timeouts = dict(DEFAULT_TIMEOUTS, **settings.timeouts)
         inactive = min(timeouts[name] for name in ("general", "tcp", "udp", "icmp"))
-        step_us = 1e6 / settings.rate if settings.rate else 1.0
-        records = self.records.make(settings.count, self.clock_us(0), step_us)
+        records = self.records.make(settings.count, self.clock_us(0), self.step_us)
         # gaps and durations a little inside the timeouts, so that each record is one flow
         records = _generate.settle(records, 0.9 * inactive, 0.9 * timeouts["maxlife"])
         self.packets, capture_end_us = _generate.packets_and_end(records)
@@ -175,8 +175,7 @@ class Generator:
         expected = _generate.end_reasons(records, capture_end_us,
                                          {name: int(round(seconds * 1e6)) for name, seconds in timeouts.items()})
         self.made = settings.count
-        if self.writer is not None or self.expect is not None:
-            self.put(expected, 0)
+        self.put(expected, 0)                 # (no exporters: printed and written to --expect only)
         self.close()
 
     def put(self, batch, now_ms):

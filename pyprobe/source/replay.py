@@ -20,10 +20,10 @@ import logging
 import os
 import time
 
+import pcapy
+
 from .._encode import retime
 from .._meter import Lateness, first_after, packet_time, shift_times
-
-import pcapy
 from ..errors import InputError
 from .file import FileSource
 from .formats import GZIP_MAGIC, ready
@@ -95,8 +95,7 @@ class ReplaySource:
         self.rounds = rounds
         self.shift = shift
         self.ticking = speed is not None
-        self.dated = dated and speed is not None     # record times moved to now (else: --keep-time)
-        self.dating = self if self.dated else None
+        self.dating = self if dated and speed is not None else None   # records dated now (not --keep-time)
         self.rounds_started = 0
         self.filter = None
         self.files = []              # the files open now (a file is opened when the merge reaches it)
@@ -117,7 +116,7 @@ class ReplaySource:
         self.period = None           # how far each round moves the times
         self._tick_us = 0
         self._fed_until = None       # the latest packet time fed
-        self._fed_mono = None        # and when (monotonic seconds)
+        self._fed_mono = None        # and when (monotonic microseconds, as the timeline's)
 
     def _peek(self, path):
         """(path, first packet time or None, link type): a plain file is checked and closed
@@ -300,7 +299,7 @@ class ReplaySource:
                 self.lateness.add(meta, pos, end, timeline.t0, timeline.mono0, timeline.speed,
                                   timeline.now_mono_us())
                 self._fed_until = packet_time(meta, end - 1)
-                self._fed_mono = time.monotonic()
+                self._fed_mono = timeline.now_mono_us()
                 self._tick_us = self._fed_until if end == n else min(due, packet_time(meta, end))
                 yield batch if pos == 0 and end == n else batch._replace(meta=meta[16 * pos:16 * end])
                 pos = end
@@ -339,7 +338,7 @@ class ReplaySource:
         stats = {"files": len(self.paths), "rounds": self.rounds_started}
         t = self.timeline
         if t is not None and t.started and self._fed_until is not None:
-            wall = self._fed_mono - t.mono0 / 1e6      # until the last packet was fed (not the shutdown)
+            wall = (self._fed_mono - t.mono0) / 1e6    # until the last packet was fed (not the shutdown)
             replayed = (self._fed_until - t.t0) / 1e6
             stats.update(speed=t.speed, effective_speed=replayed / wall if wall > 0 else 0.0,
                          late_median=self.lateness.quantile(0.5), late_p99=self.lateness.quantile(0.99),

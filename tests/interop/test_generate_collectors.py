@@ -4,9 +4,7 @@ written to --expect, field by field, with no sequence failure; many simulated ex
 tshark decodes generated v9 and IPFIX with no malformed record."""
 
 import json
-import socket
 import subprocess
-import threading
 import time
 from collections import Counter
 
@@ -64,34 +62,6 @@ def nfdump_rows(collector, without_addresses=None):
     return rows
 
 
-class RateSink:
-    """A second collector: counts each datagram's arrival second, to check the pacing."""
-
-    def __init__(self):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.2)
-        self.address = "127.0.0.1:%d" % self.sock.getsockname()[1]
-        self.arrivals = []
-        self.running = True
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self):
-        while self.running:
-            try:
-                data = self.sock.recv(65535)
-            except socket.timeout:
-                continue
-            self.arrivals.append((time.monotonic(), data))
-
-    def close(self):
-        self.running = False
-        self.thread.join()
-        self.sock.close()
-
-
 @pytest.mark.parametrize("version,seconds", [(9, 10), (10, 4), (5, 4)])
 def test_nfcapd_stores_exactly_the_expected_records(tmp_path, version, seconds):
     expect = str(tmp_path / "expect.json")
@@ -100,7 +70,7 @@ def test_nfcapd_stores_exactly_the_expected_records(tmp_path, version, seconds):
         profile = tmp_path / "ipv4.toml"
         profile.write_text(IPV4_ONLY_PROFILE)
         extra = ["--profile", str(profile)]
-    rate_sink = RateSink() if version == 9 else None
+    rate_sink = wire.TimedCollector() if version == 9 else None   # a second collector: the pacing
     with NfcapdCollector() as col:
         targets = ["-n", "127.0.0.1:%d" % col.port] + (["-n", rate_sink.address] if rate_sink else [])
         started = time.monotonic()
@@ -122,12 +92,9 @@ def test_nfcapd_stores_exactly_the_expected_records(tmp_path, version, seconds):
                                             f"{list(missing)[:3]} / {list(extra_rows)[:3]}")
     assert failures == 0
     if rate_sink:
-        rate_sink.close()
-        first = rate_sink.arrivals[0][0]
-        per_second = Counter()
-        parser = wire.Parser()
-        for when, data in rate_sink.arrivals:
-            per_second[int(when - first)] += len(parser.parse(data, source="rate").records)
+        arrived = rate_sink.records()
+        first = arrived[0][0]
+        per_second = Counter(int(when - first) for when, _, _ in arrived)
         full = [per_second[s] for s in range(seconds - 1)]          # the whole seconds of the run
         assert all(abs(n - 50000) <= 5000 for n in full), full
 
