@@ -74,8 +74,9 @@ class Collector:
     that gives a new connection its first messages and numbers messages for it.
 
     interpose(encoder), if given, makes an object whose apply(datagrams, spans, now_ms)
-    returns (datagrams to send, marks) between encoder and transport: pyprobe generate's
-    faults. Its marks [(record indices, mark, kind)] collect in `marks`."""
+    returns (datagrams to send, marks) between encoder and transport, and whose finish()
+    returns what it still holds at the end: pyprobe generate's faults. Its marks
+    [(record indices, mark, kind)] collect in `marks`."""
 
     def __init__(self, spec, settings, interpose=None):
         spec.check()
@@ -140,6 +141,10 @@ class Collector:
         self.transport.pump()
 
     def close(self):
+        if self.interposed is not None:      # a datagram a fault held back for later goes now
+            for message in self.interposed.finish():
+                if self.transport.send(message):
+                    self.datagrams += 1
         self.transport.close()
 
     def statistics(self):

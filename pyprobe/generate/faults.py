@@ -133,6 +133,11 @@ class Faults:
             self.held = None
         return out + extra, marks
 
+    def finish(self):
+        """At the end: a datagram still held back for a reorder goes out (not reordered, not counted)."""
+        held, self.held = self.held, None
+        return [held[0]] if held else []
+
     def _after_batch(self, now_ms):
         """Faults that go between two batches: the next batch's first datagram follows them."""
         extra = []
