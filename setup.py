@@ -1,4 +1,4 @@
-"""Build the Cython flow meter and export packer (ext/_*.pyx) into the pyprobe package.
+"""Build the Cython capture reader, flow meter and export packer (ext/_*.pyx) into the pyprobe package.
 
 ext/record.pxd, the packed flow record, is written first from the field table
 (pyprobe/fields.py), so the record has one definition."""
@@ -24,6 +24,7 @@ def write_record_pxd():
 write_record_pxd()
 extensions = [
     Extension("pyprobe._meter", ["ext/_meter.pyx"], extra_compile_args=["-O3"]),
+    Extension("pyprobe._capture", ["ext/_capture.pyx"], extra_compile_args=["-O3"]),
     Extension("pyprobe._encode", ["ext/_encode.pyx"], extra_compile_args=["-O3"]),
     Extension("pyprobe._generate", ["ext/_generate.pyx"], extra_compile_args=["-O3"], libraries=["m"]),
 ]

@@ -30,7 +30,7 @@ def install_signal_handlers(probe):
     for sig, handler in ((signal.SIGINT, stop), (signal.SIGTERM, stop), (signal.SIGHUP, reload),
                          (signal.SIGUSR1, lambda signum, frame: probe.send_templates())):
         signal.signal(sig, handler)
-        # Restart interrupted reads: a stream's feeder ends it cleanly instead (see source/stream.py).
+        # Restart system calls a signal interrupts inside libpcap, which would report EINTR as a failure.
         signal.siginterrupt(sig, False)
 
 

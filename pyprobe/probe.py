@@ -203,5 +203,4 @@ class Probe:
         stats = self.statistics()
         capture = stats["capture"]
         drops = None if capture is None else (capture["received"], capture["dropped"], capture["if_dropped"])
-        return format_summary(stats["meter"], stats["seconds"], self.source, stats["collectors"], drops, title,
-                              stats["source"])
+        return format_summary(stats["meter"], stats["seconds"], stats["collectors"], drops, title, stats["source"])

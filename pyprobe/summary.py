@@ -2,9 +2,14 @@
 
 from .output import PROTOCOL_NAMES
 
+# What the capture parser skips (source/file.py's statistics), for people.
+SKIPPED = {"bad_times": "with a time no record can carry", "undecoded": "of a link type not decoded",
+           "filtered": "rejected by the filter"}
 
-def format_summary(stats, seconds, source=None, collectors=(), capture_drops=None, title=None, replay=None):
-    """Human-readable lines from Meter.stats() (plus the run time); title: e.g. 'worker 1'."""
+
+def format_summary(stats, seconds, collectors=(), capture_drops=None, title=None, source=None):
+    """Human-readable lines from Meter.stats() (plus the run time); title: e.g. 'worker 1';
+    source: the source's own statistics."""
     read = stats["packets_read"]
     rate = read / seconds if seconds > 0 else 0.0
     lines = ["pyprobe statistics:" if title is None else f"pyprobe statistics ({title}):",
@@ -23,14 +28,18 @@ def format_summary(stats, seconds, source=None, collectors=(), capture_drops=Non
     records = stats["records"]
     lines.append(f"  records               {sum(records.values()):>12}   "
                  + ", ".join(f"{reason} {n}" for reason, n in records.items()))
-    if replay and (replay.get("files", 1) > 1 or replay.get("rounds", 1) > 1):
-        lines.append(f"  replay                {replay['files']:>12} files, {replay['rounds']} rounds")
-    if replay and "speed" in replay:
-        lines.append(f"  real time             {replay['speed']:>12g}x asked, {replay['effective_speed']:.3f}x reached; "
-                     f"packets late by median {replay['late_median'] * 1000:.1f} ms, "
-                     f"99% {replay['late_p99'] * 1000:.1f} ms, max {replay['late_max'] * 1000:.1f} ms")
-    if source is not None and source.truncated:
-        lines.append("  input                 truncated: the capture ends inside a record")
+    if source and (source.get("files", 1) > 1 or source.get("rounds", 1) > 1):
+        lines.append(f"  replay                {source['files']:>12} files, {source['rounds']} rounds")
+    if source and "speed" in source:
+        lines.append(f"  real time             {source['speed']:>12g}x asked, {source['effective_speed']:.3f}x reached; "
+                     f"packets late by median {source['late_median'] * 1000:.1f} ms, "
+                     f"99% {source['late_p99'] * 1000:.1f} ms, max {source['late_max'] * 1000:.1f} ms")
+    skipped = (source or {}).get("skipped", {})
+    if any(skipped.values()):
+        lines.append(f"  records skipped       {sum(skipped.values()):>12}   "
+                     + ", ".join(f"{SKIPPED[key]} {n}" for key, n in skipped.items() if n))
+    if source and source.get("damage"):
+        lines.append(f"  input damaged         {source['damage']}; the packets before it were metered")
     if stats["protocols"]:
         lines.append("  per protocol:              flows      packets         octets")
         for proto, (flows, packets, octets) in sorted(stats["protocols"].items()):

@@ -1,4 +1,4 @@
-"""Tiny helpers to build raw packets, pcapy-ng style batches and pcap files.
+"""Tiny helpers to build raw packets, pcapy-ng style batches, pcap and pcapng files.
 
 Everything is built by hand with struct so that the bytes are exactly what
 the test asked for (no checksums: pyprobe does not look at them).
@@ -13,6 +13,8 @@ ETH_VLAN = 0x8100
 DLT_EN10MB = 1
 
 PCAP_MAGIC = 0xA1B2C3D4
+PCAPNG_SHB = 0x0A0D0D0A
+DLT_RAW = 101
 
 
 def mac_bytes(mac):
@@ -135,3 +137,23 @@ def write_pcap(path, frames, linktype=DLT_EN10MB, snaplen=65535):
     with open(path, "wb") as f:
         f.write(pcap_bytes(frames, linktype, snaplen))
     return path
+
+
+def pcapng_block(order, block_type, body):
+    """One pcapng block: type, length, body padded to 4 bytes, length again."""
+    body += b"\0" * (-len(body) % 4)
+    length = 12 + len(body)
+    return struct.pack(order + "II", block_type, length) + body + struct.pack(order + "I", length)
+
+
+def pcapng_section(interfaces, packets, order="<"):
+    """One pcapng section: interfaces [linktype, ...], packets [(interface id, time_us, frame)]
+    as enhanced packet blocks in microseconds; order '<' or '>'."""
+    out = pcapng_block(order, PCAPNG_SHB, struct.pack(order + "IHHq", 0x1A2B3C4D, 1, 0, -1))
+    for linktype in interfaces:
+        out += pcapng_block(order, 1, struct.pack(order + "HHI", linktype, 0, 262144))
+    for if_id, time_us, frame in packets:
+        t = int(time_us)
+        out += pcapng_block(order, 6, struct.pack(order + "IIIII", if_id, t >> 32, t & 0xFFFFFFFF,
+                                                  len(frame), len(frame)) + frame)
+    return out

@@ -142,3 +142,29 @@ def test_reload_keeps_an_unchanged_collector_going(tmp_path, collector):
     stats = probe.statistics()
     assert sent == sum(s["records"] for s in stats["collectors"])     # the statistics add up
     assert sent == sum(stats["meter"]["records"].values()) > 100     # every record the meter made
+
+
+# -- times a format cannot carry (issue 11, item 5) ------------------------------------------
+
+def edge_of_time_capture(path):
+    """Packets in the last second 32-bit export headers can state (0xffffffff, in 2106), and
+    one record whose microseconds field says 1,500,000 (a corrupt header)."""
+    last = 0xFFFFFFFF * 1_000_000
+    good = [(last + i * 1000, eth_ip_packet(4, "10.0.0.1", "10.0.0.2", 6, 1000 + i % 3, 80)) for i in range(40)]
+    data = bytearray(pcap_bytes(good))
+    data += struct.pack("<IIII", 0xFFFFFFF0, 1_500_000, len(good[0][1]), len(good[0][1])) + good[0][1]
+    path.write_bytes(bytes(data))
+    return str(path)
+
+
+@pytest.mark.parametrize("version", [5, 9, 10])
+def test_times_at_the_end_of_32_bits_and_corrupt_microseconds_export(tmp_path, collector, version):
+    path = edge_of_time_capture(tmp_path / "2106.pcap")
+    proc = wire.run_pyprobe(["-r", path, "-n", collector.address, "-v", str(version)])
+    assert "Traceback" not in proc.stderr
+    assert "with a time no record can carry 1" in proc.stderr, proc.stderr
+    collector.drain()
+    msgs = collector.messages()
+    assert sum(r[wire.IN_PKTS] for m in msgs for r in m.records) == 40
+    seconds = {m.header["unix_secs" if version != 10 else "export_time"] for m in msgs}
+    assert seconds == {0xFFFFFFFF}                     # held at the field's end, not wrapped to 1970

@@ -9,6 +9,7 @@ milliseconds, so replayed captures keep their dates whatever their jumps.
 import struct
 
 from .encoder import SET_HEADER, Capabilities, OptionsTemplate, TemplateEncoder, data_templates, set_bytes
+from .uptime import header_seconds
 
 CAPABILITIES = Capabilities(name="IPFIX", ipv6=True, counter_bits=64, uptime=False, max_active_seconds=float("inf"),
                             templates=True, options=True, tcp=True, withdrawal=True, enterprise_fields=True)
@@ -75,14 +76,14 @@ class IpfixEncoder(TemplateEncoder):
             return [], sets
         options = self._options_sets(ignored_packets)
         body = b"".join(b for b, _ in options)
-        side = HEADER.pack(10, HEADER.size + len(body), now_ms // 1000, self.exporter_sequence & 0xffffffff,
+        side = HEADER.pack(10, HEADER.size + len(body), header_seconds(now_ms), self.exporter_sequence & 0xffffffff,
                            EXPORTER_DOMAIN) + body
         self.exporter_sequence += sum(n for _, n in options)
         self.messages_sent += 1
         return [side], sets
 
     def control_message(self, now_ms, sets, records, data_records):
-        header = HEADER.pack(10, HEADER.size + len(sets), now_ms // 1000, self.sequence & 0xffffffff,
+        header = HEADER.pack(10, HEADER.size + len(sets), header_seconds(now_ms), self.sequence & 0xffffffff,
                              self.domain_id)
         self.sequence += data_records
         self.messages_sent += 1
@@ -90,7 +91,7 @@ class IpfixEncoder(TemplateEncoder):
 
     def message(self, now_ms, control, options_data_records, batch, span):
         body = control + batch.packed()
-        header = HEADER.pack(10, HEADER.size + len(body), now_ms // 1000, self.sequence & 0xffffffff,
+        header = HEADER.pack(10, HEADER.size + len(body), header_seconds(now_ms), self.sequence & 0xffffffff,
                              self.domain_id)
         self.sequence += options_data_records + len(batch)
         return header + body

@@ -12,6 +12,13 @@ SAFE_MS = 2**31 - 1        # collectors differ on signed/unsigned arithmetic: st
 BOOT_LEAD_MS = 60_000      # "booted" a minute before the first flow: nfdump reads an uptime of 0 as no time
 MAX_SPAN_MS = SAFE_MS - 2 * 10 * BOOT_LEAD_MS      # room for the longest boot lead
 MAX_ACTIVE_SECONDS = 24 * 86400    # the longest flow such times can state, in whole days
+MAX_HEADER_SECONDS = 0xFFFFFFFF    # export headers carry 32-bit seconds: the end of the year 2106
+
+
+def header_seconds(ms):
+    """An export header's 32-bit seconds for a time in ms: a time past 2106 (a corrupt or
+    shifted capture) is held at the field's end rather than wrapped to 1970."""
+    return min(max(ms // 1000, 0), MAX_HEADER_SECONDS)
 
 
 class Uptime:
@@ -25,7 +32,7 @@ class Uptime:
         The export time is a whole second (the v9 header has no finer field),
         rounded up so that no record ends after it."""
         export_ms = now_ms if now_ms - first_ms <= MAX_SPAN_MS else last_ms
-        export_ms = -(-export_ms // 1000) * 1000
+        export_ms = min(-(-export_ms // 1000), MAX_HEADER_SECONDS) * 1000
         if self.boot_ms is None or self.boot_ms > first_ms or export_ms - self.boot_ms > SAFE_MS:
             self.boot_ms = first_ms - self.boot_lead_ms      # first run, or a replayed time jump: "reboot"
         return export_ms, export_ms - self.boot_ms

@@ -27,9 +27,9 @@ Every source has one interface, which the probe's run loop is written against:
     status()        a few words for the progress line ('' for none)
     statistics()    a dict of the source's own counters for the summary
 
-file.py reads capture files and streams, stream.py is the feeder process for
-standard input and gzip, replay.py merges, loops and paces files, live.py
-captures on an interface.
+file.py reads capture files and streams (through the compiled parser,
+ext/_capture.pyx, and bpf.py's filters), replay.py merges, loops and paces
+files, live.py captures on an interface.
 """
 
 from .batch import Batch

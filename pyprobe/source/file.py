@@ -1,28 +1,41 @@
-"""Capture files and streams (pcap, pcapng, gzip, standard input), read in batches.
+"""Capture files and streams (pcap, pcapng, gzip, standard input, FIFOs), read in batches.
 
-Plain files go to libpcap directly; standard input and gzip files through the
-feeder (stream.py). A reader thread fetches the next batch while the meter,
-running without the GIL, works on this one.
+The compiled parser (ext/_capture.pyx) reads records out of the bytes: a regular
+file is memory-mapped, so its packets reach the meter without a copy; anything
+else (standard input, a FIFO, /dev/stdin, gzip) is read in chunks, each whole
+record handed on once its last byte has arrived. Every path goes through the same
+parser, so a capture reads the same however it arrives, and a damaged record ends
+the input at the same place, after the packets before it.
+
+A reader thread parses the next batch while the meter, which runs without the
+GIL, works on this one; the caller waits at most POLL seconds at a time, so a
+signal is acted on even while a stream is silent.
 """
 
 import gzip
 import logging
+import mmap
 import os
 import queue
-import sys
+import stat
 import threading
+import zlib
 
-import pcapy
-
+from .._capture import DAMAGED, MORE, NEW_LINKTYPE, CaptureParser
+from .._meter import linktype_name
 from ..errors import InputError
 from .batch import Batch
+from .bpf import compile_filter
 from .formats import GZIP_MAGIC, check_magic
-from .stream import FEEDER_TRUNCATED, Feeder, Prepend
 
 log = logging.getLogger(__name__)
 
 BATCH_PACKETS = 4096
-READ_AHEAD = 2                   # batches read ahead of the meter
+READ_AHEAD = 2                   # batches parsed ahead of the meter
+CHUNK = 1 << 20                  # bytes read from a stream at a time
+POLL = 0.1                       # seconds the caller waits for a batch before looking at stop()
+CUT_SHORT = "the capture ends inside a record"
+STREAM_ERRORS = (OSError, EOFError, zlib.error)   # gzip.BadGzipFile is an OSError
 
 
 class FileSource:
@@ -34,130 +47,261 @@ class FileSource:
 
     def __init__(self, path):
         self.path = path
-        self.truncated = False
+        self.damage = None           # why the input ended before its end, in words
         self.stopping = False
         self.packets = 0
         self.bytes_read = 0          # of the batches handed out (progress)
-        self._feeder = None
         self.size = None
-        if path == "-":
-            self._reader = self._open_fed(sys.stdin.buffer)
+        self.parser = CaptureParser()
+        self._filter = None
+        self._mapped = None
+        self._stream = None          # read(n) -> bytes, b"" at the end
+        self._data = b""             # the bytes being parsed: the whole mapped file, or a stream's chunk
+        self._pos = 0
+        self._ended = False          # no more bytes will come
+        self._open()
+        self.linktype = self._read_headers()
+
+    @property
+    def truncated(self):
+        return self.damage is not None
+
+    # -- opening -------------------------------------------------------------------------
+
+    def _open(self):
+        try:
+            fd = os.dup(0) if self.path == "-" else os.open(self.path, os.O_RDONLY)
+        except OSError as e:
+            name = "standard input" if self.path == "-" else self.path
+            raise InputError(f"cannot read {name}: {e.strerror}") from None
+        try:
+            info = os.fstat(fd)
+            if stat.S_ISDIR(info.st_mode):
+                raise InputError(f"cannot read {self.path}: it is a directory")
+            regular = stat.S_ISREG(info.st_mode) and info.st_size > 0
+            head = os.pread(fd, 4, 0) if regular else _read_exactly(fd, 4)
+        except OSError as e:
+            os.close(fd)
+            raise InputError(f"cannot read {self.path}: {e.strerror}") from None
+        except InputError:
+            os.close(fd)
+            raise
+        if head[:2] == GZIP_MAGIC:
+            raw = _FdReader(fd, b"" if regular else head)
+            self._stream = gzip.GzipFile(fileobj=raw, mode="rb").read1
+            self._closers = [raw.close]
+            head = self._data = self._read_head()
+            if self.damage is not None:
+                self.close()
+                raise InputError(f"cannot read {self.path}: {self.damage}")
+        elif regular:
+            self._mapped = mmap.mmap(fd, 0, prot=mmap.PROT_READ)
+            os.close(fd)
+            self._data = memoryview(self._mapped)
+            self._ended = True
+            self.size = len(self._mapped)
+            self._closers = [self._unmap]
         else:
-            self._reader = self._open_path(path)
-        self.linktype = self._reader.datalink()
+            self._stream = _FdReader(fd, b"").read
+            self._closers = [lambda: os.close(fd)]
+            self._data = head
+        try:
+            check_magic(bytes(head[:4]), self.path)
+        except InputError:
+            self.close()
+            raise
+
+    @property
+    def mapped(self):
+        """True: a regular file, whose bytes are all there (peek_time can read it)."""
+        return self._mapped is not None
+
+    def _read_head(self):
+        head = b""
+        while len(head) < 4:
+            chunk = self._read(4 - len(head))
+            if not chunk:
+                break
+            head += chunk
+        return head
+
+    def _read(self, n):
+        """Up to n bytes of the stream, b"" at its end; damage ends it, and says what."""
+        try:
+            return self._stream(n)
+        except STREAM_ERRORS as e:
+            self.damage = f"reading it failed part way: {_reason(e)}"
+            return b""
+
+    def _read_headers(self):
+        """The link type of the capture's first interface, read from its headers."""
+        while True:
+            _, _, self._pos, status = self.parser.parse(self._data, self._pos, 0)
+            if self.parser.linktype >= 0 or status != MORE or not self._more():
+                break
+        if self.parser.linktype >= 0:
+            return self.parser.linktype
+        problem = self.parser.damage if status == DAMAGED else self.damage
+        if problem is None and status == MORE and self._pos < len(self._data):
+            problem = "the capture ends inside its headers"
+        if problem is not None:
+            self.close()
+            raise InputError(f"cannot read {self.path}: {problem}")
+        return 1              # no interface described yet: batches() says what comes instead
+
+    def _more(self):
+        """Keep the unread tail and add the stream's next chunk; False at the end."""
+        if self._ended:
+            return False
+        chunk = self._read(CHUNK)
+        if not chunk:
+            self._ended = True
+            return False
+        self.parser.offset += self._pos
+        self._data = self._data[self._pos:] + chunk
+        self._pos = 0
+        return True
 
     def set_filter(self, bpf):
+        """Packets the tcpdump-style filter rejects are not metered (compiled per link type)."""
+        self._filter = bpf
+        self.parser.set_filtering()
+        for linktype in self.parser.linktypes():
+            self._compile_for(linktype)
+
+    def _compile_for(self, linktype):
+        program = compile_filter(self._filter, linktype)
+        if program is None:
+            log.warning("%s: the filter cannot apply to %s packets: none of them is metered",
+                        self.path, linktype_name(linktype))
+        self.parser.set_program(linktype, program)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def peek_time(self):
+        """The first packet's time (microseconds) of a mapped file, inf if it has none, None
+        if it is damaged before it. The file is left as it was, unread."""
+        parser = CaptureParser()
+        _, _, pos, status = parser.parse(self._data, 0, 0)
+        if status != DAMAGED:
+            meta, _, _, status = parser.parse(self._data, pos, 1)
+            if meta:
+                sec, usec = int.from_bytes(meta[0:4], "little"), int.from_bytes(meta[4:8], "little")
+                return sec * 1_000_000 + usec
+        return None if status == DAMAGED or status == MORE and pos < len(self._data) else float("inf")
+
+    def batches(self, size=BATCH_PACKETS):
+        """Yield Batches until the capture ends or stop() is called."""
+        ahead = queue.Queue(maxsize=READ_AHEAD)
+        threading.Thread(target=self._parse_ahead, args=(size, ahead), daemon=True).start()
+        while not self.stopping:
+            try:
+                batch = ahead.get(timeout=POLL)
+            except queue.Empty:
+                continue
+            if batch is None:
+                break
+            self.packets += len(batch.meta) // 16
+            self.bytes_read += len(batch.packets) + len(batch.meta)
+            yield batch
+        if self.damage is not None and not self.stopping:
+            log.warning("%s: %s; metered the %d packets before it", self.path, self.damage, self.packets)
+
+    def _parse_ahead(self, size, ahead):
+        """The reader thread: batches, then None at the end of the capture."""
         try:
-            self._reader.setfilter(bpf)
-        except pcapy.PcapError as e:
-            self.close()
-            raise InputError(f"bad filter {bpf!r}: {e}") from None
+            for batch in self._parse(size):
+                self._hand(ahead, batch)
+        except InputError as e:          # a filter for a link type first seen midway
+            self.damage = str(e)
+        finally:
+            self._hand(ahead, None)
+
+    def _hand(self, ahead, item):
+        """Queue an item for the caller, unless it has stopped taking them."""
+        while not self.stopping:
+            try:
+                ahead.put(item, timeout=POLL)
+                return
+            except queue.Full:
+                continue
+
+    def _parse(self, size):
+        while not self.stopping:
+            meta, linktype, end, status = self.parser.parse(self._data, self._pos, size)
+            if meta:
+                yield Batch(memoryview(self._data)[self._pos:end], meta, linktype)
+            self._pos = end
+            if status == DAMAGED:
+                self.damage = self.parser.damage
+                return
+            if status == NEW_LINKTYPE:
+                self._compile_for(self.parser.wanted_linktype)
+            elif status == MORE and not self._more():
+                if self._pos < len(self._data) and self.damage is None:
+                    self.damage = CUT_SHORT
+                return
+
+    def statistics(self):
+        """What the parser skipped: records with a time no flow record can carry, packets of
+        interfaces whose link type is not decoded, packets the filter rejected."""
+        p = self.parser
+        return {"bad_times": p.bad_times, "undecoded": p.undecoded, "filtered": p.filtered}
 
     def drops(self):
         return None
 
-    def _open_path(self, path):
-        try:
-            with open(path, "rb") as f:
-                magic = f.read(4)
-            self.size = os.path.getsize(path)
-        except OSError as e:
-            raise InputError(f"cannot read {path}: {e.strerror}") from None
-        if magic[:2] == GZIP_MAGIC:
-            self.size = None
-            return self._open_fed(gzip.open(path, "rb"))
-        check_magic(magic, path)
-        return self._open_pcap(path)
-
-    def _open_pcap(self, path):
-        try:
-            return pcapy.open_offline(path)
-        except pcapy.PcapError as e:
-            raise InputError(f"cannot read {self.path}: {e}") from None
-
-    def _open_fed(self, stream):
-        """Read a stream through a feeder process that copies whole records into a pipe."""
-        head = stream.read(4)
-        if head[:2] == GZIP_MAGIC:
-            stream = gzip.GzipFile(fileobj=Prepend(head, stream))
-            head = stream.read(4)
-        check_magic(head, self.path)
-        self._feeder = Feeder(head, stream, from_stdin=self.path == "-")
-        try:
-            return self._open_pcap(self._feeder.pcap_path)
-        finally:
-            self._feeder.opened()
-
-    def batches(self, size=BATCH_PACKETS):
-        """Yield Batches until the capture ends.
-
-        A reader thread fetches the next batch while the caller meters this one:
-        the meter runs without the GIL, so reading and metering overlap."""
-        ahead = queue.Queue(maxsize=READ_AHEAD)
-        threading.Thread(target=self._read_ahead, args=(size, ahead), daemon=True).start()
-        while True:
-            item = ahead.get()
-            if item is None:
-                break
-            if isinstance(item, pcapy.PcapError):
-                if not self.stopping:      # a signal interrupting the read is no damage
-                    yield from self._after_read_error(item)
-                break
-            self.packets += len(item[1]) // 16
-            self.bytes_read += len(item[0]) + len(item[1])
-            yield Batch(item[0], item[1], self.linktype)
-        self._reap_feeder()
-
-    def _read_ahead(self, size, ahead):
-        """The reader thread: batches, then None at the end (or the read error)."""
-        while True:
-            try:
-                packets, meta = self._reader.next_batch(size)
-            except pcapy.PcapError as e:
-                ahead.put(e)
-                return
-            if not meta:
-                ahead.put(None)
-                return
-            ahead.put((packets, meta))
-
-    def _after_read_error(self, error):
-        """The batch that hit a damaged record was lost whole: reread it one packet at a time."""
-        self.truncated = True
-        log.warning("%s: %s; metering the packets before it", self.path, error)
-        if self._feeder is not None:
-            return                         # cannot happen: the feeder sends whole records only
-        reader = self._open_pcap(self.path)
-        skip = self.packets
-        while skip:
-            _, meta = reader.next_batch(min(skip, BATCH_PACKETS))
-            skip -= len(meta) // 16
-        while True:
-            try:
-                packets, meta = reader.next_batch(1)
-            except pcapy.PcapError:
-                return
-            if not meta:
-                return
-            self.packets += 1
-            yield Batch(packets, meta, self.linktype)
-
     def stop(self):
-        """Called from a signal handler: the next read ends the batches."""
+        """Called from a signal handler: the batches end within POLL seconds."""
         self.stopping = True
 
     def close(self):
-        """Stop the feeder, if any, without waiting for its input to end."""
-        if self._feeder is not None:
-            self._feeder.close()
+        """Release the file (a reader thread still waiting on a stream is left to it)."""
+        for closer in getattr(self, "_closers", ()):
+            closer()
+        self._closers = ()
 
-    def _reap_feeder(self):
-        if self._feeder is None or self._feeder.pid is None or self.stopping:
-            return
-        code = self._feeder.wait()
-        if code == FEEDER_TRUNCATED:
-            self.truncated = True
-            log.warning("%s: capture ends in the middle of a record; metered the packets before it", self.path)
-        elif code != 0:
-            self.truncated = True
-            log.warning("%s: reading the input failed part way (gzip data damaged?)", self.path)
+    def _unmap(self):
+        self._data = b""
+        try:
+            self._mapped.close()
+        except BufferError:          # a batch still refers to it: the mapping goes with the batch
+            pass
+        self._mapped = None
+
+
+class _FdReader:
+    """A file descriptor read as a stream (no buffer, no lock: another thread may read it
+    while this one closes), with bytes already read given back first."""
+
+    def __init__(self, fd, head):
+        self.fd, self.head = fd, head
+
+    def read(self, n=-1):
+        n = CHUNK if n is None or n < 0 else n
+        if self.head:
+            data, self.head = self.head[:n], self.head[n:]
+            return data
+        return os.read(self.fd, n)
+
+    def close(self):
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+def _read_exactly(fd, n):
+    """n bytes of a stream (fewer at its end)."""
+    data = b""
+    while len(data) < n:
+        chunk = os.read(fd, n - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def _reason(error):
+    if isinstance(error, (EOFError, zlib.error, gzip.BadGzipFile)):
+        return f"damaged gzip data ({error})"
+    return getattr(error, "strerror", None) or str(error)

@@ -20,13 +20,11 @@ import logging
 import os
 import time
 
-import pcapy
-
 from .._encode import retime
 from .._meter import Lateness, first_after, packet_time, shift_times
 from ..errors import InputError
 from .file import FileSource
-from .formats import GZIP_MAGIC, ready
+from .formats import ready
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +105,8 @@ class ReplaySource:
         self.round = 0
         self.done_packets = 0        # packets of files closed already
         self.done_bytes = 0
-        self.done_truncated = False
+        self.done_damage = None      # the first damage a closed file met
+        self.done_skipped = {}       # what the parser of closed files skipped (FileSource.statistics)
         self.timeline = Timeline(speed) if speed is not None else None
         self.lateness = Lateness()
         self.first_time = None       # capture time of the first packet of round 0
@@ -124,14 +123,10 @@ class ReplaySource:
         one or two at a time; inf: it has none); standard input, gzip files and files damaged
         before their first packet stay open (first time None)."""
         source = self._open(path)
-        if path != "-" and not _is_gzip(path):
-            try:
-                _, meta = pcapy.open_offline(path).next_batch(1)
-            except pcapy.PcapError:
-                meta = None               # damaged early: read it from the start, so it says so
-            if meta is not None:
-                source.close()
-                return path, packet_time(meta, 0) if meta else float("inf"), source.linktype
+        first = source.peek_time() if source.mapped else None
+        if first is not None:
+            source.close()
+            return path, first, source.linktype
         self.files.append(source)
         return path, None, source.linktype
 
@@ -149,8 +144,13 @@ class ReplaySource:
         return self.done_bytes + sum(f.bytes_read for f in self.files)
 
     @property
+    def damage(self):
+        """The first damaged file's damage, 'path: what' (None: none met)."""
+        return self.done_damage or next((f"{f.path}: {f.damage}" for f in self.files if f.damage), None)
+
+    @property
     def truncated(self):
-        return self.done_truncated or any(f.truncated for f in self.files)
+        return self.damage is not None
 
     def set_filter(self, bpf):
         self.filter = bpf
@@ -249,7 +249,10 @@ class ReplaySource:
         """A file read to its end: closed, its counts kept."""
         self.done_packets += source.packets
         self.done_bytes += source.bytes_read
-        self.done_truncated = self.done_truncated or source.truncated
+        if self.done_damage is None and source.damage is not None:
+            self.done_damage = f"{source.path}: {source.damage}"
+        for key, n in source.statistics().items():
+            self.done_skipped[key] = self.done_skipped.get(key, 0) + n
         source.close()
         if source in self.files:
             self.files.remove(source)
@@ -335,7 +338,11 @@ class ReplaySource:
         return f"replay {replayed:.1f} s  wall {wall:.1f} s  lag {max(0.0, wall - replayed / t.speed):.2f} s"
 
     def statistics(self):
-        stats = {"files": len(self.paths), "rounds": self.rounds_started}
+        stats = {"files": len(self.paths), "rounds": self.rounds_started, "damage": self.damage,
+                 "skipped": dict(self.done_skipped)}
+        for f in self.files:
+            for key, n in f.statistics().items():
+                stats["skipped"][key] = stats["skipped"].get(key, 0) + n
         t = self.timeline
         if t is not None and t.started and self._fed_until is not None:
             wall = (self._fed_mono - t.mono0) / 1e6    # until the last packet was fed (not the shutdown)
@@ -352,7 +359,3 @@ class ReplaySource:
                         "the machine cannot keep up at --realtime=%g; nothing was dropped",
                         worst, self.lateness.quantile(0.99), self.speed)
 
-
-def _is_gzip(path):
-    with open(path, "rb") as f:
-        return f.read(2) == GZIP_MAGIC
