@@ -20,26 +20,34 @@ import socket
 import stat
 import time
 
-from ._meter import DEFAULT_TIMEOUTS
+from ._meter import DEFAULT_TIMEOUTS, RECORD_SIZE
 from .ctl import COMMANDS
 from .errors import ControlError, SettingsError
-from .output import TableWriter
+from .output import TABLE_HEADER, TableWriter
+from .records import to_json_lines
 from .settings import parse_timeouts
 
 log = logging.getLogger("pyprobe")
 
 MAX_REQUEST = 4096            # bytes in a request line
 REQUEST_TIMEOUT = 2.0         # seconds a client may take to send its line
-FIRST_WAIT = 0.02             # seconds poll() waits for the line of a client just accepted
-SEND_TIMEOUT = 5.0            # seconds per send while answering (a client that stops reading)
-MAX_ACCEPT = 16               # connections accepted per poll, so a flood cannot stall the meter
+FIRST_WAIT = 0.005            # seconds poll() waits for the lines of the clients it just accepted
+SEND_TIMEOUT = 5.0            # seconds an answer may go without progress (a client that stops reading)
+MAX_ACCEPT = 64               # connections accepted per poll
+MAX_WAITING = 64              # clients waiting for their line; beyond, the longest-waiting is dropped
+SEND_BUDGET = 1 << 20         # bytes sent per poll, so a large answer never stalls the meter
+DUMP_CHUNK = 8192             # flows formatted at a time by dump-flows
 
 
 class _Client:
+    """A connection: first its request line comes in, then its answer goes out, a piece per poll."""
+
     def __init__(self, conn):
         self.conn = conn
         self.data = b""
         self.deadline = time.monotonic() + REQUEST_TIMEOUT
+        self.answer = None        # an iterator of str pieces, once the request is read
+        self.pending = b""        # of the piece being sent
 
 
 class ControlServer:
@@ -56,7 +64,7 @@ class ControlServer:
         try:
             sock.bind(path)
             os.chmod(path, 0o600)
-            sock.listen(16)
+            sock.listen(socket.SOMAXCONN)
         except OSError as e:
             sock.close()
             raise SettingsError(f"cannot listen on control socket {path}: {e.strerror or e}") from None
@@ -95,9 +103,34 @@ class ControlServer:
     # -- serving ----------------------------------------------------------------
 
     def poll(self):
-        """Accept what is pending, answer every complete request; never wait long."""
+        """Accept what is pending, answer complete requests, send a piece of each answer;
+        never wait long on anyone."""
         if self.sock is None:
             return
+        accepted = self._accept()
+        if accepted:                # a client usually sends its line right after connecting
+            with contextlib.suppress(OSError, ValueError):
+                select.select([c.conn for c in accepted], [], [], FIRST_WAIT)
+        now = time.monotonic()
+        kept = []
+        for client in self.clients:
+            if client.answer is None:
+                line = self._read(client)
+                if line is not None:
+                    client.answer = self._answer(line)
+                    client.deadline = now + SEND_TIMEOUT
+                elif now > client.deadline:
+                    log.debug("control socket: a client sent no request in time")
+                    client.conn.close()
+                    continue
+            if client.answer is not None and not self._send(client, now):
+                client.conn.close()
+                continue
+            kept.append(client)
+        self.clients = self._bounded(kept)
+
+    def _accept(self):
+        accepted = []
         for _ in range(MAX_ACCEPT):
             try:
                 conn, _ = self.sock.accept()
@@ -107,22 +140,23 @@ class ControlServer:
                 log.debug("control socket: accept failed: %s", e)
                 break
             conn.setblocking(False)
-            self.clients.append(_Client(conn))
-            # The client usually sends its line right after connecting: answer it now.
-            with contextlib.suppress(OSError, ValueError):
-                select.select([conn], [], [], FIRST_WAIT)
-        now = time.monotonic()
-        waiting = []
-        for client in self.clients:
-            line = self._read(client)
-            if line is not None:
-                self._answer(client.conn, line)
-            elif now > client.deadline:
-                log.debug("control socket: a client sent no request in time")
-                client.conn.close()
-            else:
-                waiting.append(client)
-        self.clients = waiting
+            accepted.append(_Client(conn))
+        self.clients += accepted
+        return accepted
+
+    @staticmethod
+    def _bounded(clients):
+        """At most MAX_WAITING clients still to send their line: idle connections cannot lock
+        a real client out; the ones waiting longest go first."""
+        waiting = [c for c in clients if c.answer is None]
+        if len(waiting) <= MAX_WAITING:
+            return clients
+        dropped = set(map(id, sorted(waiting, key=lambda c: c.deadline)[:len(waiting) - MAX_WAITING]))
+        for c in clients:
+            if id(c) in dropped:
+                c.conn.close()
+        log.debug("control socket: %d idle clients dropped", len(dropped))
+        return [c for c in clients if id(c) not in dropped]
 
     @staticmethod
     def _read(client):
@@ -138,18 +172,39 @@ class ControlServer:
             if not chunk or b"\n" in client.data or len(client.data) >= MAX_REQUEST:
                 return client.data.split(b"\n", 1)[0]
 
-    def _answer(self, conn, line):
-        try:
-            answer = self.handle(line.decode("utf-8", "replace"))
-            conn.settimeout(SEND_TIMEOUT)
-            conn.sendall(answer.encode())
-        except OSError as e:
-            log.debug("control socket: cannot answer: %s", e)
-        finally:
-            conn.close()
+    def _answer(self, line):
+        answer = self.handle(line.decode("utf-8", "replace"))
+        return iter([answer]) if isinstance(answer, str) else answer
+
+    @staticmethod
+    def _send(client, now):
+        """Send what the socket takes now, up to SEND_BUDGET; False when the answer is all
+        sent, or the client is gone or stopped reading."""
+        budget = SEND_BUDGET
+        while budget > 0:
+            if not client.pending:
+                piece = next(client.answer, None)
+                if piece is None:
+                    return False
+                client.pending = piece.encode()
+            try:
+                sent = client.conn.send(client.pending[:budget])
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as e:
+                log.debug("control socket: cannot answer: %s", e)
+                return False
+            client.pending = client.pending[sent:]
+            budget -= sent
+            client.deadline = now + SEND_TIMEOUT
+        if now > client.deadline:
+            log.debug("control socket: a client stopped reading its answer")
+            return False
+        return True
 
     def handle(self, line):
-        """One request line -> the answer text (ending in a newline)."""
+        """One request line -> the answer: text ending in a newline, or (a large answer) an
+        iterator of its pieces."""
         words = line.split()
         as_json = "--json" in words
         words = [w for w in words if w != "--json"]
@@ -169,22 +224,37 @@ class ControlServer:
                 return json.dumps({"error": str(e)}) + "\n"
             return f"error: {e}\n"
         if as_json:
-            return data if isinstance(data, str) else json.dumps(data) + "\n"
-        return text if text.endswith("\n") else text + "\n"
+            return data if _pieces(data) or isinstance(data, str) else json.dumps(data) + "\n"
+        return text if _pieces(text) or text.endswith("\n") else text + "\n"
 
-    # -- the commands: each returns (text answer, JSON-able answer) ---------------
+    # -- the commands: each returns (text answer, JSON-able answer); either may be an
+    # -- iterator of str pieces, made as the answer is sent ------------------------
 
     def _statistics(self, args):
         return self.probe.summary(), self.probe.statistics()
 
     def _dump_flows(self, args):
+        """The flows as they stand now, formatted DUMP_CHUNK at a time as the answer is sent."""
         flows = self.probe.dump_flows()
-        table = io.StringIO()
-        TableWriter(table).write_records(flows)
-        text = table.getvalue() + f"{len(flows)} active flow{'s' if len(flows) != 1 else ''}\n"
-        # One JSON document, one flow per line, each like a --json record.
-        doc = "[\n" + ",\n".join(json.dumps(f.as_dict()) for f in flows) + ("\n]\n" if flows else "]\n")
-        return text, doc
+        count = len(flows) // RECORD_SIZE
+        step = DUMP_CHUNK * RECORD_SIZE
+
+        def text():
+            for start in range(0, len(flows), step):
+                table = io.StringIO()
+                TableWriter(table, header=start == 0).write(flows[start:start + step])
+                yield table.getvalue()
+            if not flows:
+                yield TABLE_HEADER + "\n"
+            yield f"{count} active flow{'s' if count != 1 else ''}\n"
+
+        def document():                  # one JSON document, one flow per line, each like a --json record
+            yield "["
+            for start in range(0, len(flows), step):
+                lines = to_json_lines(flows[start:start + step]).decode().rstrip("\n")
+                yield ("\n" if start == 0 else ",\n") + lines.replace("\n", ",\n")
+            yield "\n]\n"
+        return text(), document()
 
     def _expire_all(self, args):
         count = self.probe.expire_all()
@@ -239,3 +309,7 @@ class ControlServer:
                 os.unlink(self.path)
         with contextlib.suppress(ValueError):
             self.probe.pollers.remove(self.poll)
+
+
+def _pieces(answer):
+    return hasattr(answer, "__next__")

@@ -4,6 +4,7 @@ import argparse
 import json
 import socket
 import sys
+import time
 
 COMMANDS = {
     "statistics": "the probe's counters, as in the summary at the end of a run",
@@ -56,10 +57,11 @@ def build_parser():
 
 
 def ask(path, request, timeout=DEFAULT_TIMEOUT):
-    """Send one request line, return the whole answer (str). OSError if the probe cannot be reached."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(timeout)
-        sock.connect(path)
+    """Send one request line, return the whole answer (str). OSError if the probe cannot be
+    reached; socket.timeout if it does not answer in time."""
+    deadline = time.monotonic() + timeout
+    with connect(path, deadline) as sock:
+        sock.settimeout(max(deadline - time.monotonic(), 0.001))
         sock.sendall(request.encode() + b"\n")
         chunks = []
         while True:
@@ -68,6 +70,27 @@ def ask(path, request, timeout=DEFAULT_TIMEOUT):
                 break
             chunks.append(chunk)
     return b"".join(chunks).decode("utf-8", "replace")
+
+
+def connect(path, deadline):
+    """A connection to the probe. While its queue of connections is full (EAGAIN: many
+    clients at once) try again, a little later each time, until the deadline."""
+    pause = 0.005
+    while True:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(max(deadline - time.monotonic(), 0.001))
+        try:
+            sock.connect(path)
+            return sock
+        except BlockingIOError:
+            sock.close()
+            if time.monotonic() + pause > deadline:
+                raise socket.timeout("the probe's connection queue stayed full") from None
+            time.sleep(pause)
+            pause = min(pause * 2, 0.2)
+        except BaseException:
+            sock.close()
+            raise
 
 
 def is_error(answer):

@@ -44,9 +44,10 @@ class TableWriter:
     """nfdump -o line style, times in UTC. write() takes packed records, write_records()
     unpacked ones."""
 
-    def __init__(self, stream):
+    def __init__(self, stream, header=True):
         self.stream = stream
-        stream.write(TABLE_HEADER + "\n")
+        if header:
+            stream.write(TABLE_HEADER + "\n")
 
     def write(self, packed):
         self.write_records(unpack(packed))

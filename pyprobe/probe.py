@@ -11,7 +11,6 @@ from .errors import SettingsError
 from .export import clamp_timeouts, export_limits
 from .exporter import Exporter
 from .output import JsonWriter, TableWriter, open_progress
-from .records import unpack
 from .source import open_source
 from .summary import format_summary
 
@@ -157,8 +156,9 @@ class Probe:
         return self.meter.delete_all()
 
     def dump_flows(self):
+        """The active flows as packed records, as they stand (dated as the records are)."""
         records = self.meter.snapshot()
-        return unpack(self.sinks.dating.dated_records(records) if self.sinks.dating else records)
+        return self.sinks.dating.dated_records(records) if self.sinks.dating else records
 
     def send_templates(self):
         if self.sinks.exporter is not None:

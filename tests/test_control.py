@@ -336,3 +336,164 @@ def test_file_run_serves_and_removes_the_socket(sockdir):
     assert result.returncode == 0, result.stderr
     assert result.stdout                      # the records, as without -c
     assert not path.exists()
+
+
+# -- many clients, idle clients, a large dump (issue 11, item 11) ----------------------------
+
+class StreamProbe:
+    """pyprobe -r - -c SOCK --json, fed `capture` on standard input, which stays open."""
+
+    def __init__(self, sock_path, capture):
+        self.sock_path = sock_path
+        self.proc = subprocess.Popen([PYPROBE, "-r", "-", "-c", str(sock_path), "--json", "-m", "300000"],
+                                     stdin=subprocess.PIPE,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.proc.stdin.write(capture)
+        self.proc.stdin.flush()
+
+    def packets_read(self):
+        answer = ctl(self.sock_path, "statistics", "--json")
+        assert answer.returncode == 0, answer.stderr
+        return json.loads(answer.stdout)["meter"]["packets_read"]
+
+    def wait_packets(self, n, timeout=30):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if os.path.exists(self.sock_path) and self.packets_read() >= n:
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"the probe did not read {n} packets")
+
+    def finish(self):
+        self.proc.stdin.close()
+        err = self.proc.stderr.read()
+        self.proc.wait(timeout=60)
+        assert self.proc.returncode == 0 and b"Traceback" not in err, err.decode()
+
+
+def udp_flows(n, first_port=1):
+    """A capture of n one-packet UDP flows (distinct source address and port)."""
+    import packets as P
+    t0 = 1_700_000_000_000_000
+    frames = [(t0 + i, P.eth_ip_packet(4, f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}", "10.255.0.1", 17,
+                                       first_port + i % 60000, 53)) for i in range(n)]
+    return P.pcap_bytes(frames)
+
+
+def connected(path, deadline):
+    """A unix socket connected to path, retrying while the listen queue is full."""
+    while True:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.setblocking(False)
+        try:
+            s.connect(str(path))
+            return s
+        except BlockingIOError:
+            s.close()
+            assert time.monotonic() < deadline, "the listen queue stayed full"
+            time.sleep(0.01)
+
+
+@live
+def test_fifty_clients_at_once_are_all_answered(probe):
+    """Fifty connections in the same instant, each asking for statistics, and fifty pyprobe ctl
+    processes at once: every one is answered."""
+    clients = []
+    for _ in range(50):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.setblocking(False)
+        s.connect(str(probe.sock_path))           # a full listen queue raises here
+        s.send(b"statistics\n")
+        clients.append(s)
+    for s in clients:
+        s.settimeout(20)
+        assert b"packets read" in b"".join(iter(lambda: s.recv(65536), b""))
+        s.close()
+    procs = [subprocess.Popen([PYPROBE, "ctl", "-c", str(probe.sock_path), "statistics"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(50)]
+    results = [(c.wait(timeout=60), c.stderr.read()) for c in procs]
+    assert [rc for rc, _ in results] == [0] * 50, [err for rc, err in results if rc]
+
+
+@live
+def test_idle_clients_do_not_lock_out_a_real_one(probe):
+    """300 connections that never send a line, replaced as the probe drops them: real
+    clients are still answered, each within seconds."""
+    stop = threading.Event()
+
+    def hold_idle():
+        idle = []
+        while not stop.is_set():
+            idle = [s for s in idle if not _closed_by_peer(s)]
+            while len(idle) < 300 and not stop.is_set():
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                s.setblocking(False)
+                try:
+                    s.connect(str(probe.sock_path))
+                except BlockingIOError:
+                    s.close()
+                    break
+                idle.append(s)
+            time.sleep(0.01)
+        for s in idle:
+            s.close()
+    holder = threading.Thread(target=hold_idle)
+    holder.start()
+    try:
+        time.sleep(1)
+        for _ in range(3):
+            started = time.monotonic()
+            answer = ctl(probe.sock_path, "statistics", timeout=20)
+            assert answer.returncode == 0, answer.stderr
+            assert time.monotonic() - started < 5
+    finally:
+        stop.set()
+        holder.join()
+
+
+def _closed_by_peer(s):
+    try:
+        if s.recv(1) == b"":
+            s.close()
+            return True
+    except BlockingIOError:
+        return False
+    except OSError:
+        s.close()
+        return True
+    return False
+
+
+def test_a_quiet_stream_still_answers(sockdir):
+    """Standard input open and silent: the probe still serves its control socket."""
+    probe = StreamProbe(sockdir / "c", udp_flows(10))
+    probe.wait_packets(10)
+    probe.finish()
+
+
+def test_a_large_dump_is_streamed_while_the_meter_goes_on(sockdir):
+    """200,000 flows: a client that asks for dump-flows and does not read yet holds up no one:
+    statistics are answered and new packets metered meanwhile; then the dump arrives whole."""
+    flows = 200_000
+    probe = StreamProbe(sockdir / "c", udp_flows(flows))
+    probe.wait_packets(flows, timeout=60)
+    slow = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    slow.connect(str(sockdir / "c"))
+    slow.sendall(b"dump-flows --json\n")
+    time.sleep(0.5)
+    more = udp_flows(1000, first_port=61000)[24:]          # records only: the stream goes on
+    probe.proc.stdin.write(more)
+    probe.proc.stdin.flush()
+    started = time.monotonic()
+    probe.wait_packets(flows + 1000, timeout=10)
+    assert time.monotonic() - started < 5
+    chunks = []
+    slow.settimeout(30)
+    while True:
+        chunk = slow.recv(1 << 20)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    dumped = json.loads(b"".join(chunks))
+    assert len(dumped) == flows and sum(f["packets"] for f in dumped) == flows
+    probe.finish()

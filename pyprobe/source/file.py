@@ -8,8 +8,9 @@ parser, so a capture reads the same however it arrives, and a damaged record end
 the input at the same place, after the packets before it.
 
 A reader thread parses the next batch while the meter, which runs without the
-GIL, works on this one; the caller waits at most POLL seconds at a time, so a
-signal is acted on even while a stream is silent.
+GIL, works on this one; the caller waits at most POLL seconds at a time, and
+gets an empty batch then, so a signal or a control command is acted on even
+while a stream is silent.
 """
 
 import gzip
@@ -197,7 +198,8 @@ class FileSource:
         while not self.stopping:
             try:
                 batch = ahead.get(timeout=POLL)
-            except queue.Empty:
+            except queue.Empty:           # a quiet stream: an empty batch, so the control socket is served
+                yield Batch(b"", b"", self.linktype)
                 continue
             if batch is None:
                 break

@@ -168,6 +168,9 @@ class ReplaySource:
                     break
             for batch in self._merged():
                 # (stopped, the files end their batches themselves: what they read is still metered)
+                if not batch.meta:           # a quiet stream
+                    yield batch
+                    continue
                 if self.round == 0:
                     self._note_round_zero(batch.meta)
                 else:
@@ -209,7 +212,7 @@ class ReplaySource:
         heads = []                                   # [next time, file index, batches, batch, position, source]
         streams = [i for i, (_, first, _) in enumerate(self.entries) if first is None]
         for i, f in zip(streams, list(self.files)):
-            self._start(heads, i, f)
+            yield from self._start(heads, i, f)
         while heads or pending:
             soonest = min((h[0] for h in heads), default=None)
             while pending and (soonest is None or pending[0][0] <= soonest):
@@ -220,7 +223,7 @@ class ReplaySource:
                     log.error("%s; going on without it", e)
                     continue
                 self.files.append(source)
-                self._start(heads, i, source)
+                yield from self._start(heads, i, source)
                 soonest = min((h[0] for h in heads), default=None)
             if not heads:
                 continue
@@ -232,15 +235,15 @@ class ReplaySource:
             end = n if limit is None else max(pos + 1, first_after(batch.meta, pos, limit))
             yield batch if pos == 0 and end == n else batch._replace(meta=batch.meta[16 * pos:16 * end])
             head[4] = end
-            if end == n and not self._advance(head):
+            if end < n:
+                head[0] = packet_time(batch.meta, end)
+            elif not (yield from self._advance(head)):
                 heads.pop(0)
                 self._finished(head[5])
-            elif end < n:
-                head[0] = packet_time(batch.meta, end)
 
     def _start(self, heads, order, source):
-        head = self._advance([None, order, iter(source.batches()), None, 0, source])
-        if head:
+        head = [None, order, iter(source.batches()), None, 0, source]
+        if (yield from self._advance(head)):
             heads.append(head)
         else:
             self._finished(source)
@@ -259,12 +262,14 @@ class ReplaySource:
 
     @staticmethod
     def _advance(head):
-        """The file's next batch into head, or None at its end."""
+        """The file's next batch into head (True), or False at its end; the empty batches of
+        a quiet stream meanwhile are yielded on, so the caller stays responsive."""
         for batch in head[2]:
             if batch.meta:
                 head[3], head[4], head[0] = batch, 0, packet_time(batch.meta, 0)
-                return head
-        return None
+                return True
+            yield batch
+        return False
 
     # -- looping ---------------------------------------------------------------------
 
