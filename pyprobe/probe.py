@@ -41,9 +41,16 @@ class RecordSinks:
         self.exporter = exporter
         self.started = False
         if self.writer is None and (settings.json or exporter is None):
-            self.writer = JsonWriter(sys.stdout) if settings.json else TableWriter(sys.stdout)
+            self.writer = JsonWriter if settings.json else TableWriter
+
+    def _open_writer(self):
+        """The screen's writer is made (and a table's header printed) when the run begins,
+        so an error at start (a control socket that cannot be made) is all that is printed."""
+        if isinstance(self.writer, type):
+            self.writer = self.writer(sys.stdout)
 
     def put(self, records):
+        self._open_writer()
         if records and self.dating is not None:
             records = self.dating.dated_records(records)
         if self.exporter is not None:
@@ -73,6 +80,7 @@ class RecordSinks:
         self._attach(settings, exporter)      # (start() then gives only the new collectors templates)
 
     def close(self):
+        self._open_writer()
         if self.exporter is not None:
             self.exporter.close()
         sys.stdout.flush()

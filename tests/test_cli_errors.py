@@ -184,3 +184,35 @@ def test_gzip_corpus_capture(tmp_path):
     assert canonical(records_of(["-r", str(ECHO_GZ), "--json"])) == plain
     with open(ECHO_GZ, "rb") as f:
         assert canonical(records_of(["-r", "-", "--json"], stdin=f)) == plain
+
+
+# ---- errors at start print that one line and nothing else (issue 11, item 12) ----------------
+
+ANDROID_PCAP = str(Path(__file__).resolve().parent.parent / "pcaps" / "android.pcap")
+
+
+def test_control_socket_that_cannot_be_made_prints_nothing_to_stdout(tmp_path):
+    proc = run_pyprobe(["-r", ANDROID_PCAP, "-c", str(tmp_path / "no" / "such" / "dir" / "ctl.sock")])
+    assert proc.returncode == 2
+    assert proc.stdout == b""
+    lines = proc.stderr.decode().splitlines()
+    assert len(lines) == 1 and "control socket" in lines[0], lines
+
+
+def as_nobody(args):
+    import os
+    import subprocess
+    from test_conservation import pyprobe_exe
+    if os.geteuid() != 0:
+        pytest.skip("needs root to become another user")
+    cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", pyprobe_exe()]
+    if subprocess.run(cmd + ["--version"], capture_output=True).returncode != 0:
+        pytest.skip("the pyprobe executable is not reachable by nobody here")
+    return subprocess.run(cmd + args, capture_output=True, timeout=30)
+
+
+def test_live_capture_without_privileges_says_what_it_needs():
+    proc = as_nobody(["-i", "lo"])
+    assert proc.returncode == 2
+    lines = proc.stderr.decode().splitlines()
+    assert len(lines) == 1 and "needs root or the CAP_NET_RAW capability" in lines[0], lines

@@ -36,6 +36,10 @@ class LiveSource:
         self.bytes_read = 0
         if name != "any" and not os.path.exists(f"/sys/class/net/{name}"):
             raise InputError(f"no such interface: {name}")
+        if not may_capture():
+            raise InputError(f"cannot capture on {name}: capturing needs root or the CAP_NET_RAW capability "
+                             f"(running as uid {os.geteuid()}); e.g. sudo setcap cap_net_raw,cap_net_admin+ep "
+                             "on the Python interpreter, or run as root with --user to drop privileges")
         try:
             cap = pcapy.create(name)
             cap.set_snaplen(snaplen)
@@ -98,6 +102,22 @@ class LiveSource:
     @staticmethod
     def statistics():
         return {}
+
+
+CAP_NET_RAW = 13
+
+
+def may_capture():
+    """Root, or the CAP_NET_RAW capability in effect (libpcap's own error for its absence
+    is an unhelpful 'F_GETFL: Bad file descriptor')."""
+    if os.geteuid() == 0:
+        return True
+    try:
+        with open("/proc/self/status") as f:
+            effective = next(int(line.split()[1], 16) for line in f if line.startswith("CapEff:"))
+    except (OSError, StopIteration, ValueError):
+        return True                   # cannot tell: let libpcap say
+    return bool(effective >> CAP_NET_RAW & 1)
 
 
 def interface_index(name):
