@@ -5,7 +5,7 @@ BIN = $(VENV)/bin
 DEMO ?= pcaps/android.pcap
 SOURCES = pyproject.toml setup.py $(wildcard ext/*.pyx ext/decode.pxd pyprobe/*.py pyprobe/*/*.py)
 
-.PHONY: run test test-long bench bench-live peers clean
+.PHONY: run test test-long fuzz bench bench-live peers clean
 
 # An editable install builds the extension into pyprobe/, so the tree is what runs;
 # tests/test_install.py proves a plain `pip install .` into a fresh venv as well.
@@ -25,6 +25,19 @@ test: $(BIN)/.installed peers
 
 test-long: $(BIN)/.installed peers
 	$(BIN)/pytest -q -m long
+
+# The fuzz target (tests/fuzz/) for FUZZ_SECONDS, its extensions built apart with clang,
+# bounds checks, AddressSanitizer and coverage for libFuzzer (PYPROBE_SANITIZE=1 in setup.py).
+FUZZ_SECONDS ?= 600
+FUZZ = build/fuzz
+fuzz: $(BIN)/.installed
+	command -v clang >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang >/dev/null)
+	$(BIN)/pip install -q --disable-pip-version-check 'Cython>=3.0'
+	CC=clang LDSHARED="clang -shared" PYPROBE_SANITIZE=1 $(BIN)/python setup.py -q build_ext --build-lib $(FUZZ)/lib --build-temp $(FUZZ)/tmp
+	mkdir -p $(FUZZ)/corpus && find ../shared/pcaps/corpus pcaps -size -64k \( -name '*.pcap' -o -name '*.pcapng' \) -exec cp {} $(FUZZ)/corpus/ \;
+	PYPROBE_EXT_DIR=$(FUZZ)/lib/pyprobe ASAN_OPTIONS=detect_leaks=0 \
+	LD_PRELOAD="$$($(BIN)/python -c 'import atheris; print(atheris.path())')/asan_with_fuzzer.so" \
+	$(BIN)/python tests/fuzz/capture_target.py -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -max_len=65536 $(FUZZ)/corpus
 
 bench: $(BIN)/.installed peers
 	$(BIN)/python bench/run_bench.py

@@ -3,6 +3,7 @@
 ext/record.pxd, the packed flow record, is written first from the field table
 (pyprobe/fields.py), so the record has one definition."""
 import importlib.util
+import os
 import pathlib
 
 from Cython.Build import cythonize
@@ -22,11 +23,17 @@ def write_record_pxd():
 
 
 write_record_pxd()
+# PYPROBE_SANITIZE=1 (make fuzz): bounds-checked Cython, AddressSanitizer and libFuzzer
+# coverage (CC=clang), for the fuzz target in tests/fuzz/ run under atheris.
+SANITIZE = os.environ.get("PYPROBE_SANITIZE") == "1"
+CFLAGS = ["-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,fuzzer-no-link"] if SANITIZE else ["-O3"]
+LDFLAGS = ["-fsanitize=address,fuzzer-no-link"] if SANITIZE else []
 extensions = [
-    Extension("pyprobe._meter", ["ext/_meter.pyx"], extra_compile_args=["-O3"]),
-    Extension("pyprobe._capture", ["ext/_capture.pyx"], extra_compile_args=["-O3"]),
-    Extension("pyprobe._encode", ["ext/_encode.pyx"], extra_compile_args=["-O3"]),
-    Extension("pyprobe._generate", ["ext/_generate.pyx"], extra_compile_args=["-O3"], libraries=["m"]),
+    Extension("pyprobe._meter", ["ext/_meter.pyx"], extra_compile_args=CFLAGS, extra_link_args=LDFLAGS),
+    Extension("pyprobe._capture", ["ext/_capture.pyx"], extra_compile_args=CFLAGS, extra_link_args=LDFLAGS),
+    Extension("pyprobe._encode", ["ext/_encode.pyx"], extra_compile_args=CFLAGS, extra_link_args=LDFLAGS),
+    Extension("pyprobe._generate", ["ext/_generate.pyx"], extra_compile_args=CFLAGS, extra_link_args=LDFLAGS,
+              libraries=["m"]),
 ]
 
 setup(
@@ -34,6 +41,8 @@ setup(
         extensions,
         language_level=3,
         include_path=["ext"],
-        compiler_directives={"boundscheck": False, "wraparound": False, "cdivision": True},
+        compiler_directives={"boundscheck": SANITIZE, "wraparound": SANITIZE, "cdivision": True},
+        build_dir="build/fuzz/c" if SANITIZE else None,      # the C of the checked build apart
+        force=SANITIZE,
     ),
 )
