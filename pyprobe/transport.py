@@ -15,9 +15,13 @@ section 10.4): a non-blocking stream with a bounded queue of whole messages,
 reconnecting after a drop; every new connection starts with the templates.
 """
 
+import collections
 import errno
+import fcntl
 import logging
 import socket
+import struct
+import termios
 import time
 
 log = logging.getLogger(__name__)
@@ -25,6 +29,7 @@ log = logging.getLogger(__name__)
 LOG_INTERVAL = 60.0          # seconds between repeated complaints about one collector
 RECONNECT_INTERVAL = 1.0     # seconds between TCP connection attempts
 TCP_QUEUE_LIMIT = 4 << 20    # bytes waiting for a TCP collector before messages are dropped
+SIOCOUTQ = termios.TIOCOUTQ  # Linux: a TCP socket's bytes sent and not yet acknowledged
 TCP_DRAIN_SECONDS = 5.0      # at shutdown, how long to wait for a TCP collector to take the rest
 
 
@@ -118,6 +123,9 @@ class TcpTransport:
         self.connected = False
         self.queue = []                 # whole messages; queue[0] may be partly sent
         self.sent_of_first = 0
+        self.written = 0                # bytes written on this connection
+        self.unacked = collections.deque()   # (end in bytes written, message) not yet acknowledged
+        self.resent = 0
         self.queued_bytes = 0
         self.next_attempt = 0.0
         self.errors = 0
@@ -141,6 +149,8 @@ class TcpTransport:
         """Connect if needed and write what the socket takes now."""
         if not self.connected and not self._connect():
             return
+        if not self.queue and self.unacked and not self._peer_alive():
+            return
         while self.queue:
             try:
                 n = self.sock.send(memoryview(self.queue[0])[self.sent_of_first:])
@@ -150,9 +160,40 @@ class TcpTransport:
                 self._lost(e)
                 return
             self.sent_of_first += n
+            self.written += n
             if self.sent_of_first == len(self.queue[0]):
-                self.queued_bytes -= len(self.queue.pop(0))
+                message = self.queue.pop(0)
+                self.queued_bytes -= len(message)
                 self.sent_of_first = 0
+                self.unacked.append((self.written, message))
+        self._forget_acknowledged()
+
+    def _peer_alive(self):
+        """With nothing to write, only a read tells that the collector has gone (a reset, or its
+        end of the stream): then what it never acknowledged goes again on a new connection."""
+        try:
+            if self.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) != b"":
+                return True           # (a collector does not talk back; whatever it sent stays unread)
+            error = OSError(errno.ECONNRESET, "the collector closed the connection")
+        except (BlockingIOError, InterruptedError):
+            return True
+        except OSError as e:
+            error = e
+        self._lost(error)
+        return False
+
+    def _forget_acknowledged(self):
+        """Drop the messages the collector's TCP has acknowledged: the kernel's count of
+        bytes sent but not acknowledged (SIOCOUTQ) says where they end."""
+        if not self.unacked or self.sock is None:
+            return
+        try:
+            outstanding = struct.unpack("i", fcntl.ioctl(self.sock.fileno(), SIOCOUTQ, b"\0" * 4))[0]
+        except OSError:
+            return
+        acknowledged = self.written - outstanding
+        while self.unacked and self.unacked[0][0] <= acknowledged:
+            self.unacked.popleft()
 
     def _connect(self):
         if self.sock is None:
@@ -186,12 +227,19 @@ class TcpTransport:
         return True
 
     def _lost(self, error):
+        """The connection failed: what it had not delivered goes again on the next one.
+        That is the messages the collector's TCP never acknowledged, and one half sent
+        (whole again). Bytes it acknowledged but its program never read are beyond what
+        TCP can tell."""
         self.errors += 1
         self.log.warn("connection failed: %s (counted; will reconnect)", error.strerror or error)
-        if self.sent_of_first:           # half a message is garbage to the collector: drop it
-            self.queued_bytes -= len(self.queue.pop(0))
-            self.sent_of_first = 0
-            self.dropped += 1
+        self._forget_acknowledged()      # (the kernel still knows after a reset)
+        again = [message for _, message in self.unacked]
+        self.resent += len(again) + (1 if self.sent_of_first else 0)
+        self.queue = again + self.queue
+        self.queued_bytes += sum(len(m) for m in again)
+        self.unacked.clear()
+        self.sent_of_first = self.written = 0
         if self.sock is not None:
             self.sock.close()
         self.sock = None
@@ -199,9 +247,9 @@ class TcpTransport:
 
     def close(self):
         deadline = time.monotonic() + TCP_DRAIN_SECONDS
-        while self.queue and time.monotonic() < deadline:
+        while (self.queue or self.unacked) and time.monotonic() < deadline:
             self.pump()
-            if self.queue:
+            if self.queue or self.unacked:
                 time.sleep(0.01)
         if self.queue:
             self.dropped += len(self.queue)
@@ -210,7 +258,8 @@ class TcpTransport:
             self.sock.close()
 
     def statistics(self):
-        return {"send_errors": self.errors, "dropped": self.dropped, "connections": self.connections}
+        return {"send_errors": self.errors, "dropped": self.dropped, "connections": self.connections,
+                "resent": self.resent}
 
 
 TRANSPORTS = {"udp": UdpTransport, "tcp": TcpTransport}

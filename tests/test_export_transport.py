@@ -1,11 +1,13 @@
 """Transports: a collector that is down (UDP), IPFIX over TCP (RFC 7011 section 10.4),
 a TCP collector restarted while pyprobe runs, and TCP refused for v9."""
 
+import fcntl
 import ipaddress
 import re
 import socket
 import struct
 import subprocess
+import termios
 import threading
 import time
 from pathlib import Path
@@ -275,6 +277,65 @@ def test_tcp_collector_restarted(restarted):
         key = (4, f"10.90.0.{f}", "10.99.0.1", 17, 7000, 7001)
         assert got.get(key, [0])[0] == 10, (key, got.get(key))
     assert re.search(r"connections 2\b", stderr), stderr
+
+
+def whole_messages(data):
+    """The IPFIX messages wholly inside a byte stream's prefix, parsed."""
+    parser, out, pos = wire.Parser(), [], 0
+    while len(data) - pos >= 16:
+        length = struct.unpack_from(">H", data, pos + 2)[0]
+        if length < 16 or pos + length > len(data):
+            break
+        out.append(parser.parse(data[pos:pos + length], "tcp"))
+        pos += length
+    return out
+
+
+def test_tcp_collector_killed_with_data_unacknowledged_loses_only_what_it_took():
+    """A collector that stops reading, its window closes and pyprobe's kernel queue fills,
+    then it dies (reset). What its TCP had acknowledged is in its buffer, lost with it
+    (the test peeks at it to know what); everything else must reach the next connection:
+    together, every record pyprobe made."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 << 10)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(2)
+    listener.settimeout(20)
+    proc = subprocess.Popen([wire.PYPROBE, "-r", "-", "-v", "10", "-P", "tcp", "-t", "inactive=1",
+                             "-n", f"127.0.0.1:{listener.getsockname()[1]}"], stdin=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        # 20,000 one-packet flows over 20 s of capture time, ending as it is read: megabytes of records
+        frames = [(T0 + i * 1000, eth_ip_packet(4, f"10.70.{i // 250}.{i % 250}", "10.99.0.1", 17, 7000, 7001))
+                  for i in range(20_000)]
+        proc.stdin.write(pcap_bytes(frames))
+        proc.stdin.flush()
+        first, _ = listener.accept()
+        unread, stable_since = -1, time.monotonic()
+        while time.monotonic() - stable_since < 1.0:           # until the window is shut and nothing moves
+            time.sleep(0.1)
+            now = struct.unpack("i", fcntl.ioctl(first.fileno(), termios.FIONREAD, b"\0" * 4))[0]
+            if now != unread:
+                unread, stable_since = now, time.monotonic()
+        taken = first.recv(unread, socket.MSG_PEEK | socket.MSG_WAITALL)   # acknowledged, never read
+        first.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        first.close()                                           # dies: a reset
+        second, _ = listener.accept()
+        proc.stdin.close()
+        second.settimeout(30)
+        data = b"".join(iter(lambda: second.recv(1 << 16), b""))
+        err = proc.stderr.read().decode()
+        assert proc.wait(30) == 0, err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        listener.close()
+    lost_with_it = sum(m.count_data_records for m in whole_messages(taken))
+    delivered = sum(m.count_data_records for m in whole_messages(data))
+    made = int(re.search(r"records\s+(\d+)", err).group(1))
+    assert made == 20_000
+    assert lost_with_it + delivered == made, (lost_with_it, delivered, err)
+    assert re.search(r"resent [1-9]", err), err
 
 
 def test_tcp_collector_restarted_sequence(restarted):
