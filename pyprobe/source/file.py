@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 BATCH_PACKETS = 4096
 READ_AHEAD = 2                   # batches parsed ahead of the meter
 CHUNK = 1 << 20                  # bytes read from a stream at a time
+RELEASE_STEP = 8 << 20           # bytes of a mapped file given back at a time
 POLL = 0.1                       # seconds the caller waits for a batch before looking at stop()
 CUT_SHORT = "the capture ends inside a record"
 STREAM_ERRORS = (OSError, EOFError, zlib.error)   # gzip.BadGzipFile is an OSError
@@ -56,6 +57,7 @@ class FileSource:
         self.parser = CaptureParser()
         self._filter = None
         self._mapped = None
+        self._released = 0           # of a mapped file: pages before this were given back
         self._stream = None          # read(n) -> bytes, b"" at the end
         self._data = b""             # the bytes being parsed: the whole mapped file, or a stream's chunk
         self._pos = 0
@@ -203,9 +205,11 @@ class FileSource:
                 continue
             if batch is None:
                 break
+            batch, end = batch
             self.packets += len(batch.meta) // 16
             self.bytes_read += len(batch.packets) + len(batch.meta)
             yield batch
+            self._release(end)           # metered: the caller asks for the next only when done with it
         if self.damage is not None and not self.stopping:
             log.warning("%s: %s; metered the %d packets before it", self.path, self.damage, self.packets)
 
@@ -232,7 +236,7 @@ class FileSource:
         while not self.stopping:
             meta, linktype, end, status = self.parser.parse(self._data, self._pos, size)
             if meta:
-                yield Batch(memoryview(self._data)[self._pos:end], meta, linktype)
+                yield Batch(memoryview(self._data)[self._pos:end], meta, linktype), end
             self._pos = end
             if status == DAMAGED:
                 self.damage = self.parser.damage
@@ -243,6 +247,15 @@ class FileSource:
                 if self._pos < len(self._data) and self.damage is None:
                     self.damage = CUT_SHORT
                 return
+
+    def _release(self, end):
+        """Give back the pages of a mapped file read up to end: what was metered need not stay
+        resident (it would count in the process's memory as long as the file is open)."""
+        start = self._released
+        end -= end % mmap.PAGESIZE
+        if self._mapped is not None and end - start >= RELEASE_STEP:
+            self._mapped.madvise(mmap.MADV_DONTNEED, start, end - start)
+            self._released = end
 
     def statistics(self):
         """What the parser skipped: records with a time no flow record can carry, packets of
