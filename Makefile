@@ -37,7 +37,7 @@ fuzz: $(BIN)/.installed
 	mkdir -p $(FUZZ)/corpus && find ../shared/pcaps/corpus pcaps -size -64k \( -name '*.pcap' -o -name '*.pcapng' \) -exec cp {} $(FUZZ)/corpus/ \;
 	PYPROBE_EXT_DIR=$(FUZZ)/lib/pyprobe ASAN_OPTIONS=detect_leaks=0 \
 	LD_PRELOAD="$$($(BIN)/python -c 'import atheris; print(atheris.path())')/asan_with_fuzzer.so" \
-	$(BIN)/python tests/fuzz/capture_target.py -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -max_len=65536 $(FUZZ)/corpus
+	$(BIN)/python tests/fuzz/capture_target.py -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -max_len=65536 -artifact_prefix=$(FUZZ)/ $(FUZZ)/corpus
 
 bench: $(BIN)/.installed peers
 	$(BIN)/python bench/run_bench.py

@@ -38,8 +38,8 @@ def test_fuzz_target_runs_clean(tmp_path):
         shutil.copy(path, seeds / path.name)
     if importlib.util.find_spec("atheris") is None:
         pytest.skip("atheris is not installed here")
-    proc = subprocess.run([sys.executable, str(TARGET), f"-max_total_time={FUZZ_SECONDS}", "-rss_limit_mb=2048",
-                           "-max_len=65536", str(seeds)], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, str(TARGET), f"-max_total_time={FUZZ_SECONDS}", "-rss_limit_mb=4096",
+                           "-max_len=65536", f"-artifact_prefix={tmp_path}/", str(seeds)], capture_output=True, text=True,
                           timeout=FUZZ_SECONDS + 120)
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "Done" in proc.stderr, proc.stderr[-2000:]
