@@ -15,6 +15,7 @@ from pyprobe.fields import END_REASONS
 
 from record cimport FlowRecord
 from decode cimport (FlowKey, is_icmp, Packet, decode_packet, DECODED, IGNORE_REASONS, IGNORE_TRUNCATED_L2, TH_FIN, TH_RST,
+                     IGNORE_OTHER_DIRECTION, DIR_INGRESS, DIR_EGRESS, DIR_BOTH,
                      DLT_NULL, DLT_EN10MB, DLT_RAW_BSD, DLT_RAW_OPENBSD, DLT_RAW, DLT_LOOP,
                      DLT_LINUX_SLL, DLT_IPV4, DLT_IPV6, DLT_LINUX_SLL2)
 
@@ -40,7 +41,9 @@ def supported_linktype_names():
     return ", ".join(dict.fromkeys(name for name, decoded in LINKTYPES.values() if decoded))
 
 
-IGNORE_REASON_NAMES = ("non_ip", "truncated_l2", "truncated_ip", "bad_ip", "truncated_l4", "mpls_payload")
+IGNORE_REASON_NAMES = ("non_ip", "truncated_l2", "truncated_ip", "bad_ip", "truncated_l4", "mpls_payload",
+                       "other_direction")
+DIRECTIONS = {"ingress": DIR_INGRESS, "egress": DIR_EGRESS, "both": DIR_BOTH}
 
 # Why a flow ended: pyprobe/fields.py's END_REASONS (IPFIX flowEndReason codes, and
 # FORCED, which goes out as forcedEnd), so records carry the code as it is.
@@ -242,6 +245,8 @@ cdef class Meter:
     cdef int shift_round             # a looped replay's round, when addresses are shifted per round
     cdef int level
     cdef uint32_t in_if
+    cdef int direction_mode          # DIR_INGRESS, DIR_EGRESS or DIR_BOTH: which packets are metered
+    cdef int batch_direction         # which way this batch's packets went, unless their link layer says
     cdef int32_t capacity
     cdef int32_t count
     cdef Flow* flows
@@ -281,7 +286,8 @@ cdef class Meter:
     cdef uint64_t proto_flows[256]
 
     def __cinit__(self, int linktype, int max_flows=65536, key_level="full", timeouts=None, uint32_t in_if=0,
-                  uint32_t sampling=1, sampling_mode="count", bint limit_32bit=False, seed=None):
+                  uint32_t sampling=1, sampling_mode="count", bint limit_32bit=False, seed=None,
+                  direction="ingress"):
         cdef uint64_t nslots = 1
         if linktype not in SUPPORTED_LINKTYPES:
             raise ValueError(f"unsupported link type {linktype}")
@@ -291,6 +297,10 @@ cdef class Meter:
             raise ValueError(f"unknown key level {key_level!r}")
         self.linktype = linktype
         self.level = KEY_LEVELS[key_level]
+        if direction not in DIRECTIONS:
+            raise ValueError(f"unknown direction {direction!r}")
+        self.direction_mode = DIRECTIONS[direction]
+        self.batch_direction = DIR_INGRESS
         self.in_if = in_if
         self.capacity = max_flows
         self._set_timeouts(timeouts or {})
@@ -352,9 +362,11 @@ cdef class Meter:
             total += self.ignored[i]
         return total
 
-    def process(self, packets, meta, int linktype=-1, int shift_round=0):
+    def process(self, packets, meta, int linktype=-1, int shift_round=0, direction="ingress"):
         """Meter one batch (of `linktype`, default the meter's); return the records of the
-        flows it expired. shift_round k > 0 moves every address k steps (shift_addresses)."""
+        flows it expired. shift_round k > 0 moves every address k steps (shift_addresses).
+        direction: which way the batch's packets crossed their interface, where their link
+        layer does not say (a live capture of one direction)."""
         cdef const uint8_t[::1] buf = packets
         cdef const uint8_t[::1] raw_meta = meta
         cdef Py_ssize_t n = raw_meta.shape[0] // 16
@@ -364,6 +376,7 @@ cdef class Meter:
                 raise ValueError(f"unsupported link type {linktype}")
             self.linktype = linktype
         self.shift_round = shift_round
+        self.batch_direction = DIRECTIONS[direction]
         # No Python inside: the GIL is free for the thread reading the next batch.
         with nogil:
             self._process_batch(&buf[0] if buflen else NULL, buflen, &raw_meta[0] if n else NULL, n)
@@ -395,6 +408,11 @@ cdef class Meter:
             reason = decode_packet(buf + m[2] if m[3] else NULL, m[3], self.linktype, &pkt)
             if reason != DECODED:
                 self.ignored[reason] += 1
+                continue
+            if not pkt.direction_known:
+                pkt.key.direction = self.batch_direction
+            if self.direction_mode != DIR_BOTH and pkt.key.direction != self.direction_mode:
+                self.ignored[IGNORE_OTHER_DIRECTION] += 1
                 continue
             if self.shift_round:
                 shift_addresses(&pkt.key, self.shift_round)
@@ -732,7 +750,11 @@ cdef class Meter:
         r.octets = f.octets
         r.first_us = f.first_us
         r.last_us = f.last_us
-        r.in_if = f.key.in_if
+        if f.key.direction == DIR_EGRESS:
+            r.out_if = f.key.in_if
+        else:
+            r.in_if = f.key.in_if
+        r.direction = f.key.direction
         r.mpls_label = f.mpls_label
         r.sport = f.key.sport
         r.dport = f.key.dport

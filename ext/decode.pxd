@@ -28,7 +28,14 @@ cdef enum:
     IGNORE_BAD_IP = 3        # version, header length or total length impossible
     IGNORE_TRUNCATED_L4 = 4  # ports or TCP flags not captured
     IGNORE_MPLS_PAYLOAD = 5  # MPLS stack not followed by IP (pseudowire, ...)
-    IGNORE_REASONS = 6
+    IGNORE_OTHER_DIRECTION = 6   # received while metering egress, or sent while metering ingress
+    IGNORE_REASONS = 7
+
+# Which way a packet crossed its interface (IPFIX flowDirection).
+cdef enum:
+    DIR_INGRESS = 0
+    DIR_EGRESS = 1
+    DIR_BOTH = 2             # a meter's mode only: both, each record saying which
 
 cdef enum:
     DECODED = -1
@@ -52,7 +59,8 @@ cdef struct FlowKey:
     uint8_t tos
     uint8_t src_mac[6]
     uint8_t dst_mac[6]
-    uint8_t _pad[7]
+    uint8_t direction     # DIR_INGRESS: in_if is where it came in; DIR_EGRESS: where it went out
+    uint8_t _pad[6]
 
 
 # One decoded packet: every key field filled, plus what is metered.
@@ -62,6 +70,13 @@ cdef struct Packet:
     uint32_t mpls_label
     uint8_t tcp_flags
     uint8_t ttl           # IPv4 TTL / IPv6 hop limit
+    bint direction_known  # the link layer said which way (Linux cooked capture's packet type)
+
+
+cdef inline void set_direction(Packet* pkt, uint16_t sll_packet_type) noexcept nogil:
+    """Linux cooked capture's packet type: 4 (PACKET_OUTGOING) left through the interface."""
+    pkt.key.direction = DIR_EGRESS if sll_packet_type == 4 else DIR_INGRESS
+    pkt.direction_known = True
 
 
 cdef inline bint is_icmp(uint8_t proto) noexcept nogil:
@@ -249,11 +264,13 @@ cdef inline int decode_packet(const uint8_t* p, Py_ssize_t n, int linktype, Pack
             return IGNORE_TRUNCATED_L2
         if be16(p + 4) == 6:
             memcpy(pkt.key.src_mac, p + 6, 6)
+        set_direction(pkt, be16(p))
         return decode_ethertype(p, n, 16, be16(p + 14), pkt)
     if linktype == DLT_LINUX_SLL2:
         if n < 20:
             return IGNORE_TRUNCATED_L2
         pkt.key.in_if = be32(p + 4)
+        set_direction(pkt, p[10])
         if p[11] == 6:
             memcpy(pkt.key.src_mac, p + 12, 6)
         return decode_ethertype(p, n, 20, be16(p), pkt)

@@ -10,6 +10,7 @@ from ._meter import DEFAULT_TIMEOUTS, RECORD_SIZE, Meter
 from .errors import SettingsError
 from .export import clamp_timeouts, export_limits
 from .exporter import Exporter
+from .settings import direction as metered_direction
 from .output import JsonWriter, TableWriter, open_progress
 from .source import open_source
 from .summary import format_summary
@@ -102,7 +103,7 @@ class Probe:
         try:
             self.meter = Meter(self.source.linktype, max_flows=settings.max_flows, key_level=settings.level,
                                in_if=self.source.in_if, sampling=settings.sampling,
-                               sampling_mode=settings.sampling_mode)
+                               sampling_mode=settings.sampling_mode, direction=metered_direction(settings))
             self._apply_export_limits()
             self.set_timeouts(dict(settings.timeouts))
             self.sinks = RecordSinks(settings, self.meter, self.source)
@@ -121,7 +122,8 @@ class Probe:
     def run(self):
         progress = open_progress(self.source, self.settings.progress)
         for batch in self.source.batches():
-            self.sinks.put(self.meter.process(batch.packets, batch.meta, batch.linktype, batch.round))
+            self.sinks.put(self.meter.process(batch.packets, batch.meta, batch.linktype, batch.round,
+                                              batch.direction))
             if self.source.ticking:          # the clock runs on between packets
                 self.sinks.put(self.meter.expire(self.source.clock_us()))
             if progress:

@@ -273,6 +273,13 @@ OPTIONS = (
       help="tracking level: full, port, proto, ip, vlan or ether (default full)"),
     O("sampling", ("-s",), "probe", parse_count(1, 2**31, "sampling interval"), 1, metavar="N",
       help="meter 1 packet in N (default 1: every packet)", commands=BOTH),
+    O("direction", ("--direction",), "probe", parse_choice("ingress", "egress", "both"), None,
+      metavar="{ingress,egress,both}",
+      help="which packets are metered: those received on the interface (ingress: the flows' input "
+           "interface), those sent (egress: their output interface) or both, each record saying which "
+           "(IPFIX flowDirection). Default: ingress when capturing live, as a router's NetFlow; both for "
+           "capture files, whose every packet is then metered once (a file says the direction only in "
+           "Linux cooked capture headers, tcpdump -i any; other packets count as received)"),
     O("sampling_mode", ("--sampling",), "probe", parse_choice("count", "random"), "count", metavar="{count,random}",
       help="count: the first packet of every N (default); random: a random one of every N", commands=BOTH),
     O("realtime", ("--realtime",), "replay", parse_speed, metavar="SPEED", kind="optional", const="1",
@@ -547,6 +554,11 @@ def _collectors(values, config, config_path):
     for spec in specs:
         spec.check()
     return tuple(specs)
+
+
+def direction(settings):
+    """Which packets are metered: --direction, else ingress live and both from files."""
+    return settings.direction or ("ingress" if settings.interface is not None else "both")
 
 
 def check(settings):

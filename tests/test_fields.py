@@ -72,7 +72,7 @@ def test_meter_fills_every_member():
     assert r._fields == fields.JSON_KEYS
     want = {"src": "192.0.2.7", "dst": "198.51.100.9", "ipver": 4, "proto": 6, "sport": 4321, "dport": 443,
             "packets": 3, "octets": 3 * 40 + 0 + 1 + 2, "start": T2024 / 1e6, "end": (T2024 + 2000) / 1e6,
-            "tcp_flags": 0x1a, "tos": 0x28, "vlan": 77, "in_if": 0, "out_if": 0,
+            "tcp_flags": 0x1a, "tos": 0x28, "vlan": 77, "in_if": 0, "out_if": 0, "direction": 0,
             "src_mac": "02:aa:bb:cc:dd:01", "dst_mac": "02:aa:bb:cc:dd:02", "mpls_label": 0,
             "min_ttl": 58, "max_ttl": 64, "end_reason": "eof"}
     assert r.as_dict() == want
@@ -95,7 +95,7 @@ def random_record(rnd, ipver, icmp):
                   packets=rnd.randrange(1, 2**31), octets=rnd.randrange(1, 2**31), first_us=first,
                   last_us=first + rnd.randrange(10**8), tcp_flags=rnd.randrange(256), tos=rnd.randrange(256),
                   vlan=rnd.randrange(4096), in_if=rnd.randrange(2**32), out_if=0, min_ttl=rnd.randrange(1, 100),
-                  max_ttl=rnd.randrange(100, 256), end_reason=rnd.randrange(1, 7))
+                  max_ttl=rnd.randrange(100, 256), end_reason=rnd.randrange(1, 7), direction=rnd.randrange(2))
     return values
 
 

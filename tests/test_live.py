@@ -67,8 +67,9 @@ def hosts():
         h.close()
 
 
-def start_pyprobe(hosts, *args):
-    return hosts.start(hosts.a, PYPROBE, "-i", hosts.if_a, "--json", *args,
+def start_pyprobe(hosts, *args, direction="both"):
+    """pyprobe on vA; by default metering both directions, as a plain tcpdump of vA sees them."""
+    return hosts.start(hosts.a, PYPROBE, "-i", hosts.if_a, "--json", "--direction", direction, *args,
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -128,16 +129,21 @@ def nfdump_records(flowdir):
     return records
 
 
-def test_live_capture_matches_tcpdump(hosts, tmp_path):
+TCPDUMP_DIRECTION = {"ingress": ["-Q", "in"], "egress": ["-Q", "out"], "both": []}
+
+
+@pytest.mark.parametrize("direction", ["ingress", "egress", "both"])
+def test_live_capture_matches_tcpdump(hosts, tmp_path, direction):
     """pyprobe on vA exports to nfcapd on A's loopback and prints its records; both
-    readings must equal a tcpdump of vA taken at the same time."""
+    readings must equal a tcpdump of vA of the same direction taken at the same time,
+    and each record names vA as its input (ingress) or output (egress) interface."""
     ground, flowdir = tmp_path / "ground.pcap", tmp_path / "flows"
     flowdir.mkdir()
     collector = hosts.start(hosts.a, "nfcapd", "-b", "127.0.0.1", "-p", "2055", "-w", str(flowdir), "-t", "3600",
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    dump = hosts.start(hosts.a, "tcpdump", "-i", hosts.if_a, "-U", "-w", str(ground),
+    dump = hosts.start(hosts.a, "tcpdump", "-i", hosts.if_a, *TCPDUMP_DIRECTION[direction], "-U", "-w", str(ground),
                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    probe = start_pyprobe(hosts, "-t", "inactive=2", "-n", "127.0.0.1:2055")
+    probe = start_pyprobe(hosts, "-t", "inactive=2", "-n", "127.0.0.1:2055", direction=direction)
     time.sleep(1.5)                      # all listening before the first packet
     traffic(hosts, tmp_path)
     time.sleep(1.0)                      # the last replies are in
@@ -154,9 +160,11 @@ def test_live_capture_matches_tcpdump(hosts, tmp_path):
     assert per_key(records) == expected
     assert per_key(nfdump_records(flowdir)) == expected
     assert any(r["proto"] == 1 for r in records) and any(r["proto"] == 6 for r in records)
-    assert sum(r["octets"] for r in records) > 300_000
+    assert sum(r["octets"] for r in records) > (10_000 if direction == "egress" else 300_000)   # B sent the blob
     index = int(hosts.run(hosts.a, "cat", f"/sys/class/net/{hosts.if_a}/ifindex").stdout)
-    assert {r["in_if"] for r in records} == {index}
+    sides = {(r["direction"], r["in_if"], r["out_if"]) for r in records}
+    assert sides == {"ingress": {(0, index, 0)}, "egress": {(1, 0, index)},
+                     "both": {(0, index, 0), (1, 0, index)}}[direction]
     assert " 0 dropped, 0 dropped by the interface" in err
 
 
@@ -275,7 +283,8 @@ def test_two_workers_conserve_and_never_split_a_flow(hosts, tmp_path):
     assert sink.stdout.readline().strip() == "ready"
     dump = hosts.start(hosts.a, "tcpdump", "-i", hosts.if_a, "-U", "-w", str(ground), "udp",
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    probe = hosts.start(hosts.a, PYPROBE, "-i", hosts.if_a, "--workers", "2", "-n", "127.0.0.1:2055",
+    probe = hosts.start(hosts.a, PYPROBE, "-i", hosts.if_a, "--direction", "both", "--workers", "2",
+                        "-n", "127.0.0.1:2055",
                         "-t", "inactive=1", "udp", stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(1.5)
     flows = (f"import socket, time\nfor port in range(40):\n"
@@ -314,7 +323,7 @@ def test_sigusr1_resends_templates(hosts):
     received = Path(hosts.run(hosts.a, "mktemp").stdout.decode().strip())
     sink = hosts.start(hosts.a, sys.executable, "-c", SINK, str(received), stdout=subprocess.PIPE, text=True)
     assert sink.stdout.readline().strip() == "ready"
-    probe = hosts.start(hosts.a, PYPROBE, "-i", hosts.if_a, "-n", "127.0.0.1:2055", "-v", "9",
+    probe = hosts.start(hosts.a, PYPROBE, "-i", hosts.if_a, "--direction", "both", "-n", "127.0.0.1:2055", "-v", "9",
                         "--template-refresh", "0", "--template-interval", "0", "-t", "inactive=1", "udp",
                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(1.0)

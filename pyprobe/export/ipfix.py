@@ -27,7 +27,7 @@ IGNORED_PACKETS, SELECTOR_ALGORITHM, SAMPLING_PACKET_INTERVAL, SAMPLING_PACKET_S
 
 # The data templates: fields from pyprobe/fields.py, in wire order.
 FIELDS = ("octets", "packets", "first_us", "last_us", "src", "dst", "in_if", "out_if", "sport", "dport",
-          "tcp_flags", "vlan", "proto", "tos", "end_reason", "ipver", "min_ttl", "max_ttl")
+          "tcp_flags", "vlan", "proto", "tos", "end_reason", "ipver", "min_ttl", "max_ttl", "direction")
 ICMP_FIELDS = FIELDS[:10] + ("icmp_type_code",) + FIELDS[10:]
 TEMPLATE_IDS = {(4, False): 256, (6, False): 257, (4, True): 260, (6, True): 261}
 SAMPLING_OPTIONS = OptionsTemplate(258, scope=[(OBSERVATION_DOMAIN_ID, 4)],

@@ -24,7 +24,7 @@ SAMPLING_ALGORITHM = 35
 
 # The data templates: fields from pyprobe/fields.py, in wire order.
 FIELDS = ("octets", "packets", "src", "dst", "in_if", "out_if", "first_us", "last_us", "sport", "dport",
-          "vlan", "proto", "tos", "tcp_flags", "ipver", "min_ttl", "max_ttl")
+          "vlan", "proto", "tos", "tcp_flags", "ipver", "min_ttl", "max_ttl", "direction")
 ICMP_FIELDS = FIELDS[:10] + ("icmp_type_code",) + FIELDS[10:]
 TEMPLATE_IDS = {(4, False): 256, (6, False): 257, (4, True): 260, (6, True): 261}
 SAMPLING_OPTIONS = OptionsTemplate(258, scope=[(SCOPE_SYSTEM, 4)],

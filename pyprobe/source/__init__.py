@@ -32,6 +32,7 @@ ext/_capture.pyx, and bpf.py's filters), replay.py merges, loops and paces
 files, live.py captures on an interface.
 """
 
+from ..settings import direction as metered_direction
 from .batch import Batch
 from .file import FileSource
 from .formats import ready
@@ -43,7 +44,8 @@ def open_source(settings, fanout_group=None):
     """The capture files or the live interface of these settings, its filter set."""
     if settings.interface is not None:
         source = LiveSource(settings.interface, snaplen=settings.snaplen, promiscuous=not settings.no_promisc,
-                            buffer_bytes=settings.buffer, fanout_group=fanout_group)
+                            buffer_bytes=settings.buffer, fanout_group=fanout_group,
+                            direction=metered_direction(settings))
     else:
         source = ReplaySource(settings.read, speed=settings.realtime, rounds=settings.loop,
                               shift=settings.shift_addresses, dated=not settings.keep_time)

@@ -23,7 +23,8 @@ class LiveSource:
     ticking = True               # the clock runs between batches: the wall clock
     dating = None                # record times are the packets' own
 
-    def __init__(self, interface, snaplen=65535, promiscuous=True, buffer_bytes=None, fanout_group=None):
+    def __init__(self, interface, snaplen=65535, promiscuous=True, buffer_bytes=None, fanout_group=None,
+                 direction="ingress"):
         index, sep, name = interface.partition(":")
         if not sep or not index.isdigit():
             index, name = None, interface
@@ -40,46 +41,60 @@ class LiveSource:
             raise InputError(f"cannot capture on {name}: capturing needs root or the CAP_NET_RAW capability "
                              f"(running as uid {os.geteuid()}); e.g. sudo setcap cap_net_raw,cap_net_admin+ep "
                              "on the Python interpreter, or run as root with --user to drop privileges")
+        # One capture per direction metered, libpcap keeping only that direction, so each
+        # batch knows which way its packets went (both: two captures, fanned out apart).
+        ways = ("ingress", "egress") if direction == "both" else (direction,)
+        self._captures = []
         try:
-            cap = pcapy.create(name)
-            cap.set_snaplen(snaplen)
-            cap.set_promisc(promiscuous)
-            cap.set_timeout(self.READ_TIMEOUT_MS)
-            if buffer_bytes:
-                cap.set_buffer_size(buffer_bytes)
-            cap.activate()
-            if fanout_group is not None:
-                # Workers share the interface: the kernel hashes each flow to one of them.
-                cap.set_fanout(fanout_group, pcapy.PACKET_FANOUT_HASH)
-            # libpcap's own timeout does not fire on a quiet Linux link, and next_batch would
-            # block holding the GIL: read non-blocking and wait in select() instead.
-            cap.setnonblock(1)
+            for i, way in enumerate(ways):
+                group = None if fanout_group is None else (fanout_group + i) & 0xFFFF
+                cap = self._open(name, snaplen, promiscuous, buffer_bytes, group, PCAP_DIRECTIONS[way])
+                self._captures.append((cap, cap.getfd(), way))
         except pcapy.PcapError as e:
+            self.close()
             raise InputError(f"cannot capture on {name}: {e}") from None
-        self._reader = cap
-        self._fd = cap.getfd()
-        self.linktype = cap.datalink()
+        self.linktype = self._captures[0][0].datalink()
+
+    def _open(self, name, snaplen, promiscuous, buffer_bytes, fanout_group, pcap_direction):
+        cap = pcapy.create(name)
+        cap.set_snaplen(snaplen)
+        cap.set_promisc(promiscuous)
+        cap.set_timeout(self.READ_TIMEOUT_MS)
+        if buffer_bytes:
+            cap.set_buffer_size(buffer_bytes)
+        cap.activate()
+        cap.setdirection(pcap_direction)
+        if fanout_group is not None:
+            # Workers share the interface: the kernel hashes each flow to one of them.
+            cap.set_fanout(fanout_group, pcapy.PACKET_FANOUT_HASH)
+        # libpcap's own timeout does not fire on a quiet Linux link, and next_batch would
+        # block holding the GIL: read non-blocking and wait in select() instead.
+        cap.setnonblock(1)
+        return cap
 
     def set_filter(self, bpf):
         try:
-            self._reader.setfilter(bpf)
+            for cap, _, _ in self._captures:
+                cap.setfilter(bpf)
         except pcapy.PcapError as e:
             raise InputError(f"cannot capture on {self.path}: bad filter {bpf!r}: {e}") from None
 
     def batches(self, size=BATCH_PACKETS):
         """Yield Batches until stopped; empty ones when the link is quiet."""
+        fds = [fd for _, fd, _ in self._captures]
         while not self.stopping:
             try:
-                select.select([self._fd], [], [], self.READ_TIMEOUT_MS / 1000)
+                select.select(fds, [], [], self.READ_TIMEOUT_MS / 1000)
             except InterruptedError:
                 pass
-            try:
-                packets, meta = self._reader.next_batch(size)
-            except pcapy.PcapError as e:
-                raise InputError(f"capture on {self.path} failed: {e}") from None
-            self.packets += len(meta) // 16
-            self.bytes_read += len(packets) + len(meta)
-            yield Batch(packets, meta, self.linktype)
+            for cap, _, way in self._captures:
+                try:
+                    packets, meta = cap.next_batch(size)
+                except pcapy.PcapError as e:
+                    raise InputError(f"capture on {self.path} failed: {e}") from None
+                self.packets += len(meta) // 16
+                self.bytes_read += len(packets) + len(meta)
+                yield Batch(packets, meta, self.linktype, 0, way)
 
     @staticmethod
     def clock_us():
@@ -89,11 +104,13 @@ class LiveSource:
         self.stopping = True
 
     def close(self):
-        self._reader.close()
+        for cap, _, _ in self._captures:
+            cap.close()
 
     def drops(self):
-        """libpcap's (received, dropped, dropped by the interface)."""
-        return self._reader.stats()
+        """libpcap's (received, dropped, dropped by the interface), over its captures."""
+        counts = [cap.stats() for cap, _, _ in self._captures]
+        return tuple(sum(c[i] for c in counts) for i in range(3))
 
     @staticmethod
     def status():
@@ -105,6 +122,7 @@ class LiveSource:
 
 
 CAP_NET_RAW = 13
+PCAP_DIRECTIONS = {"ingress": pcapy.PCAP_D_IN, "egress": pcapy.PCAP_D_OUT}
 
 
 def may_capture():
