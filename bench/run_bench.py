@@ -600,9 +600,9 @@ def write_markdown(res, a, vers, path):
              "nfpcapd runs a packet thread and a flow thread (and preallocates its node cache), so it "
              "can use more than one core (CPU s = user + system time); pyprobe and softflowd are "
              "single-threaded.",
-             "The floor is the floor of a pcapy-ng reader such as pyprobe: next_batch copies every "
-             "packet into Python memory; softflowd and nfpcapd read with libpcap callbacks and can be "
-             "faster than it on big packets.",
+             "The floor is a pcapy-ng (libpcap) read loop: next_batch copies every packet into Python "
+             "memory. pyprobe reads captures itself (memory-mapped, no packet copied), and softflowd "
+             "and nfpcapd read with libpcap callbacks: all can be faster than it on big packets.",
              "The machine is shared: other jobs can slow single runs; the medians damp that."]
     issues = [(r["name"], t, f) for r in res for t, f in r["issues"]]
     if issues:
