@@ -497,3 +497,37 @@ def test_a_large_dump_is_streamed_while_the_meter_goes_on(sockdir):
     dumped = json.loads(b"".join(chunks))
     assert len(dumped) == flows and sum(f["packets"] for f in dumped) == flows
     probe.finish()
+
+
+# -- never its own export (issue 12, item 6) ----------------------------------------------------
+
+@live
+def test_own_export_is_never_metered():
+    """Capturing on lo, where the export to a collector on 127.0.0.1 goes: the flows of other
+    traffic are exported, the export datagrams themselves never become flows."""
+    import wire
+    collector = wire.TimedCollector()
+    port = int(collector.address.rsplit(":", 1)[1])
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))
+    other = receiver.getsockname()[1]
+    probe = subprocess.Popen([PYPROBE, "-i", "lo", "-n", collector.address, "-v", "9", "-t", "inactive=1",
+                              "--json", "udp"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1.5)
+        sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        for round_ in range(3):                  # records go out between the rounds, on lo
+            for _ in range(5):
+                sender.sendto(b"x" * 32, ("127.0.0.1", other))
+            time.sleep(2.0)
+        sender.close()
+    finally:
+        probe.terminate()
+        out, err = probe.communicate(timeout=30)
+        receiver.close()
+    exported = collector.records()
+    assert probe.returncode == 0, err
+    printed = [json.loads(line) for line in out.splitlines()]
+    assert sum(r["packets"] for r in printed if r["dport"] == other) == 15
+    assert exported, "nothing was exported"
+    assert not [r for r in printed if port in (r["sport"], r["dport"])], "the probe metered its own export"

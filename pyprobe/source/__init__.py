@@ -32,7 +32,10 @@ ext/_capture.pyx, and bpf.py's filters), replay.py merges, loops and paces
 files, live.py captures on an interface.
 """
 
-from ..settings import direction as metered_direction
+import socket
+
+from ..settings import direction as metered_direction, parse_listen_address
+from ..transport import parse_address
 from .batch import Batch
 from .file import FileSource
 from .formats import ready
@@ -41,15 +44,41 @@ from .replay import ReplaySource
 
 
 def open_source(settings, fanout_group=None):
-    """The capture files or the live interface of these settings, its filter set."""
+    """The capture files or the live interface of these settings, its filter set (live: never
+    the probe's own export and metrics traffic)."""
     if settings.interface is not None:
         source = LiveSource(settings.interface, snaplen=settings.snaplen, promiscuous=not settings.no_promisc,
                             buffer_bytes=settings.buffer, fanout_group=fanout_group,
                             direction=metered_direction(settings))
-    else:
-        source = ReplaySource(settings.read, speed=settings.realtime, rounds=settings.loop,
-                              shift=settings.shift_addresses, dated=not settings.keep_time)
+        return ready(source, source.path, without_own_traffic(settings.filter, settings))
+    source = ReplaySource(settings.read, speed=settings.realtime, rounds=settings.loop,
+                          shift=settings.shift_addresses, dated=not settings.keep_time)
     return ready(source, source.path, settings.filter)
+
+
+def without_own_traffic(bpf, settings):
+    """The filter, narrowed so that a capture on the interfaces the probe talks over (lo, any)
+    never meters the probe's own export or its metrics endpoint: metering one's own export
+    makes more export, a known trap."""
+    own = [f"({spec.transport} and dst host {address} and dst port {port})"
+           for spec in settings.collectors for address, port in _numeric(spec.address)]
+    if settings.metrics:
+        port = parse_listen_address(settings.metrics)[1]
+        own.append(f"(tcp and port {port})")
+    if not own:
+        return bpf
+    exclusion = "not (" + " or ".join(own) + ")"
+    return f"({bpf}) and {exclusion}" if bpf else exclusion
+
+
+def _numeric(collector_address):
+    """The numeric addresses a collector's name stands for, with its port (none if unknown)."""
+    host, port = parse_address(collector_address)
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+    except OSError:
+        return []
+    return sorted({(info[4][0], port) for info in infos})
 
 
 __all__ = ["Batch", "FileSource", "LiveSource", "ReplaySource", "open_source"]
