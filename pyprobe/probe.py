@@ -10,8 +10,8 @@ from ._meter import DEFAULT_TIMEOUTS, RECORD_SIZE, Meter
 from .errors import SettingsError
 from .export import clamp_timeouts, export_limits
 from .exporter import Exporter
-from .settings import direction as metered_direction
 from .output import JsonWriter, TableWriter, open_progress
+from .settings import metered_direction
 from .source import open_source
 from .summary import format_summary
 

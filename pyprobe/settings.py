@@ -556,7 +556,7 @@ def _collectors(values, config, config_path):
     return tuple(specs)
 
 
-def direction(settings):
+def metered_direction(settings):
     """Which packets are metered: --direction, else ingress live and both from files."""
     return settings.direction or ("ingress" if settings.interface is not None else "both")
 

@@ -15,8 +15,9 @@ Every source has one interface, which the probe's run loop is written against:
     packets         packets read so far
     bytes_read      bytes of packets and metadata read so far (progress)
     truncated       True once the input turned out damaged or cut short
+    damage          (files) what was wrong with it, in words, or None
     set_filter(bpf) a tcpdump-style filter, before the first batch
-    batches()       yields Batch(packets, meta, linktype, round) (batch.py):
+    batches()       yields Batch(packets, meta, linktype, round, direction) (batch.py):
                     pcapy-ng's next_batch layout, so no Python runs per packet
     stop()          from a signal handler: end the batches soon
     close()         release what it holds
@@ -34,8 +35,8 @@ files, live.py captures on an interface.
 
 import socket
 
-from ..settings import direction as metered_direction, parse_listen_address
-from ..transport import parse_address
+from ..settings import metered_direction, parse_listen_address
+from ..transport import parse_address, resolve
 from .batch import Batch
 from .file import FileSource
 from .formats import ready
@@ -61,7 +62,7 @@ def without_own_traffic(bpf, settings):
     never meters the probe's own export or its metrics endpoint: metering one's own export
     makes more export, a known trap."""
     own = [f"({spec.transport} and dst host {address} and dst port {port})"
-           for spec in settings.collectors for address, port in _numeric(spec.address)]
+           for spec in settings.collectors for address, port in _exported_to(spec)]
     if settings.metrics:
         port = parse_listen_address(settings.metrics)[1]
         own.append(f"(tcp and port {port})")
@@ -71,14 +72,15 @@ def without_own_traffic(bpf, settings):
     return f"({bpf}) and {exclusion}" if bpf else exclusion
 
 
-def _numeric(collector_address):
-    """The numeric addresses a collector's name stands for, with its port (none if unknown)."""
-    host, port = parse_address(collector_address)
+def _exported_to(spec):
+    """[(address, port)] the collector's transport sends to, resolved as the transport does
+    (none if the name does not resolve: the collector then counts its own failures)."""
+    host, port = parse_address(spec.address)
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
-    except OSError:
+        _, sockaddr = resolve(host, port, socket.SOCK_STREAM if spec.transport == "tcp" else socket.SOCK_DGRAM)
+    except ValueError:
         return []
-    return sorted({(info[4][0], port) for info in infos})
+    return [(sockaddr[0], port)]
 
 
 __all__ = ["Batch", "FileSource", "LiveSource", "ReplaySource", "open_source"]

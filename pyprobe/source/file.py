@@ -82,22 +82,14 @@ class FileSource:
             if stat.S_ISDIR(info.st_mode):
                 raise InputError(f"cannot read {self.path}: it is a directory")
             regular = stat.S_ISREG(info.st_mode) and info.st_size > 0
-            head = os.pread(fd, 4, 0) if regular else _read_exactly(fd, 4)
+            head = os.pread(fd, 4, 0) if regular else _read_exactly(lambda n: os.read(fd, n), 4)
         except OSError as e:
             os.close(fd)
             raise InputError(f"cannot read {self.path}: {e.strerror}") from None
         except InputError:
             os.close(fd)
             raise
-        if head[:2] == GZIP_MAGIC:
-            raw = _FdReader(fd, b"" if regular else head)
-            self._stream = gzip.GzipFile(fileobj=raw, mode="rb").read1
-            self._closers = [raw.close]
-            head = self._data = self._read_head()
-            if self.damage is not None:
-                self.close()
-                raise InputError(f"cannot read {self.path}: {self.damage}")
-        elif regular:
+        if regular and head[:2] != GZIP_MAGIC:
             self._mapped = mmap.mmap(fd, 0, prot=mmap.PROT_READ)
             os.close(fd)
             self._data = memoryview(self._mapped)
@@ -105,9 +97,16 @@ class FileSource:
             self.size = len(self._mapped)
             self._closers = [self._unmap]
         else:
-            self._stream = _FdReader(fd, b"").read
-            self._closers = [lambda: os.close(fd)]
-            self._data = head
+            # A stream's first bytes are read already: gzip gets them back, the parser has them.
+            raw = _FdReader(fd, head if head[:2] == GZIP_MAGIC and not regular else b"")
+            self._closers = [raw.close]
+            self._stream, self._data = raw.read, head
+            if head[:2] == GZIP_MAGIC:
+                self._stream = gzip.GzipFile(fileobj=raw, mode="rb").read1
+                head = self._data = _read_exactly(self._read, 4)
+                if self.damage is not None:
+                    self.close()
+                    raise InputError(f"cannot read {self.path}: {self.damage}")
         try:
             check_magic(bytes(head[:4]), self.path)
         except InputError:
@@ -118,15 +117,6 @@ class FileSource:
     def mapped(self):
         """True: a regular file, whose bytes are all there (peek_time can read it)."""
         return self._mapped is not None
-
-    def _read_head(self):
-        head = b""
-        while len(head) < 4:
-            chunk = self._read(4 - len(head))
-            if not chunk:
-                break
-            head += chunk
-        return head
 
     def _read(self, n):
         """Up to n bytes of the stream, b"" at its end; damage ends it, and says what."""
@@ -305,11 +295,11 @@ class _FdReader:
             self.fd = None
 
 
-def _read_exactly(fd, n):
-    """n bytes of a stream (fewer at its end)."""
+def _read_exactly(read, n):
+    """n bytes from read(k) (fewer at the stream's end)."""
     data = b""
     while len(data) < n:
-        chunk = os.read(fd, n - len(data))
+        chunk = read(n - len(data))
         if not chunk:
             break
         data += chunk

@@ -4,8 +4,8 @@ from .._meter import SUPPORTED_LINKTYPES, linktype_name, supported_linktype_name
 from ..errors import InputError
 
 GZIP_MAGIC = b"\x1f\x8b"
-PCAP_MAGICS = {b"\xa1\xb2\xc3\xd4": ">", b"\xd4\xc3\xb2\xa1": "<",      # microsecond
-               b"\xa1\xb2\x3c\x4d": ">", b"\x4d\x3c\xb2\xa1": "<"}      # nanosecond
+PCAP_MAGICS = frozenset({b"\xa1\xb2\xc3\xd4", b"\xd4\xc3\xb2\xa1",      # microsecond, either byte order
+                         b"\xa1\xb2\x3c\x4d", b"\x4d\x3c\xb2\xa1"})     # nanosecond
 PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
 
 
