@@ -15,7 +15,7 @@ from pyprobe.fields import END_REASONS
 
 from record cimport FlowRecord
 from decode cimport (FlowKey, is_icmp, Packet, decode_packet, DECODED, IGNORE_REASONS, IGNORE_TRUNCATED_L2, TH_FIN, TH_RST,
-                     IGNORE_OTHER_DIRECTION, DIR_INGRESS, DIR_EGRESS, DIR_BOTH,
+                     IGNORE_OTHER_DIRECTION, IGNORE_ON_SUBINTERFACE, DIR_INGRESS, DIR_EGRESS, DIR_BOTH,
                      DLT_NULL, DLT_EN10MB, DLT_RAW_BSD, DLT_RAW_OPENBSD, DLT_RAW, DLT_LOOP,
                      DLT_LINUX_SLL, DLT_IPV4, DLT_IPV6, DLT_LINUX_SLL2)
 
@@ -42,7 +42,8 @@ def supported_linktype_names():
 
 
 IGNORE_REASON_NAMES = ("non_ip", "truncated_l2", "truncated_ip", "bad_ip", "truncated_l4", "mpls_payload",
-                       "other_direction")
+                       "other_direction", "on_vlan_subinterface")
+VLAN_BITMAP_BYTES = 512
 DIRECTIONS = {"ingress": DIR_INGRESS, "egress": DIR_EGRESS, "both": DIR_BOTH}
 
 # Why a flow ended: pyprobe/fields.py's END_REASONS (IPFIX flowEndReason codes, and
@@ -239,12 +240,14 @@ cdef class Lateness:
 cdef class Meter:
     """A unidirectional flow cache fed with pcapy-ng batches.
 
-    Meter(linktype, max_flows=65536, key_level="full", timeouts=None, in_if=0)
+    Meter(linktype, max_flows=65536, key_level="full", timeouts=None, direction="ingress")
     """
     cdef int linktype
     cdef int shift_round             # a looped replay's round, when addresses are shifted per round
     cdef int level
-    cdef uint32_t in_if
+    cdef uint32_t in_if              # this batch's interface, unless its link layer says
+    cdef const uint8_t* vlans_elsewhere   # this batch's: a bit per VLAN id metered on a sub-interface
+    cdef uint16_t batch_vlan         # this batch's VLAN sub-interface's id: its packets' outer tag
     cdef int direction_mode          # DIR_INGRESS, DIR_EGRESS or DIR_BOTH: which packets are metered
     cdef int batch_direction         # which way this batch's packets went, unless their link layer says
     cdef int32_t capacity
@@ -285,7 +288,7 @@ cdef class Meter:
     cdef uint64_t proto_octets[256]
     cdef uint64_t proto_flows[256]
 
-    def __cinit__(self, int linktype, int max_flows=65536, key_level="full", timeouts=None, uint32_t in_if=0,
+    def __cinit__(self, int linktype, int max_flows=65536, key_level="full", timeouts=None,
                   uint32_t sampling=1, sampling_mode="count", bint limit_32bit=False, seed=None,
                   direction="ingress"):
         cdef uint64_t nslots = 1
@@ -301,7 +304,6 @@ cdef class Meter:
             raise ValueError(f"unknown direction {direction!r}")
         self.direction_mode = DIRECTIONS[direction]
         self.batch_direction = DIR_INGRESS
-        self.in_if = in_if
         self.capacity = max_flows
         self._set_timeouts(timeouts or {})
         while nslots < 2 * <uint64_t>max_flows:
@@ -362,15 +364,28 @@ cdef class Meter:
             total += self.ignored[i]
         return total
 
-    def process(self, packets, meta, int linktype=-1, int shift_round=0, direction="ingress"):
+    def process(self, packets, meta, int linktype=-1, int shift_round=0, direction="ingress",
+                uint32_t in_if=0, vlans_elsewhere=None, uint16_t vlan=0):
         """Meter one batch (of `linktype`, default the meter's); return the records of the
         flows it expired. shift_round k > 0 moves every address k steps (shift_addresses).
-        direction: which way the batch's packets crossed their interface, where their link
-        layer does not say (a live capture of one direction)."""
+        direction, in_if: which way the batch's packets crossed which interface (ifIndex),
+        where their link layer does not say (a live capture of one interface and direction).
+        vlans_elsewhere: None, or 512 bytes, a bit per VLAN id whose tagged packets are
+        skipped here, metered on their own VLAN sub-interface; vlan: the VLAN id of the
+        sub-interface the batch was captured on, whose tag the kernel took off (batch.py)."""
         cdef const uint8_t[::1] buf = packets
         cdef const uint8_t[::1] raw_meta = meta
+        cdef const uint8_t[::1] vlan_bits
         cdef Py_ssize_t n = raw_meta.shape[0] // 16
         cdef Py_ssize_t buflen = buf.shape[0]
+        self.vlans_elsewhere = NULL
+        if vlans_elsewhere is not None:
+            vlan_bits = vlans_elsewhere
+            if vlan_bits.shape[0] != VLAN_BITMAP_BYTES:
+                raise ValueError(f"vlans_elsewhere: {VLAN_BITMAP_BYTES} bytes, not {vlan_bits.shape[0]}")
+            self.vlans_elsewhere = &vlan_bits[0]
+        self.in_if = in_if
+        self.batch_vlan = vlan & 0x0fff
         if linktype >= 0 and linktype != self.linktype:
             if linktype not in SUPPORTED_LINKTYPES:
                 raise ValueError(f"unsupported link type {linktype}")
@@ -380,6 +395,7 @@ cdef class Meter:
         # No Python inside: the GIL is free for the thread reading the next batch.
         with nogil:
             self._process_batch(&buf[0] if buflen else NULL, buflen, &raw_meta[0] if n else NULL, n)
+        self.vlans_elsewhere = NULL
         return self._take_records()
 
     cdef void _process_batch(self, const uint8_t* buf, Py_ssize_t buflen, const uint8_t* raw_meta,
@@ -414,6 +430,12 @@ cdef class Meter:
             if self.direction_mode != DIR_BOTH and pkt.key.direction != self.direction_mode:
                 self.ignored[IGNORE_OTHER_DIRECTION] += 1
                 continue
+            if (self.vlans_elsewhere != NULL and pkt.key.vlan
+                    and self.vlans_elsewhere[pkt.key.vlan >> 3] >> (pkt.key.vlan & 7) & 1):
+                self.ignored[IGNORE_ON_SUBINTERFACE] += 1
+                continue
+            if self.batch_vlan:
+                pkt.key.vlan = self.batch_vlan       # the outermost tag, as the wire had it
             if self.shift_round:
                 shift_addresses(&pkt.key, self.shift_round)
             self._meter(&pkt)

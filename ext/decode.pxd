@@ -29,7 +29,8 @@ cdef enum:
     IGNORE_TRUNCATED_L4 = 4  # ports or TCP flags not captured
     IGNORE_MPLS_PAYLOAD = 5  # MPLS stack not followed by IP (pseudowire, ...)
     IGNORE_OTHER_DIRECTION = 6   # received while metering egress, or sent while metering ingress
-    IGNORE_REASONS = 7
+    IGNORE_ON_SUBINTERFACE = 7   # a parent interface's tagged copy of a packet metered on its VLAN sub-interface
+    IGNORE_REASONS = 8
 
 # Which way a packet crossed its interface (IPFIX flowDirection).
 cdef enum:

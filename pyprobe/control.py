@@ -26,6 +26,7 @@ from .errors import ControlError, SettingsError
 from .output import TABLE_HEADER, TableWriter
 from .records import to_json_lines
 from .settings import parse_timeouts
+from .summary import interface_lines
 
 log = logging.getLogger("pyprobe")
 
@@ -256,6 +257,12 @@ class ControlServer:
             yield "\n]\n"
         return text(), document()
 
+    def _interfaces(self, args):
+        rows = self.probe.source.statistics().get("interfaces")
+        if rows is None:
+            return f"no interfaces: reading {self.probe.source.path}", []
+        return "\n".join(interface_lines(rows)), rows
+
     def _expire_all(self, args):
         count = self.probe.expire_all()
         return f"expired {count} flow{'s' if count != 1 else ''}", {"expired": count}
@@ -288,7 +295,8 @@ class ControlServer:
         self.probe.stop()
         return "ok", {"ok": True}
 
-    HANDLERS = {"statistics": _statistics, "dump-flows": _dump_flows, "expire-all": _expire_all,
+    HANDLERS = {"statistics": _statistics, "dump-flows": _dump_flows, "interfaces": _interfaces,
+                "expire-all": _expire_all,
                 "delete-all": _delete_all, "timeouts": _timeouts, "send-template": _send_template,
                 "shutdown": _shutdown}
     assert set(HANDLERS) == set(COMMANDS), "pyprobe.control is out of step with pyprobe.ctl"

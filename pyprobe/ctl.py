@@ -9,6 +9,7 @@ import time
 COMMANDS = {
     "statistics": "the probe's counters, as in the summary at the end of a run",
     "dump-flows": "the flows active now, one per line",
+    "interfaces": "the interfaces captured (ifIndex, direction, packets, octets, drops) and those left out",
     "expire-all": "end every flow now and export its record; says how many",
     "delete-all": "forget every flow without a record; says how many",
     "timeouts": "show the timeouts; 'timeouts NAME=SECONDS ...' sets them (names as for pyprobe -t)",

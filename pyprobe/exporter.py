@@ -203,6 +203,13 @@ class Exporter:
         for collector in self.collectors:
             collector.request_templates()
 
+    def set_interfaces(self, interfaces):
+        """The interfaces captured, [(ifIndex, name, description)]: their options records go
+        to every collector now, and again with every template refresh."""
+        for collector in self.collectors:
+            collector.encoder.interfaces = interfaces
+            collector.request_templates()
+
     def close(self):
         for collector in self.collectors:
             collector.close()

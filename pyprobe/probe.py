@@ -35,6 +35,7 @@ class RecordSinks:
         self.dating = source.dating          # a real-time replay dated now, or None
         self.writer = None
         self.retired = []                    # statistics of collectors a reload closed
+        self.interfaces = []                 # what the collectors are told is captured
         self._attach(settings, make_exporter(settings))
 
     def _attach(self, settings, exporter):
@@ -79,6 +80,13 @@ class RecordSinks:
             collector.close()
         self.retired += [c.statistics() for c in gone]
         self._attach(settings, exporter)      # (start() then gives only the new collectors templates)
+        if exporter is not None and self.interfaces:
+            exporter.set_interfaces(self.interfaces)
+
+    def set_interfaces(self, interfaces):
+        self.interfaces = interfaces
+        if self.exporter is not None:
+            self.exporter.set_interfaces(interfaces)
 
     def close(self):
         self._open_writer()
@@ -102,7 +110,7 @@ class Probe:
         self.timeouts = {}
         try:
             self.meter = Meter(self.source.linktype, max_flows=settings.max_flows, key_level=settings.level,
-                               in_if=self.source.in_if, sampling=settings.sampling,
+                               sampling=settings.sampling,
                                sampling_mode=settings.sampling_mode, direction=metered_direction(settings))
             self._apply_export_limits()
             self.set_timeouts(dict(settings.timeouts))
@@ -116,14 +124,18 @@ class Probe:
         self.reload = lambda: None        # set by the daemon: read the flags and config file again
         self.pollers = []                 # called once per batch: control socket, ...
         self.capture_drops = None
+        self.interfaces_serial = 0
 
     # -- the loop ---------------------------------------------------------------
 
     def run(self):
         progress = open_progress(self.source, self.settings.progress)
         for batch in self.source.batches():
+            if self.source.serial != self.interfaces_serial:    # interfaces came or went
+                self.interfaces_serial = self.source.serial
+                self.sinks.set_interfaces(self.source.interfaces())
             self.sinks.put(self.meter.process(batch.packets, batch.meta, batch.linktype, batch.round,
-                                              batch.direction))
+                                              batch.direction, batch.in_if, batch.vlans_elsewhere, batch.vlan))
             if self.source.ticking:          # the clock runs on between packets
                 self.sinks.put(self.meter.expire(self.source.clock_us()))
             if progress:
@@ -134,8 +146,7 @@ class Probe:
             if self.reload_requested:
                 self.reload_requested = False
                 self.reload()
-            if self.stop_requested:
-                break
+            # (after stop() a source's batches end soon: a live one's with what it still holds)
         input_ended = not self.stop_requested and not self.source.live
         self.capture_drops = self.source.drops()
         self.source.close()

@@ -205,6 +205,35 @@ def parse_metrics(text):
     return str(text)
 
 
+IFNAMSIZ = 16                     # Linux interface names are at most 15 bytes
+
+
+@dataclass(frozen=True)
+class InterfaceSpec:
+    """-i [IDX:]IFACE: an interface to capture on ('any': every one), and the ifIndex its
+    flows are to carry (None: the kernel's own)."""
+
+    name: str
+    index: int = None
+
+    ANY = "any"
+
+
+def parse_interface(text):
+    text = parse_text(text)
+    index, sep, name = text.partition(":")
+    if sep and index.isdigit():
+        if not 0 < int(index) < 2**32:
+            raise ValueError(f"bad interface index {index}: 1 to 4294967295")
+        if name == InterfaceSpec.ANY:
+            raise ValueError("'any' has no index of its own: give IDX:IFACE for the interface it is to name")
+    else:
+        index, name = None, text
+    if not name or len(name.encode()) >= IFNAMSIZ or "/" in name or any(c.isspace() for c in name):
+        raise ValueError(f"bad interface name {name!r}")
+    return InterfaceSpec(name, None if index is None else int(index))
+
+
 # -- the option table -----------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -242,8 +271,9 @@ OPTIONS = (
     O("read", ("-r",), "probe", parse_files, metavar="FILE", kind="files",
       help="read packets from capture files, as one time-ordered stream ('-' for standard input; "
            "globs of rotated captures, quoted or not; the first word that is not a file starts the filter)"),
-    O("interface", ("-i",), "probe", parse_text, metavar="[IDX:]IFACE",
-      help="capture live on an interface; IDX sets the flows' input interface (default: its ifIndex)"),
+    O("interface", ("-i",), "probe", parse_interface, (), metavar="[IDX:]IFACE", kind="list",
+      help="capture live on an interface (repeatable; 'any': every interface, those that come later "
+           "too); IDX sets the ifIndex its flows carry (default: the kernel's)"),
     O("snaplen", ("-C",), "probe", parse_count(64, 262144, "snap length"), 65535, metavar="BYTES",
       help="live capture: bytes captured per packet (default 65535)"),
     O("no_promisc", ("-N",), "probe", parse_bool, False, kind="switch",
@@ -519,8 +549,8 @@ def _value(o, given, config, config_path):
             return types.MappingProxyType({**from_file, **parse_timeouts(flag or [])})
         if o.name == "filter":
             flag = " ".join(flag) if flag else None
-        if o.kind == "list":
-            return tuple(o.parse(v) for v in flag) if flag else o.default
+        if o.kind == "list" and flag:
+            return tuple(o.parse(v) for v in flag)
         if o.kind == "files" and flag:
             return o.parse(flag)
         if flag is not None:
@@ -529,7 +559,10 @@ def _value(o, given, config, config_path):
         raise SettingsError(f"{o.where(True)}: {e}") from None
     if o.toml_key in table:
         try:
-            return o.parse(table[o.toml_key])
+            value = table[o.toml_key]
+            if o.kind == "list":          # a list in the file, or one value
+                return tuple(o.parse(v) for v in (value if isinstance(value, list) else [value]))
+            return o.parse(value)
         except (ValueError, TypeError) as e:
             raise SettingsError(f"config {config_path}: {o.where(False)}: {bad_value(table[o.toml_key], e)}") from None
     return o.default
@@ -558,21 +591,25 @@ def _collectors(values, config, config_path):
 
 def metered_direction(settings):
     """Which packets are metered: --direction, else ingress live and both from files."""
-    return settings.direction or ("ingress" if settings.interface is not None else "both")
+    return settings.direction or ("ingress" if settings.interface else "both")
 
 
 def check(settings):
     """What no single option can check alone."""
-    if (settings.read is None) == (settings.interface is None):
-        raise SettingsError("give either a capture file (-r FILE) or an interface (-i IFACE)")
-    if settings.workers > 1 and settings.interface is None:
+    if (settings.read is None) == (not settings.interface):
+        raise SettingsError("give either a capture file (-r FILE) or interfaces (-i IFACE)")
+    names = [spec.name for spec in settings.interface]
+    twice = next((name for name in names if names.count(name) > 1), None)
+    if twice:
+        raise SettingsError(f"-i: {twice} is given twice")
+    if settings.workers > 1 and not settings.interface:
         raise SettingsError("--workers is for live capture (-i)")
     if settings.workers > 1 and (settings.control or settings.metrics):
         raise SettingsError("--workers cannot be combined with -c or --metrics yet")
     replay_only = {"--realtime": settings.realtime is not None, "--loop": settings.loop != 1,
                    "--keep-time": settings.keep_time, "--shift-addresses": settings.shift_addresses}
     for flag, given in replay_only.items():
-        if given and settings.interface is not None:
+        if given and settings.interface:
             raise SettingsError(f"{flag} is for replaying files (-r), not live capture")
     if settings.keep_time and settings.realtime is None:
         raise SettingsError("--keep-time is for --realtime (a replay at full speed keeps the capture's times)")

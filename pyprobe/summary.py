@@ -40,6 +40,8 @@ def format_summary(stats, seconds, collectors=(), capture_drops=None, title=None
                      + ", ".join(f"{SKIPPED[key]} {n}" for key, n in skipped.items() if n))
     if source and source.get("damage"):
         lines.append(f"  input damaged         {source['damage']}; the packets before it were metered")
+    if source and source.get("interfaces"):
+        lines += interface_lines(source["interfaces"])
     if stats["protocols"]:
         lines.append("  per protocol:              flows      packets         octets")
         for proto, (flows, packets, octets) in sorted(stats["protocols"].items()):
@@ -52,3 +54,16 @@ def format_summary(stats, seconds, collectors=(), capture_drops=None, title=None
                      f"{c['records']} records, {c['send_errors']} send errors, {c['template_sends']} template sends"
                      + extra)
     return "\n".join(lines)
+
+
+def interface_lines(rows):
+    """Per interface and direction captured: packets, octets and libpcap's drops; then the
+    interfaces left out and why."""
+    lines = ["  per interface:      ifIndex direction      packets         octets    dropped"]
+    for row in rows:
+        if "direction" in row:
+            lines.append(f"    {row['name']:<16} {row['ifindex']:>6} {row['direction']:<9} {row['packets']:>12} "
+                         f"{row['octets']:>14} {row['dropped'] + row['dropped_by_interface']:>10}")
+        else:
+            lines.append(f"    {row['name']:<16} {row['ifindex']:>6} {row['state']}")
+    return lines

@@ -155,10 +155,10 @@ def run_meter(s, cuts=None):
     """Feed the scenario to a Meter batch by batch, then flush.
     Returns a list (one per batch, then one for flush) of lists of model-shaped records."""
     m = Meter(LINKTYPE, max_flows=s["max_flows"], key_level=s["key_level"],
-              timeouts=dict(s["timeouts"]), in_if=s["in_if"])
+              timeouts=dict(s["timeouts"]))
     out = []
     for batch in batches(s["frames"], s["cuts"] if cuts is None else cuts):
-        out.append([as_model_record(r) for r in unpack(m.process(*P.make_batch(batch)))])
+        out.append([as_model_record(r) for r in unpack(m.process(*P.make_batch(batch), in_if=s["in_if"]))])
     out.append([as_model_record(r) for r in unpack(m.flush())])
     assert m.active_flows == 0
     return out
@@ -224,13 +224,13 @@ def test_batch_split_does_not_change_result(s, data):
 def test_expire_ticks_equal_model(s, tick_offsets, data):
     """meter.expire(now_us) between batches: a clock tick without a packet."""
     m = Meter(LINKTYPE, max_flows=s["max_flows"], key_level=s["key_level"],
-              timeouts=dict(s["timeouts"]), in_if=s["in_if"])
+              timeouts=dict(s["timeouts"]))
     model = FlowModel(s["key_level"], s["timeouts"], s["max_flows"])
     got, want = [], []
     frames_b = batches(s["frames"], s["cuts"])
     pkts_b = batches(s["pkts"], s["cuts"])
     for fb, pb in zip(frames_b, pkts_b):
-        got += [as_model_record(r) for r in unpack(m.process(*P.make_batch(fb)))]
+        got += [as_model_record(r) for r in unpack(m.process(*P.make_batch(fb), in_if=s["in_if"]))]
         for p in pb:
             want += model.packet(p)
         # tick somewhere around the last packet's time (may be behind the clock)

@@ -97,20 +97,46 @@ def data_templates(dialect, fields, icmp_fields, ids):
 
 
 class OptionsTemplate:
-    """An options template: scope fields, then option fields, as (element id, length)."""
+    """An options template: scope fields, then option fields, as (element id, length), or
+    (element id, length, TEXT) for a string of that fixed length (UTF-8, zero-padded)."""
 
     def __init__(self, template_id, scope, options):
         self.id = template_id
-        self.scope = scope
-        self.options = options
-        self.struct = struct.Struct(">" + "".join(_FORMAT_BY_LENGTH[length] for _, length in scope + options))
+        self.scope = [field[:2] for field in scope]
+        self.options = [field[:2] for field in options]
+        self.text = [len(field) > 2 for field in scope + options]
+        self.struct = struct.Struct(">" + "".join(f"{field[1]}s" if len(field) > 2 else _FORMAT_BY_LENGTH[field[1]]
+                                                  for field in scope + options))
         self.record_size = self.struct.size
 
     def pack(self, values):
-        return self.struct.pack(*values)
+        return self.struct.pack(*(_fixed_text(v, length) if text else v
+                                  for v, text, (_, length) in zip(values, self.text, self.scope + self.options)))
 
     def pairs(self):
         return [n for ie, length in self.scope + self.options for n in (ie, length)]
+
+    def data_sets(self, rows, max_size, pad):
+        """Data sets of these rows, each small enough for one datagram of max_size with
+        any header: [(set bytes, records in it)]."""
+        per_set = max(1, (max_size - MAX_HEADER - SET_HEADER.size - 3) // self.record_size)
+        return [(set_bytes(self.id, b"".join(self.pack(row) for row in rows[i:i + per_set]), pad=pad),
+                 len(rows[i:i + per_set]))
+                for i in range(0, len(rows), per_set)]
+
+
+TEXT = "text"
+MAX_HEADER = 20                   # the largest message header (v9's)
+
+
+def _fixed_text(value, length):
+    """UTF-8 cut to whole characters within length (struct pads it with zeros)."""
+    return value.encode()[:length].decode("utf-8", "ignore").encode()
+
+
+# What the interface options records carry: (ifIndex, name, description) per interface.
+INTERFACE_NAME_BYTES = 16         # IFNAMSIZ
+INTERFACE_DESCRIPTION_BYTES = 64
 
 
 def set_bytes(set_id, body, pad):
@@ -156,6 +182,7 @@ class Encoder:
         self.template_sends = 0
         self.since_templates = 0     # datagrams since the templates last went out
         self.carried = [layout is not None for layout in layouts]
+        self.interfaces = []         # [(ifIndex, name, description)]: options records (v9, IPFIX)
         self.sizes = [layout.record_size if layout else 0 for layout in layouts]
 
     def encode(self, buf, now_ms, ignored_packets=0, spans=None):

@@ -8,7 +8,8 @@ milliseconds, so replayed captures keep their dates whatever their jumps.
 
 import struct
 
-from .encoder import SET_HEADER, Capabilities, OptionsTemplate, TemplateEncoder, data_templates, set_bytes
+from .encoder import (INTERFACE_DESCRIPTION_BYTES, INTERFACE_NAME_BYTES, SET_HEADER, TEXT, Capabilities,
+                      OptionsTemplate, TemplateEncoder, data_templates, set_bytes)
 from .uptime import header_seconds
 
 CAPABILITIES = Capabilities(name="IPFIX", ipv6=True, counter_bits=64, uptime=False, max_active_seconds=float("inf"),
@@ -24,6 +25,7 @@ EXPORTER_DOMAIN = 0               # RFC 7011 3.1: "no specific Observation Domai
 # options elements (IANA numbers)
 EXPORTED_MESSAGES, EXPORTED_RECORDS, EXPORTING_PROCESS_ID, OBSERVATION_DOMAIN_ID = 41, 42, 144, 149
 IGNORED_PACKETS, SELECTOR_ALGORITHM, SAMPLING_PACKET_INTERVAL, SAMPLING_PACKET_SPACE = 164, 304, 305, 306
+INGRESS_INTERFACE, INTERFACE_NAME, INTERFACE_DESCRIPTION = 10, 82, 83
 
 # The data templates: fields from pyprobe/fields.py, in wire order.
 FIELDS = ("octets", "packets", "first_us", "last_us", "src", "dst", "in_if", "out_if", "sport", "dport",
@@ -35,6 +37,9 @@ SAMPLING_OPTIONS = OptionsTemplate(258, scope=[(OBSERVATION_DOMAIN_ID, 4)],
                                             (SELECTOR_ALGORITHM, 2)])
 STATISTICS_OPTIONS = OptionsTemplate(259, scope=[(EXPORTING_PROCESS_ID, 4)],
                                      options=[(EXPORTED_MESSAGES, 8), (EXPORTED_RECORDS, 8), (IGNORED_PACKETS, 8)])
+INTERFACE_OPTIONS = OptionsTemplate(262, scope=[(INGRESS_INTERFACE, 4)],
+                                    options=[(INTERFACE_NAME, INTERFACE_NAME_BYTES, TEXT),
+                                             (INTERFACE_DESCRIPTION, INTERFACE_DESCRIPTION_BYTES, TEXT)])
 
 
 class IpfixEncoder(TemplateEncoder):
@@ -47,21 +52,25 @@ class IpfixEncoder(TemplateEncoder):
     def __init__(self, max_size=1472, **settings):
         super().__init__(data_templates("ipfix", FIELDS, ICMP_FIELDS, TEMPLATE_IDS), max_size, **settings)
         self.exporter_sequence = 0     # of observation domain 0
-        self.record_sizes = {t.id: t.record_size for t in self.layouts + [SAMPLING_OPTIONS, STATISTICS_OPTIONS]}
+        self.record_sizes = {t.id: t.record_size
+                             for t in self.layouts + [SAMPLING_OPTIONS, STATISTICS_OPTIONS, INTERFACE_OPTIONS]}
 
     def _options_sets(self, ignored_packets):
-        """The sampling and statistics options templates and one data record each:
+        """The sampling and statistics options templates and one data record each, the
+        interface options template and a record per interface captured (its name):
         (set bytes, data records in it)."""
+        options = [SAMPLING_OPTIONS, STATISTICS_OPTIONS] + ([INTERFACE_OPTIONS] if self.interfaces else [])
         templates = b"".join(struct.pack(f">HHH{len(o.pairs())}H", o.id, len(o.scope) + len(o.options),
                                          len(o.scope), *o.pairs())
-                             for o in (SAMPLING_OPTIONS, STATISTICS_OPTIONS))
+                             for o in options)
         algorithm = SELECTOR_RANDOM_N_OF_N if self.sampling_random else SELECTOR_SYSTEMATIC_COUNT
         sampling = SAMPLING_OPTIONS.pack([self.domain_id, 1, self.sampling_interval - 1, algorithm])
         statistics = STATISTICS_OPTIONS.pack([EXPORTING_PROCESS, self.messages_sent, self.records_sent,
                                               ignored_packets])
-        return [(set_bytes(OPTIONS_TEMPLATE_SET_ID, templates, pad=False), 0),
-                (set_bytes(SAMPLING_OPTIONS.id, sampling, pad=False), 1),
-                (set_bytes(STATISTICS_OPTIONS.id, statistics, pad=False), 1)]
+        return ([(set_bytes(OPTIONS_TEMPLATE_SET_ID, templates, pad=False), 0),
+                 (set_bytes(SAMPLING_OPTIONS.id, sampling, pad=False), 1),
+                 (set_bytes(STATISTICS_OPTIONS.id, statistics, pad=False), 1)]
+                + INTERFACE_OPTIONS.data_sets(self.interfaces, self.max_size, pad=False))
 
     def template_sets(self, now_ms, ignored_packets, preview=False):
         """The data templates; the options too when the flows themselves are in domain 0.
@@ -74,13 +83,14 @@ class IpfixEncoder(TemplateEncoder):
             return [], sets + self._options_sets(ignored_packets)
         if preview:
             return [], sets
-        options = self._options_sets(ignored_packets)
-        body = b"".join(b for b, _ in options)
-        side = HEADER.pack(10, HEADER.size + len(body), header_seconds(now_ms), self.exporter_sequence & 0xffffffff,
-                           EXPORTER_DOMAIN) + body
-        self.exporter_sequence += sum(n for _, n in options)
-        self.messages_sent += 1
-        return [side], sets
+        side, options = [], self._options_sets(ignored_packets)
+        while options:                   # as many messages as the interface records need
+            body, records, options = self._control_that_fits(options)
+            side.append(HEADER.pack(10, HEADER.size + len(body), header_seconds(now_ms),
+                                    self.exporter_sequence & 0xffffffff, EXPORTER_DOMAIN) + body)
+            self.exporter_sequence += records
+            self.messages_sent += 1
+        return side, sets
 
     def control_message(self, now_ms, sets, records, data_records):
         header = HEADER.pack(10, HEADER.size + len(sets), header_seconds(now_ms), self.sequence & 0xffffffff,

@@ -7,7 +7,8 @@ Record times are sysUptime milliseconds (see uptime.py).
 
 import struct
 
-from .encoder import Capabilities, OptionsTemplate, TemplateEncoder, data_templates, set_bytes
+from .encoder import (INTERFACE_DESCRIPTION_BYTES, INTERFACE_NAME_BYTES, TEXT, Capabilities, OptionsTemplate,
+                      TemplateEncoder, data_templates, set_bytes)
 from .uptime import MAX_ACTIVE_SECONDS, MAX_SPAN_MS, Uptime
 
 CAPABILITIES = Capabilities(name="NetFlow v9", ipv6=True, counter_bits=64, uptime=True,
@@ -18,9 +19,12 @@ TEMPLATE_SET_ID = 0
 OPTIONS_TEMPLATE_SET_ID = 1
 SAMPLING_DETERMINISTIC = 1        # RFC 3954 SAMPLING_ALGORITHM values
 SAMPLING_RANDOM = 2
-SCOPE_SYSTEM = 1                  # options scope field type (RFC 3954 section 6.1)
+SCOPE_SYSTEM = 1                  # options scope field types (RFC 3954 section 6.1)
+SCOPE_INTERFACE = 2
 SAMPLING_INTERVAL = 34
 SAMPLING_ALGORITHM = 35
+IF_NAME = 82                      # Cisco's v9 field types, the numbers IPFIX took over
+IF_DESC = 83
 
 # The data templates: fields from pyprobe/fields.py, in wire order.
 FIELDS = ("octets", "packets", "src", "dst", "in_if", "out_if", "first_us", "last_us", "sport", "dport",
@@ -29,6 +33,9 @@ ICMP_FIELDS = FIELDS[:10] + ("icmp_type_code",) + FIELDS[10:]
 TEMPLATE_IDS = {(4, False): 256, (6, False): 257, (4, True): 260, (6, True): 261}
 SAMPLING_OPTIONS = OptionsTemplate(258, scope=[(SCOPE_SYSTEM, 4)],
                                    options=[(SAMPLING_INTERVAL, 4), (SAMPLING_ALGORITHM, 1)])
+INTERFACE_OPTIONS = OptionsTemplate(262, scope=[(SCOPE_INTERFACE, 4)],
+                                    options=[(IF_NAME, INTERFACE_NAME_BYTES, TEXT),
+                                             (IF_DESC, INTERFACE_DESCRIPTION_BYTES, TEXT)])
 
 
 class V9Encoder(TemplateEncoder):
@@ -44,16 +51,15 @@ class V9Encoder(TemplateEncoder):
         self.uptime = Uptime(boot_lead_ms)
 
     def template_sets(self, now_ms, ignored_packets, preview=False):
-        """Each data template, the sampling options template and its one data record."""
-        options = SAMPLING_OPTIONS
-        pairs = options.pairs()
-        options_template = struct.pack(f">HHH{len(pairs)}H", options.id, 4 * len(options.scope),
-                                       4 * len(options.options), *pairs)
+        """Each data template; the sampling options template and its one data record; the
+        interface options template and a record per interface captured (its name)."""
         algorithm = SAMPLING_RANDOM if self.sampling_random else SAMPLING_DETERMINISTIC
-        options_data = options.pack([0, self.sampling_interval, algorithm])
+        sampling = SAMPLING_OPTIONS.pack([0, self.sampling_interval, algorithm])
+        options = [SAMPLING_OPTIONS, INTERFACE_OPTIONS] if self.interfaces else [SAMPLING_OPTIONS]
         return [], ([(set_bytes(TEMPLATE_SET_ID, t.template_record(), pad=False), 1) for t in self.layouts]
-                    + [(set_bytes(OPTIONS_TEMPLATE_SET_ID, options_template, pad=True), 1),
-                       (set_bytes(options.id, options_data, pad=True), 1)])
+                    + [(set_bytes(OPTIONS_TEMPLATE_SET_ID, options_template(o), pad=True), 1) for o in options]
+                    + [(set_bytes(SAMPLING_OPTIONS.id, sampling, pad=True), 1)]
+                    + INTERFACE_OPTIONS.data_sets(self.interfaces, self.max_size, pad=True))
 
     def control_message(self, now_ms, sets, records, data_records):
         export_ms, uptime_ms = self.uptime.header_times(now_ms, now_ms, now_ms)
@@ -70,3 +76,9 @@ class V9Encoder(TemplateEncoder):
                              export_ms // 1000, self.sequence & 0xffffffff, self.domain_id)
         self.sequence += 1
         return header + body
+
+
+def options_template(options):
+    """v9's options template record: scope and option lengths in bytes (4 per field)."""
+    pairs = options.pairs()
+    return struct.pack(f">HHH{len(pairs)}H", options.id, 4 * len(options.scope), 4 * len(options.options), *pairs)

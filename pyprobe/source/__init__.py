@@ -10,15 +10,18 @@ Every source has one interface, which the probe's run loop is written against:
                     and clock_us() is the flow clock between packets (live
                     capture: the wall clock; a real-time replay: the capture
                     time due now)
-    in_if           the flows' input interface (ifIndex; 0 for files)
     size            bytes to read, when known (progress display), else None
     packets         packets read so far
     bytes_read      bytes of packets and metadata read so far (progress)
     truncated       True once the input turned out damaged or cut short
     damage          (files) what was wrong with it, in words, or None
     set_filter(bpf) a tcpdump-style filter, before the first batch
-    batches()       yields Batch(packets, meta, linktype, round, direction) (batch.py):
-                    pcapy-ng's next_batch layout, so no Python runs per packet
+    batches()       yields Batch(packets, meta, linktype, round, direction, in_if,
+                    vlans_elsewhere) (batch.py): pcapy-ng's next_batch layout, so
+                    no Python runs per packet
+    serial          +1 whenever the interfaces captured change (0 for files)
+    interfaces()    [(ifIndex, name, description)] captured now ([] for files)
+    interface_statistics()  one dict per capture (live), for ctl interfaces
     stop()          from a signal handler: end the batches soon
     close()         release what it holds
     drops()         libpcap's (received, dropped, dropped by the interface), or None
@@ -30,7 +33,7 @@ Every source has one interface, which the probe's run loop is written against:
 
 file.py reads capture files and streams (through the compiled parser,
 ext/_capture.pyx, and bpf.py's filters), replay.py merges, loops and paces
-files, live.py captures on an interface.
+files, live.py captures on interfaces.
 """
 
 import socket
@@ -47,7 +50,7 @@ from .replay import ReplaySource
 def open_source(settings, fanout_group=None):
     """The capture files or the live interface of these settings, its filter set (live: never
     the probe's own export and metrics traffic)."""
-    if settings.interface is not None:
+    if settings.interface:
         source = LiveSource(settings.interface, snaplen=settings.snaplen, promiscuous=not settings.no_promisc,
                             buffer_bytes=settings.buffer, fanout_group=fanout_group,
                             direction=metered_direction(settings))

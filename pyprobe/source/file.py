@@ -45,7 +45,6 @@ class FileSource:
 
     live = False
     ticking = False
-    in_if = 0
 
     def __init__(self, path):
         self.path = path

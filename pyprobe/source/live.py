@@ -1,100 +1,337 @@
-"""Live capture on an interface through libpcap (pcapy-ng), in batches."""
+"""Live capture on network interfaces through libpcap (pcapy-ng), in batches.
 
+Each interface and direction metered is one libpcap capture of its own, so every
+batch knows the interface its packets crossed (its ifIndex) and which way. `-i any`
+is every interface of the network namespace, watched over netlink: interfaces that
+appear later (a VPN tunnel, a new VLAN) are captured as they come up, and ones that
+go down are captured again when they are back. libpcap's own cooked 'any' device is
+not used: the libpcap pcapy-ng bundles (1.9) gives it no interface index per packet,
+and a cooked capture drops the VLAN tags that tell a parent interface's copy of a
+sub-interface's packet apart (see vlans_elsewhere).
+"""
+
+import logging
 import os
 import select
+import socket
 import time
 
 import pcapy
 
+from .._meter import SUPPORTED_LINKTYPES, linktype_name
 from ..errors import InputError
+from ..settings import InterfaceSpec
 from .batch import Batch
+from .bpf import DLT_EN10MB, compile_filter
 from .file import BATCH_PACKETS
+
+log = logging.getLogger("pyprobe")
+
+PCAP_DIRECTIONS = {"ingress": pcapy.PCAP_D_IN, "egress": pcapy.PCAP_D_OUT}
+WAYS = ("ingress", "egress")
+# pcap_activate()'s errors, which pcapy-ng returns rather than raises
+PCAP_ERRORS = {-5: "no such device", -8: "permission denied", -9: "the interface is down",
+               -11: "promiscuous mode not permitted", -1: "error"}
+PCAP_ERROR_IFACE_NOT_UP = -9
+DRAIN_BATCHES = 64
+PCAP_ERROR_NO_SUCH_DEVICE = -5
+
+
+class Capture:
+    """One libpcap capture: one interface, one direction, and its counts."""
+
+    def __init__(self, name, ifindex, in_if, way, handle):
+        self.name, self.ifindex, self.in_if, self.way = name, ifindex, in_if, way
+        self.handle = handle
+        self.fd = handle.getfd()
+        self.linktype = handle.datalink()
+        self.vlans_elsewhere = None          # see _mark_subinterfaces
+        self.vlan = 0
+        self.packets = 0
+        self.octets = 0
+        self.drops = (0, 0, 0)
+
+    def read(self, size):
+        packets, meta = self.handle.next_batch(size)
+        self.packets += len(meta) // 16
+        self.octets += len(packets)
+        return packets, meta
+
+    def counts(self):
+        """libpcap's (received, dropped, dropped by the interface), kept past the close."""
+        if self.handle is not None:
+            try:
+                self.drops = self.handle.stats()
+            except pcapy.PcapError:
+                pass
+        return self.drops
+
+    def close(self):
+        if self.handle is not None:
+            self.counts()
+            self.handle.close()
+            self.handle = None
 
 
 class LiveSource:
-    """Batches from a network interface, '[IDX:]IFACE' (IDX: the flows' input interface).
+    """Batches from network interfaces: InterfaceSpecs (settings.py), 'any' for all.
 
     The read returns at least every READ_TIMEOUT_MS even on a quiet link, with an
     empty batch, so the caller's clock ticks and idle flows still expire."""
 
     READ_TIMEOUT_MS = 100
+    RESCAN_SECONDS = 5.0          # look for interfaces even if netlink said nothing (it may drop)
 
     live = True
     ticking = True               # the clock runs between batches: the wall clock
     dating = None                # record times are the packets' own
 
-    def __init__(self, interface, snaplen=65535, promiscuous=True, buffer_bytes=None, fanout_group=None,
+    def __init__(self, interfaces, snaplen=65535, promiscuous=True, buffer_bytes=None, fanout_group=None,
                  direction="ingress"):
-        index, sep, name = interface.partition(":")
-        if not sep or not index.isdigit():
-            index, name = None, interface
-        self.path = name
-        self.in_if = int(index) if index is not None else interface_index(name)
+        if isinstance(interfaces, (str, InterfaceSpec)):
+            interfaces = [interfaces if isinstance(interfaces, InterfaceSpec) else InterfaceSpec(interfaces)]
+        self.everything = any(spec.name == InterfaceSpec.ANY for spec in interfaces)
+        self.named = {spec.name: spec.index for spec in interfaces if spec.name != InterfaceSpec.ANY}
+        self.path = ",".join(spec.name for spec in interfaces)
         self.size = None
         self.truncated = False
         self.stopping = False
         self.packets = 0
         self.bytes_read = 0
-        if name != "any" and not os.path.exists(f"/sys/class/net/{name}"):
-            raise InputError(f"no such interface: {name}")
+        self.serial = 0                       # +1 each time the set of interfaces changes
+        self._open_args = (snaplen, promiscuous, buffer_bytes, fanout_group)
+        self._ways = WAYS if direction == "both" else (direction,)
+        self._bpf = None
+        self._captures = {}                   # (name, way) -> Capture
+        self._closed = []                     # the counts of captures that ended
+        self._refused = {}                    # (name, ifindex) -> why it is not captured
+        self._down = set()                    # names seen down, to log them once
+        self._ports = set()                   # (port, master) left out, to log them once
+        present = interface_indexes()
+        for name in self.named:
+            if name not in present:
+                raise InputError(f"no such interface: {name}")
         if not may_capture():
-            raise InputError(f"cannot capture on {name}: capturing needs root or the CAP_NET_RAW capability "
+            raise InputError(f"cannot capture on {self.path}: capturing needs root or the CAP_NET_RAW capability "
                              f"(running as uid {os.geteuid()}); e.g. sudo setcap cap_net_raw,cap_net_admin+ep "
                              "on the Python interpreter, or run as root with --user to drop privileges")
-        # One capture per direction metered, libpcap keeping only that direction, so each
-        # batch knows which way its packets went (both: two captures, fanned out apart).
-        ways = ("ingress", "egress") if direction == "both" else (direction,)
-        self._captures = []
+        self._events = link_events()
         try:
-            for i, way in enumerate(ways):
-                group = None if fanout_group is None else (fanout_group + i) & 0xFFFF
-                cap = self._open(name, snaplen, promiscuous, buffer_bytes, group, PCAP_DIRECTIONS[way])
-                self._captures.append((cap, cap.getfd(), way))
-        except pcapy.PcapError as e:
+            self._rescan(present, starting=True)
+        except InputError:
             self.close()
-            raise InputError(f"cannot capture on {name}: {e}") from None
-        self.linktype = self._captures[0][0].datalink()
+            raise
+        first = next(iter(self._captures.values()), None)
+        self.linktype = first.linktype if first else DLT_EN10MB
+        self._last_scan = time.monotonic()
 
-    def _open(self, name, snaplen, promiscuous, buffer_bytes, fanout_group, pcap_direction):
-        cap = pcapy.create(name)
-        cap.set_snaplen(snaplen)
-        cap.set_promisc(promiscuous)
-        cap.set_timeout(self.READ_TIMEOUT_MS)
-        if buffer_bytes:
-            cap.set_buffer_size(buffer_bytes)
-        cap.activate()
-        cap.setdirection(pcap_direction)
-        if fanout_group is not None:
-            # Workers share the interface: the kernel hashes each flow to one of them.
-            cap.set_fanout(fanout_group, pcapy.PACKET_FANOUT_HASH)
-        # libpcap's own timeout does not fire on a quiet Linux link, and next_batch would
-        # block holding the GIL: read non-blocking and wait in select() instead.
-        cap.setnonblock(1)
-        return cap
+    # -- which interfaces ---------------------------------------------------------
+
+    def _wanted(self, present):
+        """The interfaces to capture of those present. 'any' leaves out the ports of a bridge
+        or bond (unless named): what they receive goes up to their master, where it is
+        metered once, as on the router interface it is."""
+        names = set(self.named) & set(present)
+        if self.everything:
+            for name in set(present) - names:
+                master = interface_master(name)
+                if master is None:
+                    names.add(name)
+                elif (name, master) not in self._ports:
+                    log.info("not capturing on %s: a port of %s, whose packets are metered there", name, master)
+                    self._ports.add((name, master))
+        return sorted(names, key=present.get)
+
+    def _rescan(self, present=None, starting=False):
+        """Close the captures of interfaces that are gone, open those of new ones (or of ones
+        back up): at start, on every netlink link event and every RESCAN_SECONDS."""
+        present = interface_indexes() if present is None else present
+        changed = False
+        for key, capture in list(self._captures.items()):
+            if present.get(capture.name) != capture.ifindex:
+                log.info("interface %s (ifIndex %d) is gone", capture.name, capture.ifindex)
+                self._retire(key)
+                changed = True
+        for name in self._wanted(present):
+            if (name, present[name]) in self._refused:
+                continue
+            for way in self._ways:
+                if (name, way) not in self._captures:
+                    changed |= self._open(name, present[name], way, starting)
+        if changed:
+            self._mark_subinterfaces(present)
+            self.serial += 1
+
+    def _open(self, name, ifindex, way, starting):
+        """Start capturing one interface in one direction; True if it now is."""
+        explicit = name in self.named
+        try:
+            handle = self._activate(name, ifindex, way)
+        except CaptureRefused as e:
+            if e.code == PCAP_ERROR_IFACE_NOT_UP:
+                if name not in self._down:
+                    log.info("interface %s is down: capturing it once it is up", name)
+                    self._down.add(name)
+                return False
+            if e.code == PCAP_ERROR_NO_SUCH_DEVICE and not starting:
+                return False                   # gone between the scan and the open
+            if explicit and starting:
+                raise InputError(f"cannot capture on {name}: {e}") from None
+            log.warning("not capturing on %s: %s", name, e)
+            self._refused[name, ifindex] = str(e)
+            return False
+        self._down.discard(name)
+        index = self.named.get(name)
+        capture = Capture(name, ifindex, index if index is not None else ifindex, way, handle)
+        why = self._unusable(capture)
+        if why:
+            capture.close()
+            if explicit and starting:
+                raise InputError(f"cannot capture on {name}: {why}")
+            log.warning("not capturing on %s: %s", name, why)
+            self._refused[name, ifindex] = why
+            return False
+        if not starting:
+            log.info("capturing on %s (ifIndex %d, %s)", name, ifindex, way)
+        self._captures[name, way] = capture
+        return True
+
+    def _activate(self, name, ifindex, way):
+        snaplen, promiscuous, buffer_bytes, fanout_group = self._open_args
+        try:
+            handle = pcapy.create(name)
+            handle.set_snaplen(snaplen)
+            handle.set_promisc(promiscuous)
+            handle.set_timeout(self.READ_TIMEOUT_MS)
+            if buffer_bytes:
+                handle.set_buffer_size(buffer_bytes)
+            status = handle.activate()
+            if status is not None and status < 0:
+                handle.close()
+                raise CaptureRefused(status, PCAP_ERRORS.get(status, f"libpcap error {status}"))
+            handle.setdirection(PCAP_DIRECTIONS[way])
+            if fanout_group is not None:
+                # Workers share each interface: the kernel hashes each flow to one of them. A
+                # group per interface and direction, the same number in every worker.
+                group = (fanout_group + 2 * ifindex + WAYS.index(way)) & 0xFFFF
+                handle.set_fanout(group, pcapy.PACKET_FANOUT_HASH)
+            # libpcap's own timeout does not fire on a quiet Linux link, and next_batch would
+            # block holding the GIL: read non-blocking and wait in select() instead.
+            handle.setnonblock(1)
+        except pcapy.PcapError as e:
+            raise CaptureRefused(-1, str(e)) from None
+        return handle
+
+    def _unusable(self, capture):
+        """Why packets of this capture cannot be metered, or None."""
+        if capture.linktype not in SUPPORTED_LINKTYPES:
+            return f"link type {capture.linktype} ({linktype_name(capture.linktype)}) is not decoded"
+        if self._bpf:
+            try:
+                capture.handle.setfilter(self._bpf)
+            except pcapy.PcapError as e:
+                return f"the filter {self._bpf!r} does not apply to its link type ({e})"
+        return None
+
+    def _retire(self, key):
+        """Close a capture, its counts kept: added to those of its interface's earlier
+        captures in that direction (an interface that flaps is one row)."""
+        capture = self._captures.pop(key)
+        capture.close()
+        for earlier in self._closed:
+            if (earlier.name, earlier.ifindex, earlier.way) == (capture.name, capture.ifindex, capture.way):
+                earlier.packets += capture.packets
+                earlier.octets += capture.octets
+                earlier.drops = tuple(a + b for a, b in zip(earlier.drops, capture.drops))
+                return
+        self._closed.append(capture)
+
+    def _mark_subinterfaces(self, present):
+        """A packet of a VLAN sub-interface crosses its parent too, tagged: when both are
+        captured, the parent's copy is left to the sub-interface (counted as such)."""
+        captured = {name for name, _ in self._captures}
+        by_parent, own = {}, {}
+        for name, vid, parent in vlan_subinterfaces():
+            own[name] = vid
+            if name in captured and parent in captured:
+                by_parent.setdefault(parent, []).append(vid)
+        for capture in self._captures.values():
+            vids = by_parent.get(capture.name)
+            capture.vlans_elsewhere = vlan_bitmap(vids) if vids else None
+            capture.vlan = own.get(capture.name, 0)
+
+    # -- the source interface ---------------------------------------------------------
 
     def set_filter(self, bpf):
-        try:
-            for cap, _, _ in self._captures:
-                cap.setfilter(bpf)
-        except pcapy.PcapError as e:
-            raise InputError(f"cannot capture on {self.path}: bad filter {bpf!r}: {e}") from None
+        compile_filter(bpf, DLT_EN10MB)         # a bad filter is an error, whatever is captured
+        self._bpf = bpf
+        for (name, way), capture in list(self._captures.items()):
+            why = self._unusable(capture)
+            if why and name in self.named:
+                raise InputError(f"cannot capture on {name}: bad filter {bpf!r}: {why}")
+            if why:
+                log.warning("not capturing on %s: %s", name, why)
+                self._refused[name, capture.ifindex] = why
+                self._retire((name, way))
+                self.serial += 1
 
     def batches(self, size=BATCH_PACKETS):
-        """Yield Batches until stopped; empty ones when the link is quiet."""
-        fds = [fd for _, fd, _ in self._captures]
+        """Yield Batches until stopped, then what the kernel still holds; an empty one when
+        every link is quiet."""
         while not self.stopping:
+            fds = [capture.fd for capture in self._captures.values()]
+            if self._events is not None:
+                fds.append(self._events.fileno())
             try:
-                select.select(fds, [], [], self.READ_TIMEOUT_MS / 1000)
+                ready, _, _ = select.select(fds, [], [], self.READ_TIMEOUT_MS / 1000)
             except InterruptedError:
-                pass
-            for cap, _, way in self._captures:
+                ready = []
+            if self._events is not None and self._events.fileno() in ready:
+                drain(self._events)
+                self._rescan()
+                self._last_scan = time.monotonic()
+            elif time.monotonic() - self._last_scan >= self.RESCAN_SECONDS:
+                self._rescan()
+                self._last_scan = time.monotonic()
+            quiet = True
+            for key, capture in list(self._captures.items()):
                 try:
-                    packets, meta = cap.next_batch(size)
+                    packets, meta = capture.read(size)
                 except pcapy.PcapError as e:
-                    raise InputError(f"capture on {self.path} failed: {e}") from None
+                    # the interface went down or away: keep the cache, capture it again when back
+                    log.info("capture on %s stopped: %s", capture.name, e)
+                    self._retire(key)
+                    self.serial += 1
+                    continue
+                if not meta:
+                    continue
+                quiet = False
                 self.packets += len(meta) // 16
                 self.bytes_read += len(packets) + len(meta)
-                yield Batch(packets, meta, self.linktype, 0, way)
+                yield Batch(packets, meta, capture.linktype, 0, capture.way, capture.in_if,
+                            capture.vlans_elsewhere, capture.vlan)
+            if quiet:
+                yield Batch(b"", b"", self.linktype)
+        yield from self._drain(size)
+
+    def _drain(self, size, most=DRAIN_BATCHES):
+        """At the stop: the packets captured before it, still in the kernel's buffers (at
+        most `most` batches per capture, should traffic go on). The kernel hands over a
+        buffer block once it is full or READ_TIMEOUT_MS old: wait that long first."""
+        time.sleep(1.5 * self.READ_TIMEOUT_MS / 1000)
+        for capture in list(self._captures.values()):
+            for _ in range(most):
+                try:
+                    packets, meta = capture.read(size)
+                except pcapy.PcapError:
+                    break
+                if meta:
+                    self.packets += len(meta) // 16
+                    self.bytes_read += len(packets) + len(meta)
+                    yield Batch(packets, meta, capture.linktype, 0, capture.way, capture.in_if,
+                                capture.vlans_elsewhere, capture.vlan)
+                if len(meta) // 16 < size:
+                    break
 
     @staticmethod
     def clock_us():
@@ -104,25 +341,61 @@ class LiveSource:
         self.stopping = True
 
     def close(self):
-        for cap, _, _ in self._captures:
-            cap.close()
+        for key in list(self._captures):
+            self._retire(key)
+        if self._events is not None:
+            self._events.close()
+            self._events = None
 
     def drops(self):
-        """libpcap's (received, dropped, dropped by the interface), over its captures."""
-        counts = [cap.stats() for cap, _, _ in self._captures]
+        """libpcap's (received, dropped, dropped by the interface), over all its captures."""
+        counts = [c.counts() for c in list(self._captures.values()) + self._closed]
         return tuple(sum(c[i] for c in counts) for i in range(3))
+
+    def interfaces(self):
+        """The interfaces captured now: [(ifIndex as the flows carry it, name, description)],
+        for the collectors' interface options records."""
+        seen = {}
+        for capture in self._captures.values():
+            seen.setdefault(capture.in_if, (capture.in_if, capture.name, interface_description(capture.name)))
+        return sorted(seen.values())
+
+    def statistics(self):
+        """Per capture: interface, direction, packets, octets, libpcap's drops; then the
+        interfaces not captured and why (the summary, ctl interfaces)."""
+        rows = []
+        for capture, state in ([(c, "capturing") for c in self._captures.values()]
+                               + [(c, "stopped") for c in self._closed]):
+            received, dropped, if_dropped = capture.counts()
+            rows.append({"name": capture.name, "ifindex": capture.ifindex, "in_if": capture.in_if,
+                         "direction": capture.way, "linktype": linktype_name(capture.linktype),
+                         "state": state, "packets": capture.packets, "octets": capture.octets,
+                         "dropped": dropped, "dropped_by_interface": if_dropped})
+        present = interface_indexes()
+        left_out = ([(name, f"a port of {master}") for name, master in self._ports if interface_master(name) == master]
+                    + [(name, why) for (name, _), why in self._refused.items()]
+                    + [(name, "down") for name in self._down])
+        for name, why in sorted(left_out):
+            if name in present:
+                rows.append({"name": name, "ifindex": present[name], "state": f"not captured: {why}"})
+        return {"interfaces": rows}
 
     @staticmethod
     def status():
         return ""
 
-    @staticmethod
-    def statistics():
-        return {}
 
+class CaptureRefused(Exception):
+    def __init__(self, code, message):
+        super().__init__(message)
+        self.code = code
+
+
+# -- what the kernel says about interfaces ---------------------------------------------
 
 CAP_NET_RAW = 13
-PCAP_DIRECTIONS = {"ingress": pcapy.PCAP_D_IN, "egress": pcapy.PCAP_D_OUT}
+RTMGRP_LINK = 1
+VLAN_CONFIG = "/proc/net/vlan/config"
 
 
 def may_capture():
@@ -138,10 +411,74 @@ def may_capture():
     return bool(effective >> CAP_NET_RAW & 1)
 
 
-def interface_index(name):
-    """The kernel's ifIndex of an interface, 0 if it has none (e.g. 'any')."""
+def interface_indexes():
+    """{name: ifIndex} of every interface of this network namespace."""
+    return {name: index for index, name in socket.if_nameindex()}
+
+
+def interface_description(name):
+    """The interface's alias (ip link set NAME alias TEXT), else its name: what SNMP's
+    ifAlias/ifDescr would say."""
     try:
-        with open(f"/sys/class/net/{name}/ifindex") as f:
-            return int(f.read())
-    except (OSError, ValueError):
-        return 0
+        with open(f"/sys/class/net/{name}/ifalias") as f:
+            return f.read().strip() or name
+    except OSError:
+        return name
+
+
+def interface_master(name):
+    """The bridge or bond an interface is a port of, or None."""
+    try:
+        return os.path.basename(os.readlink(f"/sys/class/net/{name}/master"))
+    except OSError:
+        return None
+
+
+def vlan_subinterfaces():
+    """[(name, VLAN id, parent)] of the 802.1Q sub-interfaces (none if 8021q is not loaded)."""
+    try:
+        with open(VLAN_CONFIG) as f:
+            return parse_vlan_config(f.read())
+    except OSError:
+        return []
+
+
+def parse_vlan_config(text):
+    """/proc/net/vlan/config: two heading lines, then 'NAME | VID | PARENT' per sub-interface."""
+    found = []
+    for line in text.splitlines()[2:]:
+        parts = [part.strip() for part in line.split("|")]
+        if len(parts) == 3 and parts[1].isdigit():
+            found.append((parts[0], int(parts[1]), parts[2]))
+    return found
+
+
+def vlan_bitmap(vids):
+    """4096 bits, one per VLAN id, as the meter reads them."""
+    bits = bytearray(512)
+    for vid in vids:
+        bits[vid >> 3] |= 1 << (vid & 7)
+    return bytes(bits)
+
+
+def link_events():
+    """A netlink socket that becomes readable when an interface is added, removed or changes
+    state (None if the kernel will not give one: the periodic rescan still runs)."""
+    try:
+        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_NONBLOCK, socket.NETLINK_ROUTE)
+        sock.bind((0, RTMGRP_LINK))
+    except OSError:
+        return None
+    return sock
+
+
+def drain(sock):
+    """Read every waiting message: what changed is read from the kernel afresh anyway."""
+    while True:
+        try:
+            if not sock.recv(65536):
+                return
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:               # ENOBUFS: events were lost; the rescan reads them all
+            return

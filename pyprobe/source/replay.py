@@ -84,7 +84,7 @@ class ReplaySource:
     to read the files (0: until stopped); shift: round k shifts every address by k."""
 
     live = False
-    in_if = 0
+    serial = 0                   # files have no interfaces (a cooked v2 capture names them per packet)
 
     def __init__(self, paths, speed=None, rounds=1, shift=False, dated=True):
         self.paths = expand(paths)
@@ -332,6 +332,14 @@ class ReplaySource:
         if not t.started:
             return capture_us
         return t.epoch0 + int((capture_us - t.t0) / t.speed)
+
+    @staticmethod
+    def interfaces():
+        return []
+
+    @staticmethod
+    def interface_statistics():
+        return []
 
     def status(self):
         """For the progress line: replay time, wall time and lag."""
