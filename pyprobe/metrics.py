@@ -86,6 +86,21 @@ class ProbeCollector:
             counter("pyprobe_pcap_dropped_total", "Packets libpcap dropped (buffer full).", capture["dropped"])
             counter("pyprobe_pcap_if_dropped_total", "Packets the interface dropped.", capture["if_dropped"])
 
+        captured = {}                  # an interface captured again after a flap: its counts summed
+        for row in (stats.get("source") or {}).get("interfaces", []):
+            if "direction" in row:
+                sums = captured.setdefault((row["name"], row["direction"]), [0, 0, 0])
+                for i, key in enumerate(("packets", "octets", "dropped")):
+                    sums[i] += row[key]
+        if captured:
+            for i, (name, doc) in enumerate((("pyprobe_interface_packets_total", "Packets captured, per interface."),
+                                             ("pyprobe_interface_octets_total", "Octets captured, per interface."),
+                                             ("pyprobe_interface_dropped_total", "Packets libpcap dropped, per interface."))):
+                family = CounterMetricFamily(name, doc, labels=["interface", "direction"])
+                for (ifname, way), sums in sorted(captured.items()):
+                    family.add_metric([ifname, way], sums[i])
+                out.append(family)
+
         active = GaugeMetricFamily("pyprobe_flows_active", "Flows in the cache now.")
         active.add_metric([], meter["flows_active"])
         out.append(active)

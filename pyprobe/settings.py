@@ -707,9 +707,12 @@ input:
   When reading a file, packet timestamps are the clock: the same file always gives
   the same records (--realtime paces them, see below). Capturing live (-i), the clock is the wall clock and idle
   flows expire even when no packet arrives (the capture is polled every 100 ms).
-  The flows' input interface is the kernel's ifIndex of the capture interface,
-  or IDX from -i IDX:IFACE. SIGTERM or SIGINT stop the capture, expire every
-  flow, export and exit 0.
+  The flows' interface is the kernel's ifIndex of the interface each packet
+  crossed, or IDX from -i IDX:IFACE. -i may be given several times; -i any
+  captures every interface, those that come later too, leaving out bridge and
+  bond ports (their master is captured) and counting a VLAN sub-interface's
+  packets once, on the sub-interface. SIGTERM or SIGINT stop the capture,
+  expire every flow, export and exit 0.
 
 replay (-r):
   Several files, or a glob of rotated captures, are read as one time-ordered stream

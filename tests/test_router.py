@@ -444,7 +444,8 @@ def ctl(router, path, command):
 
 def test_router_interface_that_comes_later_is_captured_and_one_that_goes_is_let_go(router, tmp_path):
     """With -i any, a leg added while the probe runs is captured within a second (its
-    flows name it), ctl interfaces lists it, and deleting it keeps the probe and its counts."""
+    flows name it) and ctl interfaces lists it; taken down, it is captured again when it
+    is up; deleted, the probe goes on and keeps its counts (one summary row)."""
     control = str(tmp_path / "ctl")
     probe = router.start(router.r, PYPROBE, "-i", "any", "-c", control, "--json", "-t", "inactive=1",
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -463,6 +464,14 @@ def test_router_interface_that_comes_later_is_captured_and_one_that_goes_is_let_
         rows = {(row["name"], row.get("direction")): row for row in ctl(router, control, "interfaces")}
         assert rows["r3", "ingress"]["state"] == "capturing"
         assert rows["r3", "ingress"]["packets"] >= 4
+        # down and up again: captured again once it is back
+        sh("ip", "-n", router.r, "link", "set", "r3", "down")
+        time.sleep(0.5)
+        assert ("r3", "ingress") not in {(row["name"], row.get("direction")) for row in ctl(router, control, "interfaces")
+                                         if row["state"] == "capturing"}
+        sh("ip", "-n", router.r, "link", "set", "r3", "up")
+        time.sleep(1.0)
+        assert router.run(router.r, "ping", "-c", "3", "-i", "0.2", "10.241.4.2").returncode == 0
         r3 = router.ifindex("r3")
         sh("ip", "-n", router.r, "link", "del", "r3")
         time.sleep(1.0)
@@ -474,4 +483,14 @@ def test_router_interface_that_comes_later_is_captured_and_one_that_goes_is_let_
     assert probe.returncode == 0, err
     replies = [json.loads(line) for line in out.splitlines()]
     replies = [r for r in replies if r["src"] == "10.241.4.2" and r["proto"] == 1]
-    assert [(r["in_if"], r["packets"]) for r in replies] == [(r3, 4)]
+    assert {r["in_if"] for r in replies} == {r3} and sum(r["packets"] for r in replies) == 7
+    rows = re.findall(r"\n +r3 +\d+ ingress +(\d+) ", err)
+    assert len(rows) == 1 and int(rows[0]) >= 7, err          # (and what H3's IPv6 said coming up)
+
+
+def test_router_workers_share_every_interface(router, tmp_path):
+    """--workers 2 with -i any: each interface fanned out to both workers, per flow; what
+    nfcapd collects from the two still equals tcpdump's, key by key and interface."""
+    _, collected, captures, err = run_probe(router, tmp_path, "ingress", nets=(0,), extra=("--workers", "2"))
+    assert per_key_and_interface(collected, "ingress") == captures.expected("ingress")
+    assert "(worker 0)" in err and "(worker 1)" in err

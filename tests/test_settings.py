@@ -52,3 +52,21 @@ def test_ctl_timeout_must_be_positive_and_finite(tmp_path, timeout):
     proc = wire.run_pyprobe(["ctl", "-c", str(tmp_path / "none.sock"), f"--timeout={timeout}", "statistics"],
                             check_exit=None)
     assert proc.returncode == 2 and "--timeout" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_interfaces_from_flags_and_the_config_file(tmp_path):
+    from pyprobe.settings import InterfaceSpec, parse
+    assert parse(["-i", "any", "-i", "5:eth0"]).interface == (InterfaceSpec("any"), InterfaceSpec("eth0", 5))
+    cfg = tmp_path / "probe.toml"
+    cfg.write_text('[probe]\ninterface = ["eth1", "3:eth2"]\n')
+    assert parse(["-f", str(cfg)]).interface == (InterfaceSpec("eth1"), InterfaceSpec("eth2", 3))
+    cfg.write_text('[probe]\ninterface = "eth1"\n')
+    assert parse(["-f", str(cfg)]).interface == (InterfaceSpec("eth1"),)
+    assert parse(["-f", str(cfg), "-i", "eth9"]).interface == (InterfaceSpec("eth9"),)
+
+
+@pytest.mark.parametrize("args,naming", [
+    (["-i", "eth0", "-i", "eth0"], "eth0 is given twice"), (["-i", "3:any"], "'any'"),
+    (["-i", "0:eth0"], "-i"), (["-i", "a" * 16], "-i"), (["-i", "eth0", "-r", ANDROID], "either")])
+def test_bad_interfaces_are_one_line(args, naming):
+    one_line_error(wire.run_pyprobe([*args, "-q"], check_exit=None), naming)

@@ -47,6 +47,7 @@ class Capture:
         self.linktype = handle.datalink()
         self.vlans_elsewhere = None          # see _mark_subinterfaces
         self.vlan = 0
+        self.more = False                    # the last read was a full batch: there may be more
         self.packets = 0
         self.octets = 0
         self.drops = (0, 0, 0)
@@ -170,7 +171,7 @@ class LiveSource:
         except CaptureRefused as e:
             if e.code == PCAP_ERROR_IFACE_NOT_UP:
                 if name not in self._down:
-                    log.info("interface %s is down: capturing it once it is up", name)
+                    (log.warning if explicit else log.info)("interface %s is down: capturing it once it is up", name)
                     self._down.add(name)
                 return False
             if e.code == PCAP_ERROR_NO_SUCH_DEVICE and not starting:
@@ -268,7 +269,7 @@ class LiveSource:
         for (name, way), capture in list(self._captures.items()):
             why = self._unusable(capture)
             if why and name in self.named:
-                raise InputError(f"cannot capture on {name}: bad filter {bpf!r}: {why}")
+                raise InputError(f"cannot capture on {name}: {why}")
             if why:
                 log.warning("not capturing on %s: %s", name, why)
                 self._refused[name, capture.ifindex] = why
@@ -278,14 +279,14 @@ class LiveSource:
     def batches(self, size=BATCH_PACKETS):
         """Yield Batches until stopped, then what the kernel still holds; an empty one when
         every link is quiet."""
+        poller, polled = None, None
         while not self.stopping:
-            fds = [capture.fd for capture in self._captures.values()]
-            if self._events is not None:
-                fds.append(self._events.fileno())
+            if polled != self.serial:          # the captures changed: poll their fds
+                poller, polled = self._poller(), self.serial
             try:
-                ready, _, _ = select.select(fds, [], [], self.READ_TIMEOUT_MS / 1000)
+                ready = {fd for fd, _ in poller.poll(self.READ_TIMEOUT_MS)}
             except InterruptedError:
-                ready = []
+                ready = set()
             if self._events is not None and self._events.fileno() in ready:
                 drain(self._events)
                 self._rescan()
@@ -295,6 +296,9 @@ class LiveSource:
                 self._last_scan = time.monotonic()
             quiet = True
             for key, capture in list(self._captures.items()):
+                # (libpcap may hold the rest of a block a full batch left: read it unasked)
+                if capture.fd not in ready and not capture.more:
+                    continue
                 try:
                     packets, meta = capture.read(size)
                 except pcapy.PcapError as e:
@@ -303,6 +307,7 @@ class LiveSource:
                     self._retire(key)
                     self.serial += 1
                     continue
+                capture.more = len(meta) // 16 >= size
                 if not meta:
                     continue
                 quiet = False
@@ -313,6 +318,14 @@ class LiveSource:
             if quiet:
                 yield Batch(b"", b"", self.linktype)
         yield from self._drain(size)
+
+    def _poller(self):
+        poller = select.poll()
+        for capture in self._captures.values():
+            poller.register(capture.fd, select.POLLIN)
+        if self._events is not None:
+            poller.register(self._events.fileno(), select.POLLIN)
+        return poller
 
     def _drain(self, size, most=DRAIN_BATCHES):
         """At the stop: the packets captured before it, still in the kernel's buffers (at
