@@ -41,6 +41,12 @@ def supported_linktype_names():
     return ", ".join(dict.fromkeys(name for name, decoded in LINKTYPES.values() if decoded))
 
 
+# The bytes of a packet the decoder can need: Ethernet (14), three VLAN tags (12), four MPLS
+# labels (16), PPPoE and PPP (8), IPv6 (40) and 120 bytes of extension headers, TCP up to its
+# flags (14): 224, rounded up. Live capture's default snap length: a record's octets come from
+# the IP header, so not capturing the payload loses nothing, and saves copying it.
+HEADER_BYTES = 256
+
 IGNORE_REASON_NAMES = ("non_ip", "truncated_l2", "truncated_ip", "bad_ip", "truncated_l4", "mpls_payload",
                        "other_direction", "on_vlan_subinterface")
 VLAN_BITMAP_BYTES = 512

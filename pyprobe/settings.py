@@ -17,7 +17,7 @@ import types
 from dataclasses import dataclass
 
 from . import __version__
-from ._meter import DEFAULT_TIMEOUTS, KEY_LEVELS, supported_linktype_names
+from ._meter import DEFAULT_TIMEOUTS, HEADER_BYTES, KEY_LEVELS, supported_linktype_names
 from .errors import SettingsError
 from .export import VERSIONS, capabilities
 from .exporter import MIN_DATAGRAM, CollectorSpec, ExportSettings
@@ -27,6 +27,7 @@ from .transport import TRANSPORTS
 # -- value parsers ------------------------------------------------------------------
 
 MAX_FLOWS_LIMIT = 100_000_000
+CAPTURE_BUFFER_BYTES = 8 << 20
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw]?)$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 # The longest timeout the meter's microsecond clock can hold with room to add it to any time.
@@ -274,12 +275,14 @@ OPTIONS = (
     O("interface", ("-i",), "probe", parse_interface, (), metavar="[IDX:]IFACE", kind="list",
       help="capture live on an interface (repeatable; 'any': every interface, those that come later "
            "too); IDX sets the ifIndex its flows carry (default: the kernel's)"),
-    O("snaplen", ("-C",), "probe", parse_count(64, 262144, "snap length"), 65535, metavar="BYTES",
-      help="live capture: bytes captured per packet (default 65535)"),
+    O("snaplen", ("-C",), "probe", parse_count(64, 262144, "snap length"), HEADER_BYTES, metavar="BYTES",
+      help=f"live capture: bytes captured per packet (default {HEADER_BYTES}: the deepest header stack "
+           "decoded; octets come from the IP header, so the payload is not needed)"),
     O("no_promisc", ("-N",), "probe", parse_bool, False, kind="switch",
       help="live capture: do not put the interface in promiscuous mode"),
-    O("buffer", ("-B",), "probe", parse_count(65536, 2**31 - 1, "capture buffer size"), metavar="BYTES",
-      help="live capture: kernel capture buffer size"),
+    O("buffer", ("-B",), "probe", parse_count(65536, 2**31 - 1, "capture buffer size"), CAPTURE_BUFFER_BYTES,
+      metavar="BYTES", help=f"live capture: kernel buffer per interface and direction captured (default "
+                            f"{CAPTURE_BUFFER_BYTES >> 20} MiB: some 40 ms of 64-byte frames at 1 Gbit/s)"),
     O("pidfile", ("-p",), "probe", parse_text, metavar="FILE", help="write the process id to FILE"),
     O("control", ("-c",), "probe", parse_text, metavar="PATH", key="control_socket",
       help="listen for control commands on this unix socket (mode 0600; see pyprobe ctl --help)"),

@@ -18,7 +18,7 @@ import time
 
 import pcapy
 
-from .._meter import SUPPORTED_LINKTYPES, linktype_name
+from .._meter import HEADER_BYTES, SUPPORTED_LINKTYPES, linktype_name
 from ..errors import InputError
 from ..settings import InterfaceSpec
 from .batch import Batch
@@ -34,6 +34,7 @@ PCAP_ERRORS = {-5: "no such device", -8: "permission denied", -9: "the interface
                -11: "promiscuous mode not permitted", -1: "error"}
 PCAP_ERROR_IFACE_NOT_UP = -9
 DRAIN_BATCHES = 64
+ENDING_SECONDS = 0.25             # longer than libpcap's block timeout (READ_TIMEOUT_MS)
 PCAP_ERROR_NO_SUCH_DEVICE = -5
 
 
@@ -48,6 +49,7 @@ class Capture:
         self.vlans_elsewhere = None          # see _mark_subinterfaces
         self.vlan = 0
         self.more = False                    # the last read was a full batch: there may be more
+        self.ending = 0.0                    # the interface went: when to close (see LiveSource._end)
         self.packets = 0
         self.octets = 0
         self.drops = (0, 0, 0)
@@ -87,7 +89,7 @@ class LiveSource:
     ticking = True               # the clock runs between batches: the wall clock
     dating = None                # record times are the packets' own
 
-    def __init__(self, interfaces, snaplen=65535, promiscuous=True, buffer_bytes=None, fanout_group=None,
+    def __init__(self, interfaces, snaplen=HEADER_BYTES, promiscuous=True, buffer_bytes=None, fanout_group=None,
                  direction="ingress"):
         if isinstance(interfaces, (str, InterfaceSpec)):
             interfaces = [interfaces if isinstance(interfaces, InterfaceSpec) else InterfaceSpec(interfaces)]
@@ -148,11 +150,10 @@ class LiveSource:
         back up): at start, on every netlink link event and every RESCAN_SECONDS."""
         present = interface_indexes() if present is None else present
         changed = False
-        for key, capture in list(self._captures.items()):
-            if present.get(capture.name) != capture.ifindex:
+        for capture in self._captures.values():
+            if present.get(capture.name) != capture.ifindex and not capture.ending:
                 log.info("interface %s (ifIndex %d) is gone", capture.name, capture.ifindex)
-                self._retire(key)
-                changed = True
+                self._end(capture)
         for name in self._wanted(present):
             if (name, present[name]) in self._refused:
                 continue
@@ -234,6 +235,11 @@ class LiveSource:
                 return f"the filter {self._bpf!r} does not apply to its link type ({e})"
         return None
 
+    def _end(self, capture):
+        """The interface went down or away: what the kernel held for it comes out once its
+        buffer block times out, so the capture is read for that long before it is closed."""
+        capture.ending = time.monotonic() + ENDING_SECONDS
+
     def _retire(self, key):
         """Close a capture, its counts kept: added to those of its interface's earlier
         captures in that direction (an interface that flaps is one row)."""
@@ -294,18 +300,23 @@ class LiveSource:
             elif time.monotonic() - self._last_scan >= self.RESCAN_SECONDS:
                 self._rescan()
                 self._last_scan = time.monotonic()
-            quiet = True
+            quiet, now = True, time.monotonic()
             for key, capture in list(self._captures.items()):
+                if capture.ending and now >= capture.ending:
+                    self._retire(key)
+                    self.serial += 1
+                    self._last_scan = 0.0          # (it may be back already: look at once)
+                    continue
                 # (libpcap may hold the rest of a block a full batch left: read it unasked)
-                if capture.fd not in ready and not capture.more:
+                if capture.fd not in ready and not capture.more and not capture.ending:
                     continue
                 try:
                     packets, meta = capture.read(size)
                 except pcapy.PcapError as e:
                     # the interface went down or away: keep the cache, capture it again when back
-                    log.info("capture on %s stopped: %s", capture.name, e)
-                    self._retire(key)
-                    self.serial += 1
+                    if not capture.ending:
+                        log.info("capture on %s stopped: %s", capture.name, e)
+                        self._end(capture)
                     continue
                 capture.more = len(meta) // 16 >= size
                 if not meta:
