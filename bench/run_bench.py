@@ -21,7 +21,7 @@ table shows the median wall time over --runs rounds:
   * flood only: both with -m 1100000 and one-hour timeouts, so all 1M flows are alive at EOF
     (the peak-RSS-at-1M-concurrent-flows line);
   * nfpcapd -r FILE -w TMPDIR -e 1800,15  (pyprobe's default active / inactive timeouts);
-  * the floor: the venv's python reading the file with pcapy-ng's next_batch(4096) and nothing else.
+  * the floor: bench/pcap_read.c, libpcap's pcap_next_ex loop in C reading the file and nothing else.
 The exporters send NetFlow v9 to a UDP socket on 127.0.0.1 drained by a thread of this process;
 after every run the records received (and the packets they count) are compared with the
 generator's expected records, and the kernel's drop counter of the socket is read.  Every command runs
@@ -84,17 +84,23 @@ NFPCAPD_E = "1800,15"  # active,inactive: pyprobe's defaults (nfpcapd's own are 
 PYPROBE_DEFAULT_M = 65536
 SOFTFLOWD_DEFAULT_M = 8192
 
-FLOOR_CODE = """\
-import sys, pcapy
-cap = pcapy.open_offline(sys.argv[1])
-n = 0
-while True:
-    pk, meta = cap.next_batch(4096)
-    if not meta:
-        break
-    n += len(meta) // 16
-print(n)
-"""
+FLOOR_SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pcap_read.c")
+
+
+def floor_program():
+    """bench/pcap_read.c built against libpcap (libpcap-dev installed if missing), or None."""
+    exe = os.path.join(CACHE, "pcap_read")
+    if os.path.exists(exe) and os.path.getmtime(exe) >= os.path.getmtime(FLOOR_SOURCE):
+        return exe
+    if not os.path.exists("/usr/include/pcap/pcap.h") and os.geteuid() == 0:
+        subprocess.run(["apt-get", "install", "-y", "-qq", "libpcap-dev"], capture_output=True,
+                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    os.makedirs(CACHE, exist_ok=True)
+    built = subprocess.run(["gcc", "-O2", "-o", exe, FLOOR_SOURCE, "-lpcap"], capture_output=True, text=True)
+    if built.returncode != 0:
+        log("bench: cannot build the C floor (gcc and libpcap-dev needed):", built.stderr.strip())
+        return None
+    return exe
 
 
 def parse_args():
@@ -375,8 +381,9 @@ def make_tools(cfg, quick_flows):
             return ["nfpcapd", "-r", path, "-w", out, "-e", NFPCAPD_E]
         # nfpcapd reports every ICMP packet as a flow of its own: records are informational
         tools.append(Tool(f"nfpcapd -e {NFPCAPD_E}", "nfpcapd", nfpcapd, expect_records=False, role="nfp"))
-    tools.append(Tool("pcapy-ng read floor", "floor",
-                      lambda path, port, tmpd: [venv_python(), "-c", FLOOR_CODE, path], role="floor"))
+    floor = floor_program()
+    if floor:
+        tools.append(Tool("libpcap read floor (C)", "floor", lambda path, port, tmpd: [floor, path], role="floor"))
     missing = [n for n, ok in (("softflowd", have_sfd), ("nfpcapd", have_nfp)) if not ok]
     return tools, missing
 
@@ -478,7 +485,7 @@ def summarize(name, cfg, path, exp, tools, runs, conc_m):
     ratio(f"pyprobe / softflowd, packets/s (-m {cfg['m']})", "pp", "sfd", "pps")
     if cfg["default_m"]:
         ratio("pyprobe / softflowd, packets/s (both at default -m)", "pp_def", "sfd_def", "pps")
-    ratio("pyprobe / pcapy-ng floor, time", "pp", "floor", "seconds")
+    ratio("pyprobe / libpcap read floor (C), time", "pp", "floor", "seconds")
     ratio(f"pyprobe RSS / softflowd RSS (-m {cfg['m']})", "pp", "sfd", "rss")
     conc = None
     if "pp_conc" in by:
@@ -560,7 +567,29 @@ def cpu_model():
     return platform.processor() or "?"
 
 
-def write_markdown(res, a, vers, path):
+STARTUP_RUNS = 21
+SMALL_CAPTURE = os.path.join(REPO, "pcaps", "android.pcap")
+
+
+def startup_times():
+    """Median wall seconds of a whole small run (`pyprobe -r pcaps/android.pcap -q`, 500 packets)
+    and of the same venv's `python -c pass`, alternating."""
+    commands = {"pyprobe": pyprobe_exe() + ["-r", SMALL_CAPTURE, "-q"], "python": [venv_python(), "-c", "pass"]}
+    times = {name: [] for name in commands}
+    for _ in range(STARTUP_RUNS):
+        for name, cmd in commands.items():
+            t0 = time.perf_counter()
+            subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+            times[name].append(time.perf_counter() - t0)
+    return {name: med(ts) for name, ts in times.items()}
+
+
+def startup_text(start):
+    return (f"`pyprobe -r pcaps/android.pcap -q` (500 packets, whole run) {start['pyprobe'] * 1000:.0f} ms; "
+            f"`python -c pass` {start['python'] * 1000:.0f} ms (medians of {STARTUP_RUNS})")
+
+
+def write_markdown(res, a, vers, path, start):
     L = []
     L.append("# pyprobe benchmark")
     L.append("")
@@ -571,7 +600,7 @@ def write_markdown(res, a, vers, path):
              f"seconds are wall time of the whole program, packets/s = capture packets / seconds, "
              f"peak RSS = the process's ru_maxrss (GNU time %M). pyprobe and softflowd export NetFlow v9 "
              f"over UDP to a local sink that counts the records; nfpcapd writes nfcapd files; the floor "
-             f"is a bare `pcapy.open_offline(FILE).next_batch(4096)` loop in the same Python.")
+             f"is `bench/pcap_read.c`, a C `pcap_next_ex` loop that reads the file and nothing else.")
     L.append("")
     for r in res:
         e = r["exp"]
@@ -600,15 +629,19 @@ def write_markdown(res, a, vers, path):
              "nfpcapd runs a packet thread and a flow thread (and preallocates its node cache), so it "
              "can use more than one core (CPU s = user + system time); pyprobe and softflowd are "
              "single-threaded.",
-             "The floor is a pcapy-ng (libpcap) read loop: next_batch copies every packet into Python "
-             "memory. pyprobe reads captures itself (memory-mapped, no packet copied), and softflowd "
-             "and nfpcapd read with libpcap callbacks: all can be faster than it on big packets.",
+             "The floor is libpcap's own read loop in C (pcap_next_ex): what any libpcap-based probe "
+             "pays before it does any work. pyprobe reads captures itself (memory-mapped, no packet "
+             "copied), so on big packets it can be faster than the floor.",
              "The machine is shared: other jobs can slow single runs; the medians damp that."]
     issues = [(r["name"], t, f) for r in res for t, f in r["issues"]]
     if issues:
         notes.append("Problems in this run: " + "; ".join(f"{n}: {t}: {f}" for n, t, f in issues))
     for n in notes:
         L.append("- " + n)
+    L.append("")
+    L.append("## Start-up")
+    L.append("")
+    L.append(startup_text(start) + ".")
     L.append("")
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = path + ".tmp"
@@ -642,8 +675,10 @@ def main():
         tools, conc_m = bench_capture(name, cfg, path, exp, a.runs, sink, a.quick)
         log(f"[{name}] {time.perf_counter() - t0:.0f} s")
         res.append(summarize(name, cfg, path, exp, tools, a.runs, conc_m))
+    start = startup_times()
+    log("startup: " + startup_text(start))
     print_text(res)
-    write_markdown(res, a, versions(), a.results)
+    write_markdown(res, a, versions(), a.results, start)
     print(f"\nMarkdown: {os.path.relpath(a.results, os.getcwd())}; total {time.perf_counter() - t_start:.0f} s")
     return 0
 

@@ -3,7 +3,6 @@ drop, reload, and the statistics at the end. serve() runs one probe to its end."
 
 import contextlib
 import logging
-import logging.handlers
 import os
 import pwd
 import signal
@@ -69,6 +68,7 @@ def use_syslog():
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
+    import logging.handlers               # (only for --syslog: a run starts faster without)
     handler = logging.handlers.SysLogHandler(address="/dev/log", facility="daemon")
     handler.setFormatter(logging.Formatter("pyprobe[%(process)d]: %(message)s"))
     root.addHandler(handler)

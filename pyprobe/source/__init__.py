@@ -43,7 +43,6 @@ from ..transport import parse_address, resolve
 from .batch import Batch
 from .file import FileSource
 from .formats import ready
-from .live import LiveSource
 from .replay import ReplaySource
 
 
@@ -51,6 +50,7 @@ def open_source(settings, fanout_group=None):
     """The capture files or the live interface of these settings, its filter set (live: never
     the probe's own export and metrics traffic)."""
     if settings.interface:
+        from .live import LiveSource      # (libpcap's binding only for live capture)
         source = LiveSource(settings.interface, snaplen=settings.snaplen, promiscuous=not settings.no_promisc,
                             buffer_bytes=settings.buffer, fanout_group=fanout_group,
                             direction=metered_direction(settings))
@@ -86,4 +86,4 @@ def _exported_to(spec):
     return [(sockaddr[0], port)]
 
 
-__all__ = ["Batch", "FileSource", "LiveSource", "ReplaySource", "open_source"]
+__all__ = ["Batch", "FileSource", "ReplaySource", "open_source"]

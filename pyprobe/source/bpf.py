@@ -7,8 +7,6 @@ can hold interfaces of several link types, so there is a program per link type.
 
 import struct
 
-import pcapy
-
 from .._capture import MAX_CAPLEN
 from ..errors import InputError
 
@@ -22,6 +20,7 @@ def compile_filter(expression, linktype):
     instruction, as the parser reads them); None if it cannot apply to that link type
     ('ether host' on raw IP). A filter libpcap cannot compile even for Ethernet, the
     link type every primitive applies to, is a bad filter: InputError."""
+    import pcapy                  # (a run without a filter starts faster without libpcap's binding)
     try:
         program = _compile(expression, linktype)
     except pcapy.PcapError as e:
@@ -34,4 +33,5 @@ def compile_filter(expression, linktype):
 
 
 def _compile(expression, linktype):
+    import pcapy
     return pcapy.compile(DLT_OF_LINKTYPE.get(linktype, linktype), MAX_CAPLEN, expression, 1, 0xFFFFFFFF)

@@ -13,7 +13,6 @@ gets an empty batch then, so a signal or a control command is acted on even
 while a stream is silent.
 """
 
-import gzip
 import logging
 import mmap
 import os
@@ -101,6 +100,7 @@ class FileSource:
             self._closers = [raw.close]
             self._stream, self._data = raw.read, head
             if head[:2] == GZIP_MAGIC:
+                import gzip           # (only for gzip input)
                 self._stream = gzip.GzipFile(fileobj=raw, mode="rb").read1
                 head = self._data = _read_exactly(self._read, 4)
                 if self.damage is not None:
@@ -306,6 +306,7 @@ def _read_exactly(read, n):
 
 
 def _reason(error):
+    import gzip
     if isinstance(error, (EOFError, zlib.error, gzip.BadGzipFile)):
         return f"damaged gzip data ({error})"
     return getattr(error, "strerror", None) or str(error)
