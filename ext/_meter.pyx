@@ -96,6 +96,12 @@ cdef enum:
 
 cdef enum:
     NIL = -1
+    AHEAD = 32          # packets decoded, and their hash slots fetched, before they are metered
+    FLOW_AHEAD = 4      # how far ahead a flow is fetched while metering
+    FLUSH_AHEAD = 16    # how far ahead in age order a flush fetches hash slots
+
+cdef extern from *:
+    void prefetch "__builtin_prefetch" (const void* address) noexcept nogil
 
 
 RECORD_SIZE = sizeof(FlowRecord)
@@ -406,45 +412,73 @@ cdef class Meter:
 
     cdef void _process_batch(self, const uint8_t* buf, Py_ssize_t buflen, const uint8_t* raw_meta,
                              Py_ssize_t n) noexcept nogil:
+        """The batch in chunks of AHEAD packets: each chunk is decoded first (decoding reads
+        no meter state), each flow's hash slot fetched into the cache meanwhile, then metered
+        in order, the flow itself fetched a few packets ahead. A large cache costs memory
+        latency per packet; this way the waits overlap."""
+        cdef Packet pkts[AHEAD]
+        cdef FlowKey keys[AHEAD]            # masked as the key level says
+        cdef uint32_t hashes[AHEAD]
+        cdef int reasons[AHEAD]
         cdef const uint32_t* m
-        cdef Py_ssize_t i
+        cdef Py_ssize_t base, k, count
         cdef int64_t t
+        cdef uint32_t s
+        base = 0
+        while base < n:
+            count = min(<Py_ssize_t>AHEAD, n - base)
+            for k in range(count):
+                reasons[k] = self._decode(buf, buflen, <const uint32_t*>(raw_meta + 16 * (base + k)), &pkts[k])
+                if reasons[k] == DECODED:
+                    keys[k] = pkts[k].key
+                    self._mask_key(&keys[k])
+                    hashes[k] = hash_key(&keys[k])
+                    prefetch(&self.slots[hashes[k] & self.slot_mask])
+            for k in range(count):
+                if k + FLOW_AHEAD < count and reasons[k + FLOW_AHEAD] == DECODED:
+                    s = self.slots[hashes[k + FLOW_AHEAD] & self.slot_mask]
+                    if s:
+                        prefetch(&self.flows[s - 1])
+                m = <const uint32_t*>(raw_meta + 16 * (base + k))
+                self.packets_read += 1
+                t = <int64_t>m[0] * 1000000 + m[1]
+                if t > self.now:
+                    self.now = t
+                if self.now >= self.next_due:
+                    self._expire_due()
+                if self.sample_n > 1 and not self._sample():
+                    self.sampled_out += 1
+                    continue
+                if reasons[k] != DECODED:
+                    self.ignored[reasons[k]] += 1
+                    continue
+                self._meter(&pkts[k], &keys[k], hashes[k])
+            base += count
+
+    cdef inline int _decode(self, const uint8_t* buf, Py_ssize_t buflen, const uint32_t* m,
+                            Packet* pkt) noexcept nogil:
+        """One packet of the batch decoded, its direction, VLAN and shift applied: DECODED,
+        or why it is not metered. Reads no flow state."""
         cdef int reason
-        cdef Packet pkt
-        for i in range(n):
-            m = <const uint32_t*>(raw_meta + 16 * i)
-            self.packets_read += 1
-            t = <int64_t>m[0] * 1000000 + m[1]
-            if t > self.now:
-                self.now = t
-            if self.now >= self.next_due:
-                self._expire_due()
-            if self.sample_n > 1 and not self._sample():
-                self.sampled_out += 1
-                continue
-            if <Py_ssize_t>m[2] + <Py_ssize_t>m[3] > buflen:
-                self.ignored[IGNORE_TRUNCATED_L2] += 1   # cannot happen with pcapy-ng; guards the pointer
-                continue
-            memset(&pkt, 0, sizeof(Packet))
-            pkt.key.in_if = self.in_if
-            reason = decode_packet(buf + m[2] if m[3] else NULL, m[3], self.linktype, &pkt)
-            if reason != DECODED:
-                self.ignored[reason] += 1
-                continue
-            if not pkt.direction_known:
-                pkt.key.direction = self.batch_direction
-            if self.direction_mode != DIR_BOTH and pkt.key.direction != self.direction_mode:
-                self.ignored[IGNORE_OTHER_DIRECTION] += 1
-                continue
-            if (self.vlans_elsewhere != NULL and pkt.key.vlan
-                    and self.vlans_elsewhere[pkt.key.vlan >> 3] >> (pkt.key.vlan & 7) & 1):
-                self.ignored[IGNORE_ON_SUBINTERFACE] += 1
-                continue
-            if self.batch_vlan:
-                pkt.key.vlan = self.batch_vlan       # the outermost tag, as the wire had it
-            if self.shift_round:
-                shift_addresses(&pkt.key, self.shift_round)
-            self._meter(&pkt)
+        if <Py_ssize_t>m[2] + <Py_ssize_t>m[3] > buflen:
+            return IGNORE_TRUNCATED_L2                  # cannot happen with our sources; guards the pointer
+        memset(pkt, 0, sizeof(Packet))
+        pkt.key.in_if = self.in_if
+        reason = decode_packet(buf + m[2] if m[3] else NULL, m[3], self.linktype, pkt)
+        if reason != DECODED:
+            return reason
+        if not pkt.direction_known:
+            pkt.key.direction = self.batch_direction
+        if self.direction_mode != DIR_BOTH and pkt.key.direction != self.direction_mode:
+            return IGNORE_OTHER_DIRECTION
+        if (self.vlans_elsewhere != NULL and pkt.key.vlan
+                and self.vlans_elsewhere[pkt.key.vlan >> 3] >> (pkt.key.vlan & 7) & 1):
+            return IGNORE_ON_SUBINTERFACE
+        if self.batch_vlan:
+            pkt.key.vlan = self.batch_vlan       # the outermost tag, as the wire had it
+        if self.shift_round:
+            shift_addresses(&pkt.key, self.shift_round)
+        return DECODED
 
     def expire(self, int64_t now_us):
         """Advance the clock (never backwards) and expire what is due: live capture ticks."""
@@ -460,7 +494,15 @@ cdef class Meter:
         it returns nothing) so memory stays small."""
         cdef Py_ssize_t n = 0
         cdef int reason = END_FORCED if forced else END_EOF
+        cdef int32_t ahead = self.age_head
+        cdef int k
+        for k in range(FLUSH_AHEAD):          # (each flow's hash slot is fetched before it is freed)
+            if ahead != NIL:
+                ahead = self.flows[ahead].age_next
         while self.age_head != NIL and (max_records <= 0 or n < max_records):
+            if ahead != NIL:
+                prefetch(&self.slots[self.flows[ahead].hash & self.slot_mask])
+                ahead = self.flows[ahead].age_next
             self._expire_flow(self.age_head, reason)
             n += 1
         if self.age_head == NIL:
@@ -530,21 +572,18 @@ cdef class Meter:
         self.rng_state ^= self.rng_state << 17
         return <uint32_t>(self.rng_state % self.sample_n)
 
-    cdef void _meter(self, Packet* pkt) noexcept nogil:
-        cdef FlowKey key = pkt.key
-        cdef uint32_t h
+    cdef void _meter(self, Packet* pkt, const FlowKey* key, uint32_t h) noexcept nogil:
+        """Count a decoded packet into its flow: key is its masked key, h that key's hash."""
         cdef int32_t idx
         cdef Flow* f
-        self._mask_key(&key)
-        h = hash_key(&key)
-        idx = self._lookup(&key, h)
+        idx = self._lookup(key, h)
         if idx != NIL and self.limit_32bit and self._would_wrap(&self.flows[idx], pkt):
             self._expire_flow(idx, END_ACTIVE)
             idx = NIL
         if idx == NIL:
             if self.count == self.capacity:
                 self._expire_flow(self._least_recently_touched(), END_CACHE_FULL)
-            idx = self._create(&key, h, pkt)
+            idx = self._create(key, h, pkt)
         else:
             f = &self.flows[idx]
             f.packets += 1
