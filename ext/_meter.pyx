@@ -114,7 +114,8 @@ cdef struct Flow:
     uint64_t octets
     int64_t first_us
     int64_t last_us
-    uint64_t touched        # order of the last create/update: exact LRU for cache-full eviction
+    uint32_t touched        # order of the last create/update: exact LRU for cache-full eviction
+                            # (32 bits, compared modulo 2**32: a flow is 144 bytes, not 152)
     uint32_t hash
     int32_t lru_prev        # within the flow's timeout class, by last packet
     int32_t lru_next        # (also links the free list)
@@ -277,7 +278,7 @@ cdef class Meter:
     cdef int64_t maxlife_us
     cdef int64_t now
     cdef int64_t next_due            # no flow can be due before this clock value
-    cdef uint64_t touch_counter
+    cdef uint32_t touch_counter
     # 1-in-N packet sampling: keep the packet at position `sample_pick` of every run of N
     cdef uint32_t sample_n
     cdef uint32_t sample_pos
@@ -731,7 +732,9 @@ cdef class Meter:
         cdef int32_t idx, best = NIL
         for c in range(N_CLASSES):
             idx = self.lru_head[c]
-            if idx != NIL and (best == NIL or self.flows[idx].touched < self.flows[best].touched):
+            # (the heads of the class lists are within 2**31 touches of each other unless a
+            # flow sat idle through two billion packets: the difference is read modulo 2**32)
+            if idx != NIL and (best == NIL or <int32_t>(self.flows[idx].touched - self.flows[best].touched) < 0):
                 best = idx
         return best
 
