@@ -150,13 +150,43 @@ def take(const uint8_t[::1] buf, order, Py_ssize_t start, Py_ssize_t stop, Py_ss
     and spanning no more than max_span_ms from earliest first to latest last.
     Returns (end, first_ms, last_ms)."""
     cdef const uint32_t[::1] idx = memoryview(order).cast("I")
-    cdef Py_ssize_t i = start, used = 0, size
     cdef Py_ssize_t size_of[N_CLASSES]
+    cdef int64_t lo = 0, hi = 0
+    cdef int c
+    for c in range(N_CLASSES):
+        size_of[c] = sizes[c]
+    start = take_one(buf, idx, start, stop, budget, size_of, set_overhead, max_span_ms, max_records, &lo, &hi)
+    return start, lo, hi
+
+
+def take_many(const uint8_t[::1] buf, order, Py_ssize_t start, Py_ssize_t stop, Py_ssize_t budget, sizes,
+              int set_overhead, int64_t max_span_ms, Py_ssize_t max_records=-1, Py_ssize_t most=-1):
+    """take() datagram after datagram, at most `most` of them (-1: until the records run
+    out): [(end, first_ms, last_ms)] per datagram, in one call."""
+    cdef const uint32_t[::1] idx = memoryview(order).cast("I")
+    cdef Py_ssize_t size_of[N_CLASSES]
+    cdef Py_ssize_t end
+    cdef int64_t lo = 0, hi = 0
+    cdef int c
+    for c in range(N_CLASSES):
+        size_of[c] = sizes[c]
+    bounds = []
+    while start < stop and (most < 0 or len(bounds) < most):
+        end = take_one(buf, idx, start, stop, budget, size_of, set_overhead, max_span_ms, max_records, &lo, &hi)
+        if end == start:
+            break                               # (not one record fits: the caller says so)
+        bounds.append((end, lo, hi))
+        start = end
+    return bounds
+
+
+cdef Py_ssize_t take_one(const uint8_t[::1] buf, const uint32_t[::1] idx, Py_ssize_t start, Py_ssize_t stop,
+                         Py_ssize_t budget, const Py_ssize_t* size_of, int set_overhead, int64_t max_span_ms,
+                         Py_ssize_t max_records, int64_t* lo_out, int64_t* hi_out) noexcept:
+    cdef Py_ssize_t i = start, used = 0, size
     cdef int64_t lo = 0, hi = 0, first, last
     cdef int c, previous = -1
     cdef const FlowRecord* r
-    for c in range(N_CLASSES):
-        size_of[c] = sizes[c]
     while i < stop and (max_records < 0 or i - start < max_records):
         r = record_at(buf, idx[i])
         c = class_of(r)
@@ -172,7 +202,9 @@ def take(const uint8_t[::1] buf, order, Py_ssize_t start, Py_ssize_t stop, Py_ss
         lo, hi = first, last
         previous = c
         i += 1
-    return i, lo, hi
+    lo_out[0] = lo
+    hi_out[0] = hi
+    return i
 
 
 def pack_runs(const uint8_t[::1] buf, order, Py_ssize_t start, Py_ssize_t stop, runs, bint set_headers,

@@ -205,6 +205,12 @@ class Encoder:
                 datagrams += side
                 if spans is not None:
                     spans += [memoryview(order)[0:0].cast("I")] * len(side)
+            if not pending and start < pos:
+                start = self._data_datagrams(buf, order, start, pos, runs, now_ms, datagrams, spans)
+                templates_only = False
+                if start >= pos:
+                    return datagrams
+                continue
             control, control_records, pending = self._control_that_fits(pending)
             # Records ride with the last of the control sets only: they follow the templates.
             budget = self.max_size - self.HEADER_SIZE - len(control) if not pending else 0
@@ -226,6 +232,30 @@ class Encoder:
             start = end
             if start >= pos and not pending:
                 return datagrams
+
+    def _data_datagrams(self, buf, order, start, pos, runs, now_ms, datagrams, spans):
+        """Datagrams of records alone, until the records run out or templates are due again:
+        their bounds found in one compiled call. Returns where the records taken end."""
+        bounds = _encode.take_many(buf, order, start, pos, self.max_size - self.HEADER_SIZE, self.sizes,
+                                   self.SET_OVERHEAD, self.MAX_SPAN_MS, self.MAX_RECORDS,
+                                   self.datagrams_before_templates())
+        if not bounds:
+            raise ValueError(f"a datagram of {self.max_size} bytes cannot hold one record")
+        for end, first_ms, last_ms in bounds:
+            datagrams.append(self.message(now_ms, b"", 0, RecordBatch(buf, order, start, end, runs),
+                                          (first_ms, last_ms)))
+            if spans is not None:
+                spans.append(memoryview(order)[4 * start:4 * end].cast("I"))
+            self.records_sent += end - start
+            start = end
+        self.messages_sent += len(bounds)
+        self.since_templates += len(bounds)
+        return start
+
+    def datagrams_before_templates(self):
+        """How many datagrams may go before templates are due again, at this flow clock
+        (-1: no limit; v5 has no templates)."""
+        return -1
 
     def _control_that_fits(self, chunks):
         """As many control sets (templates, options) as fit one datagram, at least one:
@@ -315,6 +345,10 @@ class TemplateEncoder(Encoder):
 
     def request_templates(self):
         self.templates_wanted = True
+
+    def datagrams_before_templates(self):
+        # (called just after control_records() found them not due: only the count can make them due)
+        return max(1, self.refresh_packets - self.since_templates) if self.refresh_packets else -1
 
     def skip_sequence(self):
         self.sequence += 1
