@@ -8,12 +8,13 @@ SOURCES = pyproject.toml setup.py $(wildcard ext/*.pyx ext/decode.pxd pyprobe/*.
 .PHONY: run test test-long fuzz bench bench-live peers clean
 
 # An editable install builds the extension into pyprobe/, so the tree is what runs (compat
-# mode: a plain path in a .pth, not an import hook, which would cost every start 10 ms);
+# mode: a plain path in a .pth, not an import hook, which would cost every start 10 ms),
+# its bytecode compiled now (even where PYTHONDONTWRITEBYTECODE is set, starts need not compile);
 # tests/test_install.py proves a plain `pip install .` into a fresh venv as well.
 $(BIN)/.installed: $(SOURCES)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check -e '.[test]' --config-settings editable_mode=compat
-	$(BIN)/python -m compileall -q pyprobe      # bytecode now, even where PYTHONDONTWRITEBYTECODE is set
+	$(BIN)/python -m compileall -q pyprobe
 	touch $@
 
 run: $(BIN)/.installed
