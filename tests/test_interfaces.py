@@ -55,3 +55,19 @@ def test_vlan_config_as_the_kernel_writes_it():
     assert parse_vlan_config(text) == [("eth0.100", 100, "eth0"), ("uplink", 4094, "bond0")]
     bits = vlan_bitmap([0, 100, 4095])
     assert len(bits) == 512 and bits[0] == 1 and bits[12] == 1 << 4 and bits[511] == 0x80
+
+
+@pytest.mark.parametrize("version", [9, 10])
+def test_interface_names_never_crowd_out_records_nor_break_on_odd_text(version):
+    """Round robin deals records_per_datagram() records to each collector: the interface
+    records (sent in their own datagrams when they do not fit) must not shrink it. A name
+    that is not UTF-8 (surrogate-escaped by Python) or an alias in any script is written
+    cut to whole characters, never an error."""
+    from pyprobe.export.ipfix import IpfixEncoder
+    from pyprobe.export.v9 import V9Encoder
+    encoder = (V9Encoder if version == 9 else IpfixEncoder)()
+    alone = encoder.records_per_datagram()
+    encoder.interfaces = [(i, f"veth{i}\udcff", "ünïcode " * 20) for i in range(1, 41)]
+    assert encoder.records_per_datagram() == alone
+    datagrams = encoder.encode(b"", 1_700_000_000_000)
+    assert len(datagrams) > 1 and all(len(d) <= encoder.max_size for d in datagrams)

@@ -494,3 +494,25 @@ def test_router_workers_share_every_interface(router, tmp_path):
     _, collected, captures, err = run_probe(router, tmp_path, "ingress", nets=(0,), extra=("--workers", "2"))
     assert per_key_and_interface(collected, "ingress") == captures.expected("ingress")
     assert "(worker 0)" in err and "(worker 1)" in err
+
+
+def test_router_interface_made_a_bridge_port_is_left_to_its_bridge(router, tmp_path):
+    """With -i any running, r1 becomes the port of a new bridge: its capture ends and the
+    bridge's begins, so from then on what r1 receives is metered once, on the bridge."""
+    control = str(tmp_path / "ctl")
+    probe = router.start(router.r, PYPROBE, "-i", "any", "-c", control, "--json",
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1.5)
+        sh("ip", "-n", router.r, "link", "add", "br9", "type", "bridge")
+        sh("ip", "-n", router.r, "link", "set", "r1", "master", "br9")
+        sh("ip", "-n", router.r, "link", "set", "br9", "up")
+        time.sleep(1.0)
+        states = {(row["name"], row.get("direction")): row["state"] for row in ctl(router, control, "interfaces")}
+        assert states["br9", "ingress"] == "capturing"
+        assert states["r1", None] == "not captured: a port of br9"
+        assert ("r1", "ingress") not in states or states["r1", "ingress"] == "stopped"
+    finally:
+        probe.send_signal(signal.SIGTERM)
+        _, err = probe.communicate(timeout=30)
+    assert probe.returncode == 0, err

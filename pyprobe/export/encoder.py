@@ -131,7 +131,7 @@ MAX_HEADER = 20                   # the largest message header (v9's)
 
 def _fixed_text(value, length):
     """UTF-8 cut to whole characters within length (struct pads it with zeros)."""
-    return value.encode()[:length].decode("utf-8", "ignore").encode()
+    return value.encode(errors="replace")[:length].decode("utf-8", "ignore").encode()
 
 
 # What the interface options records carry: (ifIndex, name, description) per interface.

@@ -59,7 +59,7 @@ class V9Encoder(TemplateEncoder):
         return [], ([(set_bytes(TEMPLATE_SET_ID, t.template_record(), pad=False), 1) for t in self.layouts]
                     + [(set_bytes(OPTIONS_TEMPLATE_SET_ID, options_template(o), pad=True), 1) for o in options]
                     + [(set_bytes(SAMPLING_OPTIONS.id, sampling, pad=True), 1)]
-                    + INTERFACE_OPTIONS.data_sets(self.interfaces, self.max_size, pad=True))
+                    + ([] if preview else INTERFACE_OPTIONS.data_sets(self.interfaces, self.max_size, pad=True)))
 
     def control_message(self, now_ms, sets, records, data_records):
         export_ms, uptime_ms = self.uptime.header_times(now_ms, now_ms, now_ms)

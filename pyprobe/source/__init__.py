@@ -17,11 +17,10 @@ Every source has one interface, which the probe's run loop is written against:
     damage          (files) what was wrong with it, in words, or None
     set_filter(bpf) a tcpdump-style filter, before the first batch
     batches()       yields Batch(packets, meta, linktype, round, direction, in_if,
-                    vlans_elsewhere) (batch.py): pcapy-ng's next_batch layout, so
-                    no Python runs per packet
+                    vlans_elsewhere, vlan) (batch.py): pcapy-ng's next_batch layout,
+                    so no Python runs per packet
     serial          +1 whenever the interfaces captured change (0 for files)
     interfaces()    [(ifIndex, name, description)] captured now ([] for files)
-    interface_statistics()  one dict per capture (live), for ctl interfaces
     stop()          from a signal handler: end the batches soon
     close()         release what it holds
     drops()         libpcap's (received, dropped, dropped by the interface), or None
@@ -29,7 +28,8 @@ Every source has one interface, which the probe's run loop is written against:
     dating          None, or (a real-time replay dated now) an object with
                     dated_records(records) and export_time_us(flow clock us)
     status()        a few words for the progress line ('' for none)
-    statistics()    a dict of the source's own counters for the summary
+    statistics()    a dict of the source's own counters for the summary (live: its
+                    "interfaces", one row per capture, for ctl interfaces too)
 
 file.py reads capture files and streams (through the compiled parser,
 ext/_capture.pyx, and bpf.py's filters), replay.py merges, loops and paces

@@ -14,6 +14,7 @@ import logging
 import os
 import select
 import socket
+import threading
 import time
 
 import pcapy
@@ -44,6 +45,7 @@ class Capture:
     def __init__(self, name, ifindex, in_if, way, handle):
         self.name, self.ifindex, self.in_if, self.way = name, ifindex, in_if, way
         self.handle = handle
+        self.lock = threading.Lock()
         self.fd = handle.getfd()
         self.linktype = handle.datalink()
         self.vlans_elsewhere = None          # see _mark_subinterfaces
@@ -61,19 +63,22 @@ class Capture:
         return packets, meta
 
     def counts(self):
-        """libpcap's (received, dropped, dropped by the interface), kept past the close."""
-        if self.handle is not None:
-            try:
-                self.drops = self.handle.stats()
-            except pcapy.PcapError:
-                pass
-        return self.drops
+        """libpcap's (received, dropped, dropped by the interface), kept past the close. (The
+        metrics thread asks too: never of a handle being closed.)"""
+        with self.lock:
+            if self.handle is not None:
+                try:
+                    self.drops = self.handle.stats()
+                except pcapy.PcapError:
+                    pass
+            return self.drops
 
     def close(self):
-        if self.handle is not None:
-            self.counts()
-            self.handle.close()
-            self.handle = None
+        self.counts()
+        with self.lock:
+            if self.handle is not None:
+                self.handle.close()
+                self.handle = None
 
 
 class LiveSource:
@@ -150,11 +155,16 @@ class LiveSource:
         back up): at start, on every netlink link event and every RESCAN_SECONDS."""
         present = interface_indexes() if present is None else present
         changed = False
+        wanted = self._wanted(present)
         for capture in self._captures.values():
-            if present.get(capture.name) != capture.ifindex and not capture.ending:
+            if capture.ending:
+                continue
+            if present.get(capture.name) != capture.ifindex:
                 log.info("interface %s (ifIndex %d) is gone", capture.name, capture.ifindex)
                 self._end(capture)
-        for name in self._wanted(present):
+            elif capture.name not in wanted:         # it became a bridge or bond port
+                self._end(capture)
+        for name in wanted:
             if (name, present[name]) in self._refused:
                 continue
             for way in self._ways:
@@ -179,8 +189,9 @@ class LiveSource:
                 return False                   # gone between the scan and the open
             if explicit and starting:
                 raise InputError(f"cannot capture on {name}: {e}") from None
-            log.warning("not capturing on %s: %s", name, e)
-            self._refused[name, ifindex] = str(e)
+            if name not in self._down:             # (tried again at the next rescan)
+                log.warning("not capturing on %s for now: %s", name, e)
+                self._down.add(name)
             return False
         self._down.discard(name)
         index = self.named.get(name)
@@ -211,6 +222,9 @@ class LiveSource:
             if status is not None and status < 0:
                 handle.close()
                 raise CaptureRefused(status, PCAP_ERRORS.get(status, f"libpcap error {status}"))
+        except pcapy.PcapError as e:
+            raise CaptureRefused(-1, str(e)) from None
+        try:
             handle.setdirection(PCAP_DIRECTIONS[way])
             if fanout_group is not None:
                 # Workers share each interface: the kernel hashes each flow to one of them. A
@@ -221,6 +235,7 @@ class LiveSource:
             # block holding the GIL: read non-blocking and wait in select() instead.
             handle.setnonblock(1)
         except pcapy.PcapError as e:
+            handle.close()
             raise CaptureRefused(-1, str(e)) from None
         return handle
 
@@ -234,6 +249,11 @@ class LiveSource:
             except pcapy.PcapError as e:
                 return f"the filter {self._bpf!r} does not apply to its link type ({e})"
         return None
+
+    def _changed(self):
+        """A capture closed: which VLANs its parent leaves to sub-interfaces may be different."""
+        self._mark_subinterfaces(interface_indexes())
+        self.serial += 1
 
     def _end(self, capture):
         """The interface went down or away: what the kernel held for it comes out once its
@@ -280,7 +300,7 @@ class LiveSource:
                 log.warning("not capturing on %s: %s", name, why)
                 self._refused[name, capture.ifindex] = why
                 self._retire((name, way))
-                self.serial += 1
+                self._changed()
 
     def batches(self, size=BATCH_PACKETS):
         """Yield Batches until stopped, then what the kernel still holds; an empty one when
@@ -304,7 +324,7 @@ class LiveSource:
             for key, capture in list(self._captures.items()):
                 if capture.ending and now >= capture.ending:
                     self._retire(key)
-                    self.serial += 1
+                    self._changed()
                     self._last_scan = 0.0          # (it may be back already: look at once)
                     continue
                 # (libpcap may hold the rest of a block a full batch left: read it unasked)
@@ -444,18 +464,22 @@ def interface_description(name):
     """The interface's alias (ip link set NAME alias TEXT), else its name: what SNMP's
     ifAlias/ifDescr would say."""
     try:
-        with open(f"/sys/class/net/{name}/ifalias") as f:
+        with open(f"/sys/class/net/{name}/ifalias", errors="replace") as f:
             return f.read().strip() or name
     except OSError:
         return name
 
 
 def interface_master(name):
-    """The bridge or bond an interface is a port of, or None."""
+    """The bridge or bond an interface is a port of, or None (also for the masters that do
+    not take their ports' packets up as their own: Open vSwitch, a VRF)."""
     try:
-        return os.path.basename(os.readlink(f"/sys/class/net/{name}/master"))
+        master = os.path.basename(os.readlink(f"/sys/class/net/{name}/master"))
     except OSError:
         return None
+    if os.path.exists(f"/sys/class/net/{master}/bridge") or os.path.exists(f"/sys/class/net/{master}/bonding"):
+        return master
+    return None
 
 
 def vlan_subinterfaces():

@@ -337,10 +337,6 @@ class ReplaySource:
     def interfaces():
         return []
 
-    @staticmethod
-    def interface_statistics():
-        return []
-
     def status(self):
         """For the progress line: replay time, wall time and lag."""
         t = self.timeline
