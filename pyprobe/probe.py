@@ -7,12 +7,12 @@ import sys
 import time
 
 from ._meter import DEFAULT_TIMEOUTS, RECORD_SIZE, Meter
-from .errors import SettingsError
+from .errors import InputError, SettingsError
 from .export import clamp_timeouts, export_limits
 from .exporter import Exporter
 from .output import JsonWriter, TableWriter, open_progress
 from .settings import metered_direction
-from .source import open_source
+from .source import open_source, without_own_traffic
 from .summary import format_summary
 
 log = logging.getLogger("pyprobe")
@@ -199,14 +199,20 @@ class Probe:
         self.meter.set_limit_32bit(counters_32bit)
 
     def apply(self, settings):
-        """Reloaded settings: new timeouts and collectors, the same flow cache. The rest
-        (input, cache size, key, sampling) needs a restart. SettingsError: nothing changed."""
+        """Reloaded settings: new timeouts and collectors (a live capture's filter leaving out
+        their export too), the same flow cache. The rest (input, cache size, key, sampling)
+        needs a restart. SettingsError: nothing changed."""
         running = self.settings
         if (settings.sampling, settings.sampling_mode) != (running.sampling, running.sampling_mode):
             log.warning("reload: sampling changes need a restart; still 1 in %d (%s)", running.sampling,
                         running.sampling_mode)
             settings = dataclasses.replace(settings, sampling=running.sampling, sampling_mode=running.sampling_mode)
         self.sinks.replace_collectors(settings)
+        if self.source.live:             # the filter that leaves out the probe's own export
+            try:
+                self.source.set_filter(without_own_traffic(settings.filter, settings))
+            except InputError as e:
+                log.warning("reload: %s; the capture filter is as it was", e)
         self.settings = settings
         self.versions = settings.versions
         self._apply_export_limits()

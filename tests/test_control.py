@@ -8,6 +8,7 @@ import json
 import os
 import queue
 import shutil
+import signal
 import socket
 import stat
 import subprocess
@@ -531,3 +532,40 @@ def test_own_export_is_never_metered():
     assert sum(r["packets"] for r in printed if r["dport"] == other) == 15
     assert exported, "nothing was exported"
     assert not [r for r in printed if port in (r["sport"], r["dport"])], "the probe metered its own export"
+
+
+@live
+def test_a_collector_added_by_a_reload_is_not_metered_either(tmp_path):
+    """SIGHUP brings a second collector on 127.0.0.1: the capture's filter is made again, so
+    its export datagrams on lo never become flows either."""
+    import wire
+    first, second = wire.TimedCollector(), wire.TimedCollector()
+    config = tmp_path / "probe.toml"
+    config.write_text(f'[[collector]]\naddress = "{first.address}"\n')
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))
+    other = receiver.getsockname()[1]
+    probe = subprocess.Popen([PYPROBE, "-i", "lo", "-f", str(config), "-t", "inactive=1", "--json", "udp"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1.5)
+        config.write_text(f'[[collector]]\naddress = "{first.address}"\n'
+                          f'[[collector]]\naddress = "{second.address}"\n')
+        probe.send_signal(signal.SIGHUP)
+        time.sleep(1.0)
+        sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        for round_ in range(3):                  # records go out to both between the rounds
+            for _ in range(5):
+                sender.sendto(b"x" * 32, ("127.0.0.1", other))
+            time.sleep(2.0)
+        sender.close()
+    finally:
+        probe.terminate()
+        out, err = probe.communicate(timeout=30)
+        receiver.close()
+    assert probe.returncode == 0, err
+    assert second.records(), "the new collector got nothing"
+    ports = {int(c.address.rsplit(":", 1)[1]) for c in (first, second)}
+    printed = [json.loads(line) for line in out.splitlines()]
+    assert sum(r["packets"] for r in printed if r["dport"] == other) == 15
+    assert not [r for r in printed if {r["sport"], r["dport"]} & ports], "the probe metered its own export"
