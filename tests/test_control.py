@@ -502,6 +502,29 @@ def test_a_large_dump_is_streamed_while_the_meter_goes_on(sockdir):
 
 # -- never its own export (issue 12, item 6) ----------------------------------------------------
 
+def rounds_on_lo(probe):
+    """Three rounds of 5 UDP datagrams to a socket on 127.0.0.1, 2 s apart so that records go
+    out between them, over lo; then the probe is stopped. Checks that it exited 0 and
+    printed the 15 packets; returns (its printed records, its stderr)."""
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))
+    other = receiver.getsockname()[1]
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+            for _ in range(3):
+                for _ in range(5):
+                    sender.sendto(b"x" * 32, ("127.0.0.1", other))
+                time.sleep(2.0)
+    finally:
+        probe.terminate()
+        out, err = probe.communicate(timeout=30)
+        receiver.close()
+    assert probe.returncode == 0, err
+    printed = [json.loads(line) for line in out.splitlines()]
+    assert sum(r["packets"] for r in printed if r["dport"] == other) == 15
+    return printed, err
+
+
 @live
 def test_own_export_is_never_metered():
     """Capturing on lo, where the export to a collector on 127.0.0.1 goes: the flows of other
@@ -509,27 +532,11 @@ def test_own_export_is_never_metered():
     import wire
     collector = wire.TimedCollector()
     port = int(collector.address.rsplit(":", 1)[1])
-    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    receiver.bind(("127.0.0.1", 0))
-    other = receiver.getsockname()[1]
     probe = subprocess.Popen([PYPROBE, "-i", "lo", "-n", collector.address, "-v", "9", "-t", "inactive=1",
                               "--json", "udp"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        time.sleep(1.5)
-        sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        for round_ in range(3):                  # records go out between the rounds, on lo
-            for _ in range(5):
-                sender.sendto(b"x" * 32, ("127.0.0.1", other))
-            time.sleep(2.0)
-        sender.close()
-    finally:
-        probe.terminate()
-        out, err = probe.communicate(timeout=30)
-        receiver.close()
+    time.sleep(1.5)
+    printed, err = rounds_on_lo(probe)
     exported = collector.records()
-    assert probe.returncode == 0, err
-    printed = [json.loads(line) for line in out.splitlines()]
-    assert sum(r["packets"] for r in printed if r["dport"] == other) == 15
     assert exported, "nothing was exported"
     assert not [r for r in printed if port in (r["sport"], r["dport"])], "the probe metered its own export"
 
@@ -542,30 +549,14 @@ def test_a_collector_added_by_a_reload_is_not_metered_either(tmp_path):
     first, second = wire.TimedCollector(), wire.TimedCollector()
     config = tmp_path / "probe.toml"
     config.write_text(f'[[collector]]\naddress = "{first.address}"\n')
-    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    receiver.bind(("127.0.0.1", 0))
-    other = receiver.getsockname()[1]
     probe = subprocess.Popen([PYPROBE, "-i", "lo", "-f", str(config), "-t", "inactive=1", "--json", "udp"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        time.sleep(1.5)
-        config.write_text(f'[[collector]]\naddress = "{first.address}"\n'
-                          f'[[collector]]\naddress = "{second.address}"\n')
-        probe.send_signal(signal.SIGHUP)
-        time.sleep(1.0)
-        sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        for round_ in range(3):                  # records go out to both between the rounds
-            for _ in range(5):
-                sender.sendto(b"x" * 32, ("127.0.0.1", other))
-            time.sleep(2.0)
-        sender.close()
-    finally:
-        probe.terminate()
-        out, err = probe.communicate(timeout=30)
-        receiver.close()
-    assert probe.returncode == 0, err
+    time.sleep(1.5)
+    config.write_text(f'[[collector]]\naddress = "{first.address}"\n'
+                      f'[[collector]]\naddress = "{second.address}"\n')
+    probe.send_signal(signal.SIGHUP)
+    time.sleep(1.0)
+    printed, err = rounds_on_lo(probe)               # records go out to both between the rounds
     assert second.records(), "the new collector got nothing"
     ports = {int(c.address.rsplit(":", 1)[1]) for c in (first, second)}
-    printed = [json.loads(line) for line in out.splitlines()]
-    assert sum(r["packets"] for r in printed if r["dport"] == other) == 15
     assert not [r for r in printed if {r["sport"], r["dport"]} & ports], "the probe metered its own export"

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 import reference
+from interop.collectors import nfdump_flows
 
 PYPROBE = shutil.which("pyprobe", path=str(Path(sys.executable).parent))
 ADDR_A, ADDR_B = "10.231.0.1", "10.231.0.2"
@@ -115,20 +116,6 @@ def per_key(records):
     return sums
 
 
-def nfdump_records(flowdir):
-    """nfdump's reading of what nfcapd stored, as the --json record keys."""
-    out = subprocess.run(["nfdump", "-R", str(flowdir), "-o", "json"], capture_output=True, text=True,
-                         timeout=60, check=True).stdout
-    records = []
-    for r in json.loads(out or "[]"):
-        icmp = r.get("icmp_type") is not None
-        records.append({"ipver": 4, "src": r["src4_addr"], "dst": r["dst4_addr"], "proto": r["proto"],
-                        "sport": 0 if icmp else r["src_port"],
-                        "dport": r["icmp_type"] * 256 + r["icmp_code"] if icmp else r["dst_port"],
-                        "packets": r["in_packets"], "octets": r["in_bytes"]})
-    return records
-
-
 TCPDUMP_DIRECTION = {"ingress": ["-Q", "in"], "egress": ["-Q", "out"], "both": []}
 
 
@@ -158,7 +145,7 @@ def test_live_capture_matches_tcpdump(hosts, tmp_path, direction):
     records = [json.loads(line) for line in out.splitlines()]
     expected = {k: v for k, v in reference.totals(str(ground)).totals.items()}
     assert per_key(records) == expected
-    assert per_key(nfdump_records(flowdir)) == expected
+    assert per_key(nfdump_flows(flowdir)) == expected
     assert any(r["proto"] == 1 for r in records) and any(r["proto"] == 6 for r in records)
     assert sum(r["octets"] for r in records) > (10_000 if direction == "egress" else 300_000)   # B sent the blob
     index = int(hosts.run(hosts.a, "cat", f"/sys/class/net/{hosts.if_a}/ifindex").stdout)

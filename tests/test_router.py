@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 import reference
+from interop.collectors import nfdump_flows
 
 PYPROBE = shutil.which("pyprobe", path=str(Path(sys.executable).parent))
 NET4 = ("10.241.1", "10.241.2", "10.241.3")       # H1-R, R-H2, H1-R over VLAN 100 on the first leg
@@ -250,20 +251,8 @@ def per_key_and_interface(records, way):
 
 
 def nfdump_records(flowdir):
-    """nfdump's reading of what nfcapd stored, as --json records."""
-    out = subprocess.run(["nfdump", "-R", str(flowdir), "-o", "json"], capture_output=True, text=True,
-                         timeout=60, check=True).stdout
-    records = []
-    for r in json.loads(out or "[]"):
-        icmp = r.get("icmp_type") is not None
-        v6 = "src6_addr" in r
-        records.append({"ipver": 6 if v6 else 4, "src": r["src6_addr" if v6 else "src4_addr"],
-                        "dst": r["dst6_addr" if v6 else "dst4_addr"], "proto": r["proto"],
-                        "sport": 0 if icmp else r["src_port"],
-                        "dport": r["icmp_type"] * 256 + r["icmp_code"] if icmp else r["dst_port"],
-                        "packets": r["in_packets"], "octets": r["in_bytes"], "in_if": r.get("input_snmp", 0),
-                        "out_if": r.get("output_snmp", 0), "direction": r.get("direction", 0)})
-    return records
+    """nfdump's reading of what nfcapd stored, its interfaces named as the --json records name them."""
+    return [dict(r, in_if=r["input"], out_if=r["output"]) for r in nfdump_flows(flowdir)]
 
 
 def run_probe(router, tmp_path, direction, nets, extra=(), ways=None, interfaces=("any",)):

@@ -205,29 +205,21 @@ class Encoder:
                 datagrams += side
                 if spans is not None:
                     spans += [memoryview(order)[0:0].cast("I")] * len(side)
-            if not pending and start < pos:
-                start = self._data_datagrams(buf, order, start, pos, runs, now_ms, datagrams, spans)
-                templates_only = False
+            if not pending:
                 if start >= pos:
                     return datagrams
+                start = self._data_datagrams(buf, order, start, pos, runs, now_ms, datagrams, spans)
+                templates_only = False
                 continue
             control, control_records, pending = self._control_that_fits(pending)
             # Records ride with the last of the control sets only: they follow the templates.
             budget = self.max_size - self.HEADER_SIZE - len(control) if not pending else 0
             end, first_ms, last_ms = _encode.take(buf, order, start, pos, budget, self.sizes,
                                                   self.SET_OVERHEAD, self.MAX_SPAN_MS, self.MAX_RECORDS)
-            if end == start and not control:
-                if start < pos:
-                    raise ValueError(f"a datagram of {self.max_size} bytes cannot hold one record")
-                return datagrams
             span = (first_ms, last_ms) if end > start else (now_ms, now_ms)
             datagrams.append(self.message(now_ms, control, control_records,
                                           RecordBatch(buf, order, start, end, runs), span))
-            if spans is not None:
-                spans.append(memoryview(order)[4 * start:4 * end].cast("I"))
-            self.messages_sent += 1
-            self.since_templates += 1
-            self.records_sent += end - start
+            self._sent(order, start, end, spans)
             templates_only = end == start
             start = end
             if start >= pos and not pending:
@@ -244,13 +236,17 @@ class Encoder:
         for end, first_ms, last_ms in bounds:
             datagrams.append(self.message(now_ms, b"", 0, RecordBatch(buf, order, start, end, runs),
                                           (first_ms, last_ms)))
-            if spans is not None:
-                spans.append(memoryview(order)[4 * start:4 * end].cast("I"))
-            self.records_sent += end - start
+            self._sent(order, start, end, spans)
             start = end
-        self.messages_sent += len(bounds)
-        self.since_templates += len(bounds)
         return start
+
+    def _sent(self, order, start, end, spans):
+        """Count one more datagram, holding records order[start:end] (spans: note which)."""
+        if spans is not None:
+            spans.append(memoryview(order)[4 * start:4 * end].cast("I"))
+        self.messages_sent += 1
+        self.since_templates += 1
+        self.records_sent += end - start
 
     def datagrams_before_templates(self):
         """How many datagrams may go before templates are due again, at this flow clock

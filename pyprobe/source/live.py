@@ -131,7 +131,6 @@ class LiveSource:
             raise
         first = next(iter(self._captures.values()), None)
         self.linktype = first.linktype if first else DLT_EN10MB
-        self._last_scan = time.monotonic()
 
     # -- which interfaces ---------------------------------------------------------
 
@@ -154,6 +153,7 @@ class LiveSource:
         """Close the captures of interfaces that are gone, open those of new ones (or of ones
         back up): at start, on every netlink link event and every RESCAN_SECONDS."""
         present = interface_indexes() if present is None else present
+        self._last_scan = time.monotonic()
         changed = False
         wanted = self._wanted(present)
         for capture in self._captures.values():
@@ -171,8 +171,7 @@ class LiveSource:
                 if (name, way) not in self._captures:
                     changed |= self._open(name, present[name], way, starting)
         if changed:
-            self._mark_subinterfaces(present)
-            self.serial += 1
+            self._changed()
 
     def _open(self, name, ifindex, way, starting):
         """Start capturing one interface in one direction; True if it now is."""
@@ -199,10 +198,7 @@ class LiveSource:
         why = self._unusable(capture)
         if why:
             capture.close()
-            if explicit and starting:
-                raise InputError(f"cannot capture on {name}: {why}")
-            log.warning("not capturing on %s: %s", name, why)
-            self._refused[name, ifindex] = why
+            self._refuse(capture, why, fatal=explicit and starting)
             return False
         if not starting:
             log.info("capturing on %s (ifIndex %d, %s)", name, ifindex, way)
@@ -250,9 +246,18 @@ class LiveSource:
                 return f"the filter {self._bpf!r} does not apply to its link type ({e})"
         return None
 
+    def _refuse(self, capture, why, fatal):
+        """This interface's packets cannot be metered (link type, filter): an error for one
+        named at start, else a warning, and it is not tried again."""
+        if fatal:
+            raise InputError(f"cannot capture on {capture.name}: {why}")
+        log.warning("not capturing on %s: %s", capture.name, why)
+        self._refused[capture.name, capture.ifindex] = why
+
     def _changed(self):
-        """A capture closed: which VLANs its parent leaves to sub-interfaces may be different."""
-        self._mark_subinterfaces(interface_indexes())
+        """Captures opened or closed: which VLANs a parent leaves to its sub-interfaces may be
+        different, and the collectors are told the interfaces again (serial)."""
+        self._mark_subinterfaces()
         self.serial += 1
 
     def _end(self, capture):
@@ -273,7 +278,7 @@ class LiveSource:
                 return
         self._closed.append(capture)
 
-    def _mark_subinterfaces(self, present):
+    def _mark_subinterfaces(self):
         """A packet of a VLAN sub-interface crosses its parent too, tagged: when both are
         captured, the parent's copy is left to the sub-interface (counted as such)."""
         captured = {name for name, _ in self._captures}
@@ -294,11 +299,8 @@ class LiveSource:
         self._bpf = bpf
         for (name, way), capture in list(self._captures.items()):
             why = self._unusable(capture)
-            if why and name in self.named:
-                raise InputError(f"cannot capture on {name}: {why}")
             if why:
-                log.warning("not capturing on %s: %s", name, why)
-                self._refused[name, capture.ifindex] = why
+                self._refuse(capture, why, fatal=name in self.named)
                 self._retire((name, way))
                 self._changed()
 
@@ -316,10 +318,8 @@ class LiveSource:
             if self._events is not None and self._events.fileno() in ready:
                 drain(self._events)
                 self._rescan()
-                self._last_scan = time.monotonic()
             elif time.monotonic() - self._last_scan >= self.RESCAN_SECONDS:
                 self._rescan()
-                self._last_scan = time.monotonic()
             quiet, now = True, time.monotonic()
             for key, capture in list(self._captures.items()):
                 if capture.ending and now >= capture.ending:
@@ -342,13 +342,17 @@ class LiveSource:
                 if not meta:
                     continue
                 quiet = False
-                self.packets += len(meta) // 16
-                self.bytes_read += len(packets) + len(meta)
-                yield Batch(packets, meta, capture.linktype, 0, capture.way, capture.in_if,
-                            capture.vlans_elsewhere, capture.vlan)
+                yield self._batch(capture, packets, meta)
             if quiet:
                 yield Batch(b"", b"", self.linktype)
         yield from self._drain(size)
+
+    def _batch(self, capture, packets, meta):
+        """A capture's packets as a Batch for the meter, counted for progress."""
+        self.packets += len(meta) // 16
+        self.bytes_read += len(packets) + len(meta)
+        return Batch(packets, meta, capture.linktype, 0, capture.way, capture.in_if, capture.vlans_elsewhere,
+                     capture.vlan)
 
     def _poller(self):
         poller = select.poll()
@@ -370,10 +374,7 @@ class LiveSource:
                 except pcapy.PcapError:
                     break
                 if meta:
-                    self.packets += len(meta) // 16
-                    self.bytes_read += len(packets) + len(meta)
-                    yield Batch(packets, meta, capture.linktype, 0, capture.way, capture.in_if,
-                                capture.vlans_elsewhere, capture.vlan)
+                    yield self._batch(capture, packets, meta)
                 if len(meta) // 16 < size:
                     break
 

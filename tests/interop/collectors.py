@@ -267,39 +267,8 @@ class NfcapdCollector:
         ms), tos, tcp_flags, input, output, vlan, raw (nfdump's own dict).
         """
         if self._records is None:
-            self._records = [self._convert(r) for r in self.raw_json() if r.get("type", "FLOW") == "FLOW"]
+            self._records = [nfdump_flow(r) for r in self.raw_json() if r.get("type", "FLOW") == "FLOW"]
         return self._records
-
-    @staticmethod
-    def _convert(r):
-        if "src4_addr" in r:
-            ipver, src, dst = 4, r["src4_addr"], r["dst4_addr"]
-            src = socket.inet_ntop(socket.AF_INET, socket.inet_pton(socket.AF_INET, src))
-            dst = socket.inet_ntop(socket.AF_INET, socket.inet_pton(socket.AF_INET, dst))
-        else:
-            ipver, src, dst = 6, r["src6_addr"], r["dst6_addr"]
-            src = socket.inet_ntop(socket.AF_INET6, socket.inet_pton(socket.AF_INET6, src))
-            dst = socket.inet_ntop(socket.AF_INET6, socket.inet_pton(socket.AF_INET6, dst))
-        proto = int(r.get("proto", 0))
-        icmp_type = r.get("icmp_type")
-        icmp_code = r.get("icmp_code")
-        if icmp_type is not None:
-            sport, dport = 0, int(icmp_type) * 256 + int(icmp_code or 0)
-        else:
-            sport, dport = int(r.get("src_port", 0)), int(r.get("dst_port", 0))
-        return {
-            "ipver": ipver, "src": src, "dst": dst, "proto": proto,
-            "sport": sport, "dport": dport,
-            "icmp_type": icmp_type, "icmp_code": icmp_code,
-            "packets": int(r.get("in_packets", 0)), "octets": int(r.get("in_bytes", 0)),
-            "first_ms": _ms_from_nfdump_time(r["first"]),
-            "last_ms": _ms_from_nfdump_time(r["last"]),
-            "tos": int(r.get("src_tos", 0)),
-            "tcp_flags": r.get("tcp_flags"),
-            "input": int(r.get("input_snmp", 0)), "output": int(r.get("output_snmp", 0)),
-            "vlan": int(r.get("src_vlan", 0)),
-            "raw": r,
-        }
 
     def csv_rows(self):
         """nfdump -o csv rows as dicts (header keys: ts te sa da sp dp pr ipkt ibyt ...).
@@ -339,6 +308,46 @@ class NfcapdCollector:
 
 # --------------------------------------------------------------------------
 # raw UDP sink
+
+def nfdump_flow(r):
+    """One flow of nfdump -o json as a record dict (see NfcapdCollector.records)."""
+    if "src4_addr" in r:
+        ipver, src, dst = 4, r["src4_addr"], r["dst4_addr"]
+        src = socket.inet_ntop(socket.AF_INET, socket.inet_pton(socket.AF_INET, src))
+        dst = socket.inet_ntop(socket.AF_INET, socket.inet_pton(socket.AF_INET, dst))
+    else:
+        ipver, src, dst = 6, r["src6_addr"], r["dst6_addr"]
+        src = socket.inet_ntop(socket.AF_INET6, socket.inet_pton(socket.AF_INET6, src))
+        dst = socket.inet_ntop(socket.AF_INET6, socket.inet_pton(socket.AF_INET6, dst))
+    proto = int(r.get("proto", 0))
+    icmp_type = r.get("icmp_type")
+    icmp_code = r.get("icmp_code")
+    if icmp_type is not None:
+        sport, dport = 0, int(icmp_type) * 256 + int(icmp_code or 0)
+    else:
+        sport, dport = int(r.get("src_port", 0)), int(r.get("dst_port", 0))
+    return {
+        "ipver": ipver, "src": src, "dst": dst, "proto": proto,
+        "sport": sport, "dport": dport,
+        "icmp_type": icmp_type, "icmp_code": icmp_code,
+        "packets": int(r.get("in_packets", 0)), "octets": int(r.get("in_bytes", 0)),
+        "first_ms": _ms_from_nfdump_time(r["first"]),
+        "last_ms": _ms_from_nfdump_time(r["last"]),
+        "tos": int(r.get("src_tos", 0)),
+        "tcp_flags": r.get("tcp_flags"),
+        "input": int(r.get("input_snmp", 0)), "output": int(r.get("output_snmp", 0)),
+        "vlan": int(r.get("src_vlan", 0)), "direction": int(r.get("direction", 0)),
+        "raw": r,
+    }
+
+
+def nfdump_flows(flowdir):
+    """Every flow nfdump reads from a directory that nfcapd wrote, as nfdump_flow() makes them."""
+    out = subprocess.run([NFDUMP, "-R", str(flowdir), "-o", "json"], env=PEER_ENV, capture_output=True,
+                         text=True, timeout=120, check=True).stdout
+    out = "\n".join(line for line in out.splitlines() if line.strip() != "No matching flows")
+    return [nfdump_flow(r) for r in json.loads(out or "[]") if r.get("type", "FLOW") == "FLOW"]
+
 
 class UdpSink:
     """A plain UDP socket on 127.0.0.1:port collecting every datagram.

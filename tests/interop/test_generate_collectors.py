@@ -12,7 +12,7 @@ import pytest
 
 import wire
 
-from collectors import NFDUMP, PEER_ENV, PYPROBE, NfcapdCollector, UdpSink, norm_addr, tshark_decode, \
+from collectors import NFDUMP, PEER_ENV, PYPROBE, NfcapdCollector, UdpSink, nfdump_flow, norm_addr, tshark_decode, \
     tshark_expert, write_pcap  # noqa: E402
 
 IPV4_ONLY_PROFILE = "ipv6_share = 0.0\n"
@@ -55,7 +55,7 @@ def nfdump_rows(collector, without_addresses=None):
     addressed = [r for r in flows if "src4_addr" in r or "src6_addr" in r]
     if without_addresses is not None:
         without_addresses.append(len(flows) - len(addressed))
-    for r in map(collector._convert, addressed):
+    for r in map(nfdump_flow, addressed):
         rows[(r["ipver"], r["src"], r["dst"], r["proto"], r["sport"], r["dport"], r["packets"], r["octets"],
               r["first_ms"], r["last_ms"], flag_bits(r["tcp_flags"]) if r["proto"] == 6 else 0, r["tos"],
               r["input"], r["output"])] += 1
