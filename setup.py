@@ -1,4 +1,4 @@
-"""Build the Cython capture reader, flow meter and export packer (ext/_*.pyx) into the pyprobe package.
+"""Build the Cython capture reader, flow meter, export packer and datagram sender (ext/_*.pyx) into the pyprobe package.
 
 ext/record.pxd, the packed flow record, is written first from the field table
 (pyprobe/fields.py), so the record has one definition."""
@@ -32,6 +32,7 @@ extensions = [
     Extension("pyprobe._meter", ["ext/_meter.pyx"], extra_compile_args=CFLAGS, extra_link_args=LDFLAGS),
     Extension("pyprobe._capture", ["ext/_capture.pyx"], extra_compile_args=CFLAGS, extra_link_args=LDFLAGS),
     Extension("pyprobe._encode", ["ext/_encode.pyx"], extra_compile_args=CFLAGS, extra_link_args=LDFLAGS),
+    Extension("pyprobe._transport", ["ext/_transport.pyx"], extra_compile_args=CFLAGS, extra_link_args=LDFLAGS),
     Extension("pyprobe._generate", ["ext/_generate.pyx"], extra_compile_args=CFLAGS, extra_link_args=LDFLAGS,
               libraries=["m"]),
 ]

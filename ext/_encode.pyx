@@ -1,6 +1,7 @@
-# Export records in compiled code: the per-record work of the v5, v9 and IPFIX
-# encoders. Python decides what goes in which datagram; these loops sort,
-# measure and write the records straight from the meter's packed FlowRecords.
+# Export records in compiled code: the per-record and per-message work of the v5, v9
+# and IPFIX encoders. Python decides when templates go and what a version's header
+# holds; these loops sort, measure and write the records straight from the meter's
+# packed FlowRecords, and a run of data messages, headers and all, in one call.
 #
 # A record layout (a v9/IPFIX template, or v5's fixed record) arrives as a
 # program: one op per field, made by pyprobe/export/encoder.py's Layout from the
@@ -159,27 +160,6 @@ def take(const uint8_t[::1] buf, order, Py_ssize_t start, Py_ssize_t stop, Py_ss
     return start, lo, hi
 
 
-def take_many(const uint8_t[::1] buf, order, Py_ssize_t start, Py_ssize_t stop, Py_ssize_t budget, sizes,
-              int set_overhead, int64_t max_span_ms, Py_ssize_t max_records=-1, Py_ssize_t most=-1):
-    """take() datagram after datagram, at most `most` of them (-1: until the records run
-    out): [(end, first_ms, last_ms)] per datagram, in one call."""
-    cdef const uint32_t[::1] idx = memoryview(order).cast("I")
-    cdef Py_ssize_t size_of[N_CLASSES]
-    cdef Py_ssize_t end
-    cdef int64_t lo = 0, hi = 0
-    cdef int c
-    for c in range(N_CLASSES):
-        size_of[c] = sizes[c]
-    bounds = []
-    while start < stop and (most < 0 or len(bounds) < most):
-        end = take_one(buf, idx, start, stop, budget, size_of, set_overhead, max_span_ms, max_records, &lo, &hi)
-        if end == start:
-            break                               # (not one record fits: the caller says so)
-        bounds.append((end, lo, hi))
-        start = end
-    return bounds
-
-
 cdef Py_ssize_t take_one(const uint8_t[::1] buf, const uint32_t[::1] idx, Py_ssize_t start, Py_ssize_t stop,
                          Py_ssize_t budget, const Py_ssize_t* size_of, int set_overhead, int64_t max_span_ms,
                          Py_ssize_t max_records, int64_t* lo_out, int64_t* hi_out) noexcept:
@@ -207,38 +187,254 @@ cdef Py_ssize_t take_one(const uint8_t[::1] buf, const uint32_t[::1] idx, Py_ssi
     return i
 
 
-def pack_runs(const uint8_t[::1] buf, order, Py_ssize_t start, Py_ssize_t stop, runs, bint set_headers,
-              bint pad, int64_t boot_ms=0):
-    """Records order[start:stop], each written by the program of the run it falls in, as one
-    bytes object: runs are (set id, first, end, program, record size) over order; with
-    set_headers each run present becomes a set (header; padded to 4 bytes if pad). Uptime
-    times are relative to boot_ms."""
-    cdef const uint32_t[::1] idx = memoryview(order).cast("I")
+cdef struct Run:
+    uint16_t set_id
+    Py_ssize_t first, end           # its records' places in order
+    const Op* ops
+    Py_ssize_t n_ops, record_size
+
+
+cdef int load_runs(runs, Run* out, list keep) except -1:
+    """runs are (set id, first, end, program, record size) over order; keep holds the programs
+    while the Runs point into them."""
     cdef const uint8_t[::1] program
-    cdef Py_ssize_t lo, hi, size = 0, record_size, i, body, length = 0
-    cdef uint8_t* p
-    cdef bytes out
-    parts = []
+    cdef int n = 0
+    if len(runs) > N_CLASSES:
+        raise ValueError("more runs than record classes")
     for set_id, first, end, prog, record_size in runs:
-        lo, hi = max(<Py_ssize_t>first, start), min(<Py_ssize_t>end, stop)
-        if lo < hi:
-            body = (hi - lo) * record_size
-            parts.append((set_id, lo, hi, prog, record_size, body))
-            size += set_length(body, pad) if set_headers else body
-    out = PyBytes_FromStringAndSize(NULL, size)
-    p = <uint8_t*>PyBytes_AS_STRING(out)
-    for set_id, lo, hi, prog, record_size, body in parts:
         program = prog
+        keep.append(program)
+        out[n].set_id, out[n].first, out[n].end = set_id, first, end
+        out[n].ops = <const Op*>&program[0]
+        out[n].n_ops = program.shape[0] // sizeof(Op)
+        out[n].record_size = record_size
+        n += 1
+    return n
+
+
+cdef Py_ssize_t runs_size(const Run* runs, int n_runs, Py_ssize_t start, Py_ssize_t stop, bint set_headers,
+                          bint pad) noexcept nogil:
+    """Bytes that order[start:stop] takes, written by write_runs."""
+    cdef Py_ssize_t size = 0, body
+    cdef int k
+    for k in range(n_runs):
+        body = (min(runs[k].end, stop) - max(runs[k].first, start)) * runs[k].record_size
+        if body > 0:
+            size += set_length(body, pad) if set_headers else body
+    return size
+
+
+cdef uint8_t* write_runs(uint8_t* p, const uint8_t[::1] buf, const uint32_t[::1] idx, const Run* runs,
+                         int n_runs, Py_ssize_t start, Py_ssize_t stop, bint set_headers, bint pad,
+                         int64_t boot_ms) noexcept nogil:
+    """Records order[start:stop], each written by the program of the run it falls in; with
+    set_headers each run present becomes a set (header; padded to 4 bytes if pad)."""
+    cdef Py_ssize_t lo, hi, body, length = 0
+    cdef int k
+    for k in range(n_runs):
+        lo, hi = max(runs[k].first, start), min(runs[k].end, stop)
+        if lo >= hi:
+            continue
+        body = (hi - lo) * runs[k].record_size
         if set_headers:
             length = set_length(body, pad)
-            p = put(p, set_id, 2)
+            p = put(p, runs[k].set_id, 2)
             p = put(p, length, 2)
-        p = pack_range(p, buf, idx, lo, hi, <const Op*>&program[0], program.shape[0] // sizeof(Op), boot_ms)
+        p = pack_range(p, buf, idx, lo, hi, runs[k].ops, runs[k].n_ops, boot_ms)
         if set_headers:
-            for i in range(length - 4 - body):
-                p[0] = 0
-                p += 1
+            memset(p, 0, length - 4 - body)
+            p += length - 4 - body
+    return p
+
+
+def pack_runs(const uint8_t[::1] buf, order, Py_ssize_t start, Py_ssize_t stop, runs, bint set_headers,
+              bint pad, int64_t boot_ms=0):
+    """Records order[start:stop] as one bytes object (write_runs). Uptime times are relative
+    to boot_ms."""
+    cdef const uint32_t[::1] idx = memoryview(order).cast("I")
+    cdef Run run_of[N_CLASSES]
+    cdef list keep = []
+    cdef int n_runs = load_runs(runs, run_of, keep)
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, runs_size(run_of, n_runs, start, stop, set_headers, pad))
+    write_runs(<uint8_t*>PyBytes_AS_STRING(out), buf, idx, run_of, n_runs, start, stop, set_headers, pad, boot_ms)
     return out
+
+
+# -- message headers ------------------------------------------------------------------------
+# Each version declares its header as data beside its encoder (pyprobe/export/): a field per
+# op, in wire order, from one of these sources. The data messages of a run are written here
+# whole; Python writes its few others (templates, options) with message_header().
+
+cdef enum:
+    H_CONSTANT = 1       # the op's value (version number, source ID, engine, sampling)
+    H_RECORDS = 2        # records in the message, as the version counts them
+    H_LENGTH = 3         # bytes in the message
+    H_UPTIME_MS = 4      # export time less boot time (v5, v9)
+    H_SECONDS = 5        # export time, whole seconds (held at the 32-bit end)
+    H_NANOSECONDS = 6    # the export time's milliseconds, as nanoseconds (v5)
+    H_SEQUENCE = 7       # the sequence number before this message
+
+HEADER_CONSTANT, HEADER_RECORDS, HEADER_LENGTH = H_CONSTANT, H_RECORDS, H_LENGTH
+HEADER_UPTIME_MS, HEADER_SECONDS, HEADER_NANOSECONDS, HEADER_SEQUENCE = H_UPTIME_MS, H_SECONDS, H_NANOSECONDS, H_SEQUENCE
+HEADER_OP_SIZE = 8       # bytes per header op: uint16 source, uint16 length, uint32 value
+
+
+cdef struct HeaderOp:
+    uint16_t source
+    uint16_t length
+    uint32_t value
+
+
+cdef uint8_t* write_header(uint8_t* p, const HeaderOp* ops, Py_ssize_t n_ops, int64_t export_ms,
+                           int64_t uptime_ms, uint64_t records, uint64_t length, uint64_t sequence) noexcept nogil:
+    cdef Py_ssize_t k
+    cdef uint64_t v
+    for k in range(n_ops):
+        if ops[k].source == H_CONSTANT:
+            v = ops[k].value
+        elif ops[k].source == H_RECORDS:
+            v = records
+        elif ops[k].source == H_LENGTH:
+            v = length
+        elif ops[k].source == H_UPTIME_MS:
+            v = <uint64_t>uptime_ms
+        elif ops[k].source == H_SECONDS:
+            v = seconds_of(export_ms)
+        elif ops[k].source == H_NANOSECONDS:
+            v = <uint64_t>(export_ms - floor_div(export_ms, 1000) * 1000) * 1000000
+        else:
+            v = sequence
+        p = put(p, v, ops[k].length)
+    return p
+
+
+def message_header(const uint8_t[::1] program, int64_t export_ms, int64_t uptime_ms, uint64_t records,
+                   uint64_t length, uint64_t sequence):
+    """One message's header, as the version's program says (the data messages of a run are
+    written by data_messages)."""
+    cdef const HeaderOp* ops = <const HeaderOp*>&program[0]
+    cdef Py_ssize_t n_ops = program.shape[0] // sizeof(HeaderOp), size = 0, k
+    for k in range(n_ops):
+        size += ops[k].length
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, size)
+    write_header(<uint8_t*>PyBytes_AS_STRING(out), ops, n_ops, export_ms, uptime_ms, records, length, sequence)
+    return out
+
+
+def data_messages(const uint8_t[::1] buf, order, Py_ssize_t start, Py_ssize_t stop, runs,
+                  Py_ssize_t max_size, sizes, int set_overhead, int64_t max_span_ms, Py_ssize_t max_records,
+                  Py_ssize_t most, bint set_headers, bint pad, const uint8_t[::1] header,
+                  Uptime uptime, int64_t now_ms, uint64_t sequence, bint sequence_counts_records):
+    """Messages of records alone from order[start:stop], at most `most` (-1: until the records
+    run out): as many records in each as take() allows within max_size bytes, after the
+    header (its program: header), dated by uptime (None: records carry absolute times,
+    the export time is now_ms). The sequence goes up by one per message, or by its records.
+    Returns (messages, where each message's records end, the sequence after them)."""
+    cdef const uint32_t[::1] idx = memoryview(order).cast("I")
+    cdef Run run_of[N_CLASSES]
+    cdef list keep = []
+    cdef int n_runs = load_runs(runs, run_of, keep), c
+    cdef const HeaderOp* ops = <const HeaderOp*>&header[0]
+    cdef Py_ssize_t n_ops = header.shape[0] // sizeof(HeaderOp), header_size = 0, k
+    cdef Py_ssize_t size_of[N_CLASSES]
+    cdef Py_ssize_t end, length
+    cdef int64_t lo = 0, hi = 0, export_ms, uptime_ms, boot_ms
+    cdef bytes out
+    cdef uint8_t* p
+    for k in range(n_ops):
+        header_size += ops[k].length
+    for c in range(N_CLASSES):
+        size_of[c] = sizes[c]
+    messages, ends = [], []
+    while start < stop and (most < 0 or len(messages) < most):
+        end = take_one(buf, idx, start, stop, max_size - header_size, size_of, set_overhead, max_span_ms,
+                       max_records, &lo, &hi)
+        if end == start:
+            break                                # (not one record fits: the caller says so)
+        export_ms, uptime_ms, boot_ms = now_ms, 0, 0
+        if uptime is not None:
+            uptime.times(now_ms, lo, hi, &export_ms, &uptime_ms)
+            boot_ms = uptime.boot_ms
+        length = header_size + runs_size(run_of, n_runs, start, end, set_headers, pad)
+        out = PyBytes_FromStringAndSize(NULL, length)
+        p = write_header(<uint8_t*>PyBytes_AS_STRING(out), ops, n_ops, export_ms, uptime_ms, end - start,
+                         length, sequence)
+        write_runs(p, buf, idx, run_of, n_runs, start, end, set_headers, pad, boot_ms)
+        sequence += <uint64_t>(end - start) if sequence_counts_records else 1
+        messages.append(out)
+        ends.append(end)
+        start = end
+    return messages, ends, sequence
+
+
+# -- sysUptime-relative times (NetFlow v5 and v9) ----------------------------------------------
+# v5 and v9 give a record's first/last as milliseconds of exporter uptime, and the header
+# gives the uptime and the wall time of export: a collector computes absolute time =
+# export time - (uptime - first). Those are 32-bit counters, and a replayed capture may
+# jump by years, so each message gets an export time and a boot time under which all its
+# records fit, and the records are grouped so that they can. In the common case the boot
+# time stays put and the uptime just runs.
+
+cdef enum:
+    SAFE_MS_ = 2147483647            # collectors differ on signed/unsigned arithmetic: stay in the safe half
+    BOOT_LEAD_MS_ = 60000            # "booted" a minute before the first flow: nfdump reads an uptime of 0 as no time
+    MAX_SPAN_MS_ = SAFE_MS_ - 2 * 10 * BOOT_LEAD_MS_     # room for the longest boot lead
+
+cdef int64_t MAX_HEADER_SECONDS_ = 0xFFFFFFFF     # export headers carry 32-bit seconds: the end of the year 2106
+SAFE_MS = SAFE_MS_
+BOOT_LEAD_MS = BOOT_LEAD_MS_
+MAX_SPAN_MS = MAX_SPAN_MS_
+MAX_ACTIVE_SECONDS = 24 * 86400      # the longest flow such times can state, in whole days
+MAX_HEADER_SECONDS = MAX_HEADER_SECONDS_
+
+
+cdef inline int64_t floor_div(int64_t a, int64_t b) noexcept nogil:
+    """a // b rounded down, as Python's (cdivision: C's rounds towards zero)."""
+    cdef int64_t q = a / b
+    return q - 1 if (a % b != 0) and ((a < 0) != (b < 0)) else q
+
+
+cdef inline uint64_t seconds_of(int64_t ms) noexcept nogil:
+    """An export header's 32-bit seconds for a time in ms: a time past 2106 (a corrupt or
+    shifted capture) is held at the field's end rather than wrapped to 1970."""
+    cdef int64_t s = floor_div(ms, 1000)
+    return <uint64_t>(0 if s < 0 else (MAX_HEADER_SECONDS_ if s > MAX_HEADER_SECONDS_ else s))
+
+
+def header_seconds(int64_t ms):
+    return seconds_of(ms)
+
+
+cdef class Uptime:
+    """The boot time that a v5/v9 exporter's uptimes count from, moved when a message's
+    records would not fit under it."""
+    cdef public int64_t boot_ms
+    cdef public bint booted
+    cdef public int64_t boot_lead_ms
+
+    def __init__(self, int64_t boot_lead_ms=BOOT_LEAD_MS_):
+        self.booted = False
+        self.boot_ms = 0
+        self.boot_lead_ms = min(boot_lead_ms, BOOT_LEAD_MS_ * 10)
+
+    cdef void times(self, int64_t now_ms, int64_t first_ms, int64_t last_ms, int64_t* export_out,
+                    int64_t* uptime_out) noexcept:
+        """The export time is a whole second (the v9 header has no finer field), rounded up
+        so that no record ends after it."""
+        cdef int64_t export_ms = now_ms if now_ms - first_ms <= MAX_SPAN_MS_ else last_ms
+        export_ms = -floor_div(-export_ms, 1000)
+        export_ms = min(export_ms, MAX_HEADER_SECONDS_) * 1000
+        if not self.booted or self.boot_ms > first_ms or export_ms - self.boot_ms > SAFE_MS_:
+            self.boot_ms = first_ms - self.boot_lead_ms     # first run, or a replayed time jump: "reboot"
+            self.booted = True
+        export_out[0] = export_ms
+        uptime_out[0] = export_ms - self.boot_ms
+
+    def header_times(self, int64_t now_ms, int64_t first_ms, int64_t last_ms):
+        """(export_ms, uptime_ms) for a message whose records span first_ms..last_ms."""
+        cdef int64_t export_ms = 0, uptime_ms = 0
+        self.times(now_ms, first_ms, last_ms, &export_ms, &uptime_ms)
+        return export_ms, uptime_ms
 
 
 cdef inline Py_ssize_t set_length(Py_ssize_t body, bint pad) noexcept nogil:

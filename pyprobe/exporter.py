@@ -123,9 +123,7 @@ class Collector:
             messages = self.encoder.encode(records, now_ms, ignored, spans)
             messages, marks = self.interposed.apply(messages, spans, now_ms)
             self.marks += marks
-        for message in messages:
-            if self.transport.send(message):
-                self.datagrams += 1
+        self.datagrams += self.transport.send_many(messages)
         if self.encoder.records_not_carried and not self.not_carried_warned:
             self.not_carried_warned = True
             log.warning("collector %s: %s cannot carry IPv6 flows; they are counted, not sent",
@@ -142,9 +140,7 @@ class Collector:
 
     def close(self):
         if self.interposed is not None:      # a datagram a fault held back for later goes now
-            for message in self.interposed.finish():
-                if self.transport.send(message):
-                    self.datagrams += 1
+            self.datagrams += self.transport.send_many(self.interposed.finish())
         self.transport.close()
 
     def statistics(self):

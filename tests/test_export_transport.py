@@ -145,9 +145,11 @@ def reference_totals(path):
 
 @pytest.fixture(scope="module")
 def busy_capture(tmp_path_factory):
-    """2000 one-packet flows over 40 s: many datagrams across several batches."""
-    frames = [(T0 + i * 20_000, eth_ip_packet(4, f"10.20.{i // 250}.{i % 250}", "10.21.0.1", 17, 53, 53))
-              for i in range(2000)]
+    """10,000 one-packet flows over 40 s: many datagrams across several batches (each batch's
+    datagrams go in one sendmmsg call, which hears of a refusal at the next call)."""
+    frames = [(T0 + i * 4_000, eth_ip_packet(4, f"10.{20 + i // 62500}.{i // 250 % 250}.{i % 250}", "10.21.0.1",
+                                             17, 53, 53))
+              for i in range(10_000)]
     return str(write_pcap(tmp_path_factory.mktemp("down") / "busy.pcap", frames))
 
 

@@ -5,7 +5,7 @@ what depends on the versions in use asks here, never `version == 5`.
 """
 
 from .ipfix import IpfixEncoder
-from .uptime import MAX_ACTIVE_SECONDS
+from .._encode import MAX_ACTIVE_SECONDS
 from .v5 import V5Encoder
 from .v9 import V9Encoder
 

@@ -4,7 +4,8 @@ the one loop that fills datagrams, and the declaration of what a version can car
 An encoder turns packed meter records into datagrams (bytes) and keeps its own
 state (sequence numbers, template timers, uptime base); it opens no socket, so
 tests read its bytes directly. Each version (v5.py, v9.py, ipfix.py) is a
-subclass that says how a message starts and what goes before the records.
+subclass that declares its message header as data (header_fields) and says what
+goes before the records; ext/_encode.pyx writes a run of data messages whole.
 """
 
 import struct
@@ -16,6 +17,23 @@ from ..fields import BY_NAME, BYTES, MEMBER, UNSIGNED, ZERO, Element
 SET_HEADER = struct.Struct(">HH")
 OP = struct.Struct("=HHHH")          # ext/_encode.pyx's Op: encoding, member width, wire length, offset
 assert OP.size == _encode.OP_SIZE
+
+# What a message header field holds (ext/_encode.pyx's header ops): a header is declared as
+# (source, length) per field, (CONSTANT, length, value) for a fixed value, in wire order.
+HEADER_OP = struct.Struct("=HHI")
+assert HEADER_OP.size == _encode.HEADER_OP_SIZE
+CONSTANT = _encode.HEADER_CONSTANT           # the version number, source ID, engine, sampling
+RECORDS = _encode.HEADER_RECORDS             # records in the message, as the version counts them
+LENGTH = _encode.HEADER_LENGTH               # bytes in the message
+UPTIME_MS = _encode.HEADER_UPTIME_MS         # export time less boot time (v5, v9)
+EXPORT_SECONDS = _encode.HEADER_SECONDS      # export time, whole seconds
+EXPORT_NANOSECONDS = _encode.HEADER_NANOSECONDS
+SEQUENCE = _encode.HEADER_SEQUENCE           # the sequence number before this message
+
+
+def header_program(fields):
+    """A header declaration as the compiled writer's ops."""
+    return b"".join(HEADER_OP.pack(field[0], field[1], field[2] if len(field) > 2 else 0) for field in fields)
 _FORMAT_BY_LENGTH = {1: "B", 2: "H", 4: "I", 8: "Q"}
 
 # Record classes (ext/_encode.pyx sorts records into them): IPv4 or IPv6, ICMP or not.
@@ -30,7 +48,7 @@ class Capabilities:
     name: str
     ipv6: bool                 # IPv6 flows (v5: counted and not sent)
     counter_bits: int          # packet and octet counters (32: flows end before they wrap)
-    uptime: bool               # record times relative to the exporter's uptime (32-bit ms; see uptime.py)
+    uptime: bool               # record times relative to the exporter's uptime (32-bit ms; ext/_encode.pyx, Uptime)
     max_active_seconds: float  # longest flow its times can state
     templates: bool            # v9/IPFIX templates, resent on request
     options: bool              # options records (sampling, exporter statistics)
@@ -145,6 +163,11 @@ def set_bytes(set_id, body, pad):
     return SET_HEADER.pack(set_id, SET_HEADER.size + len(body)) + body
 
 
+def record_span(order, start, end):
+    """Which records a datagram holds: their indices into the packed buffer, order[start:end]."""
+    return memoryview(order)[4 * start:4 * end].cast("I")
+
+
 class RecordBatch:
     """Records order[start:end] of a packed buffer, runs being each class's part of order."""
 
@@ -167,9 +190,12 @@ class Encoder:
     VERSION = None
     CAPABILITIES = None
     HEADER_SIZE = 0
+    SETS = True                # records go in sets (v9, IPFIX), or back to back (v5)
+    PAD = False                # sets padded to 4 bytes (v9)
     SET_OVERHEAD = 0           # bytes a set adds around its records (header, worst-case padding)
     MAX_SPAN_MS = 2**62        # how far apart the times of records sharing a datagram may be
     MAX_RECORDS = -1           # records per datagram (-1: as many as fit)
+    SEQUENCE_COUNTS_RECORDS = True   # the sequence number counts records (v5, IPFIX), or messages (v9)
 
     def __init__(self, layouts, max_size, sampling_interval=1, sampling_random=False):
         self.layouts = layouts       # per record class; None: this version cannot carry that class
@@ -184,6 +210,21 @@ class Encoder:
         self.carried = [layout is not None for layout in layouts]
         self.interfaces = []         # [(ifIndex, name, description)]: options records (v9, IPFIX)
         self.sizes = [layout.record_size if layout else 0 for layout in layouts]
+        self.sequence = 0
+        self.uptime = None           # v5/v9: the boot time record times count from (_encode.Uptime)
+        self._header = None
+
+    @property
+    def header(self):
+        """This encoder's header program (its fields are fixed for its life)."""
+        if self._header is None:
+            fields = self.header_fields()
+            assert sum(field[1] for field in fields) == self.HEADER_SIZE
+            self._header = header_program(fields)
+        return self._header
+
+    def header_fields(self):
+        raise NotImplementedError
 
     def encode(self, buf, now_ms, ignored_packets=0, spans=None):
         """Packed meter records -> datagrams, templates included when due.
@@ -204,7 +245,7 @@ class Encoder:
                 side, pending = self.control_records(now_ms, ignored_packets)
                 datagrams += side
                 if spans is not None:
-                    spans += [memoryview(order)[0:0].cast("I")] * len(side)
+                    spans += [record_span(order, 0, 0)] * len(side)
             if not pending:
                 if start >= pos:
                     return datagrams
@@ -219,34 +260,53 @@ class Encoder:
             span = (first_ms, last_ms) if end > start else (now_ms, now_ms)
             datagrams.append(self.message(now_ms, control, control_records,
                                           RecordBatch(buf, order, start, end, runs), span))
-            self._sent(order, start, end, spans)
+            self._sent(1, end - start)
+            if spans is not None:
+                spans.append(record_span(order, start, end))
             templates_only = end == start
             start = end
             if start >= pos and not pending:
                 return datagrams
 
     def _data_datagrams(self, buf, order, start, pos, runs, now_ms, datagrams, spans):
-        """Datagrams of records alone, until the records run out or templates are due again:
-        their bounds found in one compiled call. Returns where the records taken end."""
-        bounds = _encode.take_many(buf, order, start, pos, self.max_size - self.HEADER_SIZE, self.sizes,
-                                   self.SET_OVERHEAD, self.MAX_SPAN_MS, self.MAX_RECORDS,
-                                   self.datagrams_before_templates())
-        if not bounds:
+        """Datagrams of records alone, until the records run out or templates are due again,
+        written in one compiled call. Returns where the records taken end."""
+        messages, ends, self.sequence = _encode.data_messages(
+            buf, order, start, pos, runs, self.max_size, self.sizes, self.SET_OVERHEAD, self.MAX_SPAN_MS,
+            self.MAX_RECORDS, self.datagrams_before_templates(), self.SETS, self.PAD, self.header,
+            self.uptime, now_ms, self.sequence, self.SEQUENCE_COUNTS_RECORDS)
+        if not messages:
             raise ValueError(f"a datagram of {self.max_size} bytes cannot hold one record")
-        for end, first_ms, last_ms in bounds:
-            datagrams.append(self.message(now_ms, b"", 0, RecordBatch(buf, order, start, end, runs),
-                                          (first_ms, last_ms)))
-            self._sent(order, start, end, spans)
-            start = end
-        return start
-
-    def _sent(self, order, start, end, spans):
-        """Count one more datagram, holding records order[start:end] (spans: note which)."""
+        datagrams += messages
+        self._sent(len(messages), ends[-1] - start)
         if spans is not None:
-            spans.append(memoryview(order)[4 * start:4 * end].cast("I"))
-        self.messages_sent += 1
-        self.since_templates += 1
-        self.records_sent += end - start
+            for end in ends:
+                spans.append(record_span(order, start, end))
+                start = end
+        return ends[-1]
+
+    def _sent(self, messages, records):
+        """Count datagrams sent and the records in them."""
+        self.messages_sent += messages
+        self.since_templates += messages
+        self.records_sent += records
+
+    def message(self, now_ms, control, control_records, batch, span):
+        """One message: control sets (templates, options) and records."""
+        export_ms, uptime_ms = self.uptime.header_times(now_ms, *span) if self.uptime else (now_ms, 0)
+        body = control + batch.packed(self.uptime.boot_ms if self.uptime else 0, self.SETS, self.PAD)
+        return self.framed(body, control_records + len(batch), export_ms, uptime_ms)
+
+    def framed(self, body, records, export_ms, uptime_ms=0, header=None, sequence=None):
+        """body after a header (this encoder's, or the header program given, numbered from
+        sequence); the encoder's sequence number moves on."""
+        if header is not None:
+            return _encode.message_header(header, export_ms, uptime_ms, records, self.HEADER_SIZE + len(body),
+                                          sequence) + body
+        message = _encode.message_header(self.header, export_ms, uptime_ms, records, self.HEADER_SIZE + len(body),
+                                         self.sequence) + body
+        self.sequence += records if self.SEQUENCE_COUNTS_RECORDS else 1
+        return message
 
     def datagrams_before_templates(self):
         """How many datagrams may go before templates are due again, at this flow clock
@@ -271,9 +331,6 @@ class Encoder:
         """(datagrams to send first, the control sets due now): the sets are (bytes, how many
         records they hold), each a whole set, to go before the data records."""
         return [], []
-
-    def message(self, now_ms, control, control_records, batch, span):
-        raise NotImplementedError
 
     def records_per_datagram(self):
         """Records that always fit one datagram with the templates that go before them:
@@ -321,7 +378,6 @@ class TemplateEncoder(Encoder):
         self.domain_id = domain_id       # v9 source ID / IPFIX observation domain
         self.refresh_packets = refresh_packets
         self.refresh_ms = refresh_ms
-        self.sequence = 0
         self.templates_ms = None
         self.templates_wanted = templates_wanted
 

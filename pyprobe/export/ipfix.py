@@ -8,14 +8,14 @@ milliseconds, so replayed captures keep their dates whatever their jumps.
 
 import struct
 
-from .encoder import (INTERFACE_DESCRIPTION_BYTES, INTERFACE_NAME_BYTES, SET_HEADER, TEXT, Capabilities,
-                      OptionsTemplate, TemplateEncoder, data_templates, set_bytes)
-from .uptime import header_seconds
+from .encoder import (CONSTANT, EXPORT_SECONDS, INTERFACE_DESCRIPTION_BYTES, INTERFACE_NAME_BYTES, LENGTH,
+                      SEQUENCE, SET_HEADER, TEXT, Capabilities, OptionsTemplate, TemplateEncoder,
+                      data_templates, header_program, set_bytes)
 
 CAPABILITIES = Capabilities(name="IPFIX", ipv6=True, counter_bits=64, uptime=False, max_active_seconds=float("inf"),
                             templates=True, options=True, tcp=True, withdrawal=True, enterprise_fields=True)
-HEADER = struct.Struct(">HHIII")
-SEQUENCE = struct.Struct(">I")
+HEADER_SIZE = 16
+SEQUENCE_FIELD = struct.Struct(">I")  # at byte 8 of the header
 TEMPLATE_SET_ID = 2
 OPTIONS_TEMPLATE_SET_ID = 3
 SELECTOR_SYSTEMATIC_COUNT = 1     # IANA selectorAlgorithm: systematic count-based sampling
@@ -46,14 +46,20 @@ class IpfixEncoder(TemplateEncoder):
     VERSION = 10
     TEMPLATE_SET_ID = TEMPLATE_SET_ID
     CAPABILITIES = CAPABILITIES
-    HEADER_SIZE = HEADER.size
+    HEADER_SIZE = HEADER_SIZE
     SET_OVERHEAD = 4                  # set header; IPFIX sets need no padding
 
     def __init__(self, max_size=1472, **settings):
         super().__init__(data_templates("ipfix", FIELDS, ICMP_FIELDS, TEMPLATE_IDS), max_size, **settings)
         self.exporter_sequence = 0     # of observation domain 0
+        self.exporter_header = header_program(self.header_fields(EXPORTER_DOMAIN))
         self.record_sizes = {t.id: t.record_size
                              for t in self.layouts + [SAMPLING_OPTIONS, STATISTICS_OPTIONS, INTERFACE_OPTIONS]}
+
+    def header_fields(self, domain=None):
+        """RFC 7011 section 3.1: version, length, export time, sequence, observation domain."""
+        return ((CONSTANT, 2, 10), (LENGTH, 2), (EXPORT_SECONDS, 4), (SEQUENCE, 4),
+                (CONSTANT, 4, self.domain_id if domain is None else domain))
 
     def _options_sets(self, ignored_packets):
         """The sampling and statistics options templates and one data record each, the
@@ -86,29 +92,19 @@ class IpfixEncoder(TemplateEncoder):
         side, options = [], self._options_sets(ignored_packets)
         while options:                   # as many messages as the interface records need
             body, records, options = self._control_that_fits(options)
-            side.append(HEADER.pack(10, HEADER.size + len(body), header_seconds(now_ms),
-                                    self.exporter_sequence & 0xffffffff, EXPORTER_DOMAIN) + body)
+            side.append(self.framed(body, records, now_ms, header=self.exporter_header,
+                                    sequence=self.exporter_sequence))
             self.exporter_sequence += records
             self.messages_sent += 1
         return side, sets
 
     def control_message(self, now_ms, sets, records, data_records):
-        header = HEADER.pack(10, HEADER.size + len(sets), header_seconds(now_ms), self.sequence & 0xffffffff,
-                             self.domain_id)
-        self.sequence += data_records
         self.messages_sent += 1
-        return header + sets
-
-    def message(self, now_ms, control, options_data_records, batch, span):
-        body = control + batch.packed()
-        header = HEADER.pack(10, HEADER.size + len(body), header_seconds(now_ms), self.sequence & 0xffffffff,
-                             self.domain_id)
-        self.sequence += options_data_records + len(batch)
-        return header + body
+        return self.framed(sets, data_records, now_ms)
 
     def data_record_count(self, message):
         """Data records (options data records included) in one of our messages."""
-        count, pos = 0, HEADER.size
+        count, pos = 0, HEADER_SIZE
         while pos + 4 <= len(message):
             set_id, length = SET_HEADER.unpack_from(message, pos)
             if set_id in self.record_sizes:
@@ -119,7 +115,7 @@ class IpfixEncoder(TemplateEncoder):
     def renumber(self, message, counters):
         """Give a message the sequence number of its place in a new stream (a TCP connection
         starts one): counters maps observation domain -> data records sent so far."""
-        domain = SEQUENCE.unpack_from(message, 12)[0]
+        domain = SEQUENCE_FIELD.unpack_from(message, 12)[0]
         sequence = counters.get(domain, 0)
         counters[domain] = sequence + self.data_record_count(message)
-        return message[:8] + SEQUENCE.pack(sequence & 0xffffffff) + message[12:]
+        return message[:8] + SEQUENCE_FIELD.pack(sequence & 0xffffffff) + message[12:]

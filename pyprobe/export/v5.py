@@ -1,18 +1,17 @@
 """NetFlow v5 export packets: a 24-byte header and up to 30 48-byte IPv4 records.
 
 flow_sequence = flows exported before this packet. IPv6 flows do not fit v5:
-they are counted (the collector warns). Times are sysUptime ms (see uptime.py).
+they are counted (the collector warns). Times are sysUptime ms (see ext/_encode.pyx, Uptime).
 """
 
-import struct
-
-from .encoder import CLASSES, Capabilities, Encoder, Filler, Layout
-from .uptime import MAX_ACTIVE_SECONDS, MAX_SPAN_MS, Uptime
+from .._encode import MAX_ACTIVE_SECONDS, MAX_SPAN_MS, Uptime
+from .encoder import (CLASSES, CONSTANT, EXPORT_NANOSECONDS, EXPORT_SECONDS, RECORDS, SEQUENCE, UPTIME_MS,
+                      Capabilities, Encoder, Filler, Layout)
 
 CAPABILITIES = Capabilities(name="NetFlow v5", ipv6=False, counter_bits=32, uptime=True,
                             max_active_seconds=MAX_ACTIVE_SECONDS,
                             templates=False, options=False, tcp=False)
-HEADER = struct.Struct(">HHIIIIBBH")
+HEADER_SIZE = 24
 MAX_RECORDS = 30
 SAMPLING_MODE_DETERMINISTIC = 1   # top two bits of the sampling field
 SAMPLING_MODE_RANDOM = 2
@@ -32,21 +31,28 @@ assert LAYOUT.record_size == 48, "Cisco's v5 record is 48 bytes"
 class V5Encoder(Encoder):
     VERSION = 5
     CAPABILITIES = CAPABILITIES
-    HEADER_SIZE = HEADER.size
+    HEADER_SIZE = HEADER_SIZE
+    SETS = False
     MAX_SPAN_MS = MAX_SPAN_MS
     MAX_RECORDS = MAX_RECORDS
 
-    def __init__(self, engine_type=0, engine_id=0, max_size=HEADER.size + MAX_RECORDS * LAYOUT.record_size,
+    def __init__(self, engine_type=0, engine_id=0, max_size=HEADER_SIZE + MAX_RECORDS * LAYOUT.record_size,
                  sampling_interval=1, sampling_random=False, boot_lead_ms=60_000):
         super().__init__([LAYOUT if ipver == 4 else None for ipver, _ in CLASSES],
                          max_size, sampling_interval, sampling_random)
         self.engine_type = engine_type
         self.engine_id = engine_id
-        self.flow_sequence = 0
         self.uptime = Uptime(boot_lead_ms)
 
+    def header_fields(self):
+        """Cisco's v5 header: version, count, sysUptime, UNIX seconds and nanoseconds,
+        flow_sequence (flows before), engine type and ID, sampling."""
+        return ((CONSTANT, 2, 5), (RECORDS, 2), (UPTIME_MS, 4), (EXPORT_SECONDS, 4), (EXPORT_NANOSECONDS, 4),
+                (SEQUENCE, 4), (CONSTANT, 1, self.engine_type), (CONSTANT, 1, self.engine_id),
+                (CONSTANT, 2, self.sampling_field))
+
     def skip_sequence(self):
-        self.flow_sequence += 1
+        self.sequence += 1
 
     @property
     def sampling_field(self):
@@ -54,12 +60,3 @@ class V5Encoder(Encoder):
             return 0
         mode = SAMPLING_MODE_RANDOM if self.sampling_random else SAMPLING_MODE_DETERMINISTIC
         return mode << 14 | min(self.sampling_interval, MAX_SAMPLING_INTERVAL)
-
-    def message(self, now_ms, control, control_records, batch, span):
-        export_ms, uptime_ms = self.uptime.header_times(now_ms, *span)
-        body = batch.packed(self.uptime.boot_ms, sets=False)
-        header = HEADER.pack(5, len(batch), uptime_ms, export_ms // 1000, (export_ms % 1000) * 1_000_000,
-                             self.flow_sequence & 0xffffffff, self.engine_type, self.engine_id,
-                             self.sampling_field)
-        self.flow_sequence += len(batch)
-        return header + body

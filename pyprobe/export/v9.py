@@ -2,19 +2,18 @@
 
 Header count = every record in the packet (template, options template, data and
 options data records); sequence = export packets sent before this one.
-Record times are sysUptime milliseconds (see uptime.py).
+Record times are sysUptime milliseconds (see ext/_encode.pyx, Uptime).
 """
 
 import struct
 
-from .encoder import (INTERFACE_DESCRIPTION_BYTES, INTERFACE_NAME_BYTES, TEXT, Capabilities, OptionsTemplate,
-                      TemplateEncoder, data_templates, set_bytes)
-from .uptime import MAX_ACTIVE_SECONDS, MAX_SPAN_MS, Uptime
+from .._encode import MAX_ACTIVE_SECONDS, MAX_SPAN_MS, Uptime
+from .encoder import (CONSTANT, EXPORT_SECONDS, INTERFACE_DESCRIPTION_BYTES, INTERFACE_NAME_BYTES, RECORDS, SEQUENCE,
+                      TEXT, UPTIME_MS, Capabilities, OptionsTemplate, TemplateEncoder, data_templates, set_bytes)
 
 CAPABILITIES = Capabilities(name="NetFlow v9", ipv6=True, counter_bits=64, uptime=True,
                             max_active_seconds=MAX_ACTIVE_SECONDS,
                             templates=True, options=True, tcp=False)
-HEADER = struct.Struct(">HHIIII")
 TEMPLATE_SET_ID = 0
 OPTIONS_TEMPLATE_SET_ID = 1
 SAMPLING_DETERMINISTIC = 1        # RFC 3954 SAMPLING_ALGORITHM values
@@ -42,9 +41,11 @@ class V9Encoder(TemplateEncoder):
     VERSION = 9
     TEMPLATE_SET_ID = TEMPLATE_SET_ID
     CAPABILITIES = CAPABILITIES
-    HEADER_SIZE = HEADER.size
+    HEADER_SIZE = 20
+    PAD = True
     SET_OVERHEAD = 4 + 3              # set header, padding to 4 bytes
     MAX_SPAN_MS = MAX_SPAN_MS         # records sharing a packet must fit its 32-bit uptime
+    SEQUENCE_COUNTS_RECORDS = False   # (it counts export packets)
 
     def __init__(self, max_size=1472, boot_lead_ms=60_000, **settings):
         super().__init__(data_templates("v9", FIELDS, ICMP_FIELDS, TEMPLATE_IDS), max_size, **settings)
@@ -61,21 +62,14 @@ class V9Encoder(TemplateEncoder):
                     + [(set_bytes(SAMPLING_OPTIONS.id, sampling, pad=True), 1)]
                     + ([] if preview else INTERFACE_OPTIONS.data_sets(self.interfaces, self.max_size, pad=True)))
 
-    def control_message(self, now_ms, sets, records, data_records):
-        export_ms, uptime_ms = self.uptime.header_times(now_ms, now_ms, now_ms)
-        header = HEADER.pack(9, records, uptime_ms & 0xffffffff, export_ms // 1000, self.sequence & 0xffffffff,
-                             self.domain_id)
-        self.sequence += 1
-        self.messages_sent += 1
-        return header + sets
+    def header_fields(self):
+        """RFC 3954 section 5.1: version, count, sysUptime, UNIX seconds, sequence, source ID."""
+        return ((CONSTANT, 2, 9), (RECORDS, 2), (UPTIME_MS, 4), (EXPORT_SECONDS, 4), (SEQUENCE, 4),
+                (CONSTANT, 4, self.domain_id))
 
-    def message(self, now_ms, control, control_records, batch, span):
-        export_ms, uptime_ms = self.uptime.header_times(now_ms, *span)
-        body = control + batch.packed(self.uptime.boot_ms, pad=True)
-        header = HEADER.pack(9, control_records + len(batch), uptime_ms & 0xffffffff,
-                             export_ms // 1000, self.sequence & 0xffffffff, self.domain_id)
-        self.sequence += 1
-        return header + body
+    def control_message(self, now_ms, sets, records, data_records):
+        self.messages_sent += 1
+        return self.framed(sets, records, *self.uptime.header_times(now_ms, now_ms, now_ms))
 
 
 def options_template(options):
