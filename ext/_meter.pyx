@@ -9,8 +9,6 @@ from libc.string cimport memcmp, memcpy, memset
 from libc.math cimport log10
 from cpython.bytes cimport PyBytes_FromStringAndSize
 
-import random
-
 from pyprobe.fields import END_REASONS
 
 from record cimport FlowRecord
@@ -340,7 +338,10 @@ cdef class Meter:
             raise ValueError(f"unknown sampling mode {sampling_mode!r}")
         self.sample_n = sampling
         self.sample_random = sampling_mode == "random"
-        self.rng_state = (random.Random(seed).getrandbits(64)) | 1
+        self.rng_state = 1
+        if self.sample_random:               # (random only then: every start would pay for its import)
+            import random
+            self.rng_state = random.Random(seed).getrandbits(64) | 1
         self.sample_pick = self._next_pick()
         self.limit_32bit = limit_32bit
 

@@ -1,12 +1,12 @@
 """The pyprobe command: parse the settings, run the probe (or its workers), exit."""
 
-import logging
 import sys
 
 from . import settings as settings_module
 from .errors import InputError, SettingsError
+from .logs import configure, logger
 
-log = logging.getLogger("pyprobe")
+log = logger("pyprobe")
 
 
 def main(argv=None):
@@ -14,17 +14,13 @@ def main(argv=None):
     if argv[:1] == ["ctl"]:
         from .ctl import main as ctl_main
         return ctl_main(argv[1:])
-    logging.basicConfig(format="pyprobe: %(message)s", level=logging.WARNING)
     if argv[:1] == ["generate"]:
         from .generate import main as generate_main
         return generate_main(argv[1:])
     try:
         settings = settings_module.parse(argv)
-        if settings.debug:
-            logging.getLogger().setLevel(logging.DEBUG)
-        from .daemon import serve, use_syslog
-        if settings.syslog:
-            use_syslog()
+        configure(debug=settings.debug, syslog=settings.syslog)
+        from .daemon import serve
         if settings.workers > 1:
             from .workers import run_workers
             return run_workers(settings, argv)

@@ -13,7 +13,6 @@ not complete yet waits for the next poll, and is dropped after REQUEST_TIMEOUT.
 import contextlib
 import io
 import json
-import logging
 import os
 import select
 import socket
@@ -23,12 +22,13 @@ import time
 from ._meter import DEFAULT_TIMEOUTS, RECORD_SIZE
 from .ctl import COMMANDS
 from .errors import ControlError, SettingsError
+from .logs import logger
 from .output import TABLE_HEADER, TableWriter
 from .records import to_json_lines
 from .settings import parse_timeouts
 from .summary import interface_lines
 
-log = logging.getLogger("pyprobe")
+log = logger("pyprobe")
 
 MAX_REQUEST = 4096            # bytes in a request line
 REQUEST_TIMEOUT = 2.0         # seconds a client may take to send its line

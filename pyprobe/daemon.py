@@ -2,7 +2,6 @@
 drop, reload, and the statistics at the end. serve() runs one probe to its end."""
 
 import contextlib
-import logging
 import os
 import pwd
 import signal
@@ -10,9 +9,10 @@ import sys
 
 from . import settings as settings_module
 from .errors import SettingsError
+from .logs import logger
 from .probe import Probe
 
-log = logging.getLogger("pyprobe")
+log = logger("pyprobe")
 
 
 def install_signal_handlers(probe):
@@ -62,16 +62,6 @@ def drop_privileges(user, owned_paths=()):
     except PermissionError:
         raise SettingsError(f"--user: cannot become {user}: pyprobe is not running as root") from None
     log.info("running as %s", user)
-
-
-def use_syslog():
-    root = logging.getLogger()
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    import logging.handlers               # (only for --syslog: a run starts faster without)
-    handler = logging.handlers.SysLogHandler(address="/dev/log", facility="daemon")
-    handler.setFormatter(logging.Formatter("pyprobe[%(process)d]: %(message)s"))
-    root.addHandler(handler)
 
 
 def reload_settings(probe, argv, adjust):

@@ -1,43 +1,34 @@
 """Collectors: each has an encoder (its state) and a transport; records go to every
 collector (copy mode) or to one after another (round robin, softflowd's -l)."""
 
-import logging
 import socket
-from dataclasses import dataclass
+from collections import namedtuple
 
 from ._meter import RECORD_SIZE
 from .errors import SettingsError
 from .export import ENCODERS, capabilities
+from .logs import logger
 from .transport import TRANSPORTS, parse_address
 
-log = logging.getLogger(__name__)
+log = logger(__name__)
 
 IPV4_UDP_PAYLOAD = 1500 - 20 - 8       # largest datagram that fits a 1500-byte MTU
 IPV6_UDP_PAYLOAD = 1500 - 40 - 8
 MIN_DATAGRAM = 256
 
 
-@dataclass(frozen=True)
-class ExportSettings:
-    """What every collector's exporting process shares (flags and config file)."""
+class ExportSettings(namedtuple("ExportSettings", "source_id engine_type engine_id template_refresh template_interval "
+                                                  "max_datagram sampling sampling_random source_address boot_lead_ms",
+                                 defaults=(1, 0, 0, 20, 600.0, None, 1, False, None, 60_000))):
+    """What every collector's exporting process shares (flags and config file). source_address:
+    send from this local address (pyprobe generate's routers); boot_lead_ms: v5/v9 uptime at
+    the first record (each simulated router its own)."""
 
-    source_id: int = 1
-    engine_type: int = 0
-    engine_id: int = 0
-    template_refresh: int = 20
-    template_interval: float = 600.0
-    max_datagram: int = None
-    sampling: int = 1
-    sampling_random: bool = False
-    source_address: str = None       # send from this local address (pyprobe generate's routers)
-    boot_lead_ms: int = 60_000       # v5/v9 uptime at the first record: each simulated router its own
+    __slots__ = ()
 
 
-@dataclass(frozen=True)
-class CollectorSpec:
-    address: str
-    version: int = 9
-    transport: str = "udp"
+class CollectorSpec(namedtuple("CollectorSpec", "address version transport", defaults=(9, "udp"))):
+    __slots__ = ()
 
     def check(self):
         """SettingsError if this collector cannot work (address, transport for the version)."""

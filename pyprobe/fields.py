@@ -19,7 +19,7 @@ the templates that should carry it. This module imports nothing of pyprobe's,
 so the build can read it before anything is compiled.
 """
 
-from dataclasses import dataclass
+from collections import namedtuple
 
 # How a value is written on the wire (the compiled packer's opcodes, ext/_encode.pyx).
 UNSIGNED = 1        # an unsigned integer, big-endian, in the element's length (low bytes kept)
@@ -44,32 +44,23 @@ END_REASONS = {1: "idle", 2: "active", 3: "tcp_end", 4: "eof", 5: "cache_full", 
 ICMP_PROTOCOLS = (1, 58)      # ICMP and ICMPv6: type*256 + code in the destination port
 
 
-@dataclass(frozen=True)
-class Element:
+class Element(namedtuple("Element", "name id length encoding", defaults=(UNSIGNED,))):
     """An information element: IANA (or RFC 3954) name, number, length on the wire, encoding."""
 
-    name: str
-    id: int
-    length: int
-    encoding: int = UNSIGNED
+    __slots__ = ()
 
 
-@dataclass(frozen=True)
-class Field:
-    """One record field. `ipfix`/`v9` are one Element, or (IPv4 element, IPv6 element)
-    where the element depends on the IP version; None: that format cannot carry it.
-    `member` is the packed record member the value comes from (default: the name);
-    rows that only re-present another member (icmp_type_code) have no ctype."""
+class Field(namedtuple("Field", "name ctype json show column ipfix v9 member doc",
+                        defaults=(None, None, "int", None, None, "same", None, ""))):
+    """One record field: its name, C type, JSON key (None: not in JSON), how JSON shows it
+    (int, address, mac, seconds, end_reason), the header of its own column in the table
+    output, its elements. `ipfix`/`v9` are one Element, or (IPv4 element, IPv6 element)
+    where the element depends on the IP version; None: that format cannot carry it; v9
+    "same": the IPFIX element(s). `member` is the packed record member the value comes
+    from (default: the name); rows that only re-present another member (icmp_type_code)
+    have no ctype."""
 
-    name: str
-    ctype: str = None
-    json: str = None          # JSON key (None: not in JSON)
-    show: str = "int"         # int, address, mac, seconds, end_reason
-    column: str = None        # header of its own column in the table output
-    ipfix: object = None
-    v9: object = "same"       # "same": the IPFIX element(s)
-    member: str = None
-    doc: str = ""
+    __slots__ = ()
 
     @property
     def source(self):
@@ -78,7 +69,7 @@ class Field:
     def element(self, dialect, ipver):
         """The Element for 'ipfix' or 'v9' and an IP version (4 or 6), or None."""
         chosen = self.ipfix if dialect == "ipfix" or self.v9 == "same" else self.v9
-        if isinstance(chosen, tuple):
+        if chosen is not None and not isinstance(chosen, Element):      # (IPv4 element, IPv6 element)
             return chosen[0] if ipver == 4 else chosen[1]
         return chosen
 
@@ -133,13 +124,10 @@ del E
 BY_NAME = {f.name: f for f in FIELDS}
 
 
-@dataclass(frozen=True)
-class Member:
+class Member(namedtuple("Member", "name ctype offset")):
     """A member of the packed record: name, C type, offset in bytes."""
 
-    name: str
-    ctype: str
-    offset: int
+    __slots__ = ()
 
     @property
     def size(self):

@@ -7,7 +7,6 @@ the main loop runs; whatever goes wrong in a scrape is logged, never raised into
 the server thread."""
 
 import errno
-import logging
 import socket
 import time
 
@@ -15,9 +14,10 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from .errors import SettingsError
+from .logs import logger
 from .settings import parse_listen_address
 
-log = logging.getLogger("pyprobe")
+log = logger("pyprobe")
 
 ERROR_LOG_INTERVAL = 60.0          # seconds between two logged scrape failures
 

@@ -1,8 +1,6 @@
 """The running probe: a packet source, the flow meter and where records go,
 driven batch by batch, with the operations an operator may ask for."""
 
-import dataclasses
-import logging
 import sys
 import time
 
@@ -10,12 +8,13 @@ from ._meter import DEFAULT_TIMEOUTS, RECORD_SIZE, Meter
 from .errors import InputError, SettingsError
 from .export import clamp_timeouts, export_limits
 from .exporter import Exporter
+from .logs import logger
 from .output import JsonWriter, TableWriter, open_progress
 from .settings import metered_direction
 from .source import open_source, without_own_traffic
 from .summary import format_summary
 
-log = logging.getLogger("pyprobe")
+log = logger("pyprobe")
 
 FLUSH_CHUNK = 8192                  # records per step when the cache empties
 
@@ -206,7 +205,7 @@ class Probe:
         if (settings.sampling, settings.sampling_mode) != (running.sampling, running.sampling_mode):
             log.warning("reload: sampling changes need a restart; still 1 in %d (%s)", running.sampling,
                         running.sampling_mode)
-            settings = dataclasses.replace(settings, sampling=running.sampling, sampling_mode=running.sampling_mode)
+            settings = settings._replace(sampling=running.sampling, sampling_mode=running.sampling_mode)
         self.sinks.replace_collectors(settings)
         if self.source.live:             # the filter that leaves out the probe's own export
             try:

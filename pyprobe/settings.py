@@ -9,12 +9,12 @@ SettingsError line that names the flag or the config key.
 """
 
 import argparse
-import dataclasses
 import glob
 import os
 import re
+import sys
 import types
-from dataclasses import dataclass
+from collections import namedtuple
 
 from . import __version__
 from ._meter import DEFAULT_TIMEOUTS, HEADER_BYTES, KEY_LEVELS, supported_linktype_names
@@ -209,14 +209,11 @@ def parse_metrics(text):
 IFNAMSIZ = 16                     # Linux interface names are at most 15 bytes
 
 
-@dataclass(frozen=True)
-class InterfaceSpec:
+class InterfaceSpec(namedtuple("InterfaceSpec", "name index", defaults=(None,))):
     """-i [IDX:]IFACE: an interface to capture on ('any': every one), and the ifIndex its
     flows are to carry (None: the kernel's own)."""
 
-    name: str
-    index: int = None
-
+    __slots__ = ()
     ANY = "any"
 
 
@@ -237,25 +234,16 @@ def parse_interface(text):
 
 # -- the option table -----------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Option:
+class Option(namedtuple("Option", "name flags section parse default help metavar kind group key const commands",
+                         defaults=(None, "", None, "value", "probe", None, None, frozenset({"probe"})))):
     """One setting. flags: its command-line flags (none: config file only); section and
-    key: its place in the TOML file (section None: flags only). kind: 'value' (one
-    argument), 'switch' (a flag without argument), 'list' (repeatable flag), 'files' (-r: one
-    or more paths, repeatable), 'optional' (an argument that may be left out: const)."""
+    key: its place in the TOML file (section None: flags only; key default: name). kind:
+    'value' (one argument), 'switch' (a flag without argument), 'list' (repeatable flag),
+    'files' (-r: one or more paths, repeatable), 'optional' (an argument that may be left
+    out: const). group: the --help group (probe, export, output); commands: which commands
+    have it (probe, generate)."""
 
-    name: str
-    flags: tuple
-    section: str
-    parse: object
-    default: object = None
-    help: str = ""
-    metavar: str = None
-    kind: str = "value"
-    group: str = "probe"          # the --help group: probe, export, output
-    key: str = None               # TOML key (default: name)
-    const: str = None             # kind 'optional': the value of the flag given alone
-    commands: frozenset = frozenset({"probe"})    # which commands have it: probe, generate
+    __slots__ = ()
 
     @property
     def toml_key(self):
@@ -411,14 +399,13 @@ def _settings_namespace():
     def versions(self):
         return tuple(spec.version for spec in self.collectors)
 
-    return {"export": property(export), "versions": property(versions),
-            "__doc__": "Every setting of a run, checked; frozen (workers and reloads make new ones)."}
+    return {"export": property(export), "versions": property(versions), "__slots__": (),
+            "__doc__": "Every setting of a run, checked; frozen (workers and reloads make new ones: _replace)."}
 
 
-Settings = dataclasses.make_dataclass(
-    "Settings",
-    [(o.name, object, dataclasses.field(default_factory=lambda d=o.default: d)) for o in OPTIONS] + [("collectors", tuple, ())],
-    frozen=True, namespace=_settings_namespace())
+Settings = type("Settings", (namedtuple("Settings", [o.name for o in OPTIONS] + ["collectors"],
+                                        defaults=[o.default for o in OPTIONS] + [()]),),
+                _settings_namespace())
 Settings.__module__ = __name__
 
 
@@ -469,13 +456,35 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """The help as wide as the terminal, as argparse's own, measured without importing shutil:
+    the parser makes a formatter per option, and that import alone cost every start 2 ms."""
+
+    def __init__(self, prog, indent_increment=2, max_help_position=24, width=None):
+        super().__init__(prog, indent_increment, max_help_position, width or _terminal_columns() - 2)
+
+
+def _terminal_columns():
+    """$COLUMNS, else the width of the terminal on stdout, else 80 (shutil.get_terminal_size's rule)."""
+    try:
+        columns = int(os.environ.get("COLUMNS", 0))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns if columns > 0 else 80
+
+
 def build_parser(command="probe"):
     if command == "generate":
         from .generate.help import DESCRIPTION as description, epilog as command_epilog
     else:
         description, command_epilog = DESCRIPTION, epilog
     parser = _Parser(prog="pyprobe" if command == "probe" else f"pyprobe {command}", description=description,
-                     epilog=command_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
+                     epilog=command_epilog(), formatter_class=_HelpFormatter)
     groups = {"probe": parser, "export": parser.add_argument_group("export"),
               "output": parser.add_argument_group("output")}
     for o in OPTIONS:

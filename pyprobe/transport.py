@@ -20,7 +20,6 @@ reconnecting after a drop; every new connection starts with the templates.
 import collections
 import errno
 import fcntl
-import logging
 import os
 import socket
 import struct
@@ -28,8 +27,9 @@ import termios
 import time
 
 from ._transport import send_datagrams
+from .logs import logger
 
-log = logging.getLogger(__name__)
+log = logger(__name__)
 
 LOG_INTERVAL = 60.0          # seconds between repeated complaints about one collector
 RECONNECT_INTERVAL = 1.0     # seconds between TCP connection attempts

@@ -5,7 +5,6 @@ exporting process: observation domain / v9 source id / v5 engine id = the
 configured one + its index, so sequence numbers stay exact per domain."""
 
 import contextlib
-import dataclasses
 import os
 import signal
 import sys
@@ -17,7 +16,7 @@ FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR
 
 def worker_settings(settings, index):
     """What worker `index` runs with (also applied to every reload)."""
-    return dataclasses.replace(settings, pidfile=None, workers=1, source_id=settings.source_id + index,
+    return settings._replace(pidfile=None, workers=1, source_id=settings.source_id + index,
                                engine_id=(settings.engine_id + index) & 0xff)
 
 

@@ -22,14 +22,6 @@ ANDROID = str(Path(__file__).resolve().parent.parent / "pcaps" / "android.pcap")
 T0 = 1_660_000_000_000_000
 
 
-def free_udp_port():
-    """A loopback UDP port nobody listens on (bound, then closed)."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
 
 class TcpCollector:
     """A listener on 127.0.0.1 that accepts connections one after another and keeps each one's bytes."""
@@ -155,7 +147,7 @@ def busy_capture(tmp_path_factory):
 
 @pytest.mark.parametrize("version", [5, 9, 10])
 def test_collector_down_udp(busy_capture, version):
-    port = free_udp_port()
+    port = wire.free_udp_port()
     proc = wire.run_pyprobe(["-r", busy_capture, "-v", str(version), "-t", "inactive=1",
                              "-n", f"127.0.0.1:{port}"], check_exit=0)
     assert "Traceback" not in proc.stderr

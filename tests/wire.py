@@ -374,6 +374,13 @@ PYPROBE = _shutil.which("pyprobe", path=_os.path.dirname(_sys.executable)) or "p
 SO_RCVBUFFORCE = 33              # Linux
 
 
+def free_udp_port(host="127.0.0.1"):
+    """A UDP port on host that nobody listens on right now (bound, then closed)."""
+    with _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
 class UdpCollector:
     """A UDP socket on 127.0.0.1 that keeps every datagram with its sender."""
 

@@ -9,7 +9,7 @@ goes before the records; ext/_encode.pyx writes a run of data messages whole.
 """
 
 import struct
-from dataclasses import dataclass
+from collections import namedtuple
 
 from .. import _encode
 from ..fields import BY_NAME, BYTES, MEMBER, UNSIGNED, ZERO, Element
@@ -41,27 +41,27 @@ CLASSES = ((4, False), (4, True), (6, False), (6, True))
 assert len(CLASSES) == _encode.CLASSES
 
 
-@dataclass(frozen=True)
-class Capabilities:
-    """What an export version can carry. Every check of a version reads this."""
-
-    name: str
-    ipv6: bool                 # IPv6 flows (v5: counted and not sent)
-    counter_bits: int          # packet and octet counters (32: flows end before they wrap)
-    uptime: bool               # record times relative to the exporter's uptime (32-bit ms; ext/_encode.pyx, Uptime)
-    max_active_seconds: float  # longest flow its times can state
-    templates: bool            # v9/IPFIX templates, resent on request
-    options: bool              # options records (sampling, exporter statistics)
-    tcp: bool                  # may go over TCP (RFC 7011 section 10.4)
-    withdrawal: bool = False   # templates can be withdrawn (RFC 7011 section 8.1)
-    enterprise_fields: bool = False   # enterprise-specific information elements (RFC 7011 3.2)
+# What an export version can carry. Every check of a version reads this.
+#   ipv6                IPv6 flows (v5: counted and not sent)
+#   counter_bits        packet and octet counters (32: flows end before they wrap)
+#   uptime              record times relative to the exporter's uptime (32-bit ms; ext/_encode.pyx, Uptime)
+#   max_active_seconds  longest flow its times can state
+#   templates           v9/IPFIX templates, resent on request
+#   options             options records (sampling, exporter statistics)
+#   tcp                 may go over TCP (RFC 7011 section 10.4)
+#   withdrawal          templates can be withdrawn (RFC 7011 section 8.1)
+#   enterprise_fields   enterprise-specific information elements (RFC 7011 3.2)
+Capabilities = namedtuple("Capabilities", "name ipv6 counter_bits uptime max_active_seconds templates options tcp "
+                                          "withdrawal enterprise_fields", defaults=(False, False))
 
 
-@dataclass(frozen=True)
 class Filler:
     """Bytes a fixed format has and pyprobe leaves zero (v5's next hop, AS numbers, pads)."""
 
-    length: int
+    __slots__ = ("length",)
+
+    def __init__(self, length):
+        self.length = length
 
 
 class Layout:

@@ -7,10 +7,8 @@ Exporter of its own: observation domain, sequence numbers, uptime, templates,
 optionally its own source address), and printed when no collector is given.
 """
 
-import dataclasses
 import ipaddress
 import json
-import logging
 import signal
 import struct
 import sys
@@ -23,12 +21,13 @@ from .._meter import DEFAULT_TIMEOUTS, RECORD_SIZE
 from ..errors import SettingsError
 from ..export import capabilities
 from ..exporter import Exporter
+from ..logs import configure, logger
 from ..output import JsonWriter, TableWriter
 from ..records import to_json_lines, unpack
 from . import profile as profiles
 from .faults import Faults, check_faults
 
-log = logging.getLogger("pyprobe")
+log = logger("pyprobe")
 
 # A classic pcap header: microseconds, native (little-endian) byte order, Ethernet.
 PCAP_HEADER = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1)
@@ -71,7 +70,7 @@ def exporter_settings(settings, index):
         if index + 1 >= network.num_addresses:
             raise SettingsError(f"--exporter-address {network} has no room for {settings.exporters} exporters")
         address = str(network.network_address + index + 1)
-    return dataclasses.replace(settings.export, source_id=(settings.source_id + index) & 0xffffffff,
+    return settings.export._replace(source_id=(settings.source_id + index) & 0xffffffff,
                                engine_id=(settings.engine_id + index) & 0xff, source_address=address,
                                boot_lead_ms=60_000 + (index * BOOT_LEAD_STEP_MS) % 540_000)
 
@@ -256,8 +255,7 @@ class Progress:
 def main(argv):
     try:
         settings = settings_module.parse(argv, command="generate")
-        if settings.debug:
-            logging.getLogger().setLevel(logging.DEBUG)
+        configure(debug=settings.debug)
         generator = Generator(settings)
     except SettingsError as e:
         print(f"pyprobe generate: {e}", file=sys.stderr)

@@ -13,7 +13,6 @@ gets an empty batch then, so a signal or a control command is acted on even
 while a stream is silent.
 """
 
-import logging
 import mmap
 import os
 import queue
@@ -24,11 +23,12 @@ import zlib
 from .._capture import DAMAGED, MORE, NEW_LINKTYPE, CaptureParser
 from .._meter import linktype_name
 from ..errors import InputError
+from ..logs import logger
 from .batch import Batch
 from .bpf import compile_filter
 from .formats import GZIP_MAGIC, check_magic
 
-log = logging.getLogger(__name__)
+log = logger(__name__)
 
 BATCH_PACKETS = 4096
 READ_AHEAD = 2                   # batches parsed ahead of the meter

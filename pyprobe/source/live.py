@@ -10,7 +10,6 @@ and a cooked capture drops the VLAN tags that tell a parent interface's copy of 
 sub-interface's packet apart (see vlans_elsewhere).
 """
 
-import logging
 import os
 import select
 import socket
@@ -21,12 +20,13 @@ import pcapy
 
 from .._meter import HEADER_BYTES, SUPPORTED_LINKTYPES, linktype_name
 from ..errors import InputError
+from ..logs import logger
 from ..settings import InterfaceSpec
 from .batch import Batch
 from .bpf import DLT_EN10MB, compile_filter
 from .file import BATCH_PACKETS
 
-log = logging.getLogger("pyprobe")
+log = logger("pyprobe")
 
 PCAP_DIRECTIONS = {"ingress": pcapy.PCAP_D_IN, "egress": pcapy.PCAP_D_OUT}
 WAYS = ("ingress", "egress")

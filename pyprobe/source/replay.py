@@ -16,17 +16,17 @@ Lateness says by how much.
 """
 
 import glob
-import logging
 import os
 import time
 
 from .._encode import retime
 from .._meter import Lateness, first_after, packet_time, shift_times
 from ..errors import InputError
+from ..logs import logger
 from .file import FileSource
 from .formats import ready
 
-log = logging.getLogger(__name__)
+log = logger(__name__)
 
 TICK = 0.1                    # seconds between clock ticks in a quiet stretch (as live capture)
 BEHIND_WARNING = 1.0          # seconds late at which the end-of-run warning is given

@@ -53,6 +53,7 @@ from datetime import datetime
 from pathlib import Path
 
 import reference
+from wire import free_udp_port  # noqa: F401 (the interop tests take it from here)
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -72,13 +73,6 @@ PEER_ENV = dict(os.environ, TZ="UTC", LC_ALL="C")
 
 # --------------------------------------------------------------------------
 # ports
-
-def free_udp_port(host="127.0.0.1"):
-    """Return a UDP port on host that is free right now (bind to 0, close)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
 
 def _udp_port_bound(port, host="127.0.0.1"):
     """True if something is bound to host:port/udp (we cannot bind it)."""
