@@ -9,7 +9,7 @@ import sys
 
 from . import settings as settings_module
 from .errors import SettingsError
-from .logs import logger
+from .logs import logger, prepare as prepare_logs
 from .probe import Probe
 
 log = logger("pyprobe")
@@ -53,6 +53,7 @@ def drop_privileges(user, owned_paths=()):
         entry = pwd.getpwnam(user)
     except KeyError:
         raise SettingsError(f"--user: no such user: {user}") from None
+    prepare_logs()                         # (what is imported later is read as the user)
     try:
         for path in owned_paths:
             os.chown(path, entry.pw_uid, entry.pw_gid)

@@ -24,6 +24,12 @@ def configure(debug=None, syslog=None):
         _apply()
 
 
+def prepare():
+    """Set logging up now: a process about to give up root (--user) may no longer be able
+    to read the Python library (an interpreter under /root, say) when its first line comes."""
+    _module()
+
+
 def _check_syslog():
     import socket
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
