@@ -12,6 +12,10 @@ from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
 cdef extern from *:
     void prefetch "__builtin_prefetch" (const void* address) noexcept nogil
 
+cdef extern from "<sys/mman.h>" nogil:
+    int madvise(void* address, size_t length, int advice)
+    int MADV_DONTNEED
+
 from pyprobe._meter import SUPPORTED_LINKTYPES
 
 cdef enum:
@@ -71,6 +75,15 @@ cdef inline uint16_t bswap16(uint16_t v) noexcept nogil:
 
 cdef inline uint32_t bswap32(uint32_t v) noexcept nogil:
     return ((v >> 24) | ((v >> 8) & 0xff00) | ((v << 8) & 0xff0000) | (v << 24))
+
+
+def give_back(const uint8_t[::1] mapped, Py_ssize_t start, Py_ssize_t end):
+    """Drop mapped[start:end] (whole pages) from this process's memory: a file's bytes stay in
+    the page cache and come back if read again. The GIL is let go meanwhile: the reader
+    thread does this while the meter goes on (unmapping costs as much as a tenth of metering)."""
+    if 0 <= start < end <= mapped.shape[0]:
+        with nogil:
+            madvise(<void*>&mapped[start], end - start, MADV_DONTNEED)
 
 
 # -- classic BPF ----------------------------------------------------------------------

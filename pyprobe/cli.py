@@ -1,5 +1,6 @@
 """The pyprobe command: parse the settings, run the probe (or its workers), exit."""
 
+import gc
 import sys
 
 from . import settings as settings_module
@@ -10,7 +11,16 @@ log = logger("pyprobe")
 
 
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
+    """The command; returns its exit status. What the run made is frozen as it returns, so
+    the interpreter's exit frees it without first traversing it all in a last garbage
+    collection (half of the exit's time)."""
+    try:
+        return _command(sys.argv[1:] if argv is None else argv)
+    finally:
+        gc.freeze()
+
+
+def _command(argv):
     if argv[:1] == ["ctl"]:
         from .ctl import main as ctl_main
         return ctl_main(argv[1:])

@@ -20,7 +20,7 @@ import stat
 import threading
 import zlib
 
-from .._capture import DAMAGED, MORE, NEW_LINKTYPE, CaptureParser
+from .._capture import DAMAGED, MORE, NEW_LINKTYPE, CaptureParser, give_back
 from .._meter import linktype_name
 from ..errors import InputError
 from ..logs import logger
@@ -56,6 +56,7 @@ class FileSource:
         self._filter = None
         self._mapped = None
         self._released = 0           # of a mapped file: pages before this were given back
+        self._metered = 0            # and the meter is done with the bytes before this
         self._stream = None          # read(n) -> bytes, b"" at the end
         self._data = b""             # the bytes being parsed: the whole mapped file, or a stream's chunk
         self._pos = 0
@@ -198,7 +199,7 @@ class FileSource:
             self.packets += len(batch.meta) // 16
             self.bytes_read += len(batch.packets) + len(batch.meta)
             yield batch
-            self._release(end)           # metered: the caller asks for the next only when done with it
+            self._metered = end          # (the caller asks for the next only when done with it)
         if self.damage is not None and not self.stopping:
             log.warning("%s: %s; metered the %d packets before it", self.path, self.damage, self.packets)
 
@@ -223,6 +224,7 @@ class FileSource:
 
     def _parse(self, size):
         while not self.stopping:
+            self._release(self._metered)
             meta, linktype, end, status = self.parser.parse(self._data, self._pos, size)
             if meta:
                 yield Batch(memoryview(self._data)[self._pos:end], meta, linktype), end
@@ -238,12 +240,12 @@ class FileSource:
                 return
 
     def _release(self, end):
-        """Give back the pages of a mapped file read up to end: what was metered need not stay
-        resident (it would count in the process's memory as long as the file is open)."""
+        """The reader thread gives back the pages of a mapped file metered up to end: they need
+        not stay resident (they would count in the process's memory as long as the file is open)."""
         start = self._released
         end -= end % mmap.PAGESIZE
         if self._mapped is not None and end - start >= RELEASE_STEP:
-            self._mapped.madvise(mmap.MADV_DONTNEED, start, end - start)
+            give_back(self._data, start, end)
             self._released = end
 
     def statistics(self):
