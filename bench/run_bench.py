@@ -640,7 +640,8 @@ def write_markdown(res, a, vers, path, start):
              "nothing reports exactly the generated flows. At the default -m, softflowd (8192) "
              "splits flows when its table fills; nfpcapd reports every ICMP packet as a flow of its own.",
              "nfpcapd runs a packet thread and a flow thread (and preallocates its node cache), so it "
-             "can use more than one core (CPU s = user + system time); pyprobe and softflowd are "
+             "can use more than one core (CPU s = user + system time); so can pyprobe, whose reader "
+             "thread parses the capture while its main thread meters and exports; softflowd is "
              "single-threaded.",
              "The floor is libpcap's own read loop in C (pcap_next_ex): what any libpcap-based probe "
              "pays before it does any work. pyprobe reads captures itself (memory-mapped, no packet "
