@@ -308,15 +308,20 @@ cdef uint8_t* write_header(uint8_t* p, const HeaderOp* ops, Py_ssize_t n_ops, in
     return p
 
 
+cdef Py_ssize_t header_length(const HeaderOp* ops, Py_ssize_t n_ops) noexcept nogil:
+    cdef Py_ssize_t size = 0, k
+    for k in range(n_ops):
+        size += ops[k].length
+    return size
+
+
 def message_header(const uint8_t[::1] program, int64_t export_ms, int64_t uptime_ms, uint64_t records,
                    uint64_t length, uint64_t sequence):
     """One message's header, as the version's program says (the data messages of a run are
     written by data_messages)."""
     cdef const HeaderOp* ops = <const HeaderOp*>&program[0]
-    cdef Py_ssize_t n_ops = program.shape[0] // sizeof(HeaderOp), size = 0, k
-    for k in range(n_ops):
-        size += ops[k].length
-    cdef bytes out = PyBytes_FromStringAndSize(NULL, size)
+    cdef Py_ssize_t n_ops = program.shape[0] // sizeof(HeaderOp)
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, header_length(ops, n_ops))
     write_header(<uint8_t*>PyBytes_AS_STRING(out), ops, n_ops, export_ms, uptime_ms, records, length, sequence)
     return out
 
@@ -335,14 +340,13 @@ def data_messages(const uint8_t[::1] buf, order, Py_ssize_t start, Py_ssize_t st
     cdef list keep = []
     cdef int n_runs = load_runs(runs, run_of, keep), c
     cdef const HeaderOp* ops = <const HeaderOp*>&header[0]
-    cdef Py_ssize_t n_ops = header.shape[0] // sizeof(HeaderOp), header_size = 0, k
+    cdef Py_ssize_t n_ops = header.shape[0] // sizeof(HeaderOp)
+    cdef Py_ssize_t header_size = header_length(ops, n_ops)
     cdef Py_ssize_t size_of[N_CLASSES]
     cdef Py_ssize_t end, length
     cdef int64_t lo = 0, hi = 0, export_ms, uptime_ms, boot_ms
     cdef bytes out
     cdef uint8_t* p
-    for k in range(n_ops):
-        header_size += ops[k].length
     for c in range(N_CLASSES):
         size_of[c] = sizes[c]
     messages, ends = [], []

@@ -299,13 +299,12 @@ class Encoder:
 
     def framed(self, body, records, export_ms, uptime_ms=0, header=None, sequence=None):
         """body after a header (this encoder's, or the header program given, numbered from
-        sequence); the encoder's sequence number moves on."""
-        if header is not None:
-            return _encode.message_header(header, export_ms, uptime_ms, records, self.HEADER_SIZE + len(body),
-                                          sequence) + body
-        message = _encode.message_header(self.header, export_ms, uptime_ms, records, self.HEADER_SIZE + len(body),
-                                         self.sequence) + body
-        self.sequence += records if self.SEQUENCE_COUNTS_RECORDS else 1
+        sequence; else the encoder's sequence number moves on)."""
+        own = header is None
+        message = _encode.message_header(self.header if own else header, export_ms, uptime_ms, records,
+                                         self.HEADER_SIZE + len(body), self.sequence if own else sequence) + body
+        if own:
+            self.sequence += records if self.SEQUENCE_COUNTS_RECORDS else 1
         return message
 
     def datagrams_before_templates(self):
@@ -348,7 +347,7 @@ class Encoder:
     def skip_sequence(self):
         """Leave a gap in the sequence numbers: the next datagram's is one more than due
         (pyprobe generate --fault seq-gap)."""
-        raise NotImplementedError
+        self.sequence += 1
 
     def request_templates(self):
         """SIGUSR1, send-template: templates in the next datagram (nothing for v5)."""
@@ -401,9 +400,6 @@ class TemplateEncoder(Encoder):
     def datagrams_before_templates(self):
         # (called just after control_records() found them not due: only the count can make them due)
         return max(1, self.refresh_packets - self.since_templates) if self.refresh_packets else -1
-
-    def skip_sequence(self):
-        self.sequence += 1
 
     def control_message(self, now_ms, sets, records, data_records):
         """A datagram of these sets alone (`records` records, `data_records` of them data),

@@ -51,9 +51,6 @@ class V5Encoder(Encoder):
                 (SEQUENCE, 4), (CONSTANT, 1, self.engine_type), (CONSTANT, 1, self.engine_id),
                 (CONSTANT, 2, self.sampling_field))
 
-    def skip_sequence(self):
-        self.sequence += 1
-
     @property
     def sampling_field(self):
         if self.sampling_interval <= 1:
