@@ -5,7 +5,7 @@
 
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t, int32_t, INT64_MAX
 from libc.stdlib cimport calloc, free, realloc
-from libc.string cimport memcmp, memcpy, memset
+from libc.string cimport memcpy, memset
 from libc.math cimport log10
 from cpython.bytes cimport PyBytes_FromStringAndSize
 
@@ -13,7 +13,7 @@ from pyprobe.fields import END_REASONS
 
 from record cimport FlowRecord
 from decode cimport (FlowKey, is_icmp, Packet, decode_packet, DECODED, IGNORE_REASONS, IGNORE_TRUNCATED_L2, TH_FIN, TH_RST,
-                     IGNORE_OTHER_DIRECTION, IGNORE_ON_SUBINTERFACE, DIR_INGRESS, DIR_EGRESS, DIR_BOTH,
+                     TH_SYN, IGNORE_UNMATCHED, IGNORE_OTHER_DIRECTION, IGNORE_ON_SUBINTERFACE, DIR_INGRESS, DIR_EGRESS, DIR_BOTH,
                      DLT_NULL, DLT_EN10MB, DLT_RAW_BSD, DLT_RAW_OPENBSD, DLT_RAW, DLT_LOOP,
                      DLT_LINUX_SLL, DLT_IPV4, DLT_IPV6, DLT_LINUX_SLL2)
 
@@ -46,7 +46,7 @@ def supported_linktype_names():
 HEADER_BYTES = 256
 
 IGNORE_REASON_NAMES = ("non_ip", "truncated_l2", "truncated_ip", "bad_ip", "truncated_l4", "mpls_payload",
-                       "other_direction", "on_vlan_subinterface")
+                       "other_direction", "on_vlan_subinterface", "unmatched")
 VLAN_BITMAP_BYTES = 512
 DIRECTIONS = {"ingress": DIR_INGRESS, "egress": DIR_EGRESS, "both": DIR_BOTH}
 
@@ -82,15 +82,25 @@ TIMEOUT_NAMES = ("general", "tcp", "udp", "icmp", "tcp.fin", "tcp.rst")
 DEFAULT_TIMEOUTS = {"general": 15, "tcp": 15, "udp": 15, "icmp": 15,
                     "tcp.fin": 0, "tcp.rst": 0, "maxlife": 1800}
 
-# Key levels, least detailed first: a level keys on everything the ones before it do.
-KEY_LEVELS = {"ip": 0, "proto": 1, "port": 2, "full": 3, "vlan": 4, "ether": 5}
-cdef enum:
-    LEVEL_IP = 0
-    LEVEL_PROTO = 1
-    LEVEL_PORT = 2
-    LEVEL_FULL = 3
-    LEVEL_VLAN = 4
-    LEVEL_ETHER = 5
+# The flow key's members: (offset, size) in FlowKey, for the key masks of record definitions
+# (pyprobe/definitions.py). Integer members are in native byte order, addresses in network order.
+cdef FlowKey _k
+KEY_SIZE = sizeof(FlowKey)
+
+
+cdef Py_ssize_t _at(const void* member) noexcept:
+    return <const char*>member - <const char*>&_k
+
+
+KEY_MEMBERS = {
+    "src": (_at(&_k.src[0]), 16), "dst": (_at(&_k.dst[0]), 16), "in_if": (_at(&_k.in_if), 4),
+    "mpls": (_at(&_k.mpls), 4), "flow_label": (_at(&_k.flow_label), 4), "sport": (_at(&_k.sport), 2),
+    "dport": (_at(&_k.dport), 2), "vlan": (_at(&_k.vlan), 2), "inner_vlan": (_at(&_k.inner_vlan), 2),
+    "ipver": (_at(&_k.ipver), 1), "proto": (_at(&_k.proto), 1), "tos": (_at(&_k.tos), 1),
+    "frag": (_at(&_k.frag), 1), "direction": (_at(&_k.direction), 1), "src_mac": (_at(&_k.src_mac[0]), 6),
+    "dst_mac": (_at(&_k.dst_mac[0]), 6),
+}
+assert sizeof(FlowKey) % 8 == 0
 
 cdef enum:
     NIL = -1
@@ -107,7 +117,7 @@ cdef Py_ssize_t OUT_BUFFER_KEEP = 1 << 20
 
 
 cdef struct Flow:
-    FlowKey key
+    FlowKey key             # the first packet's, unmasked: the record definition's mask makes the key
     uint64_t packets
     uint64_t octets
     int64_t first_us
@@ -119,15 +129,21 @@ cdef struct Flow:
     int32_t lru_next        # (also links the free list)
     int32_t age_prev        # all flows by creation: the head is the next active timeout
     int32_t age_next
-    uint32_t mpls_label     # non-key fields: the first packet's values
-    uint16_t vlan
-    uint8_t tos
     uint8_t tcp_flags
     uint8_t timeout_class
     uint8_t min_ttl
     uint8_t max_ttl
-    uint8_t src_mac[6]
-    uint8_t dst_mac[6]
+
+
+# What a record definition may collect beyond the usual counters, kept only when it does
+# (beside the flows, at the same index): most records need none of it.
+cdef struct FlowExtra:
+    uint64_t octets_squared
+    uint32_t syn
+    uint32_t fin
+    uint32_t rst
+    uint32_t min_length
+    uint32_t max_length
 
 
 cdef inline uint32_t hash_key(const FlowKey* key) noexcept nogil:
@@ -251,11 +267,18 @@ cdef class Lateness:
 cdef class Meter:
     """A unidirectional flow cache fed with pcapy-ng batches.
 
-    Meter(linktype, max_flows=65536, key_level="full", timeouts=None, direction="ingress")
+    Meter(linktype, max_flows=65536, record=None, timeouts=None, direction="ingress")
+
+    record: what makes a flow (pyprobe/definitions.py's Definition: key_mask, export_mask,
+    ipver, extras); None: the predefined record "full".
     """
     cdef int linktype
     cdef int shift_round             # a looped replay's round, when addresses are shifted per round
-    cdef int level
+    cdef FlowKey key_masks[2]        # the record definition's key, for IPv4 and for IPv6: packets whose
+                                     # masked keys agree are one flow
+    cdef FlowKey export_masks[2]     # what a record shows of its flow's key (the key's bits, first-packet values)
+    cdef uint8_t only_ipver          # 4 or 6: the record meters only that IP version; 0: both
+    cdef FlowExtra* extras           # NULL unless the record collects them
     cdef uint32_t in_if              # this batch's interface, unless its link layer says
     cdef const uint8_t* vlans_elsewhere   # this batch's: a bit per VLAN id metered on a sub-interface
     cdef uint16_t batch_vlan         # this batch's VLAN sub-interface's id: its packets' outer tag
@@ -299,18 +322,29 @@ cdef class Meter:
     cdef uint64_t proto_octets[256]
     cdef uint64_t proto_flows[256]
 
-    def __cinit__(self, int linktype, int max_flows=65536, key_level="full", timeouts=None,
+    def __cinit__(self, int linktype, int max_flows=65536, record=None, timeouts=None,
                   uint32_t sampling=1, sampling_mode="count", bint limit_32bit=False, seed=None,
                   direction="ingress"):
         cdef uint64_t nslots = 1
+        cdef const uint8_t[::1] mask
         if linktype not in SUPPORTED_LINKTYPES:
             raise ValueError(f"unsupported link type {linktype}")
         if max_flows < 1:
             raise ValueError("max_flows must be at least 1")
-        if key_level not in KEY_LEVELS:
-            raise ValueError(f"unknown key level {key_level!r}")
+        if record is None:
+            from pyprobe.definitions import predefined
+            record = predefined("full")
+        for mask in (record.key_mask, record.export_mask):
+            if len(mask) != 2 * sizeof(FlowKey):
+                raise ValueError(f"key masks are 2 x {sizeof(FlowKey)} bytes, not {len(mask)}")
+        mask = record.key_mask
+        memcpy(&self.key_masks[0], &mask[0], 2 * sizeof(FlowKey))
+        mask = record.export_mask
+        memcpy(&self.export_masks[0], &mask[0], 2 * sizeof(FlowKey))
+        if record.ipver not in (0, 4, 6):
+            raise ValueError(f"ipver: 0, 4 or 6, not {record.ipver!r}")
+        self.only_ipver = record.ipver
         self.linktype = linktype
-        self.level = KEY_LEVELS[key_level]
         if direction not in DIRECTIONS:
             raise ValueError(f"unknown direction {direction!r}")
         self.direction_mode = DIRECTIONS[direction]
@@ -321,7 +355,9 @@ cdef class Meter:
             nslots <<= 1
         self.flows = <Flow*>calloc(max_flows, sizeof(Flow))
         self.slots = <uint32_t*>calloc(nslots, sizeof(uint32_t))
-        if self.flows == NULL or self.slots == NULL:
+        if record.extras:
+            self.extras = <FlowExtra*>calloc(max_flows, sizeof(FlowExtra))
+        if self.flows == NULL or self.slots == NULL or (record.extras and self.extras == NULL):
             raise MemoryError(f"cannot allocate a cache of {max_flows} flows")
         self.slot_mask = <uint32_t>(nslots - 1)
         self.free_head = NIL
@@ -348,6 +384,7 @@ cdef class Meter:
     def __dealloc__(self):
         free(self.flows)
         free(self.slots)
+        free(self.extras)
         free(self.out)
 
     def _set_timeouts(self, dict timeouts):
@@ -477,6 +514,8 @@ cdef class Meter:
         reason = decode_packet(buf + m[2] if m[3] else NULL, m[3], self.linktype, pkt)
         if reason != DECODED:
             return reason
+        if self.only_ipver and pkt.key.ipver != self.only_ipver:
+            return IGNORE_UNMATCHED
         if not pkt.direction_known:
             pkt.key.direction = self.batch_direction
         if self.direction_mode != DIR_BOTH and pkt.key.direction != self.direction_mode:
@@ -484,8 +523,9 @@ cdef class Meter:
         if (self.vlans_elsewhere != NULL and pkt.key.vlan
                 and self.vlans_elsewhere[pkt.key.vlan >> 3] >> (pkt.key.vlan & 7) & 1):
             return IGNORE_ON_SUBINTERFACE
-        if self.batch_vlan:
-            pkt.key.vlan = self.batch_vlan       # the outermost tag, as the wire had it
+        if self.batch_vlan:                      # the outermost tag, as the wire had it; a tag
+            pkt.key.inner_vlan = pkt.key.vlan    # left in the frame is the next one in
+            pkt.key.vlan = self.batch_vlan
         if self.shift_round:
             shift_addresses(&pkt.key, self.shift_round)
         return DECODED
@@ -604,6 +644,8 @@ cdef class Meter:
                 f.min_ttl = pkt.ttl
             if pkt.ttl > f.max_ttl:
                 f.max_ttl = pkt.ttl
+            if self.extras != NULL:
+                self._measure(&self.extras[idx], pkt, False)
             self.touch_counter += 1
             f.touched = self.touch_counter
             self._lru_unlink(idx)
@@ -615,23 +657,42 @@ cdef class Meter:
         if key.proto == 6:
             self._check_tcp_end(idx)
 
+    cdef inline void _measure(self, FlowExtra* x, const Packet* pkt, bint first) noexcept nogil:
+        """What a record definition may collect over the packets (FlowExtra)."""
+        if first:
+            memset(x, 0, sizeof(FlowExtra))
+            x.min_length = pkt.octets
+        x.octets_squared += <uint64_t>pkt.octets * pkt.octets
+        if pkt.octets < x.min_length:
+            x.min_length = pkt.octets
+        if pkt.octets > x.max_length:
+            x.max_length = pkt.octets
+        if pkt.key.proto == 6:
+            x.syn += (pkt.tcp_flags & TH_SYN) != 0
+            x.fin += (pkt.tcp_flags & TH_FIN) != 0
+            x.rst += (pkt.tcp_flags & TH_RST) != 0
+
     cdef inline bint _would_wrap(self, const Flow* f, const Packet* pkt) noexcept nogil:
         return f.packets + 1 > 0xffffffffULL or f.octets + pkt.octets > 0xffffffffULL
 
     cdef inline void _mask_key(self, FlowKey* key) noexcept nogil:
-        """Zero the fields the key level does not track."""
-        if self.level < LEVEL_ETHER:
-            memset(key.src_mac, 0, 6)
-            memset(key.dst_mac, 0, 6)
-        if self.level < LEVEL_VLAN:
-            key.vlan = 0
-        if self.level < LEVEL_FULL:
-            key.tos = 0
-        if self.level < LEVEL_PORT:
-            key.sport = 0
-            key.dport = 0
-        if self.level < LEVEL_PROTO:
-            key.proto = 0
+        """Keep the bits the record definition keys on (key_mask), zero the rest."""
+        cdef uint64_t* k = <uint64_t*>key
+        cdef const uint64_t* m = <const uint64_t*>&self.key_masks[key.ipver == 6]
+        cdef int i
+        for i in range(sizeof(FlowKey) // 8):
+            k[i] &= m[i]
+
+    cdef inline bint _same_flow(self, const FlowKey* first, const FlowKey* key) noexcept nogil:
+        """Whether a flow whose first packet had `first` is the flow of the masked key."""
+        cdef const uint64_t* a = <const uint64_t*>first
+        cdef const uint64_t* b = <const uint64_t*>key
+        cdef const uint64_t* m = <const uint64_t*>&self.key_masks[key.ipver == 6]
+        cdef uint64_t differ = 0
+        cdef int i
+        for i in range(sizeof(FlowKey) // 8):
+            differ |= (a[i] & m[i]) ^ b[i]
+        return differ == 0
 
     cdef inline int32_t _lookup(self, const FlowKey* key, uint32_t h) noexcept nogil:
         cdef uint32_t i = h & self.slot_mask
@@ -642,7 +703,7 @@ cdef class Meter:
             if s == 0:
                 return NIL
             f = &self.flows[s - 1]
-            if f.hash == h and memcmp(&f.key, key, sizeof(FlowKey)) == 0:
+            if f.hash == h and self._same_flow(&f.key, key):
                 return <int32_t>(s - 1)
             i = (i + 1) & self.slot_mask
 
@@ -657,7 +718,7 @@ cdef class Meter:
             idx = self.unused
             self.unused += 1
         f = &self.flows[idx]
-        memcpy(&f.key, key, sizeof(FlowKey))
+        memcpy(&f.key, &pkt.key, sizeof(FlowKey))
         f.hash = h
         f.packets = 1
         f.octets = pkt.octets
@@ -666,11 +727,8 @@ cdef class Meter:
         f.tcp_flags = pkt.tcp_flags
         f.min_ttl = pkt.ttl
         f.max_ttl = pkt.ttl
-        f.tos = pkt.key.tos
-        f.vlan = pkt.key.vlan
-        f.mpls_label = pkt.mpls_label
-        memcpy(f.src_mac, pkt.key.src_mac, 6)
-        memcpy(f.dst_mac, pkt.key.dst_mac, 6)
+        if self.extras != NULL:
+            self._measure(&self.extras[idx], pkt, True)
         self.touch_counter += 1
         f.touched = self.touch_counter
         while self.slots[i] != 0:
@@ -816,6 +874,11 @@ cdef class Meter:
     cdef void _emit(self, const Flow* f, int reason) noexcept nogil:
         cdef FlowRecord* r
         cdef Py_ssize_t cap
+        cdef FlowKey key                      # the key as the record shows it
+        cdef uint64_t* k = <uint64_t*>&key
+        cdef const uint64_t* m = <const uint64_t*>&self.export_masks[f.key.ipver == 6]
+        cdef const FlowExtra* x
+        cdef int i
         if self.out_len + <Py_ssize_t>sizeof(FlowRecord) > self.out_cap:
             cap = max(self.out_cap * 2, 64 * sizeof(FlowRecord))
             self.out = <char*>realloc(self.out, cap)   # small; a failure here is fatal anyway
@@ -823,30 +886,51 @@ cdef class Meter:
         r = <FlowRecord*>(self.out + self.out_len)
         self.out_len += sizeof(FlowRecord)
         memset(r, 0, sizeof(FlowRecord))   # padding, and members the flow does not know yet (out_if)
-        memcpy(r.src, f.key.src, 16)
-        memcpy(r.dst, f.key.dst, 16)
+        memcpy(&key, &f.key, sizeof(FlowKey))
+        for i in range(sizeof(FlowKey) // 8):
+            k[i] &= m[i]
+        memcpy(r.src, key.src, 16)
+        memcpy(r.dst, key.dst, 16)
         r.packets = f.packets
         r.octets = f.octets
         r.first_us = f.first_us
         r.last_us = f.last_us
-        if f.key.direction == DIR_EGRESS:
-            r.out_if = f.key.in_if
+        if key.direction == DIR_EGRESS:
+            r.out_if = key.in_if
         else:
-            r.in_if = f.key.in_if
-        r.direction = f.key.direction
-        r.mpls_label = f.mpls_label
-        r.sport = f.key.sport
-        r.dport = f.key.dport
-        r.vlan = f.vlan
-        r.ipver = f.key.ipver
-        r.proto = f.key.proto
-        r.tos = f.tos
+            r.in_if = key.in_if
+        r.direction = key.direction
+        r.mpls_stack = key.mpls
+        r.mpls_label = key.mpls >> 4
+        r.mpls_exp = (key.mpls >> 1) & 7
+        r.flow_label = key.flow_label
+        r.sport = key.sport
+        r.dport = key.dport
+        if is_icmp(key.proto):
+            r.icmp_type = key.dport >> 8
+            r.icmp_code = key.dport & 0xff
+        r.vlan = key.vlan
+        r.inner_vlan = key.inner_vlan
+        r.ipver = key.ipver
+        r.proto = key.proto
+        r.tos = key.tos
+        r.dscp = key.tos >> 2
+        r.precedence = key.tos >> 5
+        r.frag = key.frag
         r.tcp_flags = f.tcp_flags
         r.min_ttl = f.min_ttl
         r.max_ttl = f.max_ttl
         r.end_reason = reason
-        memcpy(r.src_mac, f.src_mac, 6)
-        memcpy(r.dst_mac, f.dst_mac, 6)
+        memcpy(r.src_mac, key.src_mac, 6)
+        memcpy(r.dst_mac, key.dst_mac, 6)
+        if self.extras != NULL:
+            x = &self.extras[f - self.flows]
+            r.octets_squared = x.octets_squared
+            r.syn_packets = x.syn
+            r.fin_packets = x.fin
+            r.rst_packets = x.rst
+            r.min_length = x.min_length
+            r.max_length = x.max_length
 
 
     cdef bytes _take_records(self):

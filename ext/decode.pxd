@@ -30,7 +30,8 @@ cdef enum:
     IGNORE_MPLS_PAYLOAD = 5  # MPLS stack not followed by IP (pseudowire, ...)
     IGNORE_OTHER_DIRECTION = 6   # received while metering egress, or sent while metering ingress
     IGNORE_ON_SUBINTERFACE = 7   # a parent interface's tagged copy of a packet metered on its VLAN sub-interface
-    IGNORE_REASONS = 8
+    IGNORE_UNMATCHED = 8     # of the IP version the record does not meter (an IPv4-only record's IPv6)
+    IGNORE_REASONS = 9
 
 # Which way a packet crossed its interface (IPFIX flowDirection).
 cdef enum:
@@ -43,32 +44,39 @@ cdef enum:
 
 cdef enum:
     TH_FIN = 0x01
+    TH_SYN = 0x02
     TH_RST = 0x04
 
 
-# The flow key. The whole struct is compared with memcmp and hashed word by
-# word, so it is always zeroed before it is filled (padding included).
+# The flow key: every field a record can be keyed on, as the packet has it. The whole
+# struct is masked word by word (a record definition's key mask: pyprobe/definitions.py),
+# hashed and compared, so it is always zeroed before it is filled (padding included).
+# A flow keeps its first packet's key unmasked: the fields a record does not key on are
+# the first packet's values (TOS, VLAN, MACs, MPLS, flow label, fragment flags).
 cdef struct FlowKey:
     uint8_t src[16]       # IPv4 uses the first 4 bytes
     uint8_t dst[16]
     uint32_t in_if
+    uint32_t mpls         # top label stack entry: label << 3 | EXP (TTL and S left out)
+    uint32_t flow_label   # IPv6 flow label (20 bits)
     uint16_t sport
     uint16_t dport
-    uint16_t vlan
+    uint16_t vlan         # outer VLAN id
+    uint16_t inner_vlan   # the second tag's VLAN id (802.1ad, QinQ)
     uint8_t ipver
     uint8_t proto
     uint8_t tos
+    uint8_t frag          # IPFIX fragmentFlags: 0x40 don't fragment, 0x20 more fragments
+    uint8_t direction     # DIR_INGRESS: in_if is where it came in; DIR_EGRESS: where it went out
     uint8_t src_mac[6]
     uint8_t dst_mac[6]
-    uint8_t direction     # DIR_INGRESS: in_if is where it came in; DIR_EGRESS: where it went out
-    uint8_t _pad[6]
+    uint8_t _pad[3]
 
 
 # One decoded packet: every key field filled, plus what is metered.
 cdef struct Packet:
     FlowKey key
     uint32_t octets
-    uint32_t mpls_label
     uint8_t tcp_flags
     uint8_t ttl           # IPv4 TTL / IPv6 hop limit
     bint direction_known  # the link layer said which way (Linux cooked capture's packet type)
@@ -142,6 +150,7 @@ cdef inline int decode_ipv4(const uint8_t* p, Py_ssize_t n, Py_ssize_t off, Pack
     pkt.key.proto = q[9]
     memcpy(pkt.key.src, q + 12, 4)
     memcpy(pkt.key.dst, q + 16, 4)
+    pkt.key.frag = q[6] & 0x60          # DF, MF: where fragmentFlags has them
     if be16(q + 6) & 0x1fff:
         return DECODED                  # non-first fragment: no transport header, ports 0
     return decode_l4(q + ihl, rem - ihl, pkt)
@@ -161,6 +170,7 @@ cdef inline int decode_ipv6(const uint8_t* p, Py_ssize_t n, Py_ssize_t off, Pack
     pkt.octets = <uint32_t>(payload + 40 if payload else rem)   # 0: jumbogram or TSO
     pkt.key.ipver = 6
     pkt.key.tos = (be16(q) >> 4) & 0xff
+    pkt.key.flow_label = be32(q) & 0xfffff
     pkt.ttl = q[7]
     memcpy(pkt.key.src, q + 8, 16)
     memcpy(pkt.key.dst, q + 24, 16)
@@ -178,6 +188,8 @@ cdef inline int decode_ipv6(const uint8_t* p, Py_ssize_t n, Py_ssize_t off, Pack
             if pos + 8 > rem:
                 return IGNORE_TRUNCATED_IP
             nh = q[pos]
+            if q[pos + 3] & 1:
+                pkt.key.frag = 0x20                        # more fragments
             if be16(q + pos + 2) >> 3:
                 pkt.key.proto = nh                         # non-first fragment: ports 0
                 return DECODED
@@ -200,16 +212,19 @@ cdef inline int decode_ip_by_version(const uint8_t* p, Py_ssize_t n, Py_ssize_t 
 
 cdef inline int decode_ethertype(const uint8_t* p, Py_ssize_t n, Py_ssize_t off,
                                  uint16_t etype, Packet* pkt) noexcept nogil:
-    cdef bint tagged = False
+    cdef int tags = 0
     cdef bint top_label = True
     cdef uint32_t label
-    # 802.1Q, 802.1ad and the old QinQ type, to any depth: the outermost tag is the flow's VLAN.
+    # 802.1Q, 802.1ad and the old QinQ type, to any depth: the outermost tag is the flow's
+    # VLAN, the next its inner VLAN.
     while etype == 0x8100 or etype == 0x88a8 or etype == 0x9100:
         if off + 4 > n:
             return IGNORE_TRUNCATED_L2
-        if not tagged:
+        if tags == 0:
             pkt.key.vlan = be16(p + off) & 0x0fff
-            tagged = True
+        elif tags == 1:
+            pkt.key.inner_vlan = be16(p + off) & 0x0fff
+        tags += 1
         etype = be16(p + off + 2)
         off += 4
     if etype == 0x0800:
@@ -223,7 +238,7 @@ cdef inline int decode_ethertype(const uint8_t* p, Py_ssize_t n, Py_ssize_t off,
             label = be32(p + off)
             off += 4
             if top_label:
-                pkt.mpls_label = label >> 12
+                pkt.key.mpls = label >> 9              # label and EXP
                 top_label = False
             if label & 0x100:                       # bottom of stack
                 break

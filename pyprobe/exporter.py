@@ -18,11 +18,13 @@ MIN_DATAGRAM = 256
 
 
 class ExportSettings(namedtuple("ExportSettings", "source_id engine_type engine_id template_refresh template_interval "
-                                                  "max_datagram sampling sampling_random source_address boot_lead_ms",
-                                 defaults=(1, 0, 0, 20, 600.0, None, 1, False, None, 60_000))):
+                                                  "max_datagram sampling sampling_random source_address boot_lead_ms "
+                                                  "record",
+                                 defaults=(1, 0, 0, 20, 600.0, None, 1, False, None, 60_000, None))):
     """What every collector's exporting process shares (flags and config file). source_address:
     send from this local address (pyprobe generate's routers); boot_lead_ms: v5/v9 uptime at
-    the first record (each simulated router its own)."""
+    the first record (each simulated router its own); record: the record definition
+    (pyprobe/definitions.py), None: the predefined full record."""
 
     __slots__ = ()
 
@@ -48,6 +50,12 @@ def new_encoder(version, settings, max_size, over_stream):
     """The encoder of one collector, from the shared export settings."""
     caps = capabilities(version)
     common = dict(max_size=max_size, sampling_interval=settings.sampling, sampling_random=settings.sampling_random)
+    record = settings.record
+    if record is not None and not record.predefined:
+        if not caps.flexible:
+            flexible = " or ".join(f"{capabilities(v).name} (-v {v})" for v in ENCODERS if capabilities(v).flexible)
+            raise SettingsError(f"{caps.name} carries its fixed record only: record {record.name!r} needs {flexible}")
+        common["record"] = record
     if caps.uptime:
         common["boot_lead_ms"] = settings.boot_lead_ms
     if not caps.templates:

@@ -13,9 +13,12 @@ Everything else is made from it:
   ext/_encode.pyx runs for each record;
 - the JSON keys (output, --help, the tests' expectations).
 
-Adding a field: decode it in ext/decode.pxd, keep it in the meter's flow entry
-(ext/_meter.pyx: Flow, _create, _meter, _emit), add one row here, and name it in
-the templates that should carry it. This module imports nothing of pyprobe's,
+Adding a field: decode it in ext/decode.pxd (a key field: a member of FlowKey,
+which the flow keeps; a counter: the meter's Flow or FlowExtra, _create and
+_meter), write it into the record in ext/_meter.pyx's _emit, and add one row
+here. Record definitions (pyprobe/definitions.py) then offer it by its
+element's name; a predefined record's templates name their fields in
+pyprobe/export/. This module imports nothing of pyprobe's,
 so the build can read it before anything is compiled.
 """
 
@@ -50,15 +53,23 @@ class Element(namedtuple("Element", "name id length encoding", defaults=(UNSIGNE
     __slots__ = ()
 
 
-class Field(namedtuple("Field", "name ctype json show column ipfix v9 member doc",
-                        defaults=(None, None, "int", None, None, "same", None, ""))):
+# What a field can be in a record definition (pyprobe/definitions.py):
+MATCH = "match"         # a key only: it says which flow a packet is (addresses, ports, protocol)
+EITHER = "either"       # a key, or the first packet's value when collected (TOS, VLAN, MACs)
+COLLECT = "collect"     # collected only: counted or measured over the flow's packets
+
+
+class Field(namedtuple("Field", "name ctype json show column ipfix v9 member doc role key classic",
+                        defaults=(None, None, "int", None, None, "same", None, "", COLLECT, None, True))):
     """One record field: its name, C type, JSON key (None: not in JSON), how JSON shows it
     (int, address, mac, seconds, end_reason), the header of its own column in the table
     output, its elements. `ipfix`/`v9` are one Element, or (IPv4 element, IPv6 element)
     where the element depends on the IP version; None: that format cannot carry it; v9
     "same": the IPFIX element(s). `member` is the packed record member the value comes
     from (default: the name); rows that only re-present another member (icmp_type_code)
-    have no ctype."""
+    have no ctype. `role`: MATCH, EITHER or COLLECT; `key`: for a field that can be a key,
+    (FlowKey member, mask of its bits, None: all) in ext/decode.pxd's FlowKey. `classic`:
+    the predefined records (-T LEVEL) show it in JSON."""
 
     __slots__ = ()
 
@@ -78,18 +89,22 @@ E = Element
 FIELDS = (
     Field("src", "address", "src", "address", "Src IP Addr",
           ipfix=(E("sourceIPv4Address", 8, 4, BYTES), E("sourceIPv6Address", 27, 16, BYTES)),
-          doc="source address"),
+          doc="source address (as a key, /N: its prefix)", role=MATCH, key=("src", None)),
     Field("dst", "address", "dst", "address", "Dst IP Addr",
           ipfix=(E("destinationIPv4Address", 12, 4, BYTES), E("destinationIPv6Address", 28, 16, BYTES)),
-          doc="destination address"),
-    Field("ipver", "uint8", "ipver", ipfix=E("ipVersion", 60, 1), doc="IP version, 4 or 6"),
-    Field("proto", "uint8", "proto", column="Proto", ipfix=E("protocolIdentifier", 4, 1), doc="IP protocol"),
-    Field("sport", "uint16", "sport", ipfix=E("sourceTransportPort", 7, 2), doc="source port"),
+          doc="destination address (as a key, /N: its prefix)", role=MATCH, key=("dst", None)),
+    Field("ipver", "uint8", "ipver", ipfix=E("ipVersion", 60, 1), doc="IP version, 4 or 6",
+          role=MATCH, key=("ipver", None)),
+    Field("proto", "uint8", "proto", column="Proto", ipfix=E("protocolIdentifier", 4, 1), doc="IP protocol",
+          role=MATCH, key=("proto", None)),
+    Field("sport", "uint16", "sport", ipfix=E("sourceTransportPort", 7, 2), doc="source port",
+          role=MATCH, key=("sport", None)),
     Field("dport", "uint16", "dport", ipfix=E("destinationTransportPort", 11, 2),
-          doc="destination port; ICMP/ICMPv6: type*256 + code, as Cisco does"),
+          doc="destination port; ICMP/ICMPv6: type*256 + code, as Cisco does", role=MATCH, key=("dport", None)),
     Field("icmp_type_code", member="dport",
           ipfix=(E("icmpTypeCodeIPv4", 32, 2), E("icmpTypeCodeIPv6", 139, 2)),
-          v9=E("ICMP_TYPE", 32, 2), doc="ICMP type*256 + code (ICMP flows' templates only)"),
+          v9=E("ICMP_TYPE", 32, 2), doc="ICMP type*256 + code (the predefined records: ICMP flows' templates only)",
+          role=MATCH, key=("dport", None)),
     Field("packets", "uint64", "packets", column="Packets", ipfix=E("packetDeltaCount", 2, 8), doc="packets"),
     Field("octets", "uint64", "octets", column="Bytes", ipfix=E("octetDeltaCount", 1, 8),
           doc="octets, as the IP headers state them"),
@@ -101,23 +116,58 @@ FIELDS = (
           doc="last packet"),
     Field("tcp_flags", "uint8", "tcp_flags", column="Flags", ipfix=E("tcpControlBits", 6, 2),
           v9=E("TCP_FLAGS", 6, 1), doc="OR of the TCP flags"),
-    Field("tos", "uint8", "tos", ipfix=E("ipClassOfService", 5, 1), doc="TOS / traffic class of the first packet"),
-    Field("vlan", "uint16", "vlan", ipfix=E("vlanId", 58, 2), doc="outer VLAN id of the first packet"),
-    Field("in_if", "uint32", "in_if", ipfix=E("ingressInterface", 10, 4), doc="input interface (ifIndex)"),
+    Field("tos", "uint8", "tos", ipfix=E("ipClassOfService", 5, 1), doc="TOS / traffic class of the first packet",
+          role=EITHER, key=("tos", None)),
+    Field("vlan", "uint16", "vlan", ipfix=E("vlanId", 58, 2), doc="outer VLAN id of the first packet",
+          role=EITHER, key=("vlan", None)),
+    Field("in_if", "uint32", "in_if", ipfix=E("ingressInterface", 10, 4), doc="input interface (ifIndex)",
+          role=EITHER, key=("in_if", None)),
     Field("out_if", "uint32", "out_if", ipfix=E("egressInterface", 14, 4),
           doc="output interface (egress flows; 0 for ingress flows: routes are not read yet)"),
-    Field("direction", "uint8", "direction", ipfix=E("flowDirection", 61, 1),
+    Field("direction", "uint8", "direction", ipfix=E("flowDirection", 61, 1), role=EITHER,
           doc="0 ingress (in_if is where the flow came in), 1 egress (out_if is where it left)"),
     Field("src_mac", "mac", "src_mac", "mac", ipfix=E("sourceMacAddress", 56, 6, BYTES),
-          doc="source MAC of the first packet"),
+          doc="source MAC of the first packet", role=EITHER, key=("src_mac", None)),
     Field("dst_mac", "mac", "dst_mac", "mac", ipfix=E("destinationMacAddress", 80, 6, BYTES),
-          doc="destination MAC of the first packet"),
-    Field("mpls_label", "uint32", "mpls_label", doc="top MPLS label of the first packet (not exported yet)"),
+          doc="destination MAC of the first packet", role=EITHER, key=("dst_mac", None)),
+    Field("mpls_label", "uint32", "mpls_label", doc="top MPLS label of the first packet (JSON of the predefined records)"),
+    Field("mpls_stack", "uint32", "mpls_stack", ipfix=E("mplsTopLabelStackSection", 70, 3), role=EITHER,
+          key=("mpls", 0xfffffe), classic=False,
+          doc="top MPLS label stack entry of the first packet, as the stack section goes out: label << 4 | EXP << 1"),
     Field("min_ttl", "uint8", "min_ttl", ipfix=E("minimumTTL", 52, 1), doc="lowest IPv4 TTL / IPv6 hop limit"),
     Field("max_ttl", "uint8", "max_ttl", ipfix=E("maximumTTL", 53, 1), doc="highest IPv4 TTL / IPv6 hop limit"),
     Field("end_reason", "uint8", "end_reason", "end_reason", "End",
           ipfix=E("flowEndReason", 136, 1, END_REASON), v9=None,
           doc="why the flow ended: " + ", ".join(END_REASONS.values())),
+    # -- offered to record definitions; not in the predefined records
+    Field("dscp", "uint8", "dscp", ipfix=E("ipDiffServCodePoint", 195, 1), role=EITHER, key=("tos", 0xfc),
+          classic=False, doc="DSCP of the first packet (the TOS byte's upper six bits)"),
+    Field("precedence", "uint8", "precedence", ipfix=E("ipPrecedence", 196, 1), role=EITHER, key=("tos", 0xe0),
+          classic=False, doc="IP precedence of the first packet (the TOS byte's upper three bits)"),
+    Field("icmp_type", "uint8", "icmp_type", ipfix=(E("icmpTypeIPv4", 176, 1), E("icmpTypeIPv6", 178, 1)),
+          role=MATCH, key=("dport", 0xff00), classic=False, doc="ICMP type (0 for other protocols)"),
+    Field("icmp_code", "uint8", "icmp_code", ipfix=(E("icmpCodeIPv4", 177, 1), E("icmpCodeIPv6", 179, 1)),
+          role=MATCH, key=("dport", 0x00ff), classic=False, doc="ICMP code (0 for other protocols)"),
+    Field("inner_vlan", "uint16", "inner_vlan", ipfix=E("dot1qCustomerVlanId", 245, 2), role=EITHER,
+          key=("inner_vlan", None), classic=False, doc="inner (second) VLAN id of the first packet"),
+    Field("mpls_exp", "uint8", "mpls_exp", ipfix=E("mplsTopLabelExp", 203, 1), role=EITHER, key=("mpls", 0x0e),
+          classic=False, doc="EXP (traffic class) bits of the first packet's top MPLS label"),
+    Field("flow_label", "uint32", "flow_label", ipfix=E("flowLabelIPv6", 31, 4), role=EITHER,
+          key=("flow_label", None), classic=False, doc="IPv6 flow label of the first packet"),
+    Field("frag", "uint8", "frag", ipfix=E("fragmentFlags", 197, 1), role=EITHER, key=("frag", None),
+          classic=False, doc="fragment flags of the first packet: 0x40 don't fragment, 0x20 more fragments"),
+    Field("syn_packets", "uint32", "syn_packets", ipfix=E("tcpSynTotalCount", 218, 4), classic=False,
+          doc="TCP packets with SYN"),
+    Field("fin_packets", "uint32", "fin_packets", ipfix=E("tcpFinTotalCount", 219, 4), classic=False,
+          doc="TCP packets with FIN"),
+    Field("rst_packets", "uint32", "rst_packets", ipfix=E("tcpRstTotalCount", 220, 4), classic=False,
+          doc="TCP packets with RST"),
+    Field("min_length", "uint32", "min_length", ipfix=E("minimumIpTotalLength", 25, 4), classic=False,
+          doc="shortest packet, octets as its IP header states"),
+    Field("max_length", "uint32", "max_length", ipfix=E("maximumIpTotalLength", 26, 4), classic=False,
+          doc="longest packet"),
+    Field("octets_squared", "uint64", "octets_squared", ipfix=E("octetDeltaSumOfSquares", 198, 8), classic=False,
+          doc="sum of the squares of the packet lengths (with octets and packets: their variance)"),
 )
 del E
 
@@ -151,7 +201,7 @@ MEMBER = {m.name: m for m in MEMBERS}
 # The struct module's view of the same bytes (native byte order, no padding between members).
 RECORD_FORMAT = "=" + "".join(CTYPES[m.ctype][2] for m in MEMBERS) + "x" * (
     RECORD_SIZE - sum(m.size for m in MEMBERS))
-JSON_KEYS = tuple(f.json for f in FIELDS if f.json)
+JSON_KEYS = tuple(f.json for f in FIELDS if f.json and f.classic)     # the predefined records'
 
 
 def record_pxd():

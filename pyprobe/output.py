@@ -5,7 +5,7 @@ import sys
 import time
 
 from .fields import BY_NAME, ICMP_PROTOCOLS
-from .records import to_json_lines, unpack
+from .records import shown_values, to_json_lines, unpack
 
 PROTOCOL_NAMES = {1: "ICMP", 2: "IGMP", 6: "TCP", 17: "UDP", 47: "GRE", 50: "ESP", 51: "AH",
                   58: "ICMP6", 89: "OSPF", 103: "PIM", 132: "SCTP"}
@@ -40,17 +40,29 @@ def dport_text(record):
     return str(record.dport)
 
 
+def _own_fields(record):
+    """The fields a record definition shows, or None for a predefined record (the classic output)."""
+    return None if record is None or record.predefined else record.shown_fields()
+
+
 class TableWriter:
     """nfdump -o line style, times in UTC. write() takes packed records, write_records()
-    unpacked ones."""
+    unpacked ones. A record definition of the user's gets a column per field instead."""
 
-    def __init__(self, stream, header=True):
+    def __init__(self, stream, header=True, record=None):
         self.stream = stream
+        self.fields = _own_fields(record)
         if header:
-            stream.write(TABLE_HEADER + "\n")
+            stream.write((TABLE_HEADER if self.fields is None else
+                          "  ".join(f"{f.json:>{_width(f)}}" for f in self.fields)) + "\n")
 
     def write(self, packed):
-        self.write_records(unpack(packed))
+        if self.fields is None:
+            self.write_records(unpack(packed))
+            return
+        shown = {"seconds": format_time}
+        self.stream.write("".join("  ".join(f"{shown.get(f.show, str)(v):>{_width(f)}}" for f, v in zip(self.fields, row))
+                                  + "\n" for row in shown_values(packed, self.fields)))
 
     def write_records(self, records):
         lines = []
@@ -64,14 +76,21 @@ class TableWriter:
         self.stream.write("".join(lines))
 
 
-class JsonWriter:
-    """One JSON object per flow record, one per line, written in compiled code."""
+def _width(field):
+    """A column wide enough for the field's values (an IPv6 address is wider: it shifts the row)."""
+    return max(len(field.json), {"address": 15, "mac": 17, "seconds": 23}.get(field.show, 6))
 
-    def __init__(self, stream):
+
+class JsonWriter:
+    """One JSON object per flow record, one per line, written in compiled code; a record
+    definition's fields, or the classic ones."""
+
+    def __init__(self, stream, record=None):
         self.stream = stream
+        self.fields = _own_fields(record)
 
     def write(self, packed):
-        self.stream.write(to_json_lines(packed).decode())
+        self.stream.write(to_json_lines(packed, self.fields).decode())
 
 
 class Progress:

@@ -33,6 +33,7 @@ class RecordSinks:
         self.flush_each = source.ticking     # a reader of a live or real-time run wants each record now
         self.dating = source.dating          # a real-time replay dated now, or None
         self.writer = None
+        self.record = settings.record        # what the screen's writer shows
         self.retired = []                    # statistics of collectors a reload closed
         self.interfaces = []                 # what the collectors are told is captured
         self._attach(settings, make_exporter(settings))
@@ -48,7 +49,7 @@ class RecordSinks:
         """The screen's writer is made (and a table's header printed) when the run begins,
         so an error at start (a control socket that cannot be made) is all that is printed."""
         if isinstance(self.writer, type):
-            self.writer = self.writer(sys.stdout)
+            self.writer = self.writer(sys.stdout, record=self.record)
 
     def put(self, records):
         self._open_writer()
@@ -108,7 +109,7 @@ class Probe:
         self.versions = settings.versions
         self.timeouts = {}
         try:
-            self.meter = Meter(self.source.linktype, max_flows=settings.max_flows, key_level=settings.level,
+            self.meter = Meter(self.source.linktype, max_flows=settings.max_flows, record=settings.record,
                                sampling=settings.sampling,
                                sampling_mode=settings.sampling_mode, direction=metered_direction(settings))
             self._apply_export_limits()

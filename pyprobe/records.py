@@ -16,7 +16,7 @@ from .fields import END_REASONS, FIELDS, MEMBER, MEMBERS, RECORD_FORMAT
 RECORD = struct.Struct(RECORD_FORMAT)
 assert RECORD.size == RECORD_SIZE, "ext/record.pxd is older than pyprobe/fields.py: rebuild (make)"
 
-SHOWN = [f for f in FIELDS if f.json]
+SHOWN = [f for f in FIELDS if f.json and f.classic]     # the predefined records' (JSON, FlowRecord)
 _MEMBER_INDEX = {m.name: i for i, m in enumerate(MEMBERS)}
 _IPVER = _MEMBER_INDEX["ipver"]
 _Record = namedtuple("FlowRecord", [f.json for f in SHOWN])
@@ -54,14 +54,29 @@ def unpack(buf):
     return records
 
 
+def shown_values(buf, fields):
+    """Each record's values of these fields (rows of the field table), as JSON shows them:
+    the table output of a record definition."""
+    columns = [(_MEMBER_INDEX[f.source], _SHOW[f.show]) for f in fields]
+    return [[show(values[i], values[_IPVER]) for i, show in columns] for values in RECORD.iter_unpack(buf)]
+
+
 SHOW_CODES = {"int": 1, "address": 2, "mac": 3, "seconds": 4, "end_reason": 5}     # ext/_encode.pyx's
-_JSON_COLUMNS = [(f.json, SHOW_CODES[f.show], MEMBER[f.source].offset, MEMBER[f.source].size) for f in SHOWN]
 
 
-def to_json_lines(buf):
+def _json_columns(fields):
+    return [(f.json, SHOW_CODES[f.show], MEMBER[f.source].offset, MEMBER[f.source].size) for f in fields]
+
+
+_JSON_COLUMNS = _json_columns(SHOWN)
+
+
+def to_json_lines(buf, fields=None):
     """The records as JSON lines (bytes), made in compiled code: the same text as
-    json.dumps of each unpacked record's as_dict()."""
-    return json_lines(buf, _JSON_COLUMNS, MEMBER["ipver"].offset, END_REASONS)
+    json.dumps of each unpacked record's as_dict(); fields: the rows of the field table
+    to show (a record definition's), default the predefined records'."""
+    columns = _JSON_COLUMNS if fields is None else _json_columns(fields)
+    return json_lines(buf, columns, MEMBER["ipver"].offset, END_REASONS)
 
 
 def pack(**values):

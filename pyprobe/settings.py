@@ -17,7 +17,7 @@ import types
 from collections import namedtuple
 
 from . import __version__
-from ._meter import DEFAULT_TIMEOUTS, HEADER_BYTES, KEY_LEVELS, supported_linktype_names
+from ._meter import DEFAULT_TIMEOUTS, HEADER_BYTES, supported_linktype_names
 from .errors import SettingsError
 from .export import VERSIONS, capabilities
 from .exporter import MIN_DATAGRAM, CollectorSpec, ExportSettings
@@ -104,10 +104,9 @@ def parse_version(value):
     return version
 
 
-def parse_key_level(text):
-    if text not in KEY_LEVELS:
-        raise ValueError(f"unknown tracking level {text!r} (one of {', '.join(KEY_LEVELS)})")
-    return text
+def parse_record_name(text):
+    """-T: a tracking level or a [[record]] of the config file (checked once the file is read)."""
+    return parse_text(text)
 
 
 def parse_bool(value):
@@ -290,8 +289,9 @@ OPTIONS = (
       help="set a timeout (see timeouts below)", commands=BOTH),
     O("max_flows", ("-m",), "probe", parse_count(1, MAX_FLOWS_LIMIT, "flow count"), 65536, metavar="N",
       help="most flows tracked at once (default 65536)"),
-    O("level", ("-T",), "probe", parse_key_level, "full", metavar="LEVEL", key="tracking",
-      help="tracking level: full, port, proto, ip, vlan or ether (default full)"),
+    O("level", ("-T",), "probe", parse_record_name, "full", metavar="RECORD", key="tracking",
+      help="the flow record: a tracking level, full, port, proto, ip, vlan or ether (default full), or the "
+           "name of a [[record]] of the config file (see records below)"),
     O("sampling", ("-s",), "probe", parse_count(1, 2**31, "sampling interval"), 1, metavar="N",
       help="meter 1 packet in N (default 1: every packet)", commands=BOTH),
     O("direction", ("--direction",), "probe", parse_choice("ingress", "egress", "both"), None,
@@ -394,17 +394,23 @@ def _settings_namespace():
         return ExportSettings(source_id=self.source_id, engine_type=self.engine_type, engine_id=self.engine_id,
                               template_refresh=self.template_refresh, template_interval=self.template_interval,
                               max_datagram=self.max_datagram, sampling=self.sampling,
-                              sampling_random=self.sampling_mode == "random")
+                              sampling_random=self.sampling_mode == "random", record=self.record)
+
+    def record(self):
+        """The record definition -T names (pyprobe/definitions.py)."""
+        from .definitions import resolve
+        return resolve(self.level, {d.name: d for d in self.records})
 
     def versions(self):
         return tuple(spec.version for spec in self.collectors)
 
-    return {"export": property(export), "versions": property(versions), "__slots__": (),
+    return {"export": property(export), "versions": property(versions), "record": property(record),
+            "__slots__": (),
             "__doc__": "Every setting of a run, checked; frozen (workers and reloads make new ones: _replace)."}
 
 
-Settings = type("Settings", (namedtuple("Settings", [o.name for o in OPTIONS] + ["collectors"],
-                                        defaults=[o.default for o in OPTIONS] + [()]),),
+Settings = type("Settings", (namedtuple("Settings", [o.name for o in OPTIONS] + ["collectors", "records"],
+                                        defaults=[o.default for o in OPTIONS] + [(), ()]),),
                 _settings_namespace())
 Settings.__module__ = __name__
 
@@ -429,7 +435,8 @@ def read_toml(path, what):
 def load_file(path):
     """Read and check a TOML configuration file: {section: {key: value}}, [[collector]] a list."""
     data = read_toml(path, "config")
-    known = {**{s: [o.toml_key for o in opts] for s, opts in SECTIONS.items()}, "collector": COLLECTOR_KEYS}
+    known = {**{s: [o.toml_key for o in opts] for s, opts in SECTIONS.items()}, "collector": COLLECTOR_KEYS,
+             "record": ("name", "match", "collect")}
     for section, value in data.items():
         if section not in known:
             raise SettingsError(f"config {path}: unknown section [{section}] (one of {', '.join(known)})")
@@ -440,8 +447,9 @@ def load_file(path):
             unknown = set(entry) - set(known[section]) if section != "timeouts" else set()
             if unknown:
                 raise SettingsError(f"config {path}: unknown key {sorted(unknown)[0]!r} in [{section}]")
-    if isinstance(data.get("collector"), dict):
-        data["collector"] = [data["collector"]]
+    for section in ("collector", "record"):
+        if isinstance(data.get(section), dict):
+            data[section] = [data[section]]
     return data
 
 
@@ -517,6 +525,7 @@ def parse(argv, command="probe"):
     for o in OPTIONS:
         values[o.name] = _value(o, given, config, config_path)
     values["collectors"] = _collectors(values, config, config_path)
+    values["records"] = _records(values, config, config_path)
     settings = Settings(**values)
     if command == "probe":
         check(settings)
@@ -599,6 +608,20 @@ def _collectors(values, config, config_path):
     for spec in specs:
         spec.check()
     return tuple(specs)
+
+
+def _records(values, config, config_path):
+    """The config file's [[record]] definitions; -T must name one of them or a level."""
+    from .definitions import from_config, resolve
+    try:
+        records = from_config(config.get("record", []))
+    except ValueError as e:
+        raise SettingsError(f"config {config_path}: {e}") from None
+    try:
+        resolve(values["level"], records)
+    except ValueError as e:
+        raise SettingsError(f"-T: {e}") from None
+    return tuple(records.values())
 
 
 def metered_direction(settings):

@@ -22,6 +22,7 @@ from flowmodel import KEY_LEVELS, RECORD_FIELDS, FlowModel, Pkt  # noqa: E402
 meter_mod = pytest.importorskip("pyprobe._meter")
 records_mod = pytest.importorskip("pyprobe.records")
 Meter = meter_mod.Meter
+predefined = pytest.importorskip("pyprobe.definitions").predefined
 unpack = records_mod.unpack
 
 LINKTYPE = P.DLT_EN10MB
@@ -154,7 +155,7 @@ def batches(items, cuts):
 def run_meter(s, cuts=None):
     """Feed the scenario to a Meter batch by batch, then flush.
     Returns a list (one per batch, then one for flush) of lists of model-shaped records."""
-    m = Meter(LINKTYPE, max_flows=s["max_flows"], key_level=s["key_level"],
+    m = Meter(LINKTYPE, max_flows=s["max_flows"], record=predefined(s["key_level"]),
               timeouts=dict(s["timeouts"]))
     out = []
     for batch in batches(s["frames"], s["cuts"] if cuts is None else cuts):
@@ -223,7 +224,7 @@ def test_batch_split_does_not_change_result(s, data):
 @given(scenario(max_packets=30), st.lists(st.integers(0, 15_000_000), min_size=1, max_size=6), st.data())
 def test_expire_ticks_equal_model(s, tick_offsets, data):
     """meter.expire(now_us) between batches: a clock tick without a packet."""
-    m = Meter(LINKTYPE, max_flows=s["max_flows"], key_level=s["key_level"],
+    m = Meter(LINKTYPE, max_flows=s["max_flows"], record=predefined(s["key_level"]),
               timeouts=dict(s["timeouts"]))
     model = FlowModel(s["key_level"], s["timeouts"], s["max_flows"])
     got, want = [], []

@@ -51,8 +51,9 @@ assert len(CLASSES) == _encode.CLASSES
 #   tcp                 may go over TCP (RFC 7011 section 10.4)
 #   withdrawal          templates can be withdrawn (RFC 7011 section 8.1)
 #   enterprise_fields   enterprise-specific information elements (RFC 7011 3.2)
+#   flexible            records of any definition (pyprobe/definitions.py), not a fixed format's
 Capabilities = namedtuple("Capabilities", "name ipv6 counter_bits uptime max_active_seconds templates options tcp "
-                                          "withdrawal enterprise_fields", defaults=(False, False))
+                                          "withdrawal enterprise_fields flexible", defaults=(False, False, True))
 
 
 class Filler:
@@ -107,9 +108,13 @@ class Layout:
         return self._template_record
 
 
-def data_templates(dialect, fields, icmp_fields, ids):
+def data_templates(dialect, fields, icmp_fields, ids, record=None):
     """One Layout per record class: `fields` for port-carrying flows, `icmp_fields` for
-    ICMP/ICMPv6 flows; ids maps (ipver, icmp) -> template id."""
+    ICMP/ICMPv6 flows; ids maps (ipver, icmp) -> template id. A record definition's own
+    fields instead, for every class of the IP versions it meters (None for the others)."""
+    if record is not None:
+        return [Layout(ids[ipver, icmp], record.fields, dialect, ipver) if record.ipver in (0, ipver) else None
+                for ipver, icmp in CLASSES]
     return [Layout(ids[ipver, icmp], icmp_fields if icmp else fields, dialect, ipver)
             for ipver, icmp in CLASSES]
 

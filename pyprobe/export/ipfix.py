@@ -49,12 +49,13 @@ class IpfixEncoder(TemplateEncoder):
     HEADER_SIZE = HEADER_SIZE
     SET_OVERHEAD = 4                  # set header; IPFIX sets need no padding
 
-    def __init__(self, max_size=1472, **settings):
-        super().__init__(data_templates("ipfix", FIELDS, ICMP_FIELDS, TEMPLATE_IDS), max_size, **settings)
+    def __init__(self, max_size=1472, record=None, **settings):
+        super().__init__(data_templates("ipfix", FIELDS, ICMP_FIELDS, TEMPLATE_IDS, record), max_size, **settings)
         self.exporter_sequence = 0     # of observation domain 0
         self.exporter_header = header_program(self.header_fields(EXPORTER_DOMAIN))
         self.record_sizes = {t.id: t.record_size
-                             for t in self.layouts + [SAMPLING_OPTIONS, STATISTICS_OPTIONS, INTERFACE_OPTIONS]}
+                             for t in [t for t in self.layouts if t] + [SAMPLING_OPTIONS, STATISTICS_OPTIONS,
+                                                                        INTERFACE_OPTIONS]}
 
     def header_fields(self, domain=None):
         """RFC 7011 section 3.1: version, length, export time, sequence, observation domain."""
@@ -84,7 +85,7 @@ class IpfixEncoder(TemplateEncoder):
         Otherwise the options go first in a message of observation domain 0, which RFC 7011
         section 3.1 reserves for that, with a sequence of its own: the flows' domain then
         counts flow records only, which is what collectors such as nfdump check."""
-        sets = [(set_bytes(TEMPLATE_SET_ID, t.template_record(), pad=False), 0) for t in self.layouts]
+        sets = [(set_bytes(TEMPLATE_SET_ID, t.template_record(), pad=False), 0) for t in self.layouts if t]
         if self.domain_id == EXPORTER_DOMAIN:
             return [], sets + self._options_sets(ignored_packets)
         if preview:

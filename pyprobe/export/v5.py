@@ -10,7 +10,7 @@ from .encoder import (CLASSES, CONSTANT, EXPORT_NANOSECONDS, EXPORT_SECONDS, REC
 
 CAPABILITIES = Capabilities(name="NetFlow v5", ipv6=False, counter_bits=32, uptime=True,
                             max_active_seconds=MAX_ACTIVE_SECONDS,
-                            templates=False, options=False, tcp=False)
+                            templates=False, options=False, tcp=False, flexible=False)
 HEADER_SIZE = 24
 MAX_RECORDS = 30
 SAMPLING_MODE_DETERMINISTIC = 1   # top two bits of the sampling field

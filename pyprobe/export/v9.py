@@ -47,8 +47,8 @@ class V9Encoder(TemplateEncoder):
     MAX_SPAN_MS = MAX_SPAN_MS         # records sharing a packet must fit its 32-bit uptime
     SEQUENCE_COUNTS_RECORDS = False   # (it counts export packets)
 
-    def __init__(self, max_size=1472, boot_lead_ms=60_000, **settings):
-        super().__init__(data_templates("v9", FIELDS, ICMP_FIELDS, TEMPLATE_IDS), max_size, **settings)
+    def __init__(self, max_size=1472, boot_lead_ms=60_000, record=None, **settings):
+        super().__init__(data_templates("v9", FIELDS, ICMP_FIELDS, TEMPLATE_IDS, record), max_size, **settings)
         self.uptime = Uptime(boot_lead_ms)
 
     def template_sets(self, now_ms, ignored_packets, preview=False):
@@ -57,7 +57,7 @@ class V9Encoder(TemplateEncoder):
         algorithm = SAMPLING_RANDOM if self.sampling_random else SAMPLING_DETERMINISTIC
         sampling = SAMPLING_OPTIONS.pack([0, self.sampling_interval, algorithm])
         options = [SAMPLING_OPTIONS, INTERFACE_OPTIONS] if self.interfaces else [SAMPLING_OPTIONS]
-        return [], ([(set_bytes(TEMPLATE_SET_ID, t.template_record(), pad=False), 1) for t in self.layouts]
+        return [], ([(set_bytes(TEMPLATE_SET_ID, t.template_record(), pad=False), 1) for t in self.layouts if t]
                     + [(set_bytes(OPTIONS_TEMPLATE_SET_ID, options_template(o), pad=True), 1) for o in options]
                     + [(set_bytes(SAMPLING_OPTIONS.id, sampling, pad=True), 1)]
                     + ([] if preview else INTERFACE_OPTIONS.data_sets(self.interfaces, self.max_size, pad=True)))

@@ -1,0 +1,216 @@
+"""Record definitions, in the Flexible NetFlow model: what makes a flow (the key
+fields a record matches on) and what its record collects.
+
+A definition names fields by their IPFIX information element names, from the
+field table (pyprobe/fields.py); an address key may be a prefix
+(sourceIPv4Address/24). It becomes what the meter needs, a mask over the flow
+key (ext/decode.pxd's FlowKey) for each IP version, and what the encoders need,
+the record's fields in template order. The predefined records are softflowd's
+tracking levels (-T full, port, proto, ip, vlan, ether): their templates are the
+exporters' own (pyprobe/export/), unchanged by this module.
+
+In the config file:
+
+    [[record]]
+    name = "prefixes"
+    match = ["sourceIPv4Address/24", "destinationIPv4Address/24", "protocolIdentifier"]
+    collect = ["packetDeltaCount", "octetDeltaCount", "flowStartMilliseconds", "flowEndMilliseconds"]
+"""
+
+import sys
+from collections import namedtuple
+
+from ._meter import KEY_MEMBERS, KEY_SIZE
+from .fields import COLLECT, EITHER, FIELDS, MATCH, Element
+
+# Always part of the key: flows of the two IP versions never merge, nor the two directions.
+ALWAYS_KEYED = ("ipver", "direction")
+# Fields the meter keeps beside a flow only when a record collects them (ext/_meter.pyx FlowExtra).
+EXTRA_FIELDS = frozenset(("syn_packets", "fin_packets", "rst_packets", "min_length", "max_length",
+                          "octets_squared"))
+# softflowd's tracking levels, least detailed first: each keys on the members the ones before it do.
+LEVELS = {
+    "ip": ("src", "dst", "in_if"),
+    "proto": ("src", "dst", "in_if", "proto"),
+    "port": ("src", "dst", "in_if", "proto", "sport", "dport"),
+    "full": ("src", "dst", "in_if", "proto", "sport", "dport", "tos"),
+    "vlan": ("src", "dst", "in_if", "proto", "sport", "dport", "tos", "vlan"),
+    "ether": ("src", "dst", "in_if", "proto", "sport", "dport", "tos", "vlan", "src_mac", "dst_mac"),
+}
+LEVEL_HELP = {
+    "ip": "source and destination address",
+    "proto": "ip, and the protocol",
+    "port": "proto, and the ports (ICMP: type and code)",
+    "full": "port, and the TOS byte (the default)",
+    "vlan": "full, and the outer VLAN id",
+    "ether": "vlan, and the source and destination MAC",
+}
+
+
+class Definition(namedtuple("Definition", "name match collect fields key_mask export_mask ipver extras")):
+    """A record definition, ready for the meter and the encoders.
+
+    match/collect: the element names as written; fields: the record's field names
+    (pyprobe/fields.py) in template order, None for a predefined record (the
+    exporters' own templates); key_mask/export_mask: FlowKey masks, the IPv4 one then
+    the IPv6 one (the meter's); ipver: 4 or 6 when only that version is metered, else 0;
+    extras: whether the meter keeps FlowExtra."""
+
+    __slots__ = ()
+
+    @property
+    def predefined(self):
+        return self.fields is None
+
+    def shown_fields(self):
+        """The fields JSON and the table show: a predefined record's are the classic ones."""
+        if self.predefined:
+            return [f for f in FIELDS if f.json and f.classic]
+        return [BY_FIELD[name] for name in self.fields if BY_FIELD[name].json]
+
+
+BY_FIELD = {f.name: f for f in FIELDS}
+
+
+def _elements():
+    """IPFIX element name -> (Field, the IP version it is of, or 0)."""
+    names = {}
+    for f in FIELDS:
+        if f.ipfix is None or f.ctype is None and f.key is None:
+            continue
+        chosen = (f.ipfix,) if isinstance(f.ipfix, Element) else f.ipfix
+        for i, element in enumerate(chosen):
+            names.setdefault(element.name, (f, (4, 6)[i] if len(chosen) == 2 else 0))
+    return names
+
+
+ELEMENTS = _elements()
+
+
+def _member_mask(member, bits=None, prefix=None):
+    """(offset, mask bytes) of one FlowKey member: all its bits, an integer mask of them
+    (native byte order), or an address prefix of `prefix` bits."""
+    offset, size = KEY_MEMBERS[member]
+    if prefix is not None:
+        return offset, (((1 << prefix) - 1) << (size * 8 - prefix)).to_bytes(size, "big")
+    if bits is None:
+        return offset, b"\xff" * size
+    return offset, bits.to_bytes(size, sys.byteorder)
+
+
+def _mask(parts):
+    """A FlowKey mask from (offset, mask bytes) parts, OR-ed together."""
+    mask = bytearray(KEY_SIZE)
+    for offset, bits in parts:
+        for i, b in enumerate(bits):
+            mask[offset + i] |= b
+    return bytes(mask)
+
+
+def _either_parts():
+    return [_member_mask(f.key[0]) for f in FIELDS if f.role == EITHER and f.key]
+
+
+def predefined(level):
+    """The predefined record of a tracking level: its key as softflowd's; the record shows
+    the first packet's TOS, VLAN and MACs where it does not key on them, and zero for the
+    ports and protocol a coarse level merges."""
+    members = LEVELS[level] + ALWAYS_KEYED
+    key = _mask(_member_mask(m) for m in members)
+    shown = _mask([(0, key)] + _either_parts())
+    return Definition(level, (), (), None, key * 2, shown * 2, 0, False)
+
+
+PREDEFINED = tuple(LEVELS)
+
+
+def _parse_name(text, record):
+    """'sourceIPv4Address/24' -> (Field, ip version of the element, prefix or None)."""
+    if not isinstance(text, str):
+        raise ValueError(f"record {record!r}: {text!r} is not an element name")
+    name, slash, length = text.partition("/")
+    if name not in ELEMENTS:
+        import difflib          # (only when a name is wrong)
+        close = difflib.get_close_matches(name, ELEMENTS, 1)
+        hint = f" (did you mean {close[0]}?)" if close else " (pyprobe --help lists the fields)"
+        raise ValueError(f"record {record!r}: unknown field {name!r}{hint}")
+    field, ipver = ELEMENTS[name]
+    if not slash:
+        return field, ipver, None
+    if field.ctype != "address":
+        raise ValueError(f"record {record!r}: {text!r}: only an address takes a prefix length")
+    most = 32 if ipver == 4 else 128
+    if not length.isdigit() or not 0 <= int(length) <= most:
+        raise ValueError(f"record {record!r}: {text!r}: the prefix length is a number from 0 to {most}")
+    return field, ipver, int(length)
+
+
+def define(name, match, collect=()):
+    """A user's record definition; ValueError says what is wrong with it."""
+    if not isinstance(name, str) or not name:
+        raise ValueError("a record needs a name")
+    if name in LEVELS:
+        raise ValueError(f"record {name!r}: that name is predefined ({', '.join(LEVELS)})")
+    for what, names in (("match", match), ("collect", collect)):
+        if not isinstance(names, (list, tuple)):
+            raise ValueError(f"record {name!r}: {what} is a list of element names")
+    if not match:
+        raise ValueError(f"record {name!r}: match names no key field")
+    seen = set()
+    keys = {4: [], 6: []}
+    fields = []
+    families = set()
+    for what, names in (("match", match), ("collect", collect)):
+        for text in names:
+            field, ipver, prefix = _parse_name(text, name)
+            element = text.partition("/")[0]
+            if element in seen:
+                raise ValueError(f"record {name!r}: {element} is named twice")
+            seen.add(element)
+            if what == "match" and field.role == COLLECT:
+                raise ValueError(f"record {name!r}: {element} cannot be a key (it goes in collect)")
+            if what == "collect" and field.role == MATCH:
+                raise ValueError(f"record {name!r}: {element} can only be a key (it goes in match)")
+            if what == "match" and field.key:            # (flowDirection: always keyed)
+                if field.ctype == "address":
+                    families.add(ipver)
+                member, bits = field.key
+                for version in ((ipver,) if ipver else (4, 6)):
+                    keys[version].append(_member_mask(member, bits, prefix))
+            if field.name not in fields:
+                fields.append(field.name)
+    # A record keyed on addresses of one IP version only meters that version (Flexible
+    # NetFlow's ipv4 and ipv6 records); others key on their fields whatever the version.
+    only = families.pop() if len(families) == 1 else 0
+    always = [_member_mask(m) for m in ALWAYS_KEYED]
+    key = {v: _mask(keys[v] + always) for v in (4, 6)}
+    shown = {v: _mask([(0, key[v])] + _either_parts()) for v in (4, 6)}
+    return Definition(name, tuple(match), tuple(collect), tuple(fields), key[4] + key[6], shown[4] + shown[6],
+                      only, bool(EXTRA_FIELDS & set(fields)))
+
+
+RECORD_KEYS = ("name", "match", "collect")     # a [[record]] table's
+
+
+def from_config(tables):
+    """The [[record]] tables of a config file -> {name: Definition}; ValueError if one is wrong."""
+    records = {}
+    for table in tables:
+        unknown = set(table) - set(RECORD_KEYS)
+        if unknown:
+            raise ValueError(f"[[record]]: unknown key {sorted(unknown)[0]!r} ({', '.join(RECORD_KEYS)})")
+        definition = define(table.get("name"), table.get("match", ()), table.get("collect", ()))
+        if definition.name in records:
+            raise ValueError(f"record {definition.name!r} is defined twice")
+        records[definition.name] = definition
+    return records
+
+
+def resolve(name, records=None):
+    """The Definition -T names: a predefined record or one of the config file's."""
+    if name in LEVELS:
+        return predefined(name)
+    if records and name in records:
+        return records[name]
+    defined = list(LEVELS) + list(records or ())
+    raise ValueError(f"unknown record {name!r} (one of {', '.join(defined)})")
