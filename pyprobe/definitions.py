@@ -189,6 +189,11 @@ def define(name, match, collect=()):
                       only, bool(EXTRA_FIELDS & set(fields)))
 
 
+def element_names(role):
+    """The element names a field of this role (pyprobe/fields.py MATCH, EITHER, COLLECT) goes by."""
+    return [name for name, (field, _) in ELEMENTS.items() if field.role == role]
+
+
 RECORD_KEYS = ("name", "match", "collect")     # a [[record]] table's
 
 

@@ -21,7 +21,7 @@ from ._meter import DEFAULT_TIMEOUTS, HEADER_BYTES, supported_linktype_names
 from .errors import SettingsError
 from .export import VERSIONS, capabilities
 from .exporter import MIN_DATAGRAM, CollectorSpec, ExportSettings
-from .fields import END_REASONS, JSON_KEYS
+from .fields import COLLECT, EITHER, END_REASONS, JSON_KEYS, MATCH
 from .transport import TRANSPORTS
 
 # -- value parsers ------------------------------------------------------------------
@@ -711,6 +711,7 @@ def _active_limit_help():
 
 
 def epilog():
+    from .definitions import element_names
     return f"""\
 timeouts (-t name=seconds, repeatable, applied in order; suffixes s m h d w allowed):
   inactive   sets general, tcp, udp and icmp at once      (default {DEFAULT_TIMEOUTS['general']})
@@ -731,6 +732,22 @@ tracking levels (-T), what makes two packets the same flow (flows are one-way):
   port     the same without TOS (softflowd's "full")
   proto    addresses and protocol      ip     addresses only
   vlan     full plus the VLAN id       ether  vlan plus both MAC addresses
+
+records (-T NAME): a [[record]] of the config file says what makes a flow (match) and
+  what its record carries (collect), by IPFIX information element name; an address
+  key may be a prefix (sourceIPv4Address/24). Keyed on addresses of one IP version
+  only, a record meters only that version (the rest is counted as unmatched).
+  Exported as v9 or IPFIX (v5 carries only its fixed record), printed as its fields.
+    [[record]]
+    name = "prefixes"
+    match = ["sourceIPv4Address/24", "destinationIPv4Address/24", "protocolIdentifier"]
+    collect = ["packetDeltaCount", "octetDeltaCount", "flowStartMilliseconds", "flowEndMilliseconds"]
+  match only:
+{_wrap(element_names(MATCH), "    ")}
+  match, or collect (the flow's first packet's value):
+{_wrap(element_names(EITHER), "    ")}
+  collect only:
+{_wrap(element_names(COLLECT), "    ")}
 
 input:
 {_wrap(("Link types: " + supported_linktype_names() + ".").split(), "  ")}
