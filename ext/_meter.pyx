@@ -123,7 +123,7 @@ cdef struct Flow:
     int64_t first_us
     int64_t last_us
     uint32_t touched        # order of the last create/update: exact LRU for cache-full eviction
-                            # (32 bits, compared modulo 2**32: a flow is 144 bytes, not 152)
+                            # (32 bits, compared modulo 2**32: a flow is 136 bytes, not 144)
     uint32_t hash
     int32_t lru_prev        # within the flow's timeout class, by last packet
     int32_t lru_next        # (also links the free list)
