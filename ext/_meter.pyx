@@ -59,11 +59,20 @@ cdef enum:
     END_EOF = 4         # forcedEnd: the end of the input
     END_CACHE_FULL = 5  # lackOfResources
     END_FORCED = 6      # forcedEnd: shutdown, expire-all, while the input went on
-    N_END_REASONS = 7
+    END_IMMEDIATE = 7   # activeTimeout: an immediate cache's record of one packet
+    N_END_REASONS = 8
 
 END_REASON_NAMES = {code: name for code, name in END_REASONS.items()}
 assert END_REASON_NAMES == {END_IDLE: "idle", END_ACTIVE: "active", END_TCP: "tcp_end", END_EOF: "eof",
-                            END_CACHE_FULL: "cache_full", END_FORCED: "forced"}, "out of step with fields.py"
+                            END_CACHE_FULL: "cache_full", END_FORCED: "forced",
+                            END_IMMEDIATE: "immediate"}, "out of step with fields.py"
+
+# Cache kinds, as Flexible NetFlow has them.
+CACHE_KINDS = ("normal", "immediate", "permanent")
+cdef enum:
+    CACHE_NORMAL = 0        # flows end by timeouts, TCP end, a full cache
+    CACHE_IMMEDIATE = 1     # every packet is a record of its own
+    CACHE_PERMANENT = 2     # flows never end; the whole cache is exported every `update` seconds
 
 # Inactive-timeout classes. Each class keeps its flows in least-recently-used
 # order, so the head of each list is the next flow of that class to go idle.
@@ -279,6 +288,11 @@ cdef class Meter:
     cdef FlowKey export_masks[2]     # what a record shows of its flow's key (the key's bits, first-packet values)
     cdef uint8_t only_ipver          # 4 or 6: the record meters only that IP version; 0: both
     cdef FlowExtra* extras           # NULL unless the record collects them
+    cdef int cache_kind              # CACHE_NORMAL, CACHE_IMMEDIATE, CACHE_PERMANENT
+    cdef int64_t update_us           # a permanent cache's export interval
+    cdef int64_t next_update         # of the flow clock: the next export of the whole cache
+    cdef uint64_t not_monitored      # a permanent cache's: packets of new flows that found it full
+    cdef uint64_t updates            # a permanent cache's exports so far
     cdef uint32_t in_if              # this batch's interface, unless its link layer says
     cdef const uint8_t* vlans_elsewhere   # this batch's: a bit per VLAN id metered on a sub-interface
     cdef uint16_t batch_vlan         # this batch's VLAN sub-interface's id: its packets' outer tag
@@ -324,7 +338,7 @@ cdef class Meter:
 
     def __cinit__(self, int linktype, int max_flows=65536, record=None, timeouts=None,
                   uint32_t sampling=1, sampling_mode="count", bint limit_32bit=False, seed=None,
-                  direction="ingress"):
+                  direction="ingress", cache="normal", double update=1800):
         cdef uint64_t nslots = 1
         cdef const uint8_t[::1] mask
         if linktype not in SUPPORTED_LINKTYPES:
@@ -345,6 +359,13 @@ cdef class Meter:
             raise ValueError(f"ipver: 0, 4 or 6, not {record.ipver!r}")
         self.only_ipver = record.ipver
         self.linktype = linktype
+        if cache not in CACHE_KINDS:
+            raise ValueError(f"unknown cache kind {cache!r} (one of {', '.join(CACHE_KINDS)})")
+        self.cache_kind = CACHE_KINDS.index(cache)
+        if not update > 0:
+            raise ValueError("the update interval must be positive")
+        self.update_us = <int64_t>round(update * 1000000)
+        self.next_update = -1 if self.cache_kind == CACHE_PERMANENT else INT64_MAX   # -1: at the first packet
         if direction not in DIRECTIONS:
             raise ValueError(f"unknown direction {direction!r}")
         self.direction_mode = DIRECTIONS[direction]
@@ -409,8 +430,9 @@ cdef class Meter:
 
     @property
     def packets_unmetered(self):
-        """Packets read but not metered: undecodable, or sampled out (IPFIX ignoredPacketTotalCount)."""
-        cdef uint64_t total = self.sampled_out
+        """Packets read but not metered: undecodable, sampled out, or not monitored (a full permanent
+        cache's new flows): IPFIX ignoredPacketTotalCount."""
+        cdef uint64_t total = self.sampled_out + self.not_monitored
         for i in range(IGNORE_REASONS):
             total += self.ignored[i]
         return total
@@ -493,6 +515,8 @@ cdef class Meter:
                     self.now = t
                 if self.now >= self.next_due:
                     self._expire_due()
+                if self.now >= self.next_update:
+                    self._export_cache()
                 if self.sample_n > 1 and not self._sample():
                     self.sampled_out += 1
                     continue
@@ -536,6 +560,8 @@ cdef class Meter:
             self.now = now_us
         if self.now >= self.next_due:
             self._expire_due()
+        if self.now >= self.next_update:
+            self._export_cache()
         return self._take_records()
 
     def flush(self, Py_ssize_t max_records=0, bint forced=False):
@@ -594,6 +620,8 @@ cdef class Meter:
             "octets_metered": self.octets_metered,
             "packets_ignored": {name: self.ignored[i] for i, name in enumerate(IGNORE_REASON_NAMES)},
             "packets_sampled_out": self.sampled_out,
+            "packets_not_monitored": self.not_monitored,
+            "cache_updates": self.updates,
             "sampling": self.sample_n,
             "flows_created": self.flows_created,
             "flows_active": self.count,
@@ -632,6 +660,9 @@ cdef class Meter:
             idx = NIL
         if idx == NIL:
             if self.count == self.capacity:
+                if self.cache_kind == CACHE_PERMANENT:
+                    self.not_monitored += 1         # (its flows stay: a new one is not monitored)
+                    return
                 self._expire_flow(self._least_recently_touched(), END_CACHE_FULL)
             idx = self._create(key, h, pkt)
         else:
@@ -654,7 +685,9 @@ cdef class Meter:
         self.octets_metered += pkt.octets
         self.proto_packets[pkt.key.proto] += 1
         self.proto_octets[pkt.key.proto] += pkt.octets
-        if key.proto == 6:
+        if self.cache_kind == CACHE_IMMEDIATE:
+            self._expire_flow(idx, END_IMMEDIATE)
+        elif key.proto == 6 and self.cache_kind == CACHE_NORMAL:
             self._check_tcp_end(idx)
 
     cdef inline void _measure(self, FlowExtra* x, const Packet* pkt, bint first) noexcept nogil:
@@ -771,14 +804,30 @@ cdef class Meter:
     # -- expiry -------------------------------------------------------------
 
     cdef inline void _due_no_later_than(self, int64_t t) noexcept nogil:
-        if t < self.next_due:
+        if t < self.next_due and self.cache_kind != CACHE_PERMANENT:    # (a permanent cache's never end)
             self.next_due = t
+
+    cdef void _export_cache(self) noexcept nogil:
+        """A permanent cache's update: every flow's record with its totals so far, oldest
+        first; the flows go on. The first packet starts the update clock."""
+        cdef int32_t idx = self.age_head
+        if self.next_update < 0:
+            self.next_update = self.now + self.update_us
+            return
+        while idx != NIL:
+            self._emit(&self.flows[idx], 0)
+            idx = self.flows[idx].age_next
+        self.updates += 1
+        self.next_update += self.update_us * ((self.now - self.next_update) // self.update_us + 1)
 
     cdef void _expire_due(self) noexcept nogil:
         """Expire every flow due at self.now, then find when the next one is due."""
         cdef int c
         cdef int32_t idx
         cdef int64_t now = self.now
+        if self.cache_kind == CACHE_PERMANENT:
+            self.next_due = INT64_MAX
+            return
         for c in range(N_CLASSES):
             idx = self.lru_head[c]
             while idx != NIL and now - self.flows[idx].last_us > self.timeout_us[c]:

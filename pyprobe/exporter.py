@@ -19,12 +19,13 @@ MIN_DATAGRAM = 256
 
 class ExportSettings(namedtuple("ExportSettings", "source_id engine_type engine_id template_refresh template_interval "
                                                   "max_datagram sampling sampling_random source_address boot_lead_ms "
-                                                  "record",
-                                 defaults=(1, 0, 0, 20, 600.0, None, 1, False, None, 60_000, None))):
+                                                  "record totals",
+                                 defaults=(1, 0, 0, 20, 600.0, None, 1, False, None, 60_000, None, False))):
     """What every collector's exporting process shares (flags and config file). source_address:
     send from this local address (pyprobe generate's routers); boot_lead_ms: v5/v9 uptime at
     the first record (each simulated router its own); record: the record definition
-    (pyprobe/definitions.py), None: the predefined full record."""
+    (pyprobe/definitions.py), None: the predefined full record; totals: the counters are
+    running totals (a permanent cache), not deltas."""
 
     __slots__ = ()
 
@@ -56,6 +57,10 @@ def new_encoder(version, settings, max_size, over_stream):
             flexible = " or ".join(f"{capabilities(v).name} (-v {v})" for v in ENCODERS if capabilities(v).flexible)
             raise SettingsError(f"{caps.name} carries its fixed record only: record {record.name!r} needs {flexible}")
         common["record"] = record
+    if settings.totals:
+        if not caps.flexible:
+            raise SettingsError(f"{caps.name} carries delta counters only: a permanent cache needs v9 or IPFIX")
+        common["totals"] = True
     if caps.uptime:
         common["boot_lead_ms"] = settings.boot_lead_ms
     if not caps.templates:

@@ -42,8 +42,10 @@ CTYPES = {
 
 # Why a flow ended. The numbers are IPFIX flowEndReason's (RFC 5102), except forced (6),
 # which the packer (END_REASON encoding) writes as forcedEnd too: JSON tells "the input
-# ended" (eof) from "the operator or a signal ended it while input went on" (forced).
-END_REASONS = {1: "idle", 2: "active", 3: "tcp_end", 4: "eof", 5: "cache_full", 6: "forced"}
+# ended" (eof) from "the operator or a signal ended it while input went on" (forced);
+# and immediate (7), an immediate cache's one-packet record, written as activeTimeout.
+# A permanent cache's periodic records have none (0, "active_now"), as dump-flows'.
+END_REASONS = {1: "idle", 2: "active", 3: "tcp_end", 4: "eof", 5: "cache_full", 6: "forced", 7: "immediate"}
 ICMP_PROTOCOLS = (1, 58)      # ICMP and ICMPv6: type*256 + code in the destination port
 
 
@@ -166,12 +168,19 @@ FIELDS = (
           doc="shortest packet, octets as its IP header states"),
     Field("max_length", "uint32", "max_length", ipfix=E("maximumIpTotalLength", 26, 4), classic=False,
           doc="longest packet"),
+    Field("packets_total", member="packets", ipfix=E("packetTotalCount", 86, 8), classic=False,
+          doc="packets so far (a permanent cache's records, instead of packetDeltaCount)"),
+    Field("octets_total", member="octets", ipfix=E("octetTotalCount", 85, 8), classic=False,
+          doc="octets so far (a permanent cache's records, instead of octetDeltaCount)"),
     Field("octets_squared", "uint64", "octets_squared", ipfix=E("octetDeltaSumOfSquares", 198, 8), classic=False,
           doc="sum of the squares of the packet lengths (with octets and packets: their variance)"),
 )
 del E
 
 BY_NAME = {f.name: f for f in FIELDS}
+# What a permanent cache's records carry instead of the delta counters: its flows never end,
+# so each export gives the totals so far (IPFIX octetTotalCount, packetTotalCount).
+TOTAL_COUNTERS = {"packets": "packets_total", "octets": "octets_total"}
 
 
 class Member(namedtuple("Member", "name ctype offset")):

@@ -111,7 +111,8 @@ class Probe:
         try:
             self.meter = Meter(self.source.linktype, max_flows=settings.max_flows, record=settings.record,
                                sampling=settings.sampling,
-                               sampling_mode=settings.sampling_mode, direction=metered_direction(settings))
+                               sampling_mode=settings.sampling_mode, direction=metered_direction(settings),
+                               cache=settings.cache, update=settings.update)
             self._apply_export_limits()
             self.set_timeouts(dict(settings.timeouts))
             self.sinks = RecordSinks(settings, self.meter, self.source)

@@ -17,7 +17,7 @@ import types
 from collections import namedtuple
 
 from . import __version__
-from ._meter import DEFAULT_TIMEOUTS, HEADER_BYTES, supported_linktype_names
+from ._meter import CACHE_KINDS, DEFAULT_TIMEOUTS, HEADER_BYTES, supported_linktype_names
 from .errors import SettingsError
 from .export import VERSIONS, capabilities
 from .exporter import MIN_DATAGRAM, CollectorSpec, ExportSettings
@@ -45,6 +45,13 @@ def parse_duration(text):
     if not match:
         raise ValueError(f"bad duration {text!r} (seconds, or a number with s, m, h, d or w)")
     return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+def parse_positive_duration(text):
+    seconds = parse_duration(text)
+    if not seconds > 0:
+        raise ValueError(f"bad duration {text!r}: more than 0 seconds")
+    return seconds
 
 
 def parse_timeouts(specs):
@@ -294,6 +301,12 @@ OPTIONS = (
            "name of a [[record]] of the config file (see records below)"),
     O("sampling", ("-s",), "probe", parse_count(1, 2**31, "sampling interval"), 1, metavar="N",
       help="meter 1 packet in N (default 1: every packet)", commands=BOTH),
+    O("cache", ("--cache",), "probe", parse_choice(*CACHE_KINDS), "normal", metavar="{" + ",".join(CACHE_KINDS) + "}",
+      help="the flow cache: normal (flows end by timeouts), immediate (every packet is a record) or "
+           "permanent (flows never end; the whole cache goes out every --update seconds with running "
+           "totals, and when it is full new flows are not monitored)"),
+    O("update", ("--update",), "probe", parse_positive_duration, 1800.0, metavar="SECONDS",
+      help="a permanent cache's export interval (default 1800, as Cisco's)"),
     O("direction", ("--direction",), "probe", parse_choice("ingress", "egress", "both"), None,
       metavar="{ingress,egress,both}",
       help="which packets are metered: those received on the interface (ingress: the flows' input "
@@ -394,7 +407,8 @@ def _settings_namespace():
         return ExportSettings(source_id=self.source_id, engine_type=self.engine_type, engine_id=self.engine_id,
                               template_refresh=self.template_refresh, template_interval=self.template_interval,
                               max_datagram=self.max_datagram, sampling=self.sampling,
-                              sampling_random=self.sampling_mode == "random", record=self.record)
+                              sampling_random=self.sampling_mode == "random", record=self.record,
+                              totals=self.cache == "permanent")
 
     def record(self):
         """The record definition -T names (pyprobe/definitions.py)."""

@@ -28,6 +28,9 @@ def format_summary(stats, seconds, collectors=(), capture_drops=None, title=None
     records = stats["records"]
     lines.append(f"  records               {sum(records.values()):>12}   "
                  + ", ".join(f"{reason} {n}" for reason, n in records.items()))
+    if stats["cache_updates"] or stats["packets_not_monitored"]:
+        lines.append(f"  permanent cache       {stats['cache_updates']:>12} updates (each every flow's totals), "
+                     f"{stats['packets_not_monitored']} packets not monitored (the cache was full)")
     if source and (source.get("files", 1) > 1 or source.get("rounds", 1) > 1):
         lines.append(f"  replay                {source['files']:>12} files, {source['rounds']} rounds")
     if source and "speed" in source:

@@ -12,7 +12,7 @@ import struct
 from collections import namedtuple
 
 from .. import _encode
-from ..fields import BY_NAME, BYTES, MEMBER, UNSIGNED, ZERO, Element
+from ..fields import BY_NAME, BYTES, MEMBER, TOTAL_COUNTERS, UNSIGNED, ZERO, Element
 
 SET_HEADER = struct.Struct(">HH")
 OP = struct.Struct("=HHHH")          # ext/_encode.pyx's Op: encoding, member width, wire length, offset
@@ -108,14 +108,17 @@ class Layout:
         return self._template_record
 
 
-def data_templates(dialect, fields, icmp_fields, ids, record=None):
+def data_templates(dialect, fields, icmp_fields, ids, record=None, totals=False):
     """One Layout per record class: `fields` for port-carrying flows, `icmp_fields` for
     ICMP/ICMPv6 flows; ids maps (ipver, icmp) -> template id. A record definition's own
-    fields instead, for every class of the IP versions it meters (None for the others)."""
+    fields instead, for every class of the IP versions it meters (None for the others).
+    totals: the counters go out as running totals (TOTAL_COUNTERS), a permanent cache's."""
+    def named(names):
+        return [TOTAL_COUNTERS.get(name, name) for name in names] if totals else names
     if record is not None:
-        return [Layout(ids[ipver, icmp], record.fields, dialect, ipver) if record.ipver in (0, ipver) else None
+        return [Layout(ids[ipver, icmp], named(record.fields), dialect, ipver) if record.ipver in (0, ipver) else None
                 for ipver, icmp in CLASSES]
-    return [Layout(ids[ipver, icmp], icmp_fields if icmp else fields, dialect, ipver)
+    return [Layout(ids[ipver, icmp], named(icmp_fields if icmp else fields), dialect, ipver)
             for ipver, icmp in CLASSES]
 
 

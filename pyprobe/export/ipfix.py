@@ -49,8 +49,8 @@ class IpfixEncoder(TemplateEncoder):
     HEADER_SIZE = HEADER_SIZE
     SET_OVERHEAD = 4                  # set header; IPFIX sets need no padding
 
-    def __init__(self, max_size=1472, record=None, **settings):
-        super().__init__(data_templates("ipfix", FIELDS, ICMP_FIELDS, TEMPLATE_IDS, record), max_size, **settings)
+    def __init__(self, max_size=1472, record=None, totals=False, **settings):
+        super().__init__(data_templates("ipfix", FIELDS, ICMP_FIELDS, TEMPLATE_IDS, record, totals), max_size, **settings)
         self.exporter_sequence = 0     # of observation domain 0
         self.exporter_header = header_program(self.header_fields(EXPORTER_DOMAIN))
         self.record_sizes = {t.id: t.record_size

@@ -47,8 +47,8 @@ class V9Encoder(TemplateEncoder):
     MAX_SPAN_MS = MAX_SPAN_MS         # records sharing a packet must fit its 32-bit uptime
     SEQUENCE_COUNTS_RECORDS = False   # (it counts export packets)
 
-    def __init__(self, max_size=1472, boot_lead_ms=60_000, record=None, **settings):
-        super().__init__(data_templates("v9", FIELDS, ICMP_FIELDS, TEMPLATE_IDS, record), max_size, **settings)
+    def __init__(self, max_size=1472, boot_lead_ms=60_000, record=None, totals=False, **settings):
+        super().__init__(data_templates("v9", FIELDS, ICMP_FIELDS, TEMPLATE_IDS, record, totals), max_size, **settings)
         self.uptime = Uptime(boot_lead_ms)
 
     def template_sets(self, now_ms, ignored_packets, preview=False):

@@ -476,6 +476,7 @@ _FIELD_MAP = {
     "cflow.ip_version": "ipver", "cflow.vlanid": "vlan", "cflow.srcvlan": "vlan",
     "cflow.flow_end_reason": "end_reason",
     "cflow.ttl_min": "min_ttl", "cflow.ttl_max": "max_ttl",
+    "cflow.permanent_packets": "packets_total", "cflow.permanent_octets": "octets_total",
 }
 
 _HEADER_FIELDS = ("cflow.version", "cflow.count", "cflow.sysuptime", "cflow.unix_secs",
@@ -496,7 +497,7 @@ def _int(v):
 def _find_flows(node, out):
     """Collect the dicts that carry a flow's packet counter (one per data record)."""
     if isinstance(node, dict):
-        if any(k in node for k in ("cflow.packets", "cflow.packets64")):
+        if any(k in node for k in ("cflow.packets", "cflow.packets64", "cflow.permanent_packets")):
             out.append(node)
             return
         for k, v in node.items():
@@ -617,7 +618,7 @@ def tshark_decode(pcap, port):
             for tname, key in _FIELD_MAP.items():
                 if tname in fields and key not in flow:
                     flow[key] = fields[tname]
-            for key in ("proto", "sport", "dport", "packets", "octets", "tos", "tcp_flags",
+            for key in ("proto", "sport", "dport", "packets", "octets", "packets_total", "octets_total", "tos", "tcp_flags",
                         "icmp_type_code", "input", "output", "ipver", "vlan", "end_reason", "min_ttl", "max_ttl"):
                 if key in flow:
                     flow[key] = _int(flow[key])
