@@ -4,7 +4,7 @@
 # structs in one bytes object (ext/record.pxd, generated from pyprobe/fields.py).
 
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t, int32_t, INT64_MAX
-from libc.stdlib cimport calloc, free, realloc
+from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.string cimport memcpy, memset
 from libc.math cimport log10
 from cpython.bytes cimport PyBytes_FromStringAndSize
@@ -273,6 +273,47 @@ cdef class Lateness:
         return self.count
 
 
+cdef class DecodedBatch:
+    """A batch decoded once for several meters (monitors) that meter the same packets:
+    decode() with the first meter's settings, then each meter's meter_decoded()."""
+    cdef Packet* pkts
+    cdef int* reasons
+    cdef int64_t* times
+    cdef Py_ssize_t n
+    cdef Py_ssize_t cap
+
+    def __dealloc__(self):
+        free(self.pkts)
+        free(self.reasons)
+        free(self.times)
+
+    def decode(self, Meter meter, packets, meta, int linktype=-1, int shift_round=0, direction="ingress",
+               uint32_t in_if=0, vlans_elsewhere=None, uint16_t vlan=0):
+        """Decode one batch (Meter.process's arguments) as `meter` would."""
+        cdef const uint8_t[::1] buf = packets
+        cdef const uint8_t[::1] raw_meta = meta
+        cdef Py_ssize_t n = raw_meta.shape[0] // 16, buflen = buf.shape[0], k
+        if n > self.cap:
+            free(self.pkts)
+            free(self.reasons)
+            free(self.times)
+            self.pkts = <Packet*>malloc(n * sizeof(Packet))
+            self.reasons = <int*>malloc(n * sizeof(int))
+            self.times = <int64_t*>malloc(n * sizeof(int64_t))
+            if self.pkts == NULL or self.reasons == NULL or self.times == NULL:
+                self.cap = self.n = 0
+                raise MemoryError("cannot decode a batch this large")
+            self.cap = n
+        meter._begin_batch(linktype, shift_round, direction, in_if, vlans_elsewhere, vlan)
+        with nogil:
+            for k in range(n):
+                self.reasons[k] = meter._decode(&buf[0] if buflen else NULL, buflen,
+                                                <const uint32_t*>(&raw_meta[0] + 16 * k), &self.pkts[k],
+                                                &self.times[k])
+        meter.vlans_elsewhere = NULL
+        self.n = n
+
+
 cdef class Meter:
     """A unidirectional flow cache fed with pcapy-ng batches.
 
@@ -448,15 +489,36 @@ cdef class Meter:
         sub-interface the batch was captured on, whose tag the kernel took off (batch.py)."""
         cdef const uint8_t[::1] buf = packets
         cdef const uint8_t[::1] raw_meta = meta
-        cdef const uint8_t[::1] vlan_bits
         cdef Py_ssize_t n = raw_meta.shape[0] // 16
         cdef Py_ssize_t buflen = buf.shape[0]
+        self._begin_batch(linktype, shift_round, direction, in_if, vlans_elsewhere, vlan)
+        # No Python inside: the GIL is free for the thread reading the next batch.
+        with nogil:
+            self._process_batch(&buf[0] if buflen else NULL, buflen, &raw_meta[0] if n else NULL, n)
+        self.vlans_elsewhere = NULL
+        return self._take_records()
+
+    def meter_decoded(self, DecodedBatch batch):
+        """Meter a batch another meter decoded (DecodedBatch: several monitors, one decoding);
+        return the records of the flows it expired."""
+        cdef Py_ssize_t base = 0, count
+        with nogil:
+            while base < batch.n:
+                count = min(<Py_ssize_t>AHEAD, batch.n - base)
+                self._meter_chunk(&batch.pkts[base], &batch.reasons[base], &batch.times[base], count)
+                base += count
+        return self._take_records()
+
+    cdef int _begin_batch(self, int linktype, int shift_round, direction, uint32_t in_if, vlans_elsewhere,
+                          uint16_t vlan) except -1:
+        """What a batch says of its packets, for decoding them (process())."""
+        cdef const uint8_t[::1] vlan_bits
         self.vlans_elsewhere = NULL
         if vlans_elsewhere is not None:
             vlan_bits = vlans_elsewhere
             if vlan_bits.shape[0] != VLAN_BITMAP_BYTES:
                 raise ValueError(f"vlans_elsewhere: {VLAN_BITMAP_BYTES} bytes, not {vlan_bits.shape[0]}")
-            self.vlans_elsewhere = &vlan_bits[0]
+            self.vlans_elsewhere = &vlan_bits[0]     # (the caller keeps the bytes for the batch)
         self.in_if = in_if
         self.batch_vlan = vlan & 0x0fff
         if linktype >= 0 and linktype != self.linktype:
@@ -465,28 +527,16 @@ cdef class Meter:
             self.linktype = linktype
         self.shift_round = shift_round
         self.batch_direction = DIRECTIONS[direction]
-        # No Python inside: the GIL is free for the thread reading the next batch.
-        with nogil:
-            self._process_batch(&buf[0] if buflen else NULL, buflen, &raw_meta[0] if n else NULL, n)
-        self.vlans_elsewhere = NULL
-        return self._take_records()
+        return 0
 
     cdef void _process_batch(self, const uint8_t* buf, Py_ssize_t buflen, const uint8_t* raw_meta,
                              Py_ssize_t n) noexcept nogil:
-        """The batch in chunks of AHEAD packets: each chunk is decoded first (decoding reads
-        no meter state), each flow's hash slot fetched into the cache meanwhile, then metered
-        in order, the flow itself fetched a few packets ahead. A large cache costs memory
-        latency per packet; this way the waits overlap."""
+        """The batch in chunks of AHEAD packets, each decoded (decoding reads no meter state)
+        and then metered, the next chunk's headers fetched into the cache meanwhile."""
         cdef Packet pkts[AHEAD]
-        cdef FlowKey keys[AHEAD]            # masked as the key level says
-        cdef uint32_t hashes[AHEAD]
         cdef int reasons[AHEAD]
-        cdef const uint32_t* m
-        cdef Py_ssize_t base, k, count
-        cdef int64_t t
-        cdef uint32_t s
-        cdef Py_ssize_t offset
-        base = 0
+        cdef int64_t times[AHEAD]
+        cdef Py_ssize_t base = 0, k, count, offset
         while base < n:
             count = min(<Py_ssize_t>AHEAD, n - base)
             # the next chunk's headers fetched while this one is decoded (two lines: a tagged
@@ -497,40 +547,56 @@ cdef class Meter:
                     prefetch(buf + offset)
                     prefetch(buf + offset + 64)
             for k in range(count):
-                reasons[k] = self._decode(buf, buflen, <const uint32_t*>(raw_meta + 16 * (base + k)), &pkts[k])
-                if reasons[k] == DECODED:
-                    keys[k] = pkts[k].key
-                    self._mask_key(&keys[k])
-                    hashes[k] = hash_key(&keys[k])
-                    prefetch(&self.slots[hashes[k] & self.slot_mask])
-            for k in range(count):
-                if k + FLOW_AHEAD < count and reasons[k + FLOW_AHEAD] == DECODED:
-                    s = self.slots[hashes[k + FLOW_AHEAD] & self.slot_mask]
-                    if s:
-                        prefetch(&self.flows[s - 1])
-                m = <const uint32_t*>(raw_meta + 16 * (base + k))
-                self.packets_read += 1
-                t = <int64_t>m[0] * 1000000 + m[1]
-                if t > self.now:
-                    self.now = t
-                if self.now >= self.next_due:
-                    self._expire_due()
-                if self.now >= self.next_update:
-                    self._export_cache()
-                if self.sample_n > 1 and not self._sample():
-                    self.sampled_out += 1
-                    continue
-                if reasons[k] != DECODED:
-                    self.ignored[reasons[k]] += 1
-                    continue
-                self._meter(&pkts[k], &keys[k], hashes[k])
+                reasons[k] = self._decode(buf, buflen, <const uint32_t*>(raw_meta + 16 * (base + k)), &pkts[k],
+                                          &times[k])
+            self._meter_chunk(pkts, reasons, times, count)
             base += count
 
+    cdef void _meter_chunk(self, Packet* pkts, const int* reasons, const int64_t* times,
+                           Py_ssize_t count) noexcept nogil:
+        """Up to AHEAD decoded packets metered in order: each flow's hash slot fetched into the
+        cache first, the flow itself a few packets ahead. A large cache costs memory latency
+        per packet; this way the waits overlap."""
+        cdef FlowKey keys[AHEAD]            # masked as the record definition says
+        cdef uint32_t hashes[AHEAD]
+        cdef Py_ssize_t k
+        cdef uint32_t s
+        cdef int why
+        for k in range(count):
+            if reasons[k] == DECODED:
+                keys[k] = pkts[k].key
+                self._mask_key(&keys[k])
+                hashes[k] = hash_key(&keys[k])
+                prefetch(&self.slots[hashes[k] & self.slot_mask])
+        for k in range(count):
+            if k + FLOW_AHEAD < count and reasons[k + FLOW_AHEAD] == DECODED:
+                s = self.slots[hashes[k + FLOW_AHEAD] & self.slot_mask]
+                if s:
+                    prefetch(&self.flows[s - 1])
+            self.packets_read += 1
+            if times[k] > self.now:
+                self.now = times[k]
+            if self.now >= self.next_due:
+                self._expire_due()
+            if self.now >= self.next_update:
+                self._export_cache()
+            if self.sample_n > 1 and not self._sample():
+                self.sampled_out += 1
+                continue
+            why = reasons[k]
+            if why == DECODED and self.only_ipver and pkts[k].key.ipver != self.only_ipver:
+                why = IGNORE_UNMATCHED
+            if why != DECODED:
+                self.ignored[why] += 1
+                continue
+            self._meter(&pkts[k], &keys[k], hashes[k])
+
     cdef inline int _decode(self, const uint8_t* buf, Py_ssize_t buflen, const uint32_t* m,
-                            Packet* pkt) noexcept nogil:
-        """One packet of the batch decoded, its direction, VLAN and shift applied: DECODED,
-        or why it is not metered. Reads no flow state."""
+                            Packet* pkt, int64_t* time) noexcept nogil:
+        """One packet of the batch decoded, its direction, VLAN and shift applied, its time in
+        `time`: DECODED, or why it is not metered. Reads no flow state."""
         cdef int reason
+        time[0] = <int64_t>m[0] * 1000000 + m[1]
         if <Py_ssize_t>m[2] + <Py_ssize_t>m[3] > buflen:
             return IGNORE_TRUNCATED_L2                  # cannot happen with our sources; guards the pointer
         memset(pkt, 0, sizeof(Packet))
@@ -538,8 +604,6 @@ cdef class Meter:
         reason = decode_packet(buf + m[2] if m[3] else NULL, m[3], self.linktype, pkt)
         if reason != DECODED:
             return reason
-        if self.only_ipver and pkt.key.ipver != self.only_ipver:
-            return IGNORE_UNMATCHED
         if not pkt.direction_known:
             pkt.key.direction = self.batch_direction
         if self.direction_mode != DIR_BOTH and pkt.key.direction != self.direction_mode:

@@ -106,20 +106,39 @@ class ProbeCollector:
         out.append(active)
         counter("pyprobe_flows_created_total", "Flows created.", meter["flows_created"])
         records = CounterMetricFamily("pyprobe_records_total",
-                                      "Flow records produced, by end reason (idle, active, tcp_end, eof, forced; "
+                                      "Flow records produced, by end reason (idle, active, tcp_end, eof, forced, immediate; "
                                       "cache_full: evicted from a full cache).", labels=["reason"])
         for reason, n in meter["records"].items():
             records.add_metric([reason], n)
         out.append(records)
 
-        collectors = stats.get("collectors") or []
+        monitors = stats.get("monitors") or []
+        several = len(monitors) > 1
+        if several:                      # the totals above are the first monitor's: each one's here
+            for key, name, doc in MONITOR_COUNTERS:
+                family = (GaugeMetricFamily if key == "flows_active" else CounterMetricFamily)(
+                    name, doc, labels=["monitor"])
+                for m in monitors:
+                    family.add_metric([m["name"]], m["meter"][key])
+                out.append(family)
+        collectors = [(c, m["name"]) for m in monitors for c in m["collectors"]] if several else \
+            [(c, None) for c in stats.get("collectors") or []]
         if collectors:
             for key, name, doc in EXPORT_COUNTERS:
-                family = CounterMetricFamily(name, doc, labels=["collector", "version"])
-                for c in collectors:
-                    family.add_metric([str(c["collector"]), str(c["version"])], c[key])
+                family = CounterMetricFamily(name, doc, labels=["collector", "version"] + (["monitor"] if several else []))
+                for c, monitor in collectors:
+                    family.add_metric([str(c["collector"]), str(c["version"])] + ([monitor] if several else []), c[key])
                 out.append(family)
         return out
+
+
+# Per monitor, when there are several ([[monitor]]): (meter statistic, metric, help).
+MONITOR_COUNTERS = (
+    ("packets_metered", "pyprobe_monitor_packets_metered_total", "Packets counted into the monitor's flows."),
+    ("octets_metered", "pyprobe_monitor_octets_metered_total", "Octets counted into the monitor's flows."),
+    ("flows_created", "pyprobe_monitor_flows_created_total", "Flows the monitor created."),
+    ("flows_active", "pyprobe_monitor_flows_active", "Flows in the monitor's cache now."),
+)
 
 
 class MetricsServer:

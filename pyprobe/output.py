@@ -1,6 +1,7 @@
 """What a person reads: flow records as a table or JSON lines (when no collector is
 given, or with --json), and the progress line of a long run."""
 
+import json
 import sys
 import time
 
@@ -49,19 +50,22 @@ class TableWriter:
     """nfdump -o line style, times in UTC. write() takes packed records, write_records()
     unpacked ones. A record definition of the user's gets a column per field instead."""
 
-    def __init__(self, stream, header=True, record=None):
+    def __init__(self, stream, header=True, record=None, monitor=None):
         self.stream = stream
         self.fields = _own_fields(record)
+        self.prefix = f"{monitor:<12} " if monitor else ""      # (several monitors: which one's)
         if header:
-            stream.write((TABLE_HEADER if self.fields is None else
-                          "  ".join(f"{f.json:>{_width(f)}}" for f in self.fields)) + "\n")
+            stream.write((f"{'Monitor':<12} " if monitor else "") + (
+                TABLE_HEADER if self.fields is None else
+                "  ".join(f"{f.json:>{_width(f)}}" for f in self.fields)) + "\n")
 
     def write(self, packed):
         if self.fields is None:
             self.write_records(unpack(packed))
             return
         shown = {"seconds": format_time}
-        self.stream.write("".join("  ".join(f"{shown.get(f.show, str)(v):>{_width(f)}}" for f, v in zip(self.fields, row))
+        self.stream.write("".join(self.prefix + "  ".join(f"{shown.get(f.show, str)(v):>{_width(f)}}"
+                                                          for f, v in zip(self.fields, row))
                                   + "\n" for row in shown_values(packed, self.fields)))
 
     def write_records(self, records):
@@ -71,7 +75,7 @@ class TableWriter:
             flags = tcp_flags_text(r.tcp_flags) if r.proto == 6 else ""
             src = endpoint(r.src, r.sport, r.ipver)
             dst = endpoint(r.dst, dport_text(r), r.ipver)
-            lines.append(f"{format_time(r.start)} {r.end - r.start:9.3f} {proto:<5} {src:>21} -> {dst:<21} "
+            lines.append(f"{self.prefix}{format_time(r.start)} {r.end - r.start:9.3f} {proto:<5} {src:>21} -> {dst:<21} "
                          f"{flags:<8} {r.packets:>8} {r.octets:>10}  {r.end_reason}\n")
         self.stream.write("".join(lines))
 
@@ -85,12 +89,17 @@ class JsonWriter:
     """One JSON object per flow record, one per line, written in compiled code; a record
     definition's fields, or the classic ones."""
 
-    def __init__(self, stream, record=None):
+    def __init__(self, stream, record=None, monitor=None):
         self.stream = stream
         self.fields = _own_fields(record)
+        # several monitors: each object starts with the monitor's name
+        self.prefix = ('{"monitor": ' + json.dumps(monitor) + ", ").encode() if monitor else None
 
     def write(self, packed):
-        self.stream.write(to_json_lines(packed, self.fields).decode())
+        lines = to_json_lines(packed, self.fields)
+        if self.prefix and lines:
+            lines = self.prefix + lines[1:].replace(b"\n{", b"\n" + self.prefix)
+        self.stream.write(lines.decode())
 
 
 class Progress:

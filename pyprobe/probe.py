@@ -4,7 +4,7 @@ driven batch by batch, with the operations an operator may ask for."""
 import sys
 import time
 
-from ._meter import DEFAULT_TIMEOUTS, RECORD_SIZE, Meter
+from ._meter import DEFAULT_TIMEOUTS, RECORD_SIZE, DecodedBatch, Meter
 from .errors import InputError, SettingsError
 from .export import clamp_timeouts, export_limits
 from .exporter import Exporter
@@ -28,8 +28,9 @@ def make_exporter(settings, running=()):
 class RecordSinks:
     """Where expired records go: collectors, the screen, or both."""
 
-    def __init__(self, settings, meter, source):
+    def __init__(self, settings, meter, source, monitor=None):
         self.meter = meter
+        self.monitor = monitor               # printed records carry it (several monitors)
         self.flush_each = source.ticking     # a reader of a live or real-time run wants each record now
         self.dating = source.dating          # a real-time replay dated now, or None
         self.writer = None
@@ -49,7 +50,7 @@ class RecordSinks:
         """The screen's writer is made (and a table's header printed) when the run begins,
         so an error at start (a control socket that cannot be made) is all that is printed."""
         if isinstance(self.writer, type):
-            self.writer = self.writer(sys.stdout, record=self.record)
+            self.writer = self.writer(sys.stdout, record=self.record, monitor=self.monitor)
 
     def put(self, records):
         self._open_writer()
@@ -99,69 +100,23 @@ class RecordSinks:
         return self.retired + (self.exporter.statistics() if self.exporter is not None else [])
 
 
-class Probe:
-    """A running probe: source, meter, record sinks, and what the control socket,
-    the metrics endpoint and signals may ask of it between two batches."""
+class Monitor:
+    """One monitor: a record definition and cache kind metering the probe's packets into a
+    flow table of its own, with its own timeouts and collectors (a [[monitor]] of the
+    config file; with none, the flags make the one monitor)."""
 
-    def __init__(self, settings, fanout_group=None):
+    def __init__(self, name, settings, source, named=False):
+        """named: records printed carry the monitor's name (there is more than one)."""
+        self.name = name
         self.settings = settings
-        self.source = open_source(settings, fanout_group)
         self.versions = settings.versions
         self.timeouts = {}
-        try:
-            self.meter = Meter(self.source.linktype, max_flows=settings.max_flows, record=settings.record,
-                               sampling=settings.sampling,
-                               sampling_mode=settings.sampling_mode, direction=metered_direction(settings),
-                               cache=settings.cache, update=settings.update)
-            self._apply_export_limits()
-            self.set_timeouts(dict(settings.timeouts))
-            self.sinks = RecordSinks(settings, self.meter, self.source)
-        except SettingsError:
-            self.source.close()
-            raise
-        self.started = time.monotonic()
-        self.stop_requested = False
-        self.reload_requested = False
-        self.reload = lambda: None        # set by the daemon: read the flags and config file again
-        self.pollers = []                 # called once per batch: control socket, ...
-        self.capture_drops = None
-        self.interfaces_serial = 0
-
-    # -- the loop ---------------------------------------------------------------
-
-    def run(self):
-        progress = open_progress(self.source, self.settings.progress)
-        for batch in self.source.batches():
-            if self.source.serial != self.interfaces_serial:    # interfaces came or went
-                self.interfaces_serial = self.source.serial
-                self.sinks.set_interfaces(self.source.interfaces())
-            self.sinks.put(self.meter.process(batch.packets, batch.meta, batch.linktype, batch.round,
-                                              batch.direction, batch.in_if, batch.vlans_elsewhere, batch.vlan))
-            if self.source.ticking:          # the clock runs on between packets
-                self.sinks.put(self.meter.expire(self.source.clock_us()))
-            if progress:
-                progress.update(self.source.bytes_read, self.source.packets, self.meter.active_flows,
-                                self.source.status())
-            for poll in self.pollers:
-                poll()
-            if self.reload_requested:
-                self.reload_requested = False
-                self.reload()
-            # (after stop() a source's batches end soon: a live one's with what it still holds)
-        input_ended = not self.stop_requested and not self.source.live
-        self.capture_drops = self.source.drops()
-        self.source.close()
-        if progress:
-            progress.finish()
-        if self.source.packets:             # (a capture whose clock reads 0 still has flows to flush)
-            self.expire_all(forced=not input_ended)
-        self.sinks.close()
-
-    # -- what an operator may ask -----------------------------------------------
-
-    def stop(self):
-        self.stop_requested = True
-        self.source.stop()
+        self.meter = Meter(source.linktype, max_flows=settings.max_flows, record=settings.record,
+                           sampling=settings.sampling, sampling_mode=settings.sampling_mode,
+                           direction=metered_direction(settings), cache=settings.cache, update=settings.update)
+        self._apply_export_limits()
+        self.set_timeouts(dict(settings.timeouts))
+        self.sinks = RecordSinks(settings, self.meter, source, name if named else None)
 
     def expire_all(self, forced=True):
         """End every flow now and export it; returns how many. forced: the input goes on
@@ -173,18 +128,6 @@ class Probe:
             if not records:
                 return count
             count += len(records) // RECORD_SIZE
-
-    def delete_all(self):
-        return self.meter.delete_all()
-
-    def dump_flows(self):
-        """The active flows as packed records, as they stand (dated as the records are)."""
-        records = self.meter.snapshot()
-        return self.sinks.dating.dated_records(records) if self.sinks.dating else records
-
-    def send_templates(self):
-        if self.sinks.exporter is not None:
-            self.sinks.exporter.request_templates()
 
     def set_timeouts(self, timeouts):
         """The one way timeouts change (start, SIGHUP, control socket): shortened to what the
@@ -200,35 +143,169 @@ class Probe:
         self.meter.set_limit_32bit(counters_32bit)
 
     def apply(self, settings):
-        """Reloaded settings: new timeouts and collectors (a live capture's filter leaving out
-        their export too), the same flow cache. The rest (input, cache size, key, sampling)
-        needs a restart. SettingsError: nothing changed."""
-        running = self.settings
-        if (settings.sampling, settings.sampling_mode) != (running.sampling, running.sampling_mode):
-            log.warning("reload: sampling changes need a restart; still 1 in %d (%s)", running.sampling,
-                        running.sampling_mode)
-            settings = settings._replace(sampling=running.sampling, sampling_mode=running.sampling_mode)
+        """Reloaded settings of this monitor: its collectors and timeouts."""
         self.sinks.replace_collectors(settings)
-        if self.source.live:             # the filter that leaves out the probe's own export
-            try:
-                self.source.set_filter(without_own_traffic(settings.filter, settings))
-            except InputError as e:
-                log.warning("reload: %s; the capture filter is as it was", e)
         self.settings = settings
         self.versions = settings.versions
         self._apply_export_limits()
         self.set_timeouts(dict(settings.timeouts))
 
     def statistics(self):
-        """Everything countable, as plain data (control socket, metrics, summary)."""
+        return {"name": self.name, "meter": self.meter.stats(), "collectors": self.sinks.statistics(),
+                "timeouts": dict(DEFAULT_TIMEOUTS, **self.timeouts)}
+
+
+class Probe:
+    """A running probe: source, its monitors (each a meter and record sinks), and what the
+    control socket, the metrics endpoint and signals may ask of it between two batches."""
+
+    def __init__(self, settings, fanout_group=None):
+        self.settings = settings
+        self.source = open_source(settings, fanout_group)
+        try:
+            specs = settings.monitor_specs
+            self.monitors = [Monitor(name, each, self.source, named=len(specs) > 1) for name, each in specs]
+        except SettingsError:
+            self.source.close()
+            raise
+        self.decoded = DecodedBatch() if len(self.monitors) > 1 else None   # (decoded once for them all)
+        self.started = time.monotonic()
+        self.stop_requested = False
+        self.reload_requested = False
+        self.reload = lambda: None        # set by the daemon: read the flags and config file again
+        self.pollers = []                 # called once per batch: control socket, ...
+        self.capture_drops = None
+        self.interfaces_serial = 0
+
+    @property
+    def meter(self):
+        """The first monitor's meter (the only one without [[monitor]] sections)."""
+        return self.monitors[0].meter
+
+    @property
+    def sinks(self):
+        return self.monitors[0].sinks
+
+    @property
+    def timeouts(self):
+        return self.monitors[0].timeouts
+
+    # -- the loop ---------------------------------------------------------------
+
+    def _meter(self, batch):
+        """Each monitor's records of one batch, the batch decoded once."""
+        args = (batch.packets, batch.meta, batch.linktype, batch.round, batch.direction, batch.in_if,
+                batch.vlans_elsewhere, batch.vlan)
+        if self.decoded is None:
+            return [self.meter.process(*args)]
+        self.decoded.decode(self.meter, *args)
+        return [m.meter.meter_decoded(self.decoded) for m in self.monitors]
+
+    def run(self):
+        progress = open_progress(self.source, self.settings.progress)
+        for batch in self.source.batches():
+            if self.source.serial != self.interfaces_serial:    # interfaces came or went
+                self.interfaces_serial = self.source.serial
+                interfaces = self.source.interfaces()
+                for m in self.monitors:
+                    m.sinks.set_interfaces(interfaces)
+            for m, records in zip(self.monitors, self._meter(batch)):
+                m.sinks.put(records)
+            if self.source.ticking:          # the clock runs on between packets
+                clock_us = self.source.clock_us()
+                for m in self.monitors:
+                    m.sinks.put(m.meter.expire(clock_us))
+            if progress:
+                progress.update(self.source.bytes_read, self.source.packets,
+                                sum(m.meter.active_flows for m in self.monitors), self.source.status())
+            for poll in self.pollers:
+                poll()
+            if self.reload_requested:
+                self.reload_requested = False
+                self.reload()
+            # (after stop() a source's batches end soon: a live one's with what it still holds)
+        input_ended = not self.stop_requested and not self.source.live
+        self.capture_drops = self.source.drops()
+        self.source.close()
+        if progress:
+            progress.finish()
+        for m in self.monitors:
+            if self.source.packets:             # (a capture whose clock reads 0 still has flows to flush)
+                m.expire_all(forced=not input_ended)
+            m.sinks.close()
+
+    # -- what an operator may ask -----------------------------------------------
+
+    def stop(self):
+        self.stop_requested = True
+        self.source.stop()
+
+    def expire_all(self, forced=True):
+        """End every flow of every monitor now and export it; returns how many."""
+        return sum(m.expire_all(forced) for m in self.monitors)
+
+    def delete_all(self):
+        return sum(m.meter.delete_all() for m in self.monitors)
+
+    def dump_flows(self):
+        """The active flows of every monitor as packed records, as they stand (dated as the records are)."""
+        out = []
+        for m in self.monitors:
+            records = m.meter.snapshot()
+            out.append(m.sinks.dating.dated_records(records) if m.sinks.dating else records)
+        return b"".join(out)
+
+    def send_templates(self):
+        for m in self.monitors:
+            if m.sinks.exporter is not None:
+                m.sinks.exporter.request_templates()
+
+    def set_timeouts(self, timeouts):
+        """New timeouts for every monitor; the first warning, or None."""
+        warnings = [m.set_timeouts(timeouts) for m in self.monitors]
+        return next((w for w in warnings if w), None)
+
+    def apply(self, settings):
+        """Reloaded settings: new timeouts and collectors (a live capture's filter leaving out
+        their export too), the same flow caches. The rest (input, monitors, cache size, key,
+        sampling) needs a restart. SettingsError: nothing changed."""
+        running = self.settings
+        if (settings.sampling, settings.sampling_mode) != (running.sampling, running.sampling_mode):
+            log.warning("reload: sampling changes need a restart; still 1 in %d (%s)", running.sampling,
+                        running.sampling_mode)
+            settings = settings._replace(sampling=running.sampling, sampling_mode=running.sampling_mode)
+        specs = dict(settings.monitor_specs)
+        if list(specs) != [m.name for m in self.monitors]:
+            log.warning("reload: the monitors changed; that needs a restart (their collectors and timeouts "
+                        "are reloaded where the names match)")
+        for m in self.monitors:
+            if m.name in specs:
+                each = specs[m.name]
+                m.apply(each._replace(sampling=m.settings.sampling, sampling_mode=m.settings.sampling_mode))
+        if self.source.live:             # the filter that leaves out the probe's own export
+            try:
+                self.source.set_filter(without_own_traffic(settings.filter, settings))
+            except InputError as e:
+                log.warning("reload: %s; the capture filter is as it was", e)
+        self.settings = settings
+
+    def statistics(self):
+        """Everything countable, as plain data (control socket, metrics, summary): the first
+        monitor's as "meter", "collectors" and "timeouts", and every monitor's in "monitors"."""
         drops = self.capture_drops if self.capture_drops is not None else self.source.drops()
-        return {"seconds": time.monotonic() - self.started, "meter": self.meter.stats(),
+        monitors = [m.statistics() for m in self.monitors]
+        first = monitors[0]
+        return {"seconds": time.monotonic() - self.started, "meter": first["meter"],
                 "source": self.source.statistics(),
                 "capture": None if drops is None else dict(zip(("received", "dropped", "if_dropped"), drops)),
-                "collectors": self.sinks.statistics(), "timeouts": dict(DEFAULT_TIMEOUTS, **self.timeouts)}
+                "collectors": first["collectors"], "timeouts": first["timeouts"], "monitors": monitors}
 
     def summary(self, title=None):
         stats = self.statistics()
         capture = stats["capture"]
         drops = None if capture is None else (capture["received"], capture["dropped"], capture["if_dropped"])
-        return format_summary(stats["meter"], stats["seconds"], stats["collectors"], drops, title, stats["source"])
+        if len(stats["monitors"]) == 1:
+            return format_summary(stats["meter"], stats["seconds"], stats["collectors"], drops, title, stats["source"])
+        return "\n".join(format_summary(m["meter"], stats["seconds"], m["collectors"], drops,
+                                        f"monitor {m['name']}" + (f", {title}" if title else ""), stats["source"])
+                         for m in stats["monitors"])

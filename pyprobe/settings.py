@@ -399,6 +399,10 @@ for _option in OPTIONS:
     if _option.section:
         SECTIONS.setdefault(_option.section, []).append(_option)
 COLLECTOR_KEYS = ("address", "version", "transport")     # each [[collector]] table
+# each [[monitor]] table: its own of these options (by their names here), timeouts and collectors
+MONITOR_OPTIONS = {"record": "level", "cache": "cache", "max_flows": "max_flows", "update": "update",
+                   "sampling": "sampling"}
+MONITOR_KEYS = ("name",) + tuple(MONITOR_OPTIONS) + ("timeouts", "collector")
 
 
 def _settings_namespace():
@@ -415,16 +419,25 @@ def _settings_namespace():
         from .definitions import resolve
         return resolve(self.level, {d.name: d for d in self.records})
 
+    def monitor_specs(self):
+        """[(name, Settings)] of the monitors: the [[monitor]] sections, or one of the flags."""
+        return self.monitors or ((None, self),)
+
+    def all_collectors(self):
+        """Every monitor's collectors, each once."""
+        return tuple(dict.fromkeys(spec for _, each in self.monitor_specs for spec in each.collectors))
+
     def versions(self):
         return tuple(spec.version for spec in self.collectors)
 
     return {"export": property(export), "versions": property(versions), "record": property(record),
+            "monitor_specs": property(monitor_specs), "all_collectors": property(all_collectors),
             "__slots__": (),
             "__doc__": "Every setting of a run, checked; frozen (workers and reloads make new ones: _replace)."}
 
 
-Settings = type("Settings", (namedtuple("Settings", [o.name for o in OPTIONS] + ["collectors", "records"],
-                                        defaults=[o.default for o in OPTIONS] + [(), ()]),),
+Settings = type("Settings", (namedtuple("Settings", [o.name for o in OPTIONS] + ["collectors", "records", "monitors"],
+                                        defaults=[o.default for o in OPTIONS] + [(), (), ()]),),
                 _settings_namespace())
 Settings.__module__ = __name__
 
@@ -450,7 +463,7 @@ def load_file(path):
     """Read and check a TOML configuration file: {section: {key: value}}, [[collector]] a list."""
     data = read_toml(path, "config")
     known = {**{s: [o.toml_key for o in opts] for s, opts in SECTIONS.items()}, "collector": COLLECTOR_KEYS,
-             "record": ("name", "match", "collect")}
+             "record": ("name", "match", "collect"), "monitor": MONITOR_KEYS}
     for section, value in data.items():
         if section not in known:
             raise SettingsError(f"config {path}: unknown section [{section}] (one of {', '.join(known)})")
@@ -461,7 +474,7 @@ def load_file(path):
             unknown = set(entry) - set(known[section]) if section != "timeouts" else set()
             if unknown:
                 raise SettingsError(f"config {path}: unknown key {sorted(unknown)[0]!r} in [{section}]")
-    for section in ("collector", "record"):
+    for section in ("collector", "record", "monitor"):
         if isinstance(data.get(section), dict):
             data[section] = [data[section]]
     return data
@@ -541,6 +554,7 @@ def parse(argv, command="probe"):
     values["collectors"] = _collectors(values, config, config_path)
     values["records"] = _records(values, config, config_path)
     settings = Settings(**values)
+    settings = settings._replace(monitors=_monitors(settings, config, config_path))
     if command == "probe":
         check(settings)
     return settings
@@ -636,6 +650,49 @@ def _records(values, config, config_path):
     except ValueError as e:
         raise SettingsError(f"-T: {e}") from None
     return tuple(records.values())
+
+
+def _monitors(settings, config, config_path):
+    """The [[monitor]] sections: (name, Settings) each, the run's settings with the monitor's
+    own record, cache, sizes, sampling, timeouts (over the run's) and collectors (else the run's)."""
+    monitors = []
+    for table in config.get("monitor", []):
+        name = table.get("name")
+        where = f"config {config_path}: [[monitor]] {name!r}" if name else f"config {config_path}: [[monitor]]"
+        if not isinstance(name, str) or not name:
+            raise SettingsError(f"{where}: every monitor needs a name")
+        if name in (n for n, _ in monitors):
+            raise SettingsError(f"{where}: two monitors of that name")
+        changes = {}
+        for key, option in MONITOR_OPTIONS.items():
+            if key in table:
+                try:
+                    changes[option] = BY_NAME[option].parse(table[key])
+                except (ValueError, TypeError) as e:
+                    raise SettingsError(f"{where}: {key}: {bad_value(table[key], e)}") from None
+        each = settings._replace(**changes)
+        if "timeouts" in table:
+            if not isinstance(table["timeouts"], dict):
+                raise SettingsError(f"{where}: timeouts must be a table")
+            try:
+                own = parse_timeouts([f"{k}={v}" for k, v in table["timeouts"].items()])
+            except ValueError as e:
+                raise SettingsError(f"{where}: timeouts: {e}") from None
+            each = each._replace(timeouts=types.MappingProxyType({**settings.timeouts, **own}))
+        if table.get("collector"):
+            entries = table["collector"] if isinstance(table["collector"], list) else [table["collector"]]
+            for entry in entries:
+                unknown = set(entry) - set(COLLECTOR_KEYS) if isinstance(entry, dict) else {"?"}
+                if unknown:
+                    raise SettingsError(f"{where}: [[monitor.collector]]: unknown key {sorted(unknown)[0]!r}")
+            each = each._replace(collectors=_collectors({**settings._asdict(), "collector_addresses": ()},
+                                                        {"collector": entries}, config_path))
+        try:
+            each.record
+        except ValueError as e:
+            raise SettingsError(f"{where}: record: {e}") from None
+        monitors.append((name, each))
+    return tuple(monitors)
 
 
 def metered_direction(settings):

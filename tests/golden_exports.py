@@ -23,27 +23,37 @@ VERSIONS = (5, 9, 10)
 GOLDEN = os.path.join(HERE, "data", "predefined_exports.json")
 
 
+def sink():
+    """A UDP socket on loopback that holds what is sent to it until drain()."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 << 20)
+    sock.bind(("127.0.0.1", 0))
+    sock.setblocking(False)              # (over loopback every datagram is queued once sent)
+    return sock
+
+
+def drain(sock):
+    """sha256 over the datagrams queued at the sink, each after its 4-byte length."""
+    digest = hashlib.sha256()
+    try:
+        while True:
+            datagram = sock.recv(65536)
+            digest.update(len(datagram).to_bytes(4, "big") + datagram)
+    except BlockingIOError:
+        return digest.hexdigest()
+
+
 def export_digest(command, capture, version, level):
-    """sha256 over the datagrams (each after its 4-byte length) that `command -r capture` sends."""
-    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sink.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 << 20)
-    sink.bind(("127.0.0.1", 0))
+    """drain()'s digest of the datagrams that `command -r capture` sends."""
+    sock = sink()
     try:
         run = subprocess.run(command + ["-r", capture, "-T", level, "-v", str(version), "-q",
-                                        "-n", "127.0.0.1:%d" % sink.getsockname()[1]],
+                                        "-n", "127.0.0.1:%d" % sock.getsockname()[1]],
                              capture_output=True, timeout=120)
         assert run.returncode == 0, run.stderr
-        digest = hashlib.sha256()
-        sink.setblocking(False)          # (over loopback every datagram is queued once sent)
-        try:
-            while True:
-                datagram = sink.recv(65536)
-                digest.update(len(datagram).to_bytes(4, "big") + datagram)
-        except BlockingIOError:
-            pass
-        return digest.hexdigest()
+        return drain(sock)
     finally:
-        sink.close()
+        sock.close()
 
 
 def json_digest(command, capture, level):

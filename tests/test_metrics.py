@@ -147,7 +147,7 @@ def test_metrics_count_live_packets(traffic):
         assert s[("pyprobe_interface_dropped_total", lo)] == 0
         assert s[("pyprobe_packets_ignored_total", (("reason", "non_ip"),))] == 0
         assert {dict(k[1])["reason"] for k in s if isinstance(k, tuple) and k[0] == "pyprobe_records_total"} \
-            == {"idle", "active", "tcp_end", "eof", "cache_full", "forced"}
+            == {"idle", "active", "tcp_end", "eof", "cache_full", "forced", "immediate"}
         assert records_total(s) == 0
         assert not any(isinstance(k, str) and k.startswith("pyprobe_export_") for k in s)   # no collector
         code, out, err = probe.stop()

@@ -65,7 +65,7 @@ def without_own_traffic(bpf, settings):
     never meters the probe's own export or its metrics endpoint: metering one's own export
     makes more export, a known trap."""
     own = [f"({spec.transport} and dst host {address} and dst port {port})"
-           for spec in settings.collectors for address, port in _exported_to(spec)]
+           for spec in settings.all_collectors for address, port in _exported_to(spec)]
     if settings.metrics:
         port = parse_listen_address(settings.metrics)[1]
         own.append(f"(tcp and port {port})")
