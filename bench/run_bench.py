@@ -597,12 +597,55 @@ def startup_times():
     return {name: med(ts) for name, ts in times.items()}
 
 
+# Several monitors ([[monitor]]): three records of the mix in one run against three runs of one.
+MONITOR_RECORDS = """
+[[record]]
+name = "prefixes"
+match = ["sourceIPv4Address/24", "destinationIPv4Address/24", "protocolIdentifier"]
+collect = ["packetDeltaCount", "octetDeltaCount", "flowStartMilliseconds", "flowEndMilliseconds"]
+"""
+MONITORS = (("security", "full"), ("matrix", "prefixes"), ("hosts", "ip"))
+
+
+def monitor_times(path, sink, runs, tmpd, m=1_000_000):
+    """Median wall seconds of one run with MONITORS and of the three runs of one each
+    (summed per round), alternating; v9 to the sink, every monitor at -m m."""
+    records = os.path.join(tmpd, "records.toml")
+    monitors = os.path.join(tmpd, "monitors.toml")
+    with open(records, "w") as f:
+        f.write(MONITOR_RECORDS)
+    with open(monitors, "w") as f:
+        f.write(MONITOR_RECORDS + "".join(f'\n[[monitor]]\nname = "{name}"\nrecord = "{record}"\nmax_flows = {m}\n'
+                                          for name, record in MONITORS))
+    base = pyprobe_exe() + ["-r", path, "-n", f"127.0.0.1:{sink.port}", "-v", "9", "-q"]
+
+    def timed(cmd):
+        sink.hold()
+        t0 = time.perf_counter()
+        subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+        seconds = time.perf_counter() - t0
+        sink.take()
+        return seconds
+    together, apart = [], []
+    for _ in range(runs):
+        together.append(timed(base + ["-f", monitors]))
+        apart.append(sum(timed(base + ["-f", records, "-T", record, "-m", str(m)]) for _, record in MONITORS))
+    return {"together": med(together), "apart": med(apart)}
+
+
+def monitors_text(times):
+    names = ", ".join(f"{name} (-T {record})" for name, record in MONITORS)
+    return (f"Three monitors of the mix, {names}: one run {times['together']:.2f} s, three runs of one "
+            f"{times['apart']:.2f} s; one run / three runs **{times['together'] / times['apart']:.2f}x** "
+            f"(the packets are read and decoded once)")
+
+
 def startup_text(start):
     return (f"`pyprobe -r pcaps/android.pcap -q` (500 packets, whole run) {start['pyprobe'] * 1000:.0f} ms; "
             f"`python -c pass` {start['python'] * 1000:.0f} ms (medians of {STARTUP_RUNS})")
 
 
-def write_markdown(res, a, vers, path, start):
+def write_markdown(res, a, vers, path, start, monitors=None):
     L = []
     L.append("# pyprobe benchmark")
     L.append("")
@@ -657,6 +700,11 @@ def write_markdown(res, a, vers, path, start):
     L.append("")
     L.append(startup_text(start) + ".")
     L.append("")
+    if monitors:
+        L.append("## Several monitors")
+        L.append("")
+        L.append(monitors_text(monitors) + ".")
+        L.append("")
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
@@ -691,8 +739,13 @@ def main():
         res.append(summarize(name, cfg, path, exp, tools, a.runs, conc_m))
     start = startup_times()
     log("startup: " + startup_text(start))
+    monitors = None
+    if "mix" in caps:
+        with tempfile.TemporaryDirectory() as tmpd:
+            monitors = monitor_times(caps["mix"][0], sink, a.runs, tmpd)
+        log("monitors: " + monitors_text(monitors))
     print_text(res)
-    write_markdown(res, a, versions(), a.results, start)
+    write_markdown(res, a, versions(), a.results, start, monitors)
     print(f"\nMarkdown: {os.path.relpath(a.results, os.getcwd())}; total {time.perf_counter() - t_start:.0f} s")
     return 0
 
