@@ -757,6 +757,10 @@ def _config_help():
         lines.append(_wrap([f"[{section}]".ljust(11)] + keys, "  ", width=76).replace("\n  ", "\n" + " " * 14))
     lines.append('  [[collector]]  address = "host:port", version = 5|9|10, transport = "udp"|"tcp"')
     lines.append("              (one table per collector; -n on the command line replaces them)")
+    lines.append('  [[record]]  name, match = [...], collect = [...]   (see records above)')
+    lines.append("  [[monitor]] " + ", ".join(MONITOR_KEYS[:-2]) + ", [monitor.timeouts], [[monitor.collector]]")
+    lines.append("              (one table per monitor: each meters the same packets into its own")
+    lines.append("              flow table; its collectors, else the run's)")
     return "\n".join(lines)
 
 
