@@ -273,6 +273,128 @@ cdef class Lateness:
         return self.count
 
 
+# -- routes: longest-prefix match, once per flow ---------------------------------------------
+
+cdef struct Route:
+    uint8_t next_hop[16]     # IPv4 in the first 4 bytes; zeros: directly connected
+    uint32_t out_if          # ifIndex
+    uint32_t origin_as
+    uint8_t length           # prefix length
+
+
+cdef struct RouteNode:
+    int32_t child[2]         # node indices, 0: none (node 0 is the root)
+    int32_t route            # index into the routes, -1: no route ends here
+
+
+cdef class RouteTable:
+    """A routing table for flows (--routes): prefix -> next hop, output interface, origin AS.
+    A binary trie per IP version; a flow looks up its addresses once, when it starts."""
+    cdef RouteNode* nodes[2]
+    cdef Py_ssize_t n_nodes[2]
+    cdef Py_ssize_t node_cap[2]
+    cdef Route* routes
+    cdef Py_ssize_t n_routes
+    cdef Py_ssize_t route_cap
+
+    def __cinit__(self):
+        cdef int v
+        for v in range(2):
+            self.nodes[v] = <RouteNode*>calloc(1, sizeof(RouteNode))
+            if self.nodes[v] == NULL:
+                raise MemoryError("cannot allocate a route table")
+            self.nodes[v][0].route = -1
+            self.n_nodes[v] = self.node_cap[v] = 1
+
+    def __dealloc__(self):
+        free(self.nodes[0])
+        free(self.nodes[1])
+        free(self.routes)
+
+    def __len__(self):
+        return self.n_routes
+
+    def add(self, int ipver, const uint8_t[::1] prefix, int length, const uint8_t[::1] next_hop, uint32_t out_if,
+            uint32_t origin_as):
+        """A route: prefix (4 or 16 bytes) of `length` bits; the same prefix again replaces it."""
+        cdef int v = 1 if ipver == 6 else 0, bit
+        cdef int size = 16 if v else 4
+        cdef Py_ssize_t at = 0
+        cdef int32_t child
+        cdef Route* r
+        if ipver not in (4, 6) or prefix.shape[0] != size or next_hop.shape[0] != size or not 0 <= length <= 8 * size:
+            raise ValueError("a route: IPv4 or IPv6 prefix and next hop of its size, a length that fits")
+        for bit in range(length):
+            child = self.nodes[v][at].child[(prefix[bit >> 3] >> (7 - (bit & 7))) & 1]
+            if child == 0:
+                child = self._new_node(v)
+                self.nodes[v][at].child[(prefix[bit >> 3] >> (7 - (bit & 7))) & 1] = child
+            at = child
+        if self.nodes[v][at].route < 0:
+            if self.n_routes == self.route_cap:
+                self.route_cap = max(16, 2 * self.route_cap)
+                r = <Route*>realloc(self.routes, self.route_cap * sizeof(Route))
+                if r == NULL:
+                    raise MemoryError("cannot grow the route table")
+                self.routes = r
+            self.nodes[v][at].route = <int32_t>self.n_routes
+            self.n_routes += 1
+        r = &self.routes[self.nodes[v][at].route]
+        memset(r, 0, sizeof(Route))
+        memcpy(r.next_hop, &next_hop[0], size)
+        r.out_if = out_if
+        r.origin_as = origin_as
+        r.length = length
+
+    cdef int32_t _new_node(self, int v) except -1:
+        cdef RouteNode* grown
+        if self.n_nodes[v] == self.node_cap[v]:
+            grown = <RouteNode*>realloc(self.nodes[v], 2 * self.node_cap[v] * sizeof(RouteNode))
+            if grown == NULL:
+                raise MemoryError("cannot grow the route table")
+            self.nodes[v] = grown
+            self.node_cap[v] *= 2
+        self.nodes[v][self.n_nodes[v]].child[0] = 0
+        self.nodes[v][self.n_nodes[v]].child[1] = 0
+        self.nodes[v][self.n_nodes[v]].route = -1
+        self.n_nodes[v] += 1
+        return <int32_t>(self.n_nodes[v] - 1)
+
+    def lookup(self, int ipver, const uint8_t[::1] address):
+        """(next hop bytes, out_if, origin AS, prefix length) of the longest prefix holding
+        the address, or None: for tests and the control socket."""
+        cdef const Route* r = route_of(self.nodes[1 if ipver == 6 else 0], self.routes, &address[0],
+                                       128 if ipver == 6 else 32)
+        if r == NULL:
+            return None
+        return bytes(r.next_hop[:16 if ipver == 6 else 4]), r.out_if, r.origin_as, r.length
+
+
+cdef inline const Route* route_of(const RouteNode* nodes, const Route* routes, const uint8_t* address,
+                                  int bits) noexcept nogil:
+    """The longest-prefix match of an address in one IP version's trie, or NULL."""
+    cdef Py_ssize_t at = 0
+    cdef int32_t best = nodes[0].route
+    cdef int bit
+    for bit in range(bits):
+        at = nodes[at].child[(address[bit >> 3] >> (7 - (bit & 7))) & 1]
+        if at == 0:
+            break
+        if nodes[at].route >= 0:
+            best = nodes[at].route
+    return &routes[best] if best >= 0 else NULL
+
+
+# What a flow's addresses matched when it started (beside the flows, only with routes).
+cdef struct FlowRoute:
+    uint8_t next_hop[16]
+    uint32_t out_if
+    uint32_t src_as
+    uint32_t dst_as
+    uint8_t src_length
+    uint8_t dst_length
+
+
 cdef class DecodedBatch:
     """A batch decoded once for several meters (monitors) that meter the same packets:
     decode() with the first meter's settings, then each meter's meter_decoded()."""
@@ -334,6 +456,8 @@ cdef class Meter:
     cdef int64_t next_update         # of the flow clock: the next export of the whole cache
     cdef uint64_t not_monitored      # a permanent cache's: packets of new flows that found it full
     cdef uint64_t updates            # a permanent cache's exports so far
+    cdef RouteTable route_table      # None, or the routes flows look their addresses up in
+    cdef FlowRoute* routing          # NULL unless there are routes: what each flow matched
     cdef uint32_t in_if              # this batch's interface, unless its link layer says
     cdef const uint8_t* vlans_elsewhere   # this batch's: a bit per VLAN id metered on a sub-interface
     cdef uint16_t batch_vlan         # this batch's VLAN sub-interface's id: its packets' outer tag
@@ -447,6 +571,7 @@ cdef class Meter:
         free(self.flows)
         free(self.slots)
         free(self.extras)
+        free(self.routing)
         free(self.out)
 
     def _set_timeouts(self, dict timeouts):
@@ -667,6 +792,15 @@ cdef class Meter:
         self.next_due = INT64_MAX
         return n
 
+    def set_routes(self, RouteTable routes):
+        """Routes for the flows that start from now on (None: none); a flow keeps what its
+        addresses matched when it started."""
+        if routes is not None and self.routing == NULL:
+            self.routing = <FlowRoute*>calloc(self.capacity, sizeof(FlowRoute))
+            if self.routing == NULL:
+                raise MemoryError("cannot allocate the flows' routes")
+        self.route_table = routes
+
     def set_limit_32bit(self, bint limit_32bit):
         """Whether flows end before their counters pass 32 bits (a NetFlow v5 collector)."""
         self.limit_32bit = limit_32bit
@@ -769,6 +903,25 @@ cdef class Meter:
             x.fin += (pkt.tcp_flags & TH_FIN) != 0
             x.rst += (pkt.tcp_flags & TH_RST) != 0
 
+    cdef void _route(self, FlowRoute* fr, const FlowKey* key) noexcept nogil:
+        """A new flow's routes: the destination's (next hop, output interface, AS, prefix
+        length) and the source's (AS, prefix length), from its first packet's addresses."""
+        cdef int v = key.ipver == 6, bits = 128 if key.ipver == 6 else 32
+        cdef const Route* r
+        memset(fr, 0, sizeof(FlowRoute))
+        if self.route_table is None:
+            return
+        r = route_of(self.route_table.nodes[v], self.route_table.routes, key.dst, bits)
+        if r != NULL:
+            memcpy(fr.next_hop, r.next_hop, 16)
+            fr.out_if = r.out_if
+            fr.dst_as = r.origin_as
+            fr.dst_length = r.length
+        r = route_of(self.route_table.nodes[v], self.route_table.routes, key.src, bits)
+        if r != NULL:
+            fr.src_as = r.origin_as
+            fr.src_length = r.length
+
     cdef inline bint _would_wrap(self, const Flow* f, const Packet* pkt) noexcept nogil:
         return f.packets + 1 > 0xffffffffULL or f.octets + pkt.octets > 0xffffffffULL
 
@@ -826,6 +979,8 @@ cdef class Meter:
         f.max_ttl = pkt.ttl
         if self.extras != NULL:
             self._measure(&self.extras[idx], pkt, True)
+        if self.routing != NULL:
+            self._route(&self.routing[idx], &pkt.key)
         self.touch_counter += 1
         f.touched = self.touch_counter
         while self.slots[i] != 0:
@@ -991,6 +1146,7 @@ cdef class Meter:
         cdef uint64_t* k = <uint64_t*>&key
         cdef const uint64_t* m = <const uint64_t*>&self.export_masks[f.key.ipver == 6]
         cdef const FlowExtra* x
+        cdef const FlowRoute* route
         cdef int i
         if self.out_len + <Py_ssize_t>sizeof(FlowRecord) > self.out_cap:
             cap = max(self.out_cap * 2, 64 * sizeof(FlowRecord))
@@ -1036,6 +1192,15 @@ cdef class Meter:
         r.end_reason = reason
         memcpy(r.src_mac, key.src_mac, 6)
         memcpy(r.dst_mac, key.dst_mac, 6)
+        if self.routing != NULL:
+            route = &self.routing[f - self.flows]
+            memcpy(r.next_hop, route.next_hop, 16)
+            if key.direction != DIR_EGRESS:
+                r.out_if = route.out_if
+            r.src_as = route.src_as
+            r.dst_as = route.dst_as
+            r.src_length = route.src_length
+            r.dst_length = route.dst_length
         if self.extras != NULL:
             x = &self.extras[f - self.flows]
             r.octets_squared = x.octets_squared

@@ -9,6 +9,7 @@ from .errors import InputError, SettingsError
 from .export import clamp_timeouts, export_limits
 from .exporter import Exporter
 from .logs import logger
+from . import routes
 from .output import JsonWriter, TableWriter, open_progress
 from .settings import metered_direction
 from .source import open_source, without_own_traffic
@@ -169,6 +170,15 @@ class Probe:
             self.source.close()
             raise
         self.decoded = DecodedBatch() if len(self.monitors) > 1 else None   # (decoded once for them all)
+        self.route_watch = None
+        if settings.routes:
+            try:
+                self._read_routes()
+                if settings.routes == routes.KERNEL:
+                    self.route_watch = routes.KernelWatch()
+            except SettingsError:
+                self.source.close()
+                raise
         self.started = time.monotonic()
         self.stop_requested = False
         self.reload_requested = False
@@ -176,6 +186,20 @@ class Probe:
         self.pollers = []                 # called once per batch: control socket, ...
         self.capture_drops = None
         self.interfaces_serial = 0
+
+    def _read_routes(self):
+        table = routes.load(self.settings.routes)
+        for m in self.monitors:
+            m.meter.set_routes(table)
+        log.info("routes: %d from %s", len(table), self.settings.routes)
+
+    def _routes_changed(self):
+        """--routes kernel: the kernel's table changed, so new flows look up the new one."""
+        if self.route_watch is not None and self.route_watch.take_change():
+            try:
+                self._read_routes()
+            except SettingsError as e:
+                log.warning("%s; the routes are as they were", e)
 
     @property
     def meter(self):
@@ -218,6 +242,7 @@ class Probe:
             if progress:
                 progress.update(self.source.bytes_read, self.source.packets,
                                 sum(m.meter.active_flows for m in self.monitors), self.source.status())
+            self._routes_changed()
             for poll in self.pollers:
                 poll()
             if self.reload_requested:
@@ -227,6 +252,8 @@ class Probe:
         input_ended = not self.stop_requested and not self.source.live
         self.capture_drops = self.source.drops()
         self.source.close()
+        if self.route_watch is not None:
+            self.route_watch.close()
         if progress:
             progress.finish()
         for m in self.monitors:

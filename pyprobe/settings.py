@@ -307,6 +307,10 @@ OPTIONS = (
            "totals, and when it is full new flows are not monitored)"),
     O("update", ("--update",), "probe", parse_positive_duration, 1800.0, metavar="SECONDS",
       help="a permanent cache's export interval (default 1800, as Cisco's)"),
+    O("routes", ("--routes",), "probe", parse_text, None, metavar="FILE|kernel",
+      help="give each flow its output interface, next hop, origin ASes and prefix lengths by longest-prefix "
+           "match: from a prefix table or `ip route show` output in FILE, or from the kernel's main routing "
+           "table (kernel: read again when it changes)"),
     O("direction", ("--direction",), "probe", parse_choice("ingress", "egress", "both"), None,
       metavar="{ingress,egress,both}",
       help="which packets are metered: those received on the interface (ingress: the flows' input "

@@ -19,10 +19,10 @@ MAX_SAMPLING_INTERVAL = 0x3fff
 
 # The fixed v5 record, field by field (lengths where v5's differ from the templates').
 RECORD_ITEMS = (
-    "src", "dst", Filler(4),                               # next hop
+    "src", "dst", "next_hop",
     ("in_if", 2), ("out_if", 2), ("packets", 4), ("octets", 4), "first_us", "last_us",
     "sport", "dport", Filler(1), "tcp_flags", "proto", "tos",
-    Filler(4), Filler(2), Filler(2),                       # source and destination AS, masks, pad
+    ("src_as", 2), ("dst_as", 2), "src_length", "dst_length", Filler(2),   # (routes: --routes)
 )
 LAYOUT = Layout(0, RECORD_ITEMS, "v9", 4)
 assert LAYOUT.record_size == 48, "Cisco's v5 record is 48 bytes"

@@ -1,0 +1,72 @@
+"""Interop: --routes fills each flow's output interface, next hop, origin ASes and prefix
+lengths; tshark decodes them from v5's fixed record and from v9/IPFIX records of a
+definition that collects them, and they must equal a longest-prefix match computed
+here (ipaddress) for the flow's addresses."""
+
+import ipaddress
+import random
+import subprocess
+
+import pytest
+
+import reference  # noqa: E402
+from collectors import CORPUS, PYPROBE, UdpSink, tshark_decode, tshark_expert, write_pcap  # noqa: E402
+
+CAPTURE = CORPUS / "ndpi/1kxun.pcap"
+RECORD = """[[record]]
+name = "routed"
+match = ["sourceIPv4Address", "destinationIPv4Address", "protocolIdentifier"]
+collect = ["packetDeltaCount", "egressInterface", "ipNextHopIPv4Address", "bgpSourceAsNumber",
+           "bgpDestinationAsNumber", "sourceIPv4PrefixLength", "destinationIPv4PrefixLength"]
+"""
+
+
+def make_routes(path):
+    """Nested prefixes around the capture's own IPv4 addresses, and a default route:
+    {network: (next hop, ifIndex, AS)}, written as a prefix table."""
+    rng = random.Random(7)
+    addresses = sorted({k[2] for k in reference.totals(str(path)).totals if k[0] == 4}
+                       | {k[1] for k in reference.totals(str(path)).totals if k[0] == 4})
+    routes = {ipaddress.ip_network("0.0.0.0/0"): ("192.0.2.1", 1, 64500)}
+    for address in rng.sample(addresses, min(40, len(addresses))):
+        for length in rng.sample([8, 12, 16, 20, 24, 28, 32], 2):
+            net = ipaddress.ip_network(f"{address}/{length}", strict=False)
+            routes[net] = (f"198.51.100.{rng.randrange(1, 255)}", rng.randrange(2, 60), rng.randrange(1, 65535))
+    return routes
+
+
+def match(routes, address):
+    address = ipaddress.ip_address(address)
+    best = max((n for n in routes if address in n), key=lambda n: n.prefixlen)
+    return best, routes[best]
+
+
+@pytest.mark.parametrize("version", [5, 9, 10])
+def test_routes_reach_the_collector(version, tmp_path):
+    if not CAPTURE.exists():
+        pytest.skip("capture not in corpus")
+    routes = make_routes(CAPTURE)
+    table = tmp_path / "routes.txt"
+    table.write_text("".join(f"{n} {hop} {ifindex} {asn}\n" for n, (hop, ifindex, asn) in routes.items()))
+    config = tmp_path / "record.toml"
+    config.write_text(RECORD)
+    record = ["-T", "full"] if version == 5 else ["-f", str(config), "-T", "routed"]
+    with UdpSink() as sink:
+        res = subprocess.run([PYPROBE, "-r", str(CAPTURE), "--routes", str(table), *record,
+                              "-n", "127.0.0.1:%d" % sink.port, "-v", str(version), "-q"],
+                             capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    pcap = tmp_path / "export.pcap"
+    write_pcap(sink.datagrams, pcap, sink.port)
+    assert tshark_expert(pcap, sink.port) == []
+    flows = [f for frame in tshark_decode(pcap, sink.port) for f in frame["flows"]]
+    assert flows
+    for f in flows:
+        fields = f["fields"]
+        dst_net, (hop, ifindex, dst_as) = match(routes, f["dst"])
+        src_net, (_, _, src_as) = match(routes, f["src"])
+        got = (int(fields["cflow.outputint"]), fields["cflow.nexthop"], int(fields["cflow.srcas"]),
+               int(fields["cflow.dstas"]), int(fields["cflow.srcmask"]), int(fields["cflow.dstmask"]))
+        if version == 5:                 # (v5 carries 16-bit AS numbers and interfaces)
+            src_as, dst_as, ifindex = src_as & 0xffff, dst_as & 0xffff, ifindex & 0xffff
+        assert got == (ifindex, hop, src_as, dst_as, src_net.prefixlen, dst_net.prefixlen), f
