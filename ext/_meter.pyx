@@ -5,7 +5,7 @@
 
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t, int32_t, INT64_MAX
 from libc.stdlib cimport calloc, free, malloc, realloc
-from libc.string cimport memcpy, memset
+from libc.string cimport memcmp, memcpy, memset
 from libc.math cimport log10
 from cpython.bytes cimport PyBytes_FromStringAndSize
 
@@ -142,6 +142,14 @@ cdef struct Flow:
     uint8_t timeout_class
     uint8_t min_ttl
     uint8_t max_ttl
+    uint8_t swapped         # a biflow's: its first packet's key was the reverse of the canonical one
+
+
+# A biflow's other direction (RFC 5103: the responder's packets), beside the flows.
+cdef struct FlowReverse:
+    uint64_t packets
+    uint64_t octets
+    uint8_t tcp_flags
 
 
 # What a record definition may collect beyond the usual counters, kept only when it does
@@ -164,6 +172,27 @@ cdef inline uint32_t hash_key(const FlowKey* key) noexcept nogil:
         h = (h ^ word) * 0xff51afd7ed558ccdULL
         h ^= h >> 32
     return <uint32_t>(h ^ (h >> 29))
+
+
+cdef inline bint canonical(FlowKey* key) noexcept nogil:
+    """A biflow's key: the two ends in one order whichever sent the packet (the lower address,
+    then port, first); True if the ends were swapped."""
+    cdef int order = memcmp(key.src, key.dst, 16)
+    cdef uint8_t mac[6]
+    cdef uint8_t address[16]
+    cdef uint16_t port
+    if order < 0 or (order == 0 and key.sport <= key.dport):
+        return False
+    memcpy(address, key.src, 16)
+    memcpy(key.src, key.dst, 16)
+    memcpy(key.dst, address, 16)
+    port = key.sport
+    key.sport = key.dport
+    key.dport = port
+    memcpy(mac, key.src_mac, 6)
+    memcpy(key.src_mac, key.dst_mac, 6)
+    memcpy(key.dst_mac, mac, 6)
+    return True
 
 
 cdef inline uint8_t class_of(uint8_t proto) noexcept nogil:
@@ -451,6 +480,7 @@ cdef class Meter:
     cdef FlowKey export_masks[2]     # what a record shows of its flow's key (the key's bits, first-packet values)
     cdef uint8_t only_ipver          # 4 or 6: the record meters only that IP version; 0: both
     cdef FlowExtra* extras           # NULL unless the record collects them
+    cdef FlowReverse* reverse        # NULL unless the record is a biflow: both directions are one flow
     cdef int cache_kind              # CACHE_NORMAL, CACHE_IMMEDIATE, CACHE_PERMANENT
     cdef int64_t update_us           # a permanent cache's export interval
     cdef int64_t next_update         # of the flow clock: the next export of the whole cache
@@ -543,7 +573,10 @@ cdef class Meter:
         self.slots = <uint32_t*>calloc(nslots, sizeof(uint32_t))
         if record.extras:
             self.extras = <FlowExtra*>calloc(max_flows, sizeof(FlowExtra))
-        if self.flows == NULL or self.slots == NULL or (record.extras and self.extras == NULL):
+        if record.biflow:
+            self.reverse = <FlowReverse*>calloc(max_flows, sizeof(FlowReverse))
+        if (self.flows == NULL or self.slots == NULL or (record.extras and self.extras == NULL)
+                or (record.biflow and self.reverse == NULL)):
             raise MemoryError(f"cannot allocate a cache of {max_flows} flows")
         self.slot_mask = <uint32_t>(nslots - 1)
         self.free_head = NIL
@@ -571,6 +604,7 @@ cdef class Meter:
         free(self.flows)
         free(self.slots)
         free(self.extras)
+        free(self.reverse)
         free(self.routing)
         free(self.out)
 
@@ -682,8 +716,9 @@ cdef class Meter:
         """Up to AHEAD decoded packets metered in order: each flow's hash slot fetched into the
         cache first, the flow itself a few packets ahead. A large cache costs memory latency
         per packet; this way the waits overlap."""
-        cdef FlowKey keys[AHEAD]            # masked as the record definition says
+        cdef FlowKey keys[AHEAD]            # masked as the record definition says (a biflow's: canonical)
         cdef uint32_t hashes[AHEAD]
+        cdef bint swapped[AHEAD]
         cdef Py_ssize_t k
         cdef uint32_t s
         cdef int why
@@ -691,6 +726,7 @@ cdef class Meter:
             if reasons[k] == DECODED:
                 keys[k] = pkts[k].key
                 self._mask_key(&keys[k])
+                swapped[k] = self.reverse != NULL and canonical(&keys[k])
                 hashes[k] = hash_key(&keys[k])
                 prefetch(&self.slots[hashes[k] & self.slot_mask])
         for k in range(count):
@@ -714,7 +750,7 @@ cdef class Meter:
             if why != DECODED:
                 self.ignored[why] += 1
                 continue
-            self._meter(&pkts[k], &keys[k], hashes[k])
+            self._meter(&pkts[k], &keys[k], hashes[k], swapped[k])
 
     cdef inline int _decode(self, const uint8_t* buf, Py_ssize_t buflen, const uint32_t* m,
                             Packet* pkt, int64_t* time) noexcept nogil:
@@ -848,10 +884,12 @@ cdef class Meter:
         self.rng_state ^= self.rng_state << 17
         return <uint32_t>(self.rng_state % self.sample_n)
 
-    cdef void _meter(self, Packet* pkt, const FlowKey* key, uint32_t h) noexcept nogil:
-        """Count a decoded packet into its flow: key is its masked key, h that key's hash."""
+    cdef void _meter(self, Packet* pkt, const FlowKey* key, uint32_t h, bint swapped) noexcept nogil:
+        """Count a decoded packet into its flow: key is its masked key, h that key's hash;
+        swapped: a biflow's canonical key is the packet's reversed."""
         cdef int32_t idx
         cdef Flow* f
+        cdef FlowReverse* rev
         idx = self._lookup(key, h)
         if idx != NIL and self.limit_32bit and self._would_wrap(&self.flows[idx], pkt):
             self._expire_flow(idx, END_ACTIVE)
@@ -863,12 +901,19 @@ cdef class Meter:
                     return
                 self._expire_flow(self._least_recently_touched(), END_CACHE_FULL)
             idx = self._create(key, h, pkt)
+            self.flows[idx].swapped = swapped
         else:
             f = &self.flows[idx]
-            f.packets += 1
-            f.octets += pkt.octets
+            if self.reverse != NULL and swapped != f.swapped:     # the responder's packet
+                rev = &self.reverse[idx]
+                rev.packets += 1
+                rev.octets += pkt.octets
+                rev.tcp_flags |= pkt.tcp_flags
+            else:
+                f.packets += 1
+                f.octets += pkt.octets
+                f.tcp_flags |= pkt.tcp_flags
             f.last_us = self.now
-            f.tcp_flags |= pkt.tcp_flags
             if pkt.ttl < f.min_ttl:
                 f.min_ttl = pkt.ttl
             if pkt.ttl > f.max_ttl:
@@ -935,11 +980,17 @@ cdef class Meter:
 
     cdef inline bint _same_flow(self, const FlowKey* first, const FlowKey* key) noexcept nogil:
         """Whether a flow whose first packet had `first` is the flow of the masked key."""
+        cdef FlowKey turned
         cdef const uint64_t* a = <const uint64_t*>first
         cdef const uint64_t* b = <const uint64_t*>key
         cdef const uint64_t* m = <const uint64_t*>&self.key_masks[key.ipver == 6]
         cdef uint64_t differ = 0
         cdef int i
+        if self.reverse != NULL:              # a biflow's key is canonical: so must the first packet's be
+            memcpy(&turned, first, sizeof(FlowKey))
+            self._mask_key(&turned)
+            canonical(&turned)
+            return memcmp(&turned, key, sizeof(FlowKey)) == 0
         for i in range(sizeof(FlowKey) // 8):
             differ |= (a[i] & m[i]) ^ b[i]
         return differ == 0
@@ -981,6 +1032,8 @@ cdef class Meter:
             self._measure(&self.extras[idx], pkt, True)
         if self.routing != NULL:
             self._route(&self.routing[idx], &pkt.key)
+        if self.reverse != NULL:
+            memset(&self.reverse[idx], 0, sizeof(FlowReverse))
         self.touch_counter += 1
         f.touched = self.touch_counter
         while self.slots[i] != 0:
@@ -1006,9 +1059,10 @@ cdef class Meter:
         """FIN or RST ends the flow at once (timeout 0) or moves it to the shorter timeout."""
         cdef Flow* f = &self.flows[idx]
         cdef uint8_t cls
-        if f.tcp_flags & TH_RST:
+        cdef uint8_t flags = f.tcp_flags | (self.reverse[idx].tcp_flags if self.reverse != NULL else 0)
+        if flags & TH_RST:
             cls = CLASS_TCP_RST
-        elif f.tcp_flags & TH_FIN:
+        elif flags & TH_FIN:
             cls = CLASS_TCP_FIN
         else:
             return
@@ -1192,6 +1246,10 @@ cdef class Meter:
         r.end_reason = reason
         memcpy(r.src_mac, key.src_mac, 6)
         memcpy(r.dst_mac, key.dst_mac, 6)
+        if self.reverse != NULL:
+            r.reverse_packets = self.reverse[f - self.flows].packets
+            r.reverse_octets = self.reverse[f - self.flows].octets
+            r.reverse_tcp_flags = self.reverse[f - self.flows].tcp_flags
         if self.routing != NULL:
             route = &self.routing[f - self.flows]
             memcpy(r.next_hop, route.next_hop, 16)

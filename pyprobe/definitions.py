@@ -47,14 +47,20 @@ LEVEL_HELP = {
 }
 
 
-class Definition(namedtuple("Definition", "name match collect fields key_mask export_mask ipver extras")):
+# A biflow's record carries the responder's counters beside each of these (RFC 5103).
+REVERSE_FIELDS = {"packets": "reverse_packets", "octets": "reverse_octets", "tcp_flags": "reverse_tcp_flags"}
+
+
+class Definition(namedtuple("Definition", "name match collect fields key_mask export_mask ipver extras biflow",
+                            defaults=(False,))):
     """A record definition, ready for the meter and the encoders.
 
     match/collect: the element names as written; fields: the record's field names
     (pyprobe/fields.py) in template order, None for a predefined record (the
     exporters' own templates); key_mask/export_mask: FlowKey masks, the IPv4 one then
     the IPv6 one (the meter's); ipver: 4 or 6 when only that version is metered, else 0;
-    extras: whether the meter keeps FlowExtra."""
+    extras: whether the meter keeps FlowExtra; biflow: both directions make one flow
+    (RFC 5103), the initiator's counters and the responder's (reverse elements)."""
 
     __slots__ = ()
 
@@ -145,8 +151,10 @@ def _parse_name(text, record):
     return field, ipver, int(length)
 
 
-def define(name, match, collect=()):
+def define(name, match, collect=(), biflow=False):
     """A user's record definition; ValueError says what is wrong with it."""
+    if not isinstance(biflow, bool):
+        raise ValueError(f"record {name!r}: biflow is true or false")
     if not isinstance(name, str) or not name:
         raise ValueError("a record needs a name")
     if name in LEVELS:
@@ -167,6 +175,8 @@ def define(name, match, collect=()):
             if element in seen:
                 raise ValueError(f"record {name!r}: {element} is named twice")
             seen.add(element)
+            if field.name in REVERSE_FIELDS.values() and not biflow:
+                raise ValueError(f"record {name!r}: {element} is a biflow's (biflow = true)")
             if what == "match" and field.role == COLLECT:
                 raise ValueError(f"record {name!r}: {element} cannot be a key (it goes in collect)")
             if what == "collect" and field.role == MATCH:
@@ -179,6 +189,8 @@ def define(name, match, collect=()):
                     keys[version].append(_member_mask(member, bits, prefix))
             if field.name not in fields:
                 fields.append(field.name)
+                if biflow and field.name in REVERSE_FIELDS:
+                    fields.append(REVERSE_FIELDS[field.name])
     # A record keyed on addresses of one IP version only meters that version (Flexible
     # NetFlow's ipv4 and ipv6 records); others key on their fields whatever the version.
     only = families.pop() if len(families) == 1 else 0
@@ -186,7 +198,7 @@ def define(name, match, collect=()):
     key = {v: _mask(keys[v] + always) for v in (4, 6)}
     shown = {v: _mask([(0, key[v])] + _either_parts()) for v in (4, 6)}
     return Definition(name, tuple(match), tuple(collect), tuple(fields), key[4] + key[6], shown[4] + shown[6],
-                      only, bool(EXTRA_FIELDS & set(fields)))
+                      only, bool(EXTRA_FIELDS & set(fields)), biflow)
 
 
 def element_names(role):
@@ -194,7 +206,7 @@ def element_names(role):
     return [name for name, (field, _) in ELEMENTS.items() if field.role == role]
 
 
-RECORD_KEYS = ("name", "match", "collect")     # a [[record]] table's
+RECORD_KEYS = ("name", "match", "collect", "biflow")     # a [[record]] table's
 
 
 def from_config(tables):
@@ -204,7 +216,8 @@ def from_config(tables):
         unknown = set(table) - set(RECORD_KEYS)
         if unknown:
             raise ValueError(f"[[record]]: unknown key {sorted(unknown)[0]!r} ({', '.join(RECORD_KEYS)})")
-        definition = define(table.get("name"), table.get("match", ()), table.get("collect", ()))
+        definition = define(table.get("name"), table.get("match", ()), table.get("collect", ()),
+                            table.get("biflow", False))
         if definition.name in records:
             raise ValueError(f"record {definition.name!r} is defined twice")
         records[definition.name] = definition

@@ -49,8 +49,12 @@ END_REASONS = {1: "idle", 2: "active", 3: "tcp_end", 4: "eof", 5: "cache_full", 
 ICMP_PROTOCOLS = (1, 58)      # ICMP and ICMPv6: type*256 + code in the destination port
 
 
-class Element(namedtuple("Element", "name id length encoding", defaults=(UNSIGNED,))):
-    """An information element: IANA (or RFC 3954) name, number, length on the wire, encoding."""
+REVERSE_PEN = 29305    # RFC 5103: a reverse information element is the forward one under this enterprise number
+
+
+class Element(namedtuple("Element", "name id length encoding pen", defaults=(UNSIGNED, 0))):
+    """An information element: IANA (or RFC 3954) name, number, length on the wire, encoding;
+    pen: the private enterprise number of an enterprise-specific element (IPFIX only), else 0."""
 
     __slots__ = ()
 
@@ -182,6 +186,14 @@ FIELDS = (
           doc="shortest packet, octets as its IP header states"),
     Field("max_length", "uint32", "max_length", ipfix=E("maximumIpTotalLength", 26, 4), classic=False,
           doc="longest packet"),
+    # a biflow's (RFC 5103): the responder's direction, reverse elements of PEN 29305 in IPFIX
+    Field("reverse_packets", "uint64", "reverse_packets", ipfix=E("reversePacketDeltaCount", 2, 8, pen=REVERSE_PEN),
+          v9=E("OUT_PKTS", 24, 8), classic=False, doc="a biflow's packets from the responder"),
+    Field("reverse_octets", "uint64", "reverse_octets", ipfix=E("reverseOctetDeltaCount", 1, 8, pen=REVERSE_PEN),
+          v9=E("OUT_BYTES", 23, 8), classic=False, doc="a biflow's octets from the responder"),
+    Field("reverse_tcp_flags", "uint8", "reverse_tcp_flags",
+          ipfix=E("reverseTcpControlBits", 6, 2, pen=REVERSE_PEN), v9=None, classic=False,
+          doc="a biflow's OR of the responder's TCP flags (IPFIX only)"),
     Field("packets_total", member="packets", ipfix=E("packetTotalCount", 86, 8), classic=False,
           doc="packets so far (a permanent cache's records, instead of packetDeltaCount)"),
     Field("octets_total", member="octets", ipfix=E("octetTotalCount", 85, 8), classic=False,

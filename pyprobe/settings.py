@@ -467,7 +467,7 @@ def load_file(path):
     """Read and check a TOML configuration file: {section: {key: value}}, [[collector]] a list."""
     data = read_toml(path, "config")
     known = {**{s: [o.toml_key for o in opts] for s, opts in SECTIONS.items()}, "collector": COLLECTOR_KEYS,
-             "record": ("name", "match", "collect"), "monitor": MONITOR_KEYS}
+             "record": ("name", "match", "collect", "biflow"), "monitor": MONITOR_KEYS}
     for section, value in data.items():
         if section not in known:
             raise SettingsError(f"config {path}: unknown section [{section}] (one of {', '.join(known)})")

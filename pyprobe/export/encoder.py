@@ -12,7 +12,7 @@ import struct
 from collections import namedtuple
 
 from .. import _encode
-from ..fields import BY_NAME, BYTES, MEMBER, TOTAL_COUNTERS, UNSIGNED, ZERO, Element
+from ..fields import BY_NAME, BYTES, MEMBER, TOTAL_COUNTERS, UNSIGNED, ZERO
 
 SET_HEADER = struct.Struct(">HH")
 OP = struct.Struct("=HHHH")          # ext/_encode.pyx's Op: encoding, member width, wire length, offset
@@ -87,7 +87,7 @@ class Layout:
             if element is None:
                 raise ValueError(f"{dialect} cannot carry the field {name}")
             if length is not None:
-                element = Element(element.name, element.id, length, element.encoding)
+                element = element._replace(length=length)
             member = MEMBER[BY_NAME[name].source]
             if element.encoding == BYTES and element.length > member.size:
                 raise ValueError(f"{name}: {element.length} bytes on the wire, the record has {member.size}")
@@ -101,10 +101,12 @@ class Layout:
         self._template_record = None
 
     def template_record(self):
-        """Template ID, field count, then (type, length) pairs: the same in v9 and IPFIX."""
+        """Template ID, field count, then (type, length) pairs: the same in v9 and IPFIX; an
+        enterprise-specific element (IPFIX) has the enterprise bit and its number after it."""
         if self._template_record is None:
-            pairs = [n for e in self.elements for n in (e.id, e.length)]
-            self._template_record = struct.pack(f">HH{len(pairs)}H", self.id, len(self.elements), *pairs)
+            self._template_record = struct.pack(">HH", self.id, len(self.elements)) + b"".join(
+                struct.pack(">HHI", e.id | 0x8000, e.length, e.pen) if e.pen else struct.pack(">HH", e.id, e.length)
+                for e in self.elements)
         return self._template_record
 
 
@@ -115,8 +117,10 @@ def data_templates(dialect, fields, icmp_fields, ids, record=None, totals=False)
     totals: the counters go out as running totals (TOTAL_COUNTERS), a permanent cache's."""
     def named(names):
         return [TOTAL_COUNTERS.get(name, name) for name in names] if totals else names
-    if record is not None:
-        return [Layout(ids[ipver, icmp], named(record.fields), dialect, ipver) if record.ipver in (0, ipver) else None
+    if record is not None:                # (without the fields this version has no element for: v9's biflows)
+        return [Layout(ids[ipver, icmp], [name for name in named(record.fields)
+                                          if BY_NAME[name].element(dialect, ipver) is not None], dialect, ipver)
+                if record.ipver in (0, ipver) else None
                 for ipver, icmp in CLASSES]
     return [Layout(ids[ipver, icmp], named(icmp_fields if icmp else fields), dialect, ipver)
             for ipver, icmp in CLASSES]
