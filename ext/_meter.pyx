@@ -819,6 +819,73 @@ cdef class Meter:
             idx = self.flows[idx].age_next
         return self._take_records()
 
+    def top(self, Py_ssize_t n, by="octets"):
+        """Records of the n active flows with the most octets (or packets; a biflow's both
+        directions), the largest first, as they stand (end_reason 0): ctl top."""
+        cdef bint packets = by == "packets"
+        cdef int32_t idx = self.age_head
+        cdef int32_t* heap            # a min-heap of flow indices by their size: the n largest so far
+        cdef Py_ssize_t size = 0, i, child
+        cdef int32_t moved
+        if by not in ("octets", "packets"):
+            raise ValueError(f"top flows by octets or packets, not {by!r}")
+        if n <= 0 or self.count == 0:
+            return b""
+        n = min(n, <Py_ssize_t>self.count)
+        heap = <int32_t*>malloc(n * sizeof(int32_t))
+        if heap == NULL:
+            raise MemoryError("cannot sort the flows")
+        while idx != NIL:
+            if size < n:                                 # sift up
+                i = size
+                size += 1
+                while i > 0 and self._size(idx, packets) < self._size(heap[(i - 1) // 2], packets):
+                    heap[i] = heap[(i - 1) // 2]
+                    i = (i - 1) // 2
+                heap[i] = idx
+            elif self._size(idx, packets) > self._size(heap[0], packets):    # replace the smallest, sift down
+                i = 0
+                while True:
+                    child = 2 * i + 1
+                    if child >= size:
+                        break
+                    if child + 1 < size and self._size(heap[child + 1], packets) < self._size(heap[child], packets):
+                        child += 1
+                    if self._size(heap[child], packets) >= self._size(idx, packets):
+                        break
+                    heap[i] = heap[child]
+                    i = child
+                heap[i] = idx
+            idx = self.flows[idx].age_next
+        while size > 0:                                  # smallest first out of the heap: emit in reverse
+            size -= 1
+            moved = heap[0]
+            heap[0] = heap[size]
+            heap[size] = moved
+            i = 0
+            while True:
+                child = 2 * i + 1
+                if child >= size:
+                    break
+                if child + 1 < size and self._size(heap[child + 1], packets) < self._size(heap[child], packets):
+                    child += 1
+                if self._size(heap[child], packets) >= self._size(heap[i], packets):
+                    break
+                moved = heap[i]
+                heap[i] = heap[child]
+                heap[child] = moved
+                i = child
+        for i in range(n):                               # (heap[0] is now the largest)
+            self._emit(&self.flows[heap[i]], 0)
+        free(heap)
+        return self._take_records()
+
+    cdef inline uint64_t _size(self, int32_t idx, bint packets) noexcept nogil:
+        cdef uint64_t size = self.flows[idx].packets if packets else self.flows[idx].octets
+        if self.reverse != NULL:
+            size += self.reverse[idx].packets if packets else self.reverse[idx].octets
+        return size
+
     def delete_all(self):
         """Forget every active flow without a record (softflowctl's delete-all); returns how many."""
         cdef Py_ssize_t n = 0

@@ -24,7 +24,7 @@ from .ctl import COMMANDS
 from .errors import ControlError, SettingsError
 from .logs import logger
 from .output import TABLE_HEADER, TableWriter
-from .records import to_json_lines
+from .records import to_json_lines, unpack
 from .settings import parse_timeouts
 from .summary import interface_lines
 
@@ -217,7 +217,7 @@ class ControlServer:
             if handler is None:
                 raise ControlError(f"unknown command {command!r} (one of {', '.join(COMMANDS)})")
             log.debug("control socket: %s", line.strip())
-            if args and command != "timeouts":
+            if args and command not in ("timeouts", "top"):
                 raise ControlError(f"{command} takes no arguments")
             text, data = handler(self, args)
         except ControlError as e:
@@ -257,6 +257,40 @@ class ControlServer:
             yield "\n]\n"
         return text(), document()
 
+    def _top(self, args):
+        """top [N] [by=octets|packets|flows] [monitor=NAME]: the largest active flows of a monitor
+        now (or, by flows, the sources with the most active flows)."""
+        n, by, name = TOP_DEFAULT, "octets", None
+        for arg in args:
+            key, sep, value = arg.partition("=")
+            if not sep and key.isdigit() and 0 < int(key) <= TOP_MOST:
+                n = int(key)
+            elif key == "by" and value in ("octets", "packets", "flows"):
+                by = value
+            elif key == "monitor" and value:
+                name = value
+            else:
+                raise ControlError(f"top: bad argument {arg!r} (top [N up to {TOP_MOST}] [by=octets|packets|flows] "
+                                   "[monitor=NAME])")
+        monitor = self.probe.monitor(name)
+        active = monitor.meter.active_flows
+        title = (f"top {n} {'sources by active flows' if by == 'flows' else 'flows by ' + by}"
+                 + (f" of monitor {monitor.name}" if monitor.name else "") + f", of {active:,} active flows\n")
+        if by == "flows":
+            rows = top_sources(monitor.meter.snapshot(), n)
+            return (title + "".join(f"{src:>39}  {flows:>8} flows  {packets:>12} packets  {octets:>14} octets\n"
+                                    for src, flows, packets, octets in rows),
+                    [{"src": src, "flows": flows, "packets": packets, "octets": octets}
+                     for src, flows, packets, octets in rows])
+        flows = monitor.meter.top(n, by)
+        if monitor.sinks.dating:
+            flows = monitor.sinks.dating.dated_records(flows)
+        table = io.StringIO()
+        TableWriter(table, record=monitor.sinks.record).write(flows)
+        shown = monitor.sinks.record.shown_fields() if not monitor.sinks.record.predefined else None
+        return title + table.getvalue(), json.loads("[" + to_json_lines(flows, shown).decode().strip()
+                                                    .replace("\n", ",") + "]")
+
     def _interfaces(self, args):
         rows = self.probe.source.statistics().get("interfaces")
         if rows is None:
@@ -295,7 +329,7 @@ class ControlServer:
         self.probe.stop()
         return "ok", {"ok": True}
 
-    HANDLERS = {"statistics": _statistics, "dump-flows": _dump_flows, "interfaces": _interfaces,
+    HANDLERS = {"statistics": _statistics, "dump-flows": _dump_flows, "top": _top, "interfaces": _interfaces,
                 "expire-all": _expire_all,
                 "delete-all": _delete_all, "timeouts": _timeouts, "send-template": _send_template,
                 "shutdown": _shutdown}
@@ -317,6 +351,21 @@ class ControlServer:
                 os.unlink(self.path)
         with contextlib.suppress(ValueError):
             self.probe.pollers.remove(self.poll)
+
+
+TOP_DEFAULT = 10
+TOP_MOST = 10000
+
+
+def top_sources(packed, n):
+    """[(source address, active flows, packets, octets)] of the n sources with the most flows."""
+    per = {}
+    for r in unpack(packed):
+        t = per.setdefault(r.src, [0, 0, 0])
+        t[0] += 1
+        t[1] += r.packets
+        t[2] += r.octets
+    return sorted(((src, *t) for src, t in per.items()), key=lambda row: (-row[1], -row[3], row[0]))[:n]
 
 
 def _pieces(answer):

@@ -9,6 +9,8 @@ import time
 COMMANDS = {
     "statistics": "the probe's counters, as in the summary at the end of a run",
     "dump-flows": "the flows active now, one per line",
+    "top": "top [N]: the N (default 10) largest active flows now, by --by octets (default) or packets, or "
+           "the sources with the most flows (--by flows); --monitor NAME; --watch refreshes it, like top(1)",
     "interfaces": "the interfaces captured (ifIndex, direction, packets, octets, drops) and those left out",
     "expire-all": "end every flow now and export its record; says how many",
     "delete-all": "forget every flow without a record; says how many",
@@ -25,6 +27,7 @@ examples:
   pyprobe ctl -c /run/pyprobe.ctl statistics
   pyprobe ctl -c /run/pyprobe.ctl dump-flows --json
   pyprobe ctl -c /run/pyprobe.ctl timeouts udp=30 active=10m
+  pyprobe ctl -c /run/pyprobe.ctl top 20 --by packets --watch
 
 exit status:
   0 done; 1 the probe refused the command; 2 bad usage, or the probe cannot be reached.
@@ -52,6 +55,10 @@ def build_parser():
     parser.add_argument("--json", action="store_true", help="ask for the answer as one JSON document")
     parser.add_argument("--timeout", type=positive_seconds, default=DEFAULT_TIMEOUT, metavar="SECONDS",
                         help=f"wait this long for the answer (default {DEFAULT_TIMEOUT:g})")
+    parser.add_argument("--by", choices=("octets", "packets", "flows"), help="top: what makes a flow large")
+    parser.add_argument("--monitor", metavar="NAME", help="top: the monitor's flows (default the first)")
+    parser.add_argument("--watch", nargs="?", const=2.0, type=positive_seconds, metavar="SECONDS",
+                        help="top: ask again every SECONDS (default 2) and redraw, until interrupted")
     parser.add_argument("command", metavar="COMMAND", help="one of the commands below")
     parser.add_argument("args", nargs="*", metavar="ARG", help="the command's arguments (timeouts NAME=SECONDS)")
     return parser
@@ -107,11 +114,37 @@ def is_error(answer):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    args = build_parser().parse_intermixed_args(argv)
-    request = " ".join([args.command, *args.args] + (["--json"] if args.json else []))
+    parser = build_parser()
+    args = parser.parse_intermixed_args(argv)
+    top_options = [f"by={args.by}"] * bool(args.by) + [f"monitor={args.monitor}"] * bool(args.monitor)
+    if (top_options or args.watch) and args.command != "top":
+        parser.error("--by, --monitor and --watch are for top")
+    request = " ".join([args.command, *args.args, *top_options] + (["--json"] if args.json else []))
     if "\n" in request:
         print("pyprobe ctl: a command is one line", file=sys.stderr)
         return 2
+    if args.watch:
+        return watch(args, request)
+    return once(args, request)
+
+
+def watch(args, request):
+    """Ask again every args.watch seconds, each answer drawn over the last (like top(1)), until
+    interrupted or the probe goes away."""
+    try:
+        while True:
+            if sys.stdout.isatty():
+                sys.stdout.write("\x1b[H\x1b[2J")
+            status = once(args, request)
+            if status != 0:
+                return status
+            time.sleep(args.watch)
+    except KeyboardInterrupt:
+        return 0
+
+
+def once(args, request):
+    """Ask once, print the answer: the exit status."""
     try:
         answer = ask(args.control, request, args.timeout)
     except socket.timeout:

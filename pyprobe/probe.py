@@ -5,7 +5,7 @@ import sys
 import time
 
 from ._meter import DEFAULT_TIMEOUTS, RECORD_SIZE, DecodedBatch, Meter
-from .errors import InputError, SettingsError
+from .errors import ControlError, InputError, SettingsError
 from .export import clamp_timeouts, export_limits
 from .exporter import Exporter
 from .logs import logger
@@ -281,6 +281,15 @@ class Probe:
             records = m.meter.snapshot()
             out.append(m.sinks.dating.dated_records(records) if m.sinks.dating else records)
         return b"".join(out)
+
+    def monitor(self, name=None):
+        """The monitor of that name (None: the first); ControlError if there is none."""
+        if name is None:
+            return self.monitors[0]
+        for m in self.monitors:
+            if m.name == name:
+                return m
+        raise ControlError(f"no monitor {name!r} (one of {', '.join(str(m.name) for m in self.monitors)})")
 
     def send_templates(self):
         for m in self.monitors:
