@@ -660,11 +660,18 @@ cdef class Meter:
     def meter_decoded(self, DecodedBatch batch):
         """Meter a batch another meter decoded (DecodedBatch: several monitors, one decoding);
         return the records of the flows it expired."""
-        cdef Py_ssize_t base = 0, count
+        cdef Py_ssize_t base = 0, count, k
+        cdef FlowKey keys[AHEAD]
+        cdef uint32_t hashes[AHEAD]
+        cdef bint swapped[AHEAD]
         with nogil:
             while base < batch.n:
                 count = min(<Py_ssize_t>AHEAD, batch.n - base)
-                self._meter_chunk(&batch.pkts[base], &batch.reasons[base], &batch.times[base], count)
+                for k in range(count):
+                    if batch.reasons[base + k] == DECODED:
+                        self._key_of(&batch.pkts[base + k], &keys[k], &hashes[k], &swapped[k])
+                self._meter_chunk(&batch.pkts[base], &batch.reasons[base], &batch.times[base], keys, hashes,
+                                  swapped, count)
                 base += count
         return self._take_records()
 
@@ -695,6 +702,9 @@ cdef class Meter:
         cdef Packet pkts[AHEAD]
         cdef int reasons[AHEAD]
         cdef int64_t times[AHEAD]
+        cdef FlowKey keys[AHEAD]
+        cdef uint32_t hashes[AHEAD]
+        cdef bint swapped[AHEAD]
         cdef Py_ssize_t base = 0, k, count, offset
         while base < n:
             count = min(<Py_ssize_t>AHEAD, n - base)
@@ -705,30 +715,31 @@ cdef class Meter:
                 if offset + 128 <= buflen:
                     prefetch(buf + offset)
                     prefetch(buf + offset + 64)
-            for k in range(count):
+            for k in range(count):            # (each slot fetched while the next packets are decoded)
                 reasons[k] = self._decode(buf, buflen, <const uint32_t*>(raw_meta + 16 * (base + k)), &pkts[k],
                                           &times[k])
-            self._meter_chunk(pkts, reasons, times, count)
+                if reasons[k] == DECODED:
+                    self._key_of(&pkts[k], &keys[k], &hashes[k], &swapped[k])
+            self._meter_chunk(pkts, reasons, times, keys, hashes, swapped, count)
             base += count
 
-    cdef void _meter_chunk(self, Packet* pkts, const int* reasons, const int64_t* times,
-                           Py_ssize_t count) noexcept nogil:
-        """Up to AHEAD decoded packets metered in order: each flow's hash slot fetched into the
-        cache first, the flow itself a few packets ahead. A large cache costs memory latency
-        per packet; this way the waits overlap."""
-        cdef FlowKey keys[AHEAD]            # masked as the record definition says (a biflow's: canonical)
-        cdef uint32_t hashes[AHEAD]
-        cdef bint swapped[AHEAD]
+    cdef inline void _key_of(self, const Packet* pkt, FlowKey* key, uint32_t* h, bint* swapped) noexcept nogil:
+        """A decoded packet's flow key as the record definition makes it (masked; a biflow's
+        canonical) and its hash, whose slot is fetched into the cache meanwhile."""
+        key[0] = pkt.key
+        self._mask_key(key)
+        swapped[0] = self.reverse != NULL and canonical(key)
+        h[0] = hash_key(key)
+        prefetch(&self.slots[h[0] & self.slot_mask])
+
+    cdef void _meter_chunk(self, Packet* pkts, const int* reasons, const int64_t* times, const FlowKey* keys,
+                           const uint32_t* hashes, const bint* swapped, Py_ssize_t count) noexcept nogil:
+        """Up to AHEAD decoded packets, their keys made (_key_of), metered in order, each flow
+        fetched into the cache a few packets ahead. A large cache costs memory latency per
+        packet; this way the waits overlap."""
         cdef Py_ssize_t k
         cdef uint32_t s
         cdef int why
-        for k in range(count):
-            if reasons[k] == DECODED:
-                keys[k] = pkts[k].key
-                self._mask_key(&keys[k])
-                swapped[k] = self.reverse != NULL and canonical(&keys[k])
-                hashes[k] = hash_key(&keys[k])
-                prefetch(&self.slots[hashes[k] & self.slot_mask])
         for k in range(count):
             if k + FLOW_AHEAD < count and reasons[k + FLOW_AHEAD] == DECODED:
                 s = self.slots[hashes[k + FLOW_AHEAD] & self.slot_mask]
@@ -951,7 +962,7 @@ cdef class Meter:
         self.rng_state ^= self.rng_state << 17
         return <uint32_t>(self.rng_state % self.sample_n)
 
-    cdef void _meter(self, Packet* pkt, const FlowKey* key, uint32_t h, bint swapped) noexcept nogil:
+    cdef void _meter(self, const Packet* pkt, const FlowKey* key, uint32_t h, bint swapped) noexcept nogil:
         """Count a decoded packet into its flow: key is its masked key, h that key's hash;
         swapped: a biflow's canonical key is the packet's reversed."""
         cdef int32_t idx

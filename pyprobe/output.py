@@ -1,7 +1,6 @@
 """What a person reads: flow records as a table or JSON lines (when no collector is
 given, or with --json), and the progress line of a long run."""
 
-import json
 import sys
 import time
 
@@ -92,8 +91,10 @@ class JsonWriter:
     def __init__(self, stream, record=None, monitor=None):
         self.stream = stream
         self.fields = _own_fields(record)
-        # several monitors: each object starts with the monitor's name
-        self.prefix = ('{"monitor": ' + json.dumps(monitor) + ", ").encode() if monitor else None
+        self.prefix = None
+        if monitor:                      # several monitors: each object starts with the monitor's name
+            import json                  # (only then: every start would pay for it)
+            self.prefix = ('{"monitor": ' + json.dumps(monitor) + ", ").encode()
 
     def write(self, packed):
         lines = to_json_lines(packed, self.fields)

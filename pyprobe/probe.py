@@ -9,7 +9,6 @@ from .errors import ControlError, InputError, SettingsError
 from .export import clamp_timeouts, export_limits
 from .exporter import Exporter
 from .logs import logger
-from . import routes
 from .output import JsonWriter, TableWriter, open_progress
 from .settings import metered_direction
 from .source import open_source, without_own_traffic
@@ -172,6 +171,7 @@ class Probe:
         self.decoded = DecodedBatch() if len(self.monitors) > 1 else None   # (decoded once for them all)
         self.route_watch = None
         if settings.routes:
+            from . import routes         # (only with routes: it imports subprocess and ipaddress)
             try:
                 self._read_routes()
                 if settings.routes == routes.KERNEL:
@@ -188,6 +188,7 @@ class Probe:
         self.interfaces_serial = 0
 
     def _read_routes(self):
+        from . import routes
         table = routes.load(self.settings.routes)
         for m in self.monitors:
             m.meter.set_routes(table)
