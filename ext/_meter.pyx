@@ -122,7 +122,7 @@ cdef extern from *:
 
 
 RECORD_SIZE = sizeof(FlowRecord)
-cdef Py_ssize_t OUT_BUFFER_KEEP = 1 << 20
+cdef Py_ssize_t OUT_BUFFER_KEEP = 4 << 20       # (a flush step of 8192 records fits: kept, not faulted in again)
 
 
 cdef struct Flow:

@@ -220,22 +220,41 @@ class Member(namedtuple("Member", "name ctype offset")):
 
 
 def _layout():
-    """Record members, the widest first so that every integer is naturally aligned in a
-    record at an 8-byte boundary; padded to a multiple of 8 bytes."""
+    """Record members: the predefined records' (classic) first, then the others, each group
+    the widest first so that every integer is naturally aligned in a record at an 8-byte
+    boundary; padded to a multiple of 8 bytes. (The classic members then fill the first
+    104 bytes, as before there were others: the predefined records' export reads no more.)"""
     rank = {"address": 0, "uint64": 1, "int64": 1, "uint32": 2, "uint16": 3, "mac": 4, "uint8": 5}
-    order = sorted((f for f in FIELDS if f.ctype), key=lambda f: rank[f.ctype])
+    order = sorted((f for f in FIELDS if f.ctype), key=lambda f: (not f.classic, rank[f.ctype]))
     members, offset = [], 0
     for f in order:
+        if not f.classic and members and MEMBER_CLASSIC[members[-1].name]:    # the second group starts aligned
+            offset += -offset % 8
         members.append(Member(f.name, f.ctype, offset))
         offset += CTYPES[f.ctype][1]
     return tuple(members), offset + (-offset % 8)
 
 
+MEMBER_CLASSIC = {f.name: f.classic for f in FIELDS if f.ctype}
 MEMBERS, RECORD_SIZE = _layout()
 MEMBER = {m.name: m for m in MEMBERS}
-# The struct module's view of the same bytes (native byte order, no padding between members).
-RECORD_FORMAT = "=" + "".join(CTYPES[m.ctype][2] for m in MEMBERS) + "x" * (
-    RECORD_SIZE - sum(m.size for m in MEMBERS))
+
+
+def _gaps():
+    """(member or None, bytes) in record order: a None is padding (between the two groups, at the end)."""
+    out, at = [], 0
+    for m in MEMBERS:
+        if m.offset > at:
+            out.append((None, m.offset - at))
+        out.append((m, m.size))
+        at = m.offset + m.size
+    if RECORD_SIZE > at:
+        out.append((None, RECORD_SIZE - at))
+    return out
+
+
+# The struct module's view of the same bytes (native byte order; padding only where _gaps() says).
+RECORD_FORMAT = "=" + "".join(CTYPES[m.ctype][2] if m else "x" * size for m, size in _gaps())
 JSON_KEYS = tuple(f.json for f in FIELDS if f.json and f.classic)     # the predefined records'
 
 
@@ -243,14 +262,16 @@ def record_pxd():
     """The text of ext/record.pxd: the packed struct the meter writes and the encoders read."""
     lines = ["# GENERATED from pyprobe/fields.py by setup.py: edit the table there, not this file.",
              f"# The flow record the meter hands out and the encoders read: {RECORD_SIZE} bytes,",
-             "# native byte order, no padding between members.", "",
+             "# native byte order, padded only to keep its second group of members aligned.", "",
              "from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t", "",
              "cdef packed struct FlowRecord:"]
-    for m in MEMBERS:
-        ctype, size, _ = CTYPES[m.ctype]
+    pads = 0
+    for m, size in _gaps():
+        if m is None:
+            lines.append(f"    uint8_t _pad{pads}[{size}]")
+            pads += 1
+            continue
+        ctype, _, _ = CTYPES[m.ctype]
         array = f"[{size}]" if m.ctype in ("address", "mac") else ""
         lines.append(f"    {ctype} {m.name}{array}")
-    pad = RECORD_SIZE - sum(m.size for m in MEMBERS)
-    if pad:
-        lines.append(f"    uint8_t _pad[{pad}]")
     return "\n".join(lines) + "\n"
