@@ -27,7 +27,7 @@ def format_summary(stats, seconds, collectors=(), capture_drops=None, title=None
     lines.append(f"  flows created         {stats['flows_created']:>12}   {stats['flows_active']} still active")
     records = stats["records"]
     lines.append(f"  records               {sum(records.values()):>12}   "
-                 + ", ".join(f"{reason} {n}" for reason, n in records.items()))
+                 + ", ".join(f"{reason} {n}" for reason, n in records.items() if n or reason != "immediate"))
     if stats["cache_updates"] or stats["packets_not_monitored"]:
         lines.append(f"  permanent cache       {stats['cache_updates']:>12} updates (each every flow's totals), "
                      f"{stats['packets_not_monitored']} packets not monitored (the cache was full)")
