@@ -163,13 +163,18 @@ cdef struct FlowExtra:
     uint32_t max_length
 
 
+cdef uint64_t HASH_SEED = 0x9E3779B97F4A7C15ULL
+cdef uint64_t HASH_MULTIPLIER = 0xff51afd7ed558ccdULL
+
+
 cdef inline uint32_t hash_key(const FlowKey* key) noexcept nogil:
+    """(Meter._key_of computes the same while it masks the key.)"""
     cdef const char* raw = <const char*>key
-    cdef uint64_t h = 0x9E3779B97F4A7C15, word
+    cdef uint64_t h = HASH_SEED, word
     cdef int i
     for i in range(sizeof(FlowKey) // 8):
         memcpy(&word, raw + 8 * i, 8)
-        h = (h ^ word) * 0xff51afd7ed558ccdULL
+        h = (h ^ word) * HASH_MULTIPLIER
         h ^= h >> 32
     return <uint32_t>(h ^ (h >> 29))
 
@@ -725,14 +730,29 @@ cdef class Meter:
 
     cdef inline void _key_of(self, const Packet* pkt, FlowKey* key, uint32_t* h, bint* swapped) noexcept nogil:
         """A decoded packet's flow key as the record definition makes it (masked; a biflow's
-        canonical) and its hash, whose slot is fetched into the cache meanwhile."""
-        key[0] = pkt.key
-        self._mask_key(key)
-        swapped[0] = self.reverse != NULL and canonical(key)
-        h[0] = hash_key(key)
+        canonical) and its hash, whose slot is fetched into the cache meanwhile. One pass
+        masks, stores and hashes each word (hash_key's hash)."""
+        cdef const uint64_t* raw = <const uint64_t*>&pkt.key
+        cdef const uint64_t* m = <const uint64_t*>&self.key_masks[pkt.key.ipver == 6]
+        cdef uint64_t* out = <uint64_t*>key
+        cdef uint64_t hv = HASH_SEED, word
+        cdef int i
+        if self.reverse != NULL:
+            key[0] = pkt.key
+            self._mask_key(key)
+            swapped[0] = canonical(key)
+            h[0] = hash_key(key)
+        else:
+            for i in range(sizeof(FlowKey) // 8):
+                word = raw[i] & m[i]
+                out[i] = word
+                hv = (hv ^ word) * HASH_MULTIPLIER
+                hv ^= hv >> 32
+            h[0] = <uint32_t>(hv ^ (hv >> 29))
+            swapped[0] = False
         prefetch(&self.slots[h[0] & self.slot_mask])
 
-    cdef void _meter_chunk(self, Packet* pkts, const int* reasons, const int64_t* times, const FlowKey* keys,
+    cdef inline void _meter_chunk(self, Packet* pkts, const int* reasons, const int64_t* times, const FlowKey* keys,
                            const uint32_t* hashes, const bint* swapped, Py_ssize_t count) noexcept nogil:
         """Up to AHEAD decoded packets, their keys made (_key_of), metered in order, each flow
         fetched into the cache a few packets ahead. A large cache costs memory latency per
