@@ -143,3 +143,41 @@ def test_json_shows_the_definitions_fields_in_order(tmp_path):
     ipv4 = [v for k, v in reference.totals(ANDROID).totals.items() if k[0] == 4]    # (an IPv4-only record)
     assert sum(r["packets"] for r in lines) == sum(p for p, _ in ipv4)
     assert sum(r["octets"] for r in lines) == sum(o for _, o in ipv4)
+
+
+# -- any definition: refused with a reason, or metered with nothing lost -----------------------
+
+from hypothesis import given, settings as hsettings, strategies as st  # noqa: E402
+
+from pyprobe.definitions import BY_FIELD, ELEMENTS  # noqa: E402
+
+NAMES = sorted(ELEMENTS) + ["sourceIPv4Adress", "", "packetDeltaCount/8", "sourceIPv6Address/129"]
+
+
+def _element():
+    return st.one_of(st.sampled_from(NAMES),
+                     st.builds(lambda n, k: f"{n}/{k}", st.sampled_from(NAMES), st.integers(-1, 130)))
+
+
+MIXED = [(T0 + i, P.eth_ip_packet(4 if i % 3 else 6, f"10.0.{i % 4}.{i % 7}" if i % 3 else f"2001:db8::{i % 5}",
+                                  "10.9.0.1" if i % 3 else "2001:db8::99", (6, 17, 1)[i % 3] if i % 3 else 17,
+                                  1000 + i % 11, 80 + i % 2, flags=0x12 if i % 5 == 0 else 0x10, tos=i % 4 * 8,
+                                  payload=b"x" * (i % 9)))
+         for i in range(200)]
+
+
+@hsettings(max_examples=150, deadline=None)
+@given(match=st.lists(_element(), max_size=6), collect=st.lists(_element(), max_size=6), biflow=st.booleans())
+def test_any_definition_is_refused_with_a_reason_or_loses_no_packet(match, collect, biflow):
+    try:
+        d = define("any", match, collect, biflow)
+    except ValueError as e:
+        assert str(e).startswith("record 'any': ")
+        return
+    m, recs, packed = meter(d, MIXED)
+    counted = sum(r.packets for r in records.unpack(packed))
+    reverse = sum(row[0] for row in records.shown_values(packed, [BY_FIELD["reverse_packets"]]))
+    stats = m.stats()
+    assert stats["packets_metered"] + sum(stats["packets_ignored"].values()) == len(MIXED)
+    assert counted + reverse == stats["packets_metered"]      # (a biflow's responder in the reverse counter)
+    assert reverse == 0 or biflow
