@@ -5,7 +5,7 @@ BIN = $(VENV)/bin
 DEMO ?= pcaps/android.pcap
 SOURCES = pyproject.toml setup.py $(wildcard ext/*.pyx ext/decode.pxd pyprobe/*.py pyprobe/*/*.py)
 
-.PHONY: run test test-long fuzz bench bench-live peers clean
+.PHONY: run test test-long fuzz bench bench-live bench-against peers clean
 
 # An editable install builds the extension into pyprobe/, so the tree is what runs (compat
 # mode: a plain path in a .pth, not an import hook, which would cost every start 10 ms),
@@ -48,6 +48,9 @@ bench: $(BIN)/.installed peers
 	$(BIN)/python bench/generate.py
 
 # live capture on a veth between two network namespaces, tcpreplay at rising rates (root)
+bench-against: $(BIN)/.installed peers   # make bench-against BASE=<commit>: this tree against that one
+	$(BIN)/python bench/against.py $(BASE)
+
 bench-live: $(BIN)/.installed peers
 	$(BIN)/python bench/live/run_live.py
 
