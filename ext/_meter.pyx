@@ -110,6 +110,7 @@ KEY_MEMBERS = {
     "dst_mac": (_at(&_k.dst_mac[0]), 6),
 }
 assert sizeof(FlowKey) % 8 == 0
+KEY_PAD = (_at(&_k._pad[0]), _at(&_k._pad[0]) + sizeof(_k._pad))
 
 cdef enum:
     NIL = -1
@@ -483,6 +484,7 @@ cdef class Meter:
     cdef FlowKey key_masks[2]        # the record definition's key, for IPv4 and for IPv6: packets whose
                                      # masked keys agree are one flow
     cdef FlowKey export_masks[2]     # what a record shows of its flow's key (the key's bits, first-packet values)
+    cdef bint shows_whole_key[2]     # the export mask keeps every bit: the record copies the key as it is
     cdef uint8_t only_ipver          # 4 or 6: the record meters only that IP version; 0: both
     cdef FlowExtra* extras           # NULL unless the record collects them
     cdef FlowReverse* reverse        # NULL unless the record is a biflow: both directions are one flow
@@ -555,6 +557,9 @@ cdef class Meter:
         memcpy(&self.key_masks[0], &mask[0], 2 * sizeof(FlowKey))
         mask = record.export_mask
         memcpy(&self.export_masks[0], &mask[0], 2 * sizeof(FlowKey))
+        for v in range(2):                  # (the padding is zero in every key, masked or not)
+            self.shows_whole_key[v] = all(mask[v * sizeof(FlowKey) + i] == 0xff or KEY_PAD[0] <= i < KEY_PAD[1]
+                                          for i in range(sizeof(FlowKey)))
         if record.ipver not in (0, 4, 6):
             raise ValueError(f"ipver: 0, 4 or 6, not {record.ipver!r}")
         self.only_ipver = record.ipver
@@ -1294,9 +1299,11 @@ cdef class Meter:
     cdef void _emit(self, const Flow* f, int reason) noexcept nogil:
         cdef FlowRecord* r
         cdef Py_ssize_t cap
-        cdef FlowKey key                      # the key as the record shows it
-        cdef uint64_t* k = <uint64_t*>&key
-        cdef const uint64_t* m = <const uint64_t*>&self.export_masks[f.key.ipver == 6]
+        cdef FlowKey masked
+        cdef const FlowKey* key = &f.key      # the key as the record shows it
+        cdef uint64_t* k = <uint64_t*>&masked
+        cdef int v = f.key.ipver == 6
+        cdef const uint64_t* m = <const uint64_t*>&self.export_masks[v]
         cdef const FlowExtra* x
         cdef const FlowRoute* route
         cdef int i
@@ -1307,9 +1314,11 @@ cdef class Meter:
         r = <FlowRecord*>(self.out + self.out_len)
         self.out_len += sizeof(FlowRecord)
         memset(r, 0, sizeof(FlowRecord))   # padding, and members the flow does not know yet (out_if)
-        memcpy(&key, &f.key, sizeof(FlowKey))
-        for i in range(sizeof(FlowKey) // 8):
-            k[i] &= m[i]
+        if not self.shows_whole_key[v]:      # (the predefined records show it whole: no copy)
+            memcpy(&masked, &f.key, sizeof(FlowKey))
+            for i in range(sizeof(FlowKey) // 8):
+                k[i] &= m[i]
+            key = &masked
         memcpy(r.src, key.src, 16)
         memcpy(r.dst, key.dst, 16)
         r.packets = f.packets
