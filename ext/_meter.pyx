@@ -360,10 +360,10 @@ cdef class RouteTable:
         if ipver not in (4, 6) or prefix.shape[0] != size or next_hop.shape[0] != size or not 0 <= length <= 8 * size:
             raise ValueError("a route: IPv4 or IPv6 prefix and next hop of its size, a length that fits")
         for bit in range(length):
-            child = self.nodes[v][at].child[(prefix[bit >> 3] >> (7 - (bit & 7))) & 1]
+            child = self.nodes[v][at].child[bit_at(&prefix[0], bit)]
             if child == 0:
                 child = self._new_node(v)
-                self.nodes[v][at].child[(prefix[bit >> 3] >> (7 - (bit & 7))) & 1] = child
+                self.nodes[v][at].child[bit_at(&prefix[0], bit)] = child
             at = child
         if self.nodes[v][at].route < 0:
             if self.n_routes == self.route_cap:
@@ -397,12 +397,17 @@ cdef class RouteTable:
 
     def lookup(self, int ipver, const uint8_t[::1] address):
         """(next hop bytes, out_if, origin AS, prefix length) of the longest prefix holding
-        the address, or None: for tests and the control socket."""
+        the address, or None (tests read the table with it)."""
         cdef const Route* r = route_of(self.nodes[1 if ipver == 6 else 0], self.routes, &address[0],
                                        128 if ipver == 6 else 32)
         if r == NULL:
             return None
         return bytes(r.next_hop[:16 if ipver == 6 else 4]), r.out_if, r.origin_as, r.length
+
+
+cdef inline int bit_at(const uint8_t* address, int bit) noexcept nogil:
+    """Bit `bit` of an address, counting from its most significant bit."""
+    return (address[bit >> 3] >> (7 - (bit & 7))) & 1
 
 
 cdef inline const Route* route_of(const RouteNode* nodes, const Route* routes, const uint8_t* address,
@@ -412,7 +417,7 @@ cdef inline const Route* route_of(const RouteNode* nodes, const Route* routes, c
     cdef int32_t best = nodes[0].route
     cdef int bit
     for bit in range(bits):
-        at = nodes[at].child[(address[bit >> 3] >> (7 - (bit & 7))) & 1]
+        at = nodes[at].child[bit_at(address, bit)]
         if at == 0:
             break
         if nodes[at].route >= 0:
@@ -861,8 +866,8 @@ cdef class Meter:
         cdef bint packets = by == "packets"
         cdef int32_t idx = self.age_head
         cdef int32_t* heap            # a min-heap of flow indices by their size: the n largest so far
-        cdef Py_ssize_t size = 0, i, child
-        cdef int32_t moved
+        cdef Py_ssize_t size = 0, i
+        cdef int32_t smallest
         if by not in ("octets", "packets"):
             raise ValueError(f"top flows by octets or packets, not {by!r}")
         if n <= 0 or self.count == 0:
@@ -879,42 +884,33 @@ cdef class Meter:
                     heap[i] = heap[(i - 1) // 2]
                     i = (i - 1) // 2
                 heap[i] = idx
-            elif self._size(idx, packets) > self._size(heap[0], packets):    # replace the smallest, sift down
-                i = 0
-                while True:
-                    child = 2 * i + 1
-                    if child >= size:
-                        break
-                    if child + 1 < size and self._size(heap[child + 1], packets) < self._size(heap[child], packets):
-                        child += 1
-                    if self._size(heap[child], packets) >= self._size(idx, packets):
-                        break
-                    heap[i] = heap[child]
-                    i = child
-                heap[i] = idx
+            elif self._size(idx, packets) > self._size(heap[0], packets):    # it replaces the smallest
+                self._sift_down(heap, size, idx, packets)
             idx = self.flows[idx].age_next
-        while size > 0:                                  # smallest first out of the heap: emit in reverse
+        while size > 0:                                  # smallest first out of the heap, to its end
             size -= 1
-            moved = heap[0]
-            heap[0] = heap[size]
-            heap[size] = moved
-            i = 0
-            while True:
-                child = 2 * i + 1
-                if child >= size:
-                    break
-                if child + 1 < size and self._size(heap[child + 1], packets) < self._size(heap[child], packets):
-                    child += 1
-                if self._size(heap[child], packets) >= self._size(heap[i], packets):
-                    break
-                moved = heap[i]
-                heap[i] = heap[child]
-                heap[child] = moved
-                i = child
+            smallest = heap[0]
+            self._sift_down(heap, size, heap[size], packets)
+            heap[size] = smallest
         for i in range(n):                               # (heap[0] is now the largest)
             self._emit(&self.flows[heap[i]], 0)
         free(heap)
         return self._take_records()
+
+    cdef void _sift_down(self, int32_t* heap, Py_ssize_t size, int32_t flow, bint packets) noexcept nogil:
+        """The min-heap heap[:size] with its top replaced by `flow`, put in order again."""
+        cdef Py_ssize_t i = 0, child
+        while True:
+            child = 2 * i + 1
+            if child >= size:
+                break
+            if child + 1 < size and self._size(heap[child + 1], packets) < self._size(heap[child], packets):
+                child += 1
+            if self._size(heap[child], packets) >= self._size(flow, packets):
+                break
+            heap[i] = heap[child]
+            i = child
+        heap[i] = flow
 
     cdef inline uint64_t _size(self, int32_t idx, bint packets) noexcept nogil:
         cdef uint64_t size = self.flows[idx].packets if packets else self.flows[idx].octets
