@@ -21,7 +21,7 @@ import sys
 from collections import namedtuple
 
 from ._meter import KEY_MEMBERS, KEY_SIZE
-from .fields import COLLECT, EITHER, FIELDS, MATCH, Element
+from .fields import BY_NAME, CLASSIC_SHOWN, COLLECT, EITHER, FIELDS, MATCH, Element
 
 # Always part of the key: flows of the two IP versions never merge, nor the two directions.
 ALWAYS_KEYED = ("ipver", "direction")
@@ -36,14 +36,6 @@ LEVELS = {
     "full": ("src", "dst", "in_if", "proto", "sport", "dport", "tos"),
     "vlan": ("src", "dst", "in_if", "proto", "sport", "dport", "tos", "vlan"),
     "ether": ("src", "dst", "in_if", "proto", "sport", "dport", "tos", "vlan", "src_mac", "dst_mac"),
-}
-LEVEL_HELP = {
-    "ip": "source and destination address",
-    "proto": "ip, and the protocol",
-    "port": "proto, and the ports (ICMP: type and code)",
-    "full": "port, and the TOS byte (the default)",
-    "vlan": "full, and the outer VLAN id",
-    "ether": "vlan, and the source and destination MAC",
 }
 
 
@@ -71,11 +63,8 @@ class Definition(namedtuple("Definition", "name match collect fields key_mask ex
     def shown_fields(self):
         """The fields JSON and the table show: a predefined record's are the classic ones."""
         if self.predefined:
-            return [f for f in FIELDS if f.json and f.classic]
-        return [BY_FIELD[name] for name in self.fields if BY_FIELD[name].json]
-
-
-BY_FIELD = {f.name: f for f in FIELDS}
+            return list(CLASSIC_SHOWN)
+        return [BY_NAME[name] for name in self.fields if BY_NAME[name].json]
 
 
 def _elements():
@@ -120,14 +109,15 @@ def _either_parts():
 def predefined(level):
     """The predefined record of a tracking level: its key as softflowd's; the record shows
     the first packet's TOS, VLAN and MACs where it does not key on them, and zero for the
-    ports and protocol a coarse level merges."""
-    members = LEVELS[level] + ALWAYS_KEYED
-    key = _mask(_member_mask(m) for m in members)
-    shown = _mask([(0, key)] + _either_parts())
-    return Definition(level, (), (), None, key * 2, shown * 2, 0, False)
+    ports and protocol a coarse level merges. (Made once per level: settings ask often.)"""
+    if level not in _PREDEFINED:
+        key = _mask(_member_mask(m) for m in LEVELS[level] + ALWAYS_KEYED)
+        shown = _mask([(0, key)] + _either_parts())
+        _PREDEFINED[level] = Definition(level, (), (), None, key * 2, shown * 2, 0, False)
+    return _PREDEFINED[level]
 
 
-PREDEFINED = tuple(LEVELS)
+_PREDEFINED = {}
 
 
 def _parse_name(text, record):

@@ -255,7 +255,8 @@ def _gaps():
 
 # The struct module's view of the same bytes (native byte order; padding only where _gaps() says).
 RECORD_FORMAT = "=" + "".join(CTYPES[m.ctype][2] if m else "x" * size for m, size in _gaps())
-JSON_KEYS = tuple(f.json for f in FIELDS if f.json and f.classic)     # the predefined records'
+CLASSIC_SHOWN = tuple(f for f in FIELDS if f.json and f.classic)     # what the predefined records show
+JSON_KEYS = tuple(f.json for f in CLASSIC_SHOWN)
 
 
 def record_pxd():

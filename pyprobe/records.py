@@ -11,12 +11,12 @@ from collections import namedtuple
 
 from ._encode import json_lines
 from ._meter import RECORD_SIZE
-from .fields import END_REASONS, FIELDS, MEMBER, MEMBERS, RECORD_FORMAT
+from .fields import CLASSIC_SHOWN, END_REASONS, MEMBER, MEMBERS, RECORD_FORMAT
 
 RECORD = struct.Struct(RECORD_FORMAT)
 assert RECORD.size == RECORD_SIZE, "ext/record.pxd is older than pyprobe/fields.py: rebuild (make)"
 
-SHOWN = [f for f in FIELDS if f.json and f.classic]     # the predefined records' (JSON, FlowRecord)
+SHOWN = CLASSIC_SHOWN                 # the predefined records' (JSON, FlowRecord)
 _MEMBER_INDEX = {m.name: i for i, m in enumerate(MEMBERS)}
 _IPVER = _MEMBER_INDEX["ipver"]
 _Record = namedtuple("FlowRecord", [f.json for f in SHOWN])
@@ -42,23 +42,16 @@ _SHOW = {
     "seconds": lambda us, ipver: us / 1e6,
     "end_reason": lambda code, ipver: END_REASONS.get(code, "active_now"),
 }
-_COLUMNS = [(_MEMBER_INDEX[f.source], _SHOW[f.show]) for f in SHOWN]
-
-
-def unpack(buf):
-    """Turn the meter's packed records into FlowRecord tuples."""
-    records = []
-    for values in RECORD.iter_unpack(buf):
-        ipver = values[_IPVER]
-        records.append(FlowRecord._make([show(values[i], ipver) for i, show in _COLUMNS]))
-    return records
-
-
 def shown_values(buf, fields):
     """Each record's values of these fields (rows of the field table), as JSON shows them:
     the table output of a record definition."""
     columns = [(_MEMBER_INDEX[f.source], _SHOW[f.show]) for f in fields]
     return [[show(values[i], values[_IPVER]) for i, show in columns] for values in RECORD.iter_unpack(buf)]
+
+
+def unpack(buf):
+    """Turn the meter's packed records into FlowRecord tuples."""
+    return [FlowRecord._make(values) for values in shown_values(buf, SHOWN)]
 
 
 SHOW_CODES = {"int": 1, "address": 2, "mac": 3, "seconds": 4, "end_reason": 5}     # ext/_encode.pyx's

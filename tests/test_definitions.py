@@ -149,7 +149,8 @@ def test_json_shows_the_definitions_fields_in_order(tmp_path):
 
 from hypothesis import given, settings as hsettings, strategies as st  # noqa: E402
 
-from pyprobe.definitions import BY_FIELD, ELEMENTS  # noqa: E402
+from pyprobe.definitions import ELEMENTS  # noqa: E402
+from pyprobe.fields import BY_NAME  # noqa: E402
 
 NAMES = sorted(ELEMENTS) + ["sourceIPv4Adress", "", "packetDeltaCount/8", "sourceIPv6Address/129"]
 
@@ -176,7 +177,7 @@ def test_any_definition_is_refused_with_a_reason_or_loses_no_packet(match, colle
         return
     m, recs, packed = meter(d, MIXED)
     counted = sum(r.packets for r in records.unpack(packed))
-    reverse = sum(row[0] for row in records.shown_values(packed, [BY_FIELD["reverse_packets"]]))
+    reverse = sum(row[0] for row in records.shown_values(packed, [BY_NAME["reverse_packets"]]))
     stats = m.stats()
     assert stats["packets_metered"] + sum(stats["packets_ignored"].values()) == len(MIXED)
     assert counted + reverse == stats["packets_metered"]      # (a biflow's responder in the reverse counter)
