@@ -686,6 +686,19 @@ def tshark_expert(pcap, port, min_severity=EXPERT_WARN):
     return problems
 
 
+def pyprobe_to_tshark(capture, version, tmp_path, *args):
+    """pyprobe -r CAPTURE -v VERSION ARGS exported to a sink; its datagrams, which tshark
+    must find nothing wrong with (tshark_expert), decoded: (flows, datagrams sent)."""
+    with UdpSink() as sink:
+        res = subprocess.run([PYPROBE, "-r", str(capture), "-n", "127.0.0.1:%d" % sink.port, "-v", str(version),
+                              "-q", *args], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    pcap = tmp_path / "export.pcap"
+    write_pcap(sink.datagrams, pcap, sink.port)
+    assert tshark_expert(pcap, sink.port) == []
+    return [f for frame in tshark_decode(pcap, sink.port) for f in frame["flows"]], len(sink.datagrams)
+
+
 # --------------------------------------------------------------------------
 # softflowd, the reference exporter
 

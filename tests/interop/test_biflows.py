@@ -5,12 +5,11 @@ endpoints, the initiator's plus the responder's counts equal the capture's one-w
 totals (tests/reference.py), and the record of a pair's first packet names that
 packet's sender as its source."""
 
-import subprocess
 
 import pytest
 
 import reference  # noqa: E402
-from collectors import CORPUS, PYPROBE, UdpSink, norm_addr, tshark_decode, tshark_expert, write_pcap  # noqa: E402
+from collectors import CORPUS, norm_addr, pyprobe_to_tshark  # noqa: E402
 
 CAPTURES = ["ndpi/1kxun.pcap", "ndpi/anyconnect-vpn.pcap", "zeek/echo-connections.pcap.gz"]
 RECORD = """[[record]]
@@ -39,13 +38,7 @@ def test_biflow_counts_add_up_to_the_one_way_totals(rel, version, tmp_path):
         pytest.skip("capture not in corpus: %s" % rel)
     config = tmp_path / "bi.toml"
     config.write_text(RECORD)
-    with UdpSink() as sink:
-        res = subprocess.run([PYPROBE, "-r", str(path), "-f", str(config), "-T", "bi", "-n", "127.0.0.1:%d" % sink.port,
-                              "-v", str(version), "-q"], capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, res.stderr
-    pcap = tmp_path / "export.pcap"
-    write_pcap(sink.datagrams, pcap, sink.port)
-    assert tshark_expert(pcap, sink.port) == []
+    flows, _ = pyprobe_to_tshark(path, version, tmp_path, "-f", str(config), "-T", "bi")
     want, first_sender = {}, {}
     for (_, src, dst, proto, sport, dport), (packets, octets) in reference.totals(str(path)).totals.items():
         t = want.setdefault(pair(src, dst, proto, sport, dport), [0, 0])
@@ -55,21 +48,20 @@ def test_biflow_counts_add_up_to_the_one_way_totals(rel, version, tmp_path):
         if d is not None:
             first_sender.setdefault(pair(d[1], d[2], d[3], d[4], d[5]), (d[1], d[4]))
     got, earliest = {}, {}
-    for frame in tshark_decode(pcap, sink.port):
-        for f in frame["flows"]:
-            fields = f["fields"]
-            if version == 9:
-                packets = (int(fields["cflow.packets64"] if "cflow.packets64" in fields else fields["cflow.packets"]),
-                           int(fields.get("cflow.post_packets", 0)))
-                octets = (int(fields["cflow.octets64"] if "cflow.octets64" in fields else fields["cflow.octets"]),
-                          int(fields.get("cflow.post_octets", 0)))
-            else:
-                packets, octets = two(fields["cflow.packets"]), two(fields["cflow.octets"])
-            key = pair(f["src"], f["dst"], f["proto"], f.get("sport", 0), f.get("dport", 0))
-            t = got.setdefault(key, [0, 0])
-            t[0] += sum(packets)
-            t[1] += sum(octets)
-            if key not in earliest or f["start_ms"] < earliest[key][0]:
-                earliest[key] = (f["start_ms"], (norm_addr(f["src"]), f.get("sport", 0)))
+    for f in flows:
+        fields = f["fields"]
+        if version == 9:
+            packets = (int(fields["cflow.packets64"] if "cflow.packets64" in fields else fields["cflow.packets"]),
+                       int(fields.get("cflow.post_packets", 0)))
+            octets = (int(fields["cflow.octets64"] if "cflow.octets64" in fields else fields["cflow.octets"]),
+                      int(fields.get("cflow.post_octets", 0)))
+        else:
+            packets, octets = two(fields["cflow.packets"]), two(fields["cflow.octets"])
+        key = pair(f["src"], f["dst"], f["proto"], f.get("sport", 0), f.get("dport", 0))
+        t = got.setdefault(key, [0, 0])
+        t[0] += sum(packets)
+        t[1] += sum(octets)
+        if key not in earliest or f["start_ms"] < earliest[key][0]:
+            earliest[key] = (f["start_ms"], (norm_addr(f["src"]), f.get("sport", 0)))
     assert got == want
     assert {k: v[1] for k, v in earliest.items()} == first_sender

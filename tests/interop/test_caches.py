@@ -16,22 +16,10 @@ from collections import defaultdict
 import pytest
 
 import reference  # noqa: E402
-from collectors import CORPUS, PYPROBE, UdpSink, tshark_decode, tshark_expert, write_pcap  # noqa: E402
+from collectors import CORPUS, PYPROBE, pyprobe_to_tshark  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import packets as P  # noqa: E402
-
-
-def export(capture, version, tmp_path, *args):
-    with UdpSink() as sink:
-        res = subprocess.run([PYPROBE, "-r", str(capture), "-n", "127.0.0.1:%d" % sink.port, "-v", str(version),
-                              "-q", *args], capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, res.stderr
-    pcap = tmp_path / "export.pcap"
-    write_pcap(sink.datagrams, pcap, sink.port)
-    assert tshark_expert(pcap, sink.port) == []
-    flows = [f for frame in tshark_decode(pcap, sink.port) for f in frame["flows"]]
-    return flows, len(sink.datagrams)
 
 
 def key(flow):
@@ -45,7 +33,7 @@ def test_immediate_cache_gives_a_record_per_packet_in_full_datagrams(version, tm
     if not capture.exists():
         pytest.skip("capture not in corpus")
     truth = reference.totals(str(capture)).totals
-    flows, datagrams = export(capture, version, tmp_path, "--cache", "immediate")
+    flows, datagrams = pyprobe_to_tshark(capture, version, tmp_path, "--cache", "immediate")
     assert all(f["packets"] == 1 for f in flows)
     assert len(flows) == sum(p for p, _ in truth.values())
     got = defaultdict(lambda: [0, 0])
@@ -75,7 +63,7 @@ def sixty_seconds(path):
 def test_permanent_cache_exports_running_totals_every_update(version, tmp_path):
     capture = sixty_seconds(tmp_path / "sixty.pcap")
     truth = reference.totals(str(capture)).totals
-    flows, _ = export(capture, version, tmp_path, "--cache", "permanent", "--update", "10")
+    flows, _ = pyprobe_to_tshark(capture, version, tmp_path, "--cache", "permanent", "--update", "10")
     series = defaultdict(list)
     for f in flows:                              # (in the order they were exported)
         assert "packets" not in f, "a permanent cache sends totals, not deltas"

@@ -11,12 +11,11 @@ decode every record with no warning, and its per-key sums must equal the truth.
 
 import ipaddress
 import struct
-import subprocess
 
 import pytest
 
 import reference  # noqa: E402
-from collectors import CORPUS, PYPROBE, UdpSink, tshark_decode, tshark_expert, write_pcap  # noqa: E402
+from collectors import CORPUS, pyprobe_to_tshark  # noqa: E402
 
 CAPTURES = ["zeek/icmp_dot1q.pcap", "ndpi/1kxun.pcap", "ndpi/anyconnect-vpn.pcap"]
 VLAN_TPIDS = (0x8100, 0x88A8, 0x9100)
@@ -99,15 +98,7 @@ def decoded(path, name, version, tmp_path):
     match, collect = DEFINITIONS[name][:2]
     config = tmp_path / "records.toml"
     config.write_text(f'[[record]]\nname = "{name}"\nmatch = {match!r}\ncollect = {collect!r}\n'.replace("'", '"'))
-    with UdpSink() as sink:
-        res = subprocess.run([PYPROBE, "-r", str(path), "-f", str(config), "-T", name,
-                              "-n", "127.0.0.1:%d" % sink.port, "-v", str(version), "-q"],
-                             capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, res.stderr
-    pcap = tmp_path / "export.pcap"
-    write_pcap(sink.datagrams, pcap, sink.port)
-    assert tshark_expert(pcap, sink.port) == []
-    return [f for frame in tshark_decode(pcap, sink.port) for f in frame["flows"]]
+    return pyprobe_to_tshark(path, version, tmp_path, "-f", str(config), "-T", name)[0]
 
 
 @pytest.mark.parametrize("version", [9, 10])

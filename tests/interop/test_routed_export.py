@@ -5,12 +5,11 @@ here (ipaddress) for the flow's addresses."""
 
 import ipaddress
 import random
-import subprocess
 
 import pytest
 
 import reference  # noqa: E402
-from collectors import CORPUS, PYPROBE, UdpSink, tshark_decode, tshark_expert, write_pcap  # noqa: E402
+from collectors import CORPUS, pyprobe_to_tshark  # noqa: E402
 
 CAPTURE = CORPUS / "ndpi/1kxun.pcap"
 RECORD = """[[record]]
@@ -51,15 +50,7 @@ def test_routes_reach_the_collector(version, tmp_path):
     config = tmp_path / "record.toml"
     config.write_text(RECORD)
     record = ["-T", "full"] if version == 5 else ["-f", str(config), "-T", "routed"]
-    with UdpSink() as sink:
-        res = subprocess.run([PYPROBE, "-r", str(CAPTURE), "--routes", str(table), *record,
-                              "-n", "127.0.0.1:%d" % sink.port, "-v", str(version), "-q"],
-                             capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, res.stderr
-    pcap = tmp_path / "export.pcap"
-    write_pcap(sink.datagrams, pcap, sink.port)
-    assert tshark_expert(pcap, sink.port) == []
-    flows = [f for frame in tshark_decode(pcap, sink.port) for f in frame["flows"]]
+    flows, _ = pyprobe_to_tshark(CAPTURE, version, tmp_path, "--routes", str(table), *record)
     assert flows
     for f in flows:
         fields = f["fields"]
