@@ -23,7 +23,7 @@ from ._meter import DEFAULT_TIMEOUTS, RECORD_SIZE
 from .ctl import COMMANDS
 from .errors import ControlError, SettingsError
 from .logs import logger
-from .output import TABLE_HEADER, TableWriter
+from .output import TABLE_HEADER, TableWriter, own_fields
 from .records import to_json_lines, unpack
 from .settings import parse_timeouts
 from .summary import interface_lines
@@ -287,8 +287,8 @@ class ControlServer:
             flows = monitor.sinks.dating.dated_records(flows)
         table = io.StringIO()
         TableWriter(table, record=monitor.sinks.record).write(flows)
-        shown = monitor.sinks.record.shown_fields() if not monitor.sinks.record.predefined else None
-        return title + table.getvalue(), json.loads("[" + to_json_lines(flows, shown).decode().strip()
+        return title + table.getvalue(), json.loads("[" + to_json_lines(flows, own_fields(monitor.sinks.record))
+                                                    .decode().strip()
                                                     .replace("\n", ",") + "]")
 
     def _interfaces(self, args):

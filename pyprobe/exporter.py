@@ -52,14 +52,14 @@ def new_encoder(version, settings, max_size, over_stream):
     caps = capabilities(version)
     common = dict(max_size=max_size, sampling_interval=settings.sampling, sampling_random=settings.sampling_random)
     record = settings.record
+    flexible = " or ".join(f"{capabilities(v).name} (-v {v})" for v in ENCODERS if capabilities(v).flexible)
     if record is not None and not record.predefined:
         if not caps.flexible:
-            flexible = " or ".join(f"{capabilities(v).name} (-v {v})" for v in ENCODERS if capabilities(v).flexible)
             raise SettingsError(f"{caps.name} carries its fixed record only: record {record.name!r} needs {flexible}")
         common["record"] = record
     if settings.totals:
         if not caps.flexible:
-            raise SettingsError(f"{caps.name} carries delta counters only: a permanent cache needs v9 or IPFIX")
+            raise SettingsError(f"{caps.name} carries delta counters only: a permanent cache needs {flexible}")
         common["totals"] = True
     if caps.uptime:
         common["boot_lead_ms"] = settings.boot_lead_ms

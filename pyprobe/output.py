@@ -40,8 +40,9 @@ def dport_text(record):
     return str(record.dport)
 
 
-def _own_fields(record):
-    """The fields a record definition shows, or None for a predefined record (the classic output)."""
+def own_fields(record):
+    """The fields a record definition shows, or None for a predefined record (the classic output:
+    the table's nfdump-style line, JSON's classic keys)."""
     return None if record is None or record.predefined else record.shown_fields()
 
 
@@ -51,7 +52,7 @@ class TableWriter:
 
     def __init__(self, stream, header=True, record=None, monitor=None):
         self.stream = stream
-        self.fields = _own_fields(record)
+        self.fields = own_fields(record)
         self.prefix = f"{monitor:<12} " if monitor else ""      # (several monitors: which one's)
         if header:
             stream.write((f"{'Monitor':<12} " if monitor else "") + (
@@ -90,7 +91,7 @@ class JsonWriter:
 
     def __init__(self, stream, record=None, monitor=None):
         self.stream = stream
-        self.fields = _own_fields(record)
+        self.fields = own_fields(record)
         self.prefix = None
         if monitor:                      # several monitors: each object starts with the monitor's name
             import json                  # (only then: every start would pay for it)

@@ -111,11 +111,6 @@ def parse_version(value):
     return version
 
 
-def parse_record_name(text):
-    """-T: a tracking level or a [[record]] of the config file (checked once the file is read)."""
-    return parse_text(text)
-
-
 def parse_bool(value):
     if not isinstance(value, bool):
         raise ValueError(f"bad value {value!r}: true or false")
@@ -296,7 +291,8 @@ OPTIONS = (
       help="set a timeout (see timeouts below)", commands=BOTH),
     O("max_flows", ("-m",), "probe", parse_count(1, MAX_FLOWS_LIMIT, "flow count"), 65536, metavar="N",
       help="most flows tracked at once (default 65536)"),
-    O("level", ("-T",), "probe", parse_record_name, "full", metavar="RECORD", key="tracking",
+    # (-T names a tracking level or a [[record]] of the config file: checked once the file is read)
+    O("level", ("-T",), "probe", parse_text, "full", metavar="RECORD", key="tracking",
       help="the flow record: a tracking level, full, port, proto, ip, vlan or ether (default full), or the "
            "name of a [[record]] of the config file (see records below)"),
     O("sampling", ("-s",), "probe", parse_count(1, 2**31, "sampling interval"), 1, metavar="N",
@@ -465,9 +461,10 @@ def read_toml(path, what):
 
 def load_file(path):
     """Read and check a TOML configuration file: {section: {key: value}}, [[collector]] a list."""
+    from .definitions import RECORD_KEYS
     data = read_toml(path, "config")
     known = {**{s: [o.toml_key for o in opts] for s, opts in SECTIONS.items()}, "collector": COLLECTOR_KEYS,
-             "record": ("name", "match", "collect", "biflow"), "monitor": MONITOR_KEYS}
+             "record": RECORD_KEYS, "monitor": MONITOR_KEYS}
     for section, value in data.items():
         if section not in known:
             raise SettingsError(f"config {path}: unknown section [{section}] (one of {', '.join(known)})")
