@@ -57,7 +57,8 @@ cdef struct FlowKey:
     uint8_t src[16]       # IPv4 uses the first 4 bytes
     uint8_t dst[16]
     uint32_t in_if
-    uint32_t mpls         # top label stack entry: label << 3 | EXP (TTL and S left out)
+    uint32_t mpls         # top label stack entry as IPFIX's stack section: label << 4 | EXP << 1
+                          # (TTL and the bottom-of-stack bit left out)
     uint32_t flow_label   # IPv6 flow label (20 bits)
     uint16_t sport
     uint16_t dport
@@ -238,7 +239,7 @@ cdef inline int decode_ethertype(const uint8_t* p, Py_ssize_t n, Py_ssize_t off,
             label = be32(p + off)
             off += 4
             if top_label:
-                pkt.key.mpls = label >> 9              # label and EXP
+                pkt.key.mpls = (label >> 8) & 0xfffffe  # label and EXP
                 top_label = False
             if label & 0x100:                       # bottom of stack
                 break

@@ -182,3 +182,19 @@ def test_any_definition_is_refused_with_a_reason_or_loses_no_packet(match, colle
     assert stats["packets_metered"] + sum(stats["packets_ignored"].values()) == len(MIXED)
     assert counted + reverse == stats["packets_metered"]      # (a biflow's responder in the reverse counter)
     assert reverse == 0 or biflow
+
+
+def test_mpls_label_and_exp_of_the_top_entry():
+    """Label 1000, EXP 5 on top of label 17 (bottom of stack): the top entry's label and EXP, as
+    JSON shows them and as IPFIX's mplsTopLabelStackSection carries them (label << 4 | EXP << 1)."""
+    ip = P.ip_packet(4, "10.0.0.1", "10.0.0.2", 17, 1, 2)
+    top = (1000 << 12) | (5 << 9) | 64                    # TTL 64, not the bottom
+    bottom = (17 << 12) | (1 << 8) | 64
+    frame = (P.mac_bytes("02:00:00:00:00:02") + P.mac_bytes("02:00:00:00:00:01") + struct.pack("!H", 0x8847)
+             + struct.pack("!II", top, bottom) + ip)
+    d = define("m", ["sourceIPv4Address", "mplsTopLabelExp"], ["mplsTopLabelStackSection", "packetDeltaCount"])
+    _, _, packed = meter(d, [(T0, frame)])
+    (r,) = json_records(packed, d)
+    assert (r["mpls_exp"], r["mpls_stack"]) == (5, (1000 << 4) | (5 << 1))
+    _, _, packed = meter(predefined("full"), [(T0, frame)])
+    assert [x.mpls_label for x in records.unpack(packed)] == [1000]
