@@ -180,6 +180,15 @@ cdef inline uint32_t hash_key(const FlowKey* key) noexcept nogil:
     return <uint32_t>(h ^ (h >> 29))
 
 
+cdef inline void mask_words(FlowKey* key, const FlowKey* mask) noexcept nogil:
+    """key &= mask, a word at a time (a record definition's key or export mask)."""
+    cdef uint64_t* k = <uint64_t*>key
+    cdef const uint64_t* m = <const uint64_t*>mask
+    cdef int i
+    for i in range(sizeof(FlowKey) // 8):
+        k[i] &= m[i]
+
+
 cdef inline bint canonical(FlowKey* key) noexcept nogil:
     """A biflow's key: the two ends in one order whichever sent the packet (the lower address,
     then port, first); True if the ends were swapped."""
@@ -854,11 +863,15 @@ cdef class Meter:
     def snapshot(self):
         """Records of every active flow as they stand, oldest first, without ending them
         (end_reason 0): for dump-flows."""
+        self._emit_active()
+        return self._take_records()
+
+    cdef void _emit_active(self) noexcept nogil:
+        """A record of every active flow as it stands, oldest first (end_reason 0); the flows go on."""
         cdef int32_t idx = self.age_head
         while idx != NIL:
             self._emit(&self.flows[idx], 0)
             idx = self.flows[idx].age_next
-        return self._take_records()
 
     def top(self, Py_ssize_t n, by="octets"):
         """Records of the n active flows with the most octets (or packets; a biflow's both
@@ -1071,11 +1084,7 @@ cdef class Meter:
 
     cdef inline void _mask_key(self, FlowKey* key) noexcept nogil:
         """Keep the bits the record definition keys on (key_mask), zero the rest."""
-        cdef uint64_t* k = <uint64_t*>key
-        cdef const uint64_t* m = <const uint64_t*>&self.key_masks[key.ipver == 6]
-        cdef int i
-        for i in range(sizeof(FlowKey) // 8):
-            k[i] &= m[i]
+        mask_words(key, &self.key_masks[key.ipver == 6])
 
     cdef inline bint _same_flow(self, const FlowKey* first, const FlowKey* key) noexcept nogil:
         """Whether a flow whose first packet had `first` is the flow of the masked key."""
@@ -1182,13 +1191,10 @@ cdef class Meter:
     cdef void _export_cache(self) noexcept nogil:
         """A permanent cache's update: every flow's record with its totals so far, oldest
         first; the flows go on. The first packet starts the update clock."""
-        cdef int32_t idx = self.age_head
         if self.next_update < 0:
             self.next_update = self.now + self.update_us
             return
-        while idx != NIL:
-            self._emit(&self.flows[idx], 0)
-            idx = self.flows[idx].age_next
+        self._emit_active()
         self.updates += 1
         self.next_update += self.update_us * ((self.now - self.next_update) // self.update_us + 1)
 
@@ -1297,12 +1303,9 @@ cdef class Meter:
         cdef Py_ssize_t cap
         cdef FlowKey masked
         cdef const FlowKey* key = &f.key      # the key as the record shows it
-        cdef uint64_t* k = <uint64_t*>&masked
         cdef int v = f.key.ipver == 6
-        cdef const uint64_t* m = <const uint64_t*>&self.export_masks[v]
         cdef const FlowExtra* x
         cdef const FlowRoute* route
-        cdef int i
         if self.out_len + <Py_ssize_t>sizeof(FlowRecord) > self.out_cap:
             cap = max(self.out_cap * 2, 64 * sizeof(FlowRecord))
             self.out = <char*>realloc(self.out, cap)   # small; a failure here is fatal anyway
@@ -1312,8 +1315,7 @@ cdef class Meter:
         memset(r, 0, sizeof(FlowRecord))   # padding, and members the flow does not know yet (out_if)
         if not self.shows_whole_key[v]:      # (the predefined records show it whole: no copy)
             memcpy(&masked, &f.key, sizeof(FlowKey))
-            for i in range(sizeof(FlowKey) // 8):
-                k[i] &= m[i]
+            mask_words(&masked, &self.export_masks[v])
             key = &masked
         memcpy(r.src, key.src, 16)
         memcpy(r.dst, key.dst, 16)
