@@ -11,7 +11,7 @@ from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
 from libc.string cimport memcpy, memset
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
 
-from record cimport FlowRecord
+from record cimport FlowRecord, CLASSIC_RECORD_SIZE
 from decode cimport is_icmp
 
 # Encodings (pyprobe/fields.py names them; the values must agree: tests/test_fields.py reads
@@ -45,6 +45,11 @@ CLASSES = N_CLASSES
 OP_SIZE = 8           # bytes per op: uint16 encoding, member width, wire length, member offset
 
 RECORD_SIZE = sizeof(FlowRecord)
+CLASSIC_SIZE = CLASSIC_RECORD_SIZE
+
+# Every function here takes the records' stride: RECORD_SIZE, or CLASSIC_SIZE for classic
+# records (the first bytes of a record, pyprobe/fields.py), which the ops of a layout made
+# for them (pyprobe/export/encoder.py) read no further into.
 
 
 cdef struct Op:
@@ -111,8 +116,15 @@ cdef inline int64_t load_time(const uint8_t* p) noexcept nogil:
     return t
 
 
-cdef inline const FlowRecord* record_at(const uint8_t[::1] buf, uint32_t i) noexcept nogil:
-    return <const FlowRecord*>(&buf[0] + <Py_ssize_t>i * sizeof(FlowRecord))
+cdef inline const FlowRecord* record_at(const uint8_t[::1] buf, Py_ssize_t stride, uint32_t i) noexcept nogil:
+    return <const FlowRecord*>(&buf[0] + <Py_ssize_t>i * stride)
+
+
+cdef Py_ssize_t count_of(const uint8_t[::1] buf, Py_ssize_t stride) except -1:
+    """The records in buf, of this stride (ValueError for one that no record has)."""
+    if stride != sizeof(FlowRecord) and stride != CLASSIC_RECORD_SIZE:
+        raise ValueError(f"records are {sizeof(FlowRecord)} or {CLASSIC_RECORD_SIZE} bytes, not {stride}")
+    return buf.shape[0] // stride
 
 
 cdef inline int class_of(const FlowRecord* r) noexcept nogil:
@@ -120,10 +132,10 @@ cdef inline int class_of(const FlowRecord* r) noexcept nogil:
     return (CLASS_IPV6 if r.ipver == 6 else CLASS_IPV4) + icmp
 
 
-def order_by_class(const uint8_t[::1] buf, carried):
+def order_by_class(const uint8_t[::1] buf, Py_ssize_t stride, carried):
     """Record indices grouped by record class, each class in arrival order, the classes
     that carried[class] says a version can send first; and each class's record count."""
-    cdef Py_ssize_t n = buf.shape[0] // sizeof(FlowRecord)
+    cdef Py_ssize_t n = count_of(buf, stride)
     cdef Py_ssize_t i, pos = 0
     cdef Py_ssize_t start[N_CLASSES]
     cdef Py_ssize_t counts[N_CLASSES]
@@ -133,20 +145,20 @@ def order_by_class(const uint8_t[::1] buf, carried):
     for c in range(N_CLASSES):
         counts[c] = 0
     for i in range(n):
-        counts[class_of(record_at(buf, i))] += 1
+        counts[class_of(record_at(buf, stride, i))] += 1
     for k in range(2):                       # carried classes, then the others
         for c in range(N_CLASSES):
             if bool(carried[c]) == (k == 0):
                 start[c] = pos
                 pos += counts[c]
     for i in range(n):
-        c = class_of(record_at(buf, i))
+        c = class_of(record_at(buf, stride, i))
         out[start[c]] = i
         start[c] += 1
     return order, [counts[c] for c in range(N_CLASSES)]
 
 
-def take(const uint8_t[::1] buf, order, Py_ssize_t start, Py_ssize_t stop, Py_ssize_t budget, sizes,
+def take(const uint8_t[::1] buf, Py_ssize_t stride, order, Py_ssize_t start, Py_ssize_t stop, Py_ssize_t budget, sizes,
          int set_overhead, int64_t max_span_ms, Py_ssize_t max_records=-1):
     """How many records from order[start:stop] fit one datagram: within `budget` bytes
     (sizes[class] per record, set_overhead more for each class's set), at most max_records,
@@ -158,11 +170,12 @@ def take(const uint8_t[::1] buf, order, Py_ssize_t start, Py_ssize_t stop, Py_ss
     cdef int c
     for c in range(N_CLASSES):
         size_of[c] = sizes[c]
-    start = take_one(buf, idx, start, stop, budget, size_of, set_overhead, max_span_ms, max_records, &lo, &hi)
+    count_of(buf, stride)
+    start = take_one(buf, stride, idx, start, stop, budget, size_of, set_overhead, max_span_ms, max_records, &lo, &hi)
     return start, lo, hi
 
 
-cdef Py_ssize_t take_one(const uint8_t[::1] buf, const uint32_t[::1] idx, Py_ssize_t start, Py_ssize_t stop,
+cdef Py_ssize_t take_one(const uint8_t[::1] buf, Py_ssize_t stride, const uint32_t[::1] idx, Py_ssize_t start, Py_ssize_t stop,
                          Py_ssize_t budget, const Py_ssize_t* size_of, int set_overhead, int64_t max_span_ms,
                          Py_ssize_t max_records, int64_t* lo_out, int64_t* hi_out) noexcept:
     cdef Py_ssize_t i = start, used = 0, size
@@ -170,7 +183,7 @@ cdef Py_ssize_t take_one(const uint8_t[::1] buf, const uint32_t[::1] idx, Py_ssi
     cdef int c, previous = -1
     cdef const FlowRecord* r
     while i < stop and (max_records < 0 or i - start < max_records):
-        r = record_at(buf, idx[i])
+        r = record_at(buf, stride, idx[i])
         c = class_of(r)
         size = size_of[c] + (set_overhead if c != previous else 0)
         first = ms(r.first_us)
@@ -196,11 +209,23 @@ cdef struct Run:
     Py_ssize_t n_ops, record_size
 
 
-cdef int load_runs(runs, Run* out, list keep) except -1:
+cdef inline Py_ssize_t reads(const Op* op) noexcept nogil:
+    """How many bytes of the record from op.offset an op reads (pack_record)."""
+    if op.encoding == OP_UNSIGNED:
+        return op.width
+    if op.encoding == OP_BYTES:
+        return op.length
+    if op.encoding == OP_MILLISECONDS or op.encoding == OP_UPTIME_MS:
+        return 8
+    return 1 if op.encoding == OP_END_REASON else 0
+
+
+cdef int load_runs(runs, Run* out, list keep, Py_ssize_t stride) except -1:
     """runs are (set id, first, end, program, record size) over order; keep holds the programs
-    while the Runs point into them."""
+    while the Runs point into them. (ValueError for a program that reads past a record.)"""
     cdef const uint8_t[::1] program
-    cdef int n = 0
+    cdef const Op* ops
+    cdef int n = 0, k
     if len(runs) > N_CLASSES:
         raise ValueError("more runs than record classes")
     for set_id, first, end, prog, record_size in runs:
@@ -210,6 +235,10 @@ cdef int load_runs(runs, Run* out, list keep) except -1:
         out[n].ops = <const Op*>&program[0]
         out[n].n_ops = program.shape[0] // sizeof(Op)
         out[n].record_size = record_size
+        ops = out[n].ops
+        for k in range(out[n].n_ops):
+            if ops[k].offset + reads(&ops[k]) > stride:
+                raise ValueError(f"template {set_id} reads past a record of {stride} bytes")
         n += 1
     return n
 
@@ -226,7 +255,8 @@ cdef Py_ssize_t runs_size(const Run* runs, int n_runs, Py_ssize_t start, Py_ssiz
     return size
 
 
-cdef uint8_t* write_runs(uint8_t* p, const uint8_t[::1] buf, const uint32_t[::1] idx, const Run* runs,
+cdef uint8_t* write_runs(uint8_t* p, const uint8_t[::1] buf, Py_ssize_t stride, const uint32_t[::1] idx,
+                         const Run* runs,
                          int n_runs, Py_ssize_t start, Py_ssize_t stop, bint set_headers, bint pad,
                          int64_t boot_ms) noexcept nogil:
     """Records order[start:stop], each written by the program of the run it falls in; with
@@ -242,23 +272,24 @@ cdef uint8_t* write_runs(uint8_t* p, const uint8_t[::1] buf, const uint32_t[::1]
             length = set_length(body, pad)
             p = put(p, runs[k].set_id, 2)
             p = put(p, length, 2)
-        p = pack_range(p, buf, idx, lo, hi, runs[k].ops, runs[k].n_ops, boot_ms)
+        p = pack_range(p, buf, stride, idx, lo, hi, runs[k].ops, runs[k].n_ops, boot_ms)
         if set_headers:
             memset(p, 0, length - 4 - body)
             p += length - 4 - body
     return p
 
 
-def pack_runs(const uint8_t[::1] buf, order, Py_ssize_t start, Py_ssize_t stop, runs, bint set_headers,
+def pack_runs(const uint8_t[::1] buf, Py_ssize_t stride, order, Py_ssize_t start, Py_ssize_t stop, runs, bint set_headers,
               bint pad, int64_t boot_ms=0):
     """Records order[start:stop] as one bytes object (write_runs). Uptime times are relative
     to boot_ms."""
     cdef const uint32_t[::1] idx = memoryview(order).cast("I")
     cdef Run run_of[N_CLASSES]
     cdef list keep = []
-    cdef int n_runs = load_runs(runs, run_of, keep)
+    cdef int n_runs = load_runs(runs, run_of, keep, stride)
     cdef bytes out = PyBytes_FromStringAndSize(NULL, runs_size(run_of, n_runs, start, stop, set_headers, pad))
-    write_runs(<uint8_t*>PyBytes_AS_STRING(out), buf, idx, run_of, n_runs, start, stop, set_headers, pad, boot_ms)
+    count_of(buf, stride)
+    write_runs(<uint8_t*>PyBytes_AS_STRING(out), buf, stride, idx, run_of, n_runs, start, stop, set_headers, pad, boot_ms)
     return out
 
 
@@ -328,7 +359,7 @@ def message_header(const uint8_t[::1] program, int64_t export_ms, int64_t uptime
     return out
 
 
-def data_messages(const uint8_t[::1] buf, order, Py_ssize_t start, Py_ssize_t stop, runs,
+def data_messages(const uint8_t[::1] buf, Py_ssize_t stride, order, Py_ssize_t start, Py_ssize_t stop, runs,
                   Py_ssize_t max_size, sizes, int set_overhead, int64_t max_span_ms, Py_ssize_t max_records,
                   Py_ssize_t most, bint set_headers, bint pad, const uint8_t[::1] header,
                   Uptime uptime, int64_t now_ms, uint64_t sequence, bint sequence_counts_records):
@@ -340,7 +371,7 @@ def data_messages(const uint8_t[::1] buf, order, Py_ssize_t start, Py_ssize_t st
     cdef const uint32_t[::1] idx = memoryview(order).cast("I")
     cdef Run run_of[N_CLASSES]
     cdef list keep = []
-    cdef int n_runs = load_runs(runs, run_of, keep), c
+    cdef int n_runs = load_runs(runs, run_of, keep, stride), c
     cdef const HeaderOp* ops = <const HeaderOp*>&header[0]
     cdef Py_ssize_t n_ops = header.shape[0] // sizeof(HeaderOp)
     cdef Py_ssize_t header_size = header_length(ops, n_ops)
@@ -351,9 +382,10 @@ def data_messages(const uint8_t[::1] buf, order, Py_ssize_t start, Py_ssize_t st
     cdef uint8_t* p
     for c in range(N_CLASSES):
         size_of[c] = sizes[c]
+    count_of(buf, stride)
     messages, ends = [], []
     while start < stop and (most < 0 or len(messages) < most):
-        end = take_one(buf, idx, start, stop, max_size - header_size, size_of, set_overhead, max_span_ms,
+        end = take_one(buf, stride, idx, start, stop, max_size - header_size, size_of, set_overhead, max_span_ms,
                        max_records, &lo, &hi)
         if end == start:
             break                                # (not one record fits: the caller says so)
@@ -365,7 +397,7 @@ def data_messages(const uint8_t[::1] buf, order, Py_ssize_t start, Py_ssize_t st
         out = PyBytes_FromStringAndSize(NULL, length)
         p = write_header(<uint8_t*>PyBytes_AS_STRING(out), ops, n_ops, export_ms, uptime_ms, end - start,
                          length, sequence)
-        write_runs(p, buf, idx, run_of, n_runs, start, end, set_headers, pad, boot_ms)
+        write_runs(p, buf, stride, idx, run_of, n_runs, start, end, set_headers, pad, boot_ms)
         sequence += <uint64_t>(end - start) if sequence_counts_records else 1
         messages.append(out)
         ends.append(end)
@@ -452,11 +484,11 @@ cdef inline Py_ssize_t set_length(Py_ssize_t body, bint pad) noexcept nogil:
     return length
 
 
-cdef uint8_t* pack_range(uint8_t* p, const uint8_t[::1] buf, const uint32_t[::1] idx, Py_ssize_t lo,
+cdef uint8_t* pack_range(uint8_t* p, const uint8_t[::1] buf, Py_ssize_t stride, const uint32_t[::1] idx, Py_ssize_t lo,
                          Py_ssize_t hi, const Op* ops, Py_ssize_t n_ops, int64_t boot_ms) noexcept nogil:
     cdef Py_ssize_t i
     for i in range(lo, hi):
-        p = pack_record(p, <const uint8_t*>record_at(buf, idx[i]), ops, n_ops, boot_ms)
+        p = pack_record(p, <const uint8_t*>record_at(buf, stride, idx[i]), ops, n_ops, boot_ms)
     return p
 
 
@@ -485,18 +517,32 @@ cdef uint8_t* pack_record(uint8_t* p, const uint8_t* r, const Op* ops, Py_ssize_
     return p
 
 
-def retime(const uint8_t[::1] buf, int64_t t0_us, int64_t new_t0_us, double speed):
+def retime(const uint8_t[::1] buf, Py_ssize_t stride, int64_t t0_us, int64_t new_t0_us, double speed):
     """Records with their first/last times moved from a time line starting at t0_us to one
     starting at new_t0_us and running `speed` times as fast (a replay dated now)."""
-    cdef Py_ssize_t n = buf.shape[0] // sizeof(FlowRecord), i
+    cdef Py_ssize_t n = count_of(buf, stride), i
     out = bytearray(buf)
     cdef FlowRecord* r
     cdef uint8_t* base = <uint8_t*>(<char*>out)
     for i in range(n):
-        r = <FlowRecord*>(base + i * sizeof(FlowRecord))
+        r = <FlowRecord*>(base + i * stride)
         r.first_us = new_t0_us + <int64_t>((r.first_us - t0_us) / speed)
         r.last_us = new_t0_us + <int64_t>((r.last_us - t0_us) / speed)
     return bytes(out)
+
+
+def whole_records(const uint8_t[::1] buf, Py_ssize_t stride):
+    """Records of `stride` bytes as whole records (RECORD_SIZE): a classic record's other
+    members are 0. (For dump-flows, which joins the records of several monitors.)"""
+    cdef Py_ssize_t n = count_of(buf, stride), i
+    if stride == sizeof(FlowRecord):
+        return bytes(buf)
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, n * sizeof(FlowRecord))
+    cdef uint8_t* p = <uint8_t*>PyBytes_AS_STRING(out)
+    memset(p, 0, n * sizeof(FlowRecord))
+    for i in range(n):
+        memcpy(p + i * sizeof(FlowRecord), &buf[0] + i * stride, stride)
+    return out
 
 
 # -- JSON lines (pyprobe -r --json, pyprobe generate --expect) ------------------------------
@@ -517,11 +563,11 @@ cdef enum:
     AF_INET6 = 10
 
 
-def json_lines(const uint8_t[::1] buf, columns, int ipver_offset, end_reason_names):
+def json_lines(const uint8_t[::1] buf, Py_ssize_t stride, columns, int ipver_offset, end_reason_names):
     """Records as JSON lines, exactly as json.dumps(FlowRecord._asdict()) writes them:
     columns are (key, show, member offset, member width) from the field table
     (pyprobe/records.py), end_reason_names the names by code (others: "active_now")."""
-    cdef Py_ssize_t n = buf.shape[0] // sizeof(FlowRecord), i, c
+    cdef Py_ssize_t n = count_of(buf, stride), i, c
     cdef Py_ssize_t ncols = len(columns)
     cdef int show, offset, width, ipver
     cdef const uint8_t* r
@@ -533,9 +579,11 @@ def json_lines(const uint8_t[::1] buf, columns, int ipver_offset, end_reason_nam
     shows = [s for _, s, _, _ in columns]
     offsets = [o for _, _, o, _ in columns]
     widths = [w for _, _, _, w in columns]
+    if any(o + w > stride for o, w in zip(offsets, widths)):
+        raise ValueError(f"a column is past the end of a record of {stride} bytes")
     out = bytearray()
     for i in range(n):
-        r = <const uint8_t*>record_at(buf, i)
+        r = <const uint8_t*>record_at(buf, stride, i)
         ipver = r[ipver_offset]
         for c in range(ncols):
             out += keys[c]

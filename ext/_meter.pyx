@@ -11,7 +11,7 @@ from cpython.bytes cimport PyBytes_FromStringAndSize
 
 from pyprobe.fields import END_REASONS
 
-from record cimport FlowRecord
+from record cimport FlowRecord, CLASSIC_RECORD_SIZE
 from decode cimport (FlowKey, is_icmp, Packet, decode_packet, DECODED, IGNORE_REASONS, IGNORE_TRUNCATED_L2, TH_FIN, TH_RST,
                      TH_SYN, IGNORE_UNMATCHED, IGNORE_OTHER_DIRECTION, IGNORE_ON_SUBINTERFACE, DIR_INGRESS, DIR_EGRESS, DIR_BOTH,
                      DLT_NULL, DLT_EN10MB, DLT_RAW_BSD, DLT_RAW_OPENBSD, DLT_RAW, DLT_LOOP,
@@ -123,6 +123,7 @@ cdef extern from *:
 
 
 RECORD_SIZE = sizeof(FlowRecord)
+CLASSIC_SIZE = CLASSIC_RECORD_SIZE         # a classic record's bytes (pyprobe/fields.py)
 cdef Py_ssize_t OUT_BUFFER_KEEP = 4 << 20       # (a flush step of 8192 records fits: kept, not faulted in again)
 
 
@@ -537,6 +538,8 @@ cdef class Meter:
     cdef bint sample_random
     cdef uint64_t rng_state
     cdef bint limit_32bit            # NetFlow v5 counters are 32-bit: end a flow before they wrap
+    cdef readonly Py_ssize_t stride  # bytes per record handed out: RECORD_SIZE, or CLASSIC_SIZE (classic
+                                     # members only: pyprobe/definitions.py record_stride)
     cdef char* out
     cdef Py_ssize_t out_len
     cdef Py_ssize_t out_cap
@@ -554,7 +557,7 @@ cdef class Meter:
 
     def __cinit__(self, int linktype, int max_flows=65536, record=None, timeouts=None,
                   uint32_t sampling=1, sampling_mode="count", bint limit_32bit=False, seed=None,
-                  direction="ingress", cache="normal", double update=1800):
+                  direction="ingress", cache="normal", double update=1800, Py_ssize_t stride=RECORD_SIZE):
         cdef uint64_t nslots = 1
         cdef const uint8_t[::1] mask
         if linktype not in SUPPORTED_LINKTYPES:
@@ -574,6 +577,9 @@ cdef class Meter:
         for v in range(2):                  # (the padding is zero in every key, masked or not)
             self.shows_whole_key[v] = all(mask[v * sizeof(FlowKey) + i] == 0xff or KEY_PAD[0] <= i < KEY_PAD[1]
                                           for i in range(sizeof(FlowKey)))
+        if stride != sizeof(FlowRecord) and (stride != CLASSIC_RECORD_SIZE or record.extras or record.biflow):
+            raise ValueError(f"records of {stride} bytes cannot hold this record's members")
+        self.stride = stride
         if record.ipver not in (0, 4, 6):
             raise ValueError(f"ipver: 0, 4 or 6, not {record.ipver!r}")
         self.only_ipver = record.ipver
@@ -943,6 +949,8 @@ cdef class Meter:
     def set_routes(self, RouteTable routes):
         """Routes for the flows that start from now on (None: none); a flow keeps what its
         addresses matched when it started."""
+        if routes is not None and self.stride != sizeof(FlowRecord):
+            raise ValueError("classic records have no routing members: a routed meter packs whole records")
         if routes is not None and self.routing == NULL:
             self.routing = <FlowRoute*>calloc(self.capacity, sizeof(FlowRoute))
             if self.routing == NULL:
@@ -1304,15 +1312,13 @@ cdef class Meter:
         cdef FlowKey masked
         cdef const FlowKey* key = &f.key      # the key as the record shows it
         cdef int v = f.key.ipver == 6
-        cdef const FlowExtra* x
-        cdef const FlowRoute* route
-        if self.out_len + <Py_ssize_t>sizeof(FlowRecord) > self.out_cap:
-            cap = max(self.out_cap * 2, 64 * sizeof(FlowRecord))
+        if self.out_len + self.stride > self.out_cap:
+            cap = max(self.out_cap * 2, 64 * self.stride)
             self.out = <char*>realloc(self.out, cap)   # small; a failure here is fatal anyway
             self.out_cap = cap
         r = <FlowRecord*>(self.out + self.out_len)
-        self.out_len += sizeof(FlowRecord)
-        memset(r, 0, sizeof(FlowRecord))   # padding, and members the flow does not know yet (out_if)
+        self.out_len += self.stride
+        memset(r, 0, self.stride)   # padding, and members the flow does not know yet (out_if)
         if not self.shows_whole_key[v]:      # (the predefined records show it whole: no copy)
             memcpy(&masked, &f.key, sizeof(FlowKey))
             mask_words(&masked, &self.export_masks[v])
@@ -1328,29 +1334,36 @@ cdef class Meter:
         else:
             r.in_if = key.in_if
         r.direction = key.direction
-        r.mpls_stack = key.mpls
         r.mpls_label = key.mpls >> 4
-        r.mpls_exp = (key.mpls >> 1) & 7
-        r.flow_label = key.flow_label
         r.sport = key.sport
         r.dport = key.dport
-        if is_icmp(key.proto):
-            r.icmp_type = key.dport >> 8
-            r.icmp_code = key.dport & 0xff
         r.vlan = key.vlan
-        r.inner_vlan = key.inner_vlan
         r.ipver = key.ipver
         r.proto = key.proto
         r.tos = key.tos
-        r.dscp = key.tos >> 2
-        r.precedence = key.tos >> 5
-        r.frag = key.frag
         r.tcp_flags = f.tcp_flags
         r.min_ttl = f.min_ttl
         r.max_ttl = f.max_ttl
         r.end_reason = reason
         memcpy(r.src_mac, key.src_mac, 6)
         memcpy(r.dst_mac, key.dst_mac, 6)
+        if self.stride == sizeof(FlowRecord):   # (a classic record ends here)
+            self._emit_rest(r, f, key)
+
+    cdef inline void _emit_rest(self, FlowRecord* r, const Flow* f, const FlowKey* key) noexcept nogil:
+        """The members after a classic record's."""
+        cdef const FlowExtra* x
+        cdef const FlowRoute* route
+        r.mpls_stack = key.mpls
+        r.mpls_exp = (key.mpls >> 1) & 7
+        r.flow_label = key.flow_label
+        if is_icmp(key.proto):
+            r.icmp_type = key.dport >> 8
+            r.icmp_code = key.dport & 0xff
+        r.inner_vlan = key.inner_vlan
+        r.dscp = key.tos >> 2
+        r.precedence = key.tos >> 5
+        r.frag = key.frag
         if self.reverse != NULL:
             r.reverse_packets = self.reverse[f - self.flows].packets
             r.reverse_octets = self.reverse[f - self.flows].octets

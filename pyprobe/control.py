@@ -277,17 +277,18 @@ class ControlServer:
         title = (f"top {n} {'sources by active flows' if by == 'flows' else 'flows by ' + by}"
                  + (f" of monitor {monitor.name}" if monitor.name else "") + f", of {active:,} active flows\n")
         if by == "flows":
-            rows = top_sources(monitor.meter.snapshot(), n)
+            rows = top_sources(monitor.meter.snapshot(), monitor.meter.stride, n)
             return (title + "".join(f"{src:>39}  {flows:>8} flows  {packets:>12} packets  {octets:>14} octets\n"
                                     for src, flows, packets, octets in rows),
                     [{"src": src, "flows": flows, "packets": packets, "octets": octets}
                      for src, flows, packets, octets in rows])
         flows = monitor.meter.top(n, by)
         if monitor.sinks.dating:
-            flows = monitor.sinks.dating.dated_records(flows)
+            flows = monitor.sinks.dating.dated_records(flows, monitor.meter.stride)
         table = io.StringIO()
-        TableWriter(table, record=monitor.sinks.record).write(flows)
-        return title + table.getvalue(), json.loads("[" + to_json_lines(flows, own_fields(monitor.sinks.record))
+        TableWriter(table, record=monitor.sinks.record, stride=monitor.meter.stride).write(flows)
+        return title + table.getvalue(), json.loads("[" + to_json_lines(flows, own_fields(monitor.sinks.record),
+                                                                        monitor.meter.stride)
                                                     .decode().strip()
                                                     .replace("\n", ",") + "]")
 
@@ -357,10 +358,10 @@ TOP_DEFAULT = 10
 TOP_MOST = 10000
 
 
-def top_sources(packed, n):
+def top_sources(packed, stride, n):
     """[(source address, active flows, packets, octets)] of the n sources with the most flows."""
     per = {}
-    for r in unpack(packed):
+    for r in unpack(packed, stride):
         t = per.setdefault(r.src, [0, 0, 0])
         t[0] += 1
         t[1] += r.packets

@@ -21,7 +21,7 @@ import sys
 from collections import namedtuple
 
 from ._meter import KEY_MEMBERS, KEY_SIZE
-from .fields import BY_NAME, CLASSIC_SHOWN, COLLECT, EITHER, FIELDS, MATCH, Element
+from .fields import BY_NAME, CLASSIC_SHOWN, CLASSIC_SIZE, COLLECT, EITHER, FIELDS, MATCH, MEMBER_CLASSIC, RECORD_SIZE, Element
 
 # Always part of the key: flows of the two IP versions never merge, nor the two directions.
 ALWAYS_KEYED = ("ipver", "direction")
@@ -189,6 +189,15 @@ def define(name, match, collect=(), biflow=False):
     shown = {v: _mask([(0, key[v])] + _either_parts()) for v in (4, 6)}
     return Definition(name, tuple(match), tuple(collect), tuple(fields), key[4] + key[6], shown[4] + shown[6],
                       only, bool(EXTRA_FIELDS & set(fields)), biflow)
+
+
+def record_stride(definition, routed=False):
+    """The bytes per record the meter packs for this definition: a classic record
+    (fields.CLASSIC_SIZE) when it has no member past a classic record's to fill, which is
+    the predefined records' case unless routes give flows next hops and AS numbers; whole
+    records otherwise. (The encoders and writers then read the same stride.)"""
+    classic = definition.predefined or all(MEMBER_CLASSIC[BY_NAME[name].source] for name in definition.fields)
+    return CLASSIC_SIZE if classic and not routed else RECORD_SIZE
 
 
 def element_names(role):

@@ -19,13 +19,15 @@ MIN_DATAGRAM = 256
 
 class ExportSettings(namedtuple("ExportSettings", "source_id engine_type engine_id template_refresh template_interval "
                                                   "max_datagram sampling sampling_random source_address boot_lead_ms "
-                                                  "record totals",
-                                 defaults=(1, 0, 0, 20, 600.0, None, 1, False, None, 60_000, None, False))):
+                                                  "record totals stride",
+                                 defaults=(1, 0, 0, 20, 600.0, None, 1, False, None, 60_000, None, False,
+                                           RECORD_SIZE))):
     """What every collector's exporting process shares (flags and config file). source_address:
     send from this local address (pyprobe generate's routers); boot_lead_ms: v5/v9 uptime at
     the first record (each simulated router its own); record: the record definition
     (pyprobe/definitions.py), None: the predefined full record; totals: the counters are
-    running totals (a permanent cache), not deltas."""
+    running totals (a permanent cache), not deltas; stride: bytes per packed record handed
+    to export (the meter's, pyprobe/definitions.py record_stride)."""
 
     __slots__ = ()
 
@@ -50,7 +52,8 @@ class CollectorSpec(namedtuple("CollectorSpec", "address version transport", def
 def new_encoder(version, settings, max_size, over_stream):
     """The encoder of one collector, from the shared export settings."""
     caps = capabilities(version)
-    common = dict(max_size=max_size, sampling_interval=settings.sampling, sampling_random=settings.sampling_random)
+    common = dict(max_size=max_size, sampling_interval=settings.sampling, sampling_random=settings.sampling_random,
+                  stride=settings.stride)
     record = settings.record
     flexible = " or ".join(f"{capabilities(v).name} (-v {v})" for v in ENCODERS if capabilities(v).flexible)
     if record is not None and not record.predefined:
@@ -175,6 +178,7 @@ class Exporter:
         self.left_over = list(kept.values())      # the replaced exporter's to close
         self.round_robin = round_robin and len(self.collectors) > 1
         self.turn = 0
+        self.stride = settings.stride
 
     def start(self, now_ms):
         """Templates go out at start, before any flow has expired, to every collector."""
@@ -191,7 +195,7 @@ class Exporter:
         while start < len(records) or start == 0:
             collector = self.collectors[self.turn]
             self.turn = (self.turn + 1) % len(self.collectors)
-            end = start + collector.records_per_datagram() * RECORD_SIZE
+            end = start + collector.records_per_datagram() * self.stride
             collector.export(records[start:end], now_ms, ignored)
             start = end
 

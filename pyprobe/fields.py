@@ -238,23 +238,36 @@ def _layout():
 MEMBER_CLASSIC = {f.name: f.classic for f in FIELDS if f.ctype}
 MEMBERS, RECORD_SIZE = _layout()
 MEMBER = {m.name: m for m in MEMBERS}
+# A classic record: the first CLASSIC_SIZE bytes of a record, its classic members alone. The
+# meter packs these when the record has no other member to fill (definitions.record_stride):
+# the predefined records without routes, which then cost the meter and the encoders no more
+# than before records had other members. Every other member of a classic record reads as 0.
+CLASSIC_SIZE = min(m.offset for m in MEMBERS if not MEMBER_CLASSIC[m.name])
 
 
-def _gaps():
-    """(member or None, bytes) in record order: a None is padding (between the two groups, at the end)."""
+def _gaps(size=RECORD_SIZE):
+    """(member or None, bytes) in record order, of a record's first `size` bytes (the whole
+    record, or a classic one): a None is padding (between the two groups, at the end)."""
     out, at = [], 0
     for m in MEMBERS:
+        if m.offset >= size:
+            break
         if m.offset > at:
             out.append((None, m.offset - at))
         out.append((m, m.size))
         at = m.offset + m.size
-    if RECORD_SIZE > at:
-        out.append((None, RECORD_SIZE - at))
+    if size > at:
+        out.append((None, size - at))
     return out
 
 
+def _format(size):
+    return "=" + "".join(CTYPES[m.ctype][2] if m else "x" * length for m, length in _gaps(size))
+
+
 # The struct module's view of the same bytes (native byte order; padding only where _gaps() says).
-RECORD_FORMAT = "=" + "".join(CTYPES[m.ctype][2] if m else "x" * size for m, size in _gaps())
+RECORD_FORMAT = _format(RECORD_SIZE)
+CLASSIC_FORMAT = _format(CLASSIC_SIZE)
 CLASSIC_SHOWN = tuple(f for f in FIELDS if f.json and f.classic)     # what the predefined records show
 JSON_KEYS = tuple(f.json for f in CLASSIC_SHOWN)
 
@@ -275,4 +288,6 @@ def record_pxd():
         ctype, _, _ = CTYPES[m.ctype]
         array = f"[{size}]" if m.ctype in ("address", "mac") else ""
         lines.append(f"    {ctype} {m.name}{array}")
+    lines += ["", "# A classic record: the first bytes of one, its classic members alone (pyprobe/fields.py).",
+              "cdef enum:", f"    CLASSIC_RECORD_SIZE = {CLASSIC_SIZE}"]
     return "\n".join(lines) + "\n"

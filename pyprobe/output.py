@@ -4,7 +4,7 @@ given, or with --json), and the progress line of a long run."""
 import sys
 import time
 
-from .fields import BY_NAME, ICMP_PROTOCOLS
+from .fields import BY_NAME, ICMP_PROTOCOLS, RECORD_SIZE
 from .records import shown_values, to_json_lines, unpack
 
 PROTOCOL_NAMES = {1: "ICMP", 2: "IGMP", 6: "TCP", 17: "UDP", 47: "GRE", 50: "ESP", 51: "AH",
@@ -48,10 +48,12 @@ def own_fields(record):
 
 class TableWriter:
     """nfdump -o line style, times in UTC. write() takes packed records, write_records()
-    unpacked ones. A record definition of the user's gets a column per field instead."""
+    unpacked ones. A record definition of the user's gets a column per field instead.
+    stride: of the packed records (pyprobe/records.py)."""
 
-    def __init__(self, stream, header=True, record=None, monitor=None):
+    def __init__(self, stream, header=True, record=None, monitor=None, stride=RECORD_SIZE):
         self.stream = stream
+        self.stride = stride
         self.fields = own_fields(record)
         self.prefix = f"{monitor:<12} " if monitor else ""      # (several monitors: which one's)
         if header:
@@ -61,12 +63,12 @@ class TableWriter:
 
     def write(self, packed):
         if self.fields is None:
-            self.write_records(unpack(packed))
+            self.write_records(unpack(packed, self.stride))
             return
         shown = {"seconds": format_time}
         self.stream.write("".join(self.prefix + "  ".join(f"{shown.get(f.show, str)(v):>{_width(f)}}"
                                                           for f, v in zip(self.fields, row))
-                                  + "\n" for row in shown_values(packed, self.fields)))
+                                  + "\n" for row in shown_values(packed, self.fields, self.stride)))
 
     def write_records(self, records):
         lines = []
@@ -87,10 +89,11 @@ def _width(field):
 
 class JsonWriter:
     """One JSON object per flow record, one per line, written in compiled code; a record
-    definition's fields, or the classic ones."""
+    definition's fields, or the classic ones. stride: of the packed records."""
 
-    def __init__(self, stream, record=None, monitor=None):
+    def __init__(self, stream, record=None, monitor=None, stride=RECORD_SIZE):
         self.stream = stream
+        self.stride = stride
         self.fields = own_fields(record)
         self.prefix = None
         if monitor:                      # several monitors: each object starts with the monitor's name
@@ -98,7 +101,7 @@ class JsonWriter:
             self.prefix = ('{"monitor": ' + json.dumps(monitor) + ", ").encode()
 
     def write(self, packed):
-        lines = to_json_lines(packed, self.fields)
+        lines = to_json_lines(packed, self.fields, self.stride)
         if self.prefix and lines:
             lines = self.prefix + lines[1:].replace(b"\n{", b"\n" + self.prefix)
         self.stream.write(lines.decode())

@@ -4,7 +4,8 @@ driven batch by batch, with the operations an operator may ask for."""
 import sys
 import time
 
-from ._meter import DEFAULT_TIMEOUTS, RECORD_SIZE, DecodedBatch, Meter
+from ._encode import whole_records
+from ._meter import DEFAULT_TIMEOUTS, DecodedBatch, Meter
 from .errors import ControlError, InputError, SettingsError
 from .export import clamp_timeouts, export_limits
 from .exporter import Exporter
@@ -35,6 +36,7 @@ class RecordSinks:
         self.dating = source.dating          # a real-time replay dated now, or None
         self.writer = None
         self.record = settings.record        # what the screen's writer shows
+        self.stride = meter.stride           # bytes per record
         self.retired = []                    # statistics of collectors a reload closed
         self.interfaces = []                 # what the collectors are told is captured
         self._attach(settings, make_exporter(settings))
@@ -50,12 +52,12 @@ class RecordSinks:
         """The screen's writer is made (and a table's header printed) when the run begins,
         so an error at start (a control socket that cannot be made) is all that is printed."""
         if isinstance(self.writer, type):
-            self.writer = self.writer(sys.stdout, record=self.record, monitor=self.monitor)
+            self.writer = self.writer(sys.stdout, record=self.record, monitor=self.monitor, stride=self.stride)
 
     def put(self, records):
         self._open_writer()
         if records and self.dating is not None:
-            records = self.dating.dated_records(records)
+            records = self.dating.dated_records(records, self.stride)
         if self.exporter is not None:
             clock_us = self.meter.clock_us
             now_ms = (self.dating.export_time_us(clock_us) if self.dating is not None else clock_us) // 1000
@@ -113,7 +115,8 @@ class Monitor:
         self.timeouts = {}
         self.meter = Meter(source.linktype, max_flows=settings.max_flows, record=settings.record,
                            sampling=settings.sampling, sampling_mode=settings.sampling_mode,
-                           direction=metered_direction(settings), cache=settings.cache, update=settings.update)
+                           direction=metered_direction(settings), cache=settings.cache, update=settings.update,
+                           stride=settings.stride)
         self._apply_export_limits()
         self.set_timeouts(dict(settings.timeouts))
         self.sinks = RecordSinks(settings, self.meter, source, name if named else None)
@@ -127,7 +130,7 @@ class Monitor:
             self.sinks.put(records)
             if not records:
                 return count
-            count += len(records) // RECORD_SIZE
+            count += len(records) // self.meter.stride
 
     def set_timeouts(self, timeouts):
         """The one way timeouts change (start, SIGHUP, control socket): shortened to what the
@@ -276,11 +279,14 @@ class Probe:
         return sum(m.meter.delete_all() for m in self.monitors)
 
     def dump_flows(self):
-        """The active flows of every monitor as packed records, as they stand (dated as the records are)."""
+        """The active flows of every monitor as whole packed records (RECORD_SIZE), as they
+        stand (dated as the records are)."""
         out = []
         for m in self.monitors:
             records = m.meter.snapshot()
-            out.append(m.sinks.dating.dated_records(records) if m.sinks.dating else records)
+            if m.sinks.dating:
+                records = m.sinks.dating.dated_records(records, m.meter.stride)
+            out.append(whole_records(records, m.meter.stride))
         return b"".join(out)
 
     def monitor(self, name=None):

@@ -10,11 +10,14 @@ import struct
 from collections import namedtuple
 
 from ._encode import json_lines
-from ._meter import RECORD_SIZE
-from .fields import CLASSIC_SHOWN, END_REASONS, MEMBER, MEMBERS, RECORD_FORMAT
+from ._meter import CLASSIC_SIZE, RECORD_SIZE
+from .fields import CLASSIC_FORMAT, CLASSIC_SHOWN, END_REASONS, MEMBER, MEMBERS, RECORD_FORMAT
 
 RECORD = struct.Struct(RECORD_FORMAT)
-assert RECORD.size == RECORD_SIZE, "ext/record.pxd is older than pyprobe/fields.py: rebuild (make)"
+CLASSIC = struct.Struct(CLASSIC_FORMAT)       # a classic record: its members are RECORD's first ones
+assert (RECORD.size, CLASSIC.size) == (RECORD_SIZE, CLASSIC_SIZE), \
+    "ext/record.pxd is older than pyprobe/fields.py: rebuild (make)"
+_LAYOUTS = {RECORD_SIZE: RECORD, CLASSIC_SIZE: CLASSIC}
 
 SHOWN = CLASSIC_SHOWN                 # the predefined records' (JSON, FlowRecord)
 _MEMBER_INDEX = {m.name: i for i, m in enumerate(MEMBERS)}
@@ -42,16 +45,17 @@ _SHOW = {
     "seconds": lambda us, ipver: us / 1e6,
     "end_reason": lambda code, ipver: END_REASONS.get(code, "active_now"),
 }
-def shown_values(buf, fields):
+def shown_values(buf, fields, stride=RECORD_SIZE):
     """Each record's values of these fields (rows of the field table), as JSON shows them:
-    the table output of a record definition."""
+    the table output of a record definition. stride: the records' (RECORD_SIZE, or
+    CLASSIC_SIZE: classic records, which have the classic members only)."""
     columns = [(_MEMBER_INDEX[f.source], _SHOW[f.show]) for f in fields]
-    return [[show(values[i], values[_IPVER]) for i, show in columns] for values in RECORD.iter_unpack(buf)]
+    return [[show(values[i], values[_IPVER]) for i, show in columns] for values in _LAYOUTS[stride].iter_unpack(buf)]
 
 
-def unpack(buf):
+def unpack(buf, stride=RECORD_SIZE):
     """Turn the meter's packed records into FlowRecord tuples."""
-    return [FlowRecord._make(values) for values in shown_values(buf, SHOWN)]
+    return [FlowRecord._make(values) for values in shown_values(buf, SHOWN, stride)]
 
 
 SHOW_CODES = {"int": 1, "address": 2, "mac": 3, "seconds": 4, "end_reason": 5}     # ext/_encode.pyx's
@@ -64,12 +68,12 @@ def _json_columns(fields):
 _JSON_COLUMNS = _json_columns(SHOWN)
 
 
-def to_json_lines(buf, fields=None):
+def to_json_lines(buf, fields=None, stride=RECORD_SIZE):
     """The records as JSON lines (bytes), made in compiled code: the same text as
     json.dumps of each unpacked record's as_dict(); fields: the rows of the field table
     to show (a record definition's), default the predefined records'."""
     columns = _JSON_COLUMNS if fields is None else _json_columns(fields)
-    return json_lines(buf, columns, MEMBER["ipver"].offset, END_REASONS)
+    return json_lines(buf, stride, columns, MEMBER["ipver"].offset, END_REASONS)
 
 
 def pack(**values):

@@ -412,12 +412,17 @@ def _settings_namespace():
                               template_refresh=self.template_refresh, template_interval=self.template_interval,
                               max_datagram=self.max_datagram, sampling=self.sampling,
                               sampling_random=self.sampling_mode == "random", record=self.record,
-                              totals=self.cache == "permanent")
+                              totals=self.cache == "permanent", stride=self.stride)
 
     def record(self):
         """The record definition -T names (pyprobe/definitions.py)."""
         from .definitions import resolve
         return resolve(self.level, {d.name: d for d in self.records})
+
+    def stride(self):
+        """Bytes per record the meter packs and the writers read (pyprobe/definitions.py)."""
+        from .definitions import record_stride
+        return record_stride(self.record, routed=self.routes is not None)
 
     def monitor_specs(self):
         """[(name, Settings)] of the monitors: the [[monitor]] sections, or one of the flags."""
@@ -430,7 +435,7 @@ def _settings_namespace():
     def versions(self):
         return tuple(spec.version for spec in self.collectors)
 
-    return {"export": property(export), "versions": property(versions), "record": property(record),
+    return {"export": property(export), "versions": property(versions), "record": property(record), "stride": property(stride),
             "monitor_specs": property(monitor_specs), "all_collectors": property(all_collectors),
             "__slots__": (),
             "__doc__": "Every setting of a run, checked; frozen (workers and reloads make new ones: _replace)."}

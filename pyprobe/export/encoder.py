@@ -12,7 +12,7 @@ import struct
 from collections import namedtuple
 
 from .. import _encode
-from ..fields import BY_NAME, BYTES, MEMBER, TOTAL_COUNTERS, UNSIGNED, ZERO
+from ..fields import BY_NAME, BYTES, MEMBER, RECORD_SIZE, TOTAL_COUNTERS, UNSIGNED, ZERO
 
 SET_HEADER = struct.Struct(">HH")
 OP = struct.Struct("=HHHH")          # ext/_encode.pyx's Op: encoding, member width, wire length, offset
@@ -69,10 +69,13 @@ class Layout:
     """How records of one class are written: a v9/IPFIX data template, or v5's fixed record.
 
     `items` are field names from pyprobe/fields.py, (name, length) to give a fixed format's
-    length, or Filler(length). The compiled packer runs `program`, one op per item."""
+    length, or Filler(length). The compiled packer runs `program`, one op per item, over
+    records of `stride` bytes: in classic records (fields.CLASSIC_SIZE) a member past their
+    end is 0, so its op writes zeros."""
 
-    def __init__(self, template_id, items, dialect, ipver):
+    def __init__(self, template_id, items, dialect, ipver, stride=RECORD_SIZE):
         self.id = template_id
+        self.stride = stride
         self.elements = []           # (Element or None for fillers) in wire order
         self.record_size = 0
         ops = []
@@ -92,7 +95,10 @@ class Layout:
             if element.encoding == BYTES and element.length > member.size:
                 raise ValueError(f"{name}: {element.length} bytes on the wire, the record has {member.size}")
             width = member.size if element.encoding == UNSIGNED else 0
-            ops.append(OP.pack(element.encoding, width, element.length, member.offset))
+            if member.offset >= stride:
+                ops.append(OP.pack(ZERO, 0, element.length, 0))
+            else:
+                ops.append(OP.pack(element.encoding, width, element.length, member.offset))
             self.elements.append(element)
             self.record_size += element.length
         self.field_names = [item if isinstance(item, str) else item[0] for item in items
@@ -110,19 +116,21 @@ class Layout:
         return self._template_record
 
 
-def data_templates(dialect, fields, icmp_fields, ids, record=None, totals=False):
+def data_templates(dialect, fields, icmp_fields, ids, record=None, totals=False, stride=RECORD_SIZE):
     """One Layout per record class: `fields` for port-carrying flows, `icmp_fields` for
     ICMP/ICMPv6 flows; ids maps (ipver, icmp) -> template id. A record definition's own
     fields instead, for every class of the IP versions it meters (None for the others).
-    totals: the counters go out as running totals (TOTAL_COUNTERS), a permanent cache's."""
+    totals: the counters go out as running totals (TOTAL_COUNTERS), a permanent cache's;
+    stride: of the packed records (Layout)."""
     def named(names):
         return [TOTAL_COUNTERS.get(name, name) for name in names] if totals else names
     if record is not None:                # (without the fields this version has no element for: v9's biflows)
         return [Layout(ids[ipver, icmp], [name for name in named(record.fields)
-                                          if BY_NAME[name].element(dialect, ipver) is not None], dialect, ipver)
+                                          if BY_NAME[name].element(dialect, ipver) is not None], dialect, ipver,
+                       stride)
                 if record.ipver in (0, ipver) else None
                 for ipver, icmp in CLASSES]
-    return [Layout(ids[ipver, icmp], named(icmp_fields if icmp else fields), dialect, ipver)
+    return [Layout(ids[ipver, icmp], named(icmp_fields if icmp else fields), dialect, ipver, stride)
             for ipver, icmp in CLASSES]
 
 
@@ -181,10 +189,11 @@ def record_span(order, start, end):
 
 
 class RecordBatch:
-    """Records order[start:end] of a packed buffer, runs being each class's part of order."""
+    """Records order[start:end] of a packed buffer (records of `stride` bytes), runs being
+    each class's part of order."""
 
-    def __init__(self, buf, order, start, end, runs):
-        self.buf, self.order, self.start, self.end, self.runs = buf, order, start, end, runs
+    def __init__(self, buf, stride, order, start, end, runs):
+        self.buf, self.stride, self.order, self.start, self.end, self.runs = buf, stride, order, start, end, runs
 
     def __len__(self):
         return self.end - self.start
@@ -192,7 +201,7 @@ class RecordBatch:
     def packed(self, boot_ms=0, sets=True, pad=False):
         """The records written by their classes' layouts in one compiled call: as one set per
         class present (v9, IPFIX; padded to 4 bytes if pad), or back to back (v5)."""
-        return _encode.pack_runs(self.buf, self.order, self.start, self.end, self.runs, sets, pad, boot_ms)
+        return _encode.pack_runs(self.buf, self.stride, self.order, self.start, self.end, self.runs, sets, pad, boot_ms)
 
 
 class Encoder:
@@ -222,6 +231,7 @@ class Encoder:
         self.carried = [layout is not None for layout in layouts]
         self.interfaces = []         # [(ifIndex, name, description)]: options records (v9, IPFIX)
         self.sizes = [layout.record_size if layout else 0 for layout in layouts]
+        self.stride = next(layout.stride for layout in layouts if layout)     # of the records encoded
         self.sequence = 0
         self.uptime = None           # v5/v9: the boot time record times count from (_encode.Uptime)
         self._header = None
@@ -242,7 +252,7 @@ class Encoder:
         """Packed meter records -> datagrams, templates included when due.
         With no records, a datagram is made only if templates are due. If spans is a
         list, it gets one (record indices into buf, as a uint32 array, of each datagram)."""
-        order, counts = _encode.order_by_class(buf, self.carried)
+        order, counts = _encode.order_by_class(buf, self.stride, self.carried)
         runs, pos = [], 0
         for layout, count in zip(self.layouts, counts):
             if layout is not None:
@@ -267,11 +277,11 @@ class Encoder:
             control, control_records, pending = self._control_that_fits(pending)
             # Records ride with the last of the control sets only: they follow the templates.
             budget = self.max_size - self.HEADER_SIZE - len(control) if not pending else 0
-            end, first_ms, last_ms = _encode.take(buf, order, start, pos, budget, self.sizes,
+            end, first_ms, last_ms = _encode.take(buf, self.stride, order, start, pos, budget, self.sizes,
                                                   self.SET_OVERHEAD, self.MAX_SPAN_MS, self.MAX_RECORDS)
             span = (first_ms, last_ms) if end > start else (now_ms, now_ms)
             datagrams.append(self.message(now_ms, control, control_records,
-                                          RecordBatch(buf, order, start, end, runs), span))
+                                          RecordBatch(buf, self.stride, order, start, end, runs), span))
             self._sent(1, end - start)
             if spans is not None:
                 spans.append(record_span(order, start, end))
@@ -284,7 +294,7 @@ class Encoder:
         """Datagrams of records alone, until the records run out or templates are due again,
         written in one compiled call. Returns where the records taken end."""
         messages, ends, self.sequence = _encode.data_messages(
-            buf, order, start, pos, runs, self.max_size, self.sizes, self.SET_OVERHEAD, self.MAX_SPAN_MS,
+            buf, self.stride, order, start, pos, runs, self.max_size, self.sizes, self.SET_OVERHEAD, self.MAX_SPAN_MS,
             self.MAX_RECORDS, self.datagrams_before_templates(), self.SETS, self.PAD, self.header,
             self.uptime, now_ms, self.sequence, self.SEQUENCE_COUNTS_RECORDS)
         if not messages:

@@ -8,6 +8,7 @@ milliseconds, so replayed captures keep their dates whatever their jumps.
 
 import struct
 
+from .._encode import RECORD_SIZE
 from .encoder import (CONSTANT, EXPORT_SECONDS, INTERFACE_DESCRIPTION_BYTES, INTERFACE_NAME_BYTES, LENGTH,
                       SEQUENCE, SET_HEADER, TEXT, Capabilities, OptionsTemplate, TemplateEncoder,
                       data_templates, header_program, set_bytes)
@@ -49,8 +50,9 @@ class IpfixEncoder(TemplateEncoder):
     HEADER_SIZE = HEADER_SIZE
     SET_OVERHEAD = 4                  # set header; IPFIX sets need no padding
 
-    def __init__(self, max_size=1472, record=None, totals=False, **settings):
-        super().__init__(data_templates("ipfix", FIELDS, ICMP_FIELDS, TEMPLATE_IDS, record, totals), max_size, **settings)
+    def __init__(self, max_size=1472, record=None, totals=False, stride=RECORD_SIZE, **settings):
+        super().__init__(data_templates("ipfix", FIELDS, ICMP_FIELDS, TEMPLATE_IDS, record, totals, stride), max_size,
+                         **settings)
         self.exporter_sequence = 0     # of observation domain 0
         self.exporter_header = header_program(self.header_fields(EXPORTER_DOMAIN))
         self.record_sizes = {t.id: t.record_size

@@ -4,7 +4,7 @@ flow_sequence = flows exported before this packet. IPv6 flows do not fit v5:
 they are counted (the collector warns). Times are sysUptime ms (see ext/_encode.pyx, Uptime).
 """
 
-from .._encode import MAX_ACTIVE_SECONDS, MAX_SPAN_MS, Uptime
+from .._encode import MAX_ACTIVE_SECONDS, MAX_SPAN_MS, RECORD_SIZE, Uptime
 from .encoder import (CLASSES, CONSTANT, EXPORT_NANOSECONDS, EXPORT_SECONDS, RECORDS, SEQUENCE, UPTIME_MS,
                       Capabilities, Encoder, Filler, Layout)
 
@@ -37,8 +37,9 @@ class V5Encoder(Encoder):
     MAX_RECORDS = MAX_RECORDS
 
     def __init__(self, engine_type=0, engine_id=0, max_size=HEADER_SIZE + MAX_RECORDS * LAYOUT.record_size,
-                 sampling_interval=1, sampling_random=False, boot_lead_ms=60_000):
-        super().__init__([LAYOUT if ipver == 4 else None for ipver, _ in CLASSES],
+                 sampling_interval=1, sampling_random=False, boot_lead_ms=60_000, stride=RECORD_SIZE):
+        layout = LAYOUT if stride == RECORD_SIZE else Layout(0, RECORD_ITEMS, "v9", 4, stride)
+        super().__init__([layout if ipver == 4 else None for ipver, _ in CLASSES],
                          max_size, sampling_interval, sampling_random)
         self.engine_type = engine_type
         self.engine_id = engine_id

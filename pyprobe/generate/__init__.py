@@ -71,8 +71,9 @@ def exporter_settings(settings, index):
             raise SettingsError(f"--exporter-address {network} has no room for {settings.exporters} exporters")
         address = str(network.network_address + index + 1)
     return settings.export._replace(source_id=(settings.source_id + index) & 0xffffffff,
-                               engine_id=(settings.engine_id + index) & 0xff, source_address=address,
-                               boot_lead_ms=60_000 + (index * BOOT_LEAD_STEP_MS) % 540_000)
+                                    engine_id=(settings.engine_id + index) & 0xff, source_address=address,
+                                    boot_lead_ms=60_000 + (index * BOOT_LEAD_STEP_MS) % 540_000,
+                                    stride=RECORD_SIZE)     # (the generator makes whole records)
 
 
 class Generator:

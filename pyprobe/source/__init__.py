@@ -26,7 +26,7 @@ Every source has one interface, which the probe's run loop is written against:
     drops()         libpcap's (received, dropped, dropped by the interface), or None
 
     dating          None, or (a real-time replay dated now) an object with
-                    dated_records(records) and export_time_us(flow clock us)
+                    dated_records(records, stride) and export_time_us(flow clock us)
     status()        a few words for the progress line ('' for none)
     statistics()    a dict of the source's own counters for the summary (live: its
                     "interfaces", one row per capture, for ctl interfaces too)

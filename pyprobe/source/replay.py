@@ -319,12 +319,12 @@ class ReplaySource:
 
     # -- what the operator reads ---------------------------------------------------
 
-    def dated_records(self, records):
-        """Records dated now: moved from the capture's time line to the replay's."""
+    def dated_records(self, records, stride):
+        """Records (of `stride` bytes) dated now: moved from the capture's time line to the replay's."""
         t = self.timeline
         if not t.started:
             return records
-        return retime(records, t.t0, t.epoch0, t.speed)
+        return retime(records, stride, t.t0, t.epoch0, t.speed)
 
     def export_time_us(self, capture_us):
         """The export clock for a flow clock reading: the wall clock of a replay dated now."""
