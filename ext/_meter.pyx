@@ -163,7 +163,11 @@ cdef struct FlowExtra:
     uint32_t rst
     uint32_t min_length
     uint32_t max_length
+    uint32_t min_window              # of the TCP windows seen (NO_WINDOW: none yet)
+    uint32_t max_window
 
+
+cdef uint32_t NO_WINDOW = 0x10000      # above any TCP window
 
 cdef uint64_t HASH_SEED = 0x9E3779B97F4A7C15ULL
 cdef uint64_t HASH_MULTIPLIER = 0xff51afd7ed558ccdULL
@@ -1058,6 +1062,7 @@ cdef class Meter:
         if first:
             memset(x, 0, sizeof(FlowExtra))
             x.min_length = pkt.octets
+            x.min_window = NO_WINDOW
         x.octets_squared += <uint64_t>pkt.octets * pkt.octets
         if pkt.octets < x.min_length:
             x.min_length = pkt.octets
@@ -1067,6 +1072,9 @@ cdef class Meter:
             x.syn += (pkt.tcp_flags & TH_SYN) != 0
             x.fin += (pkt.tcp_flags & TH_FIN) != 0
             x.rst += (pkt.tcp_flags & TH_RST) != 0
+            if pkt.window_known:
+                x.min_window = min(x.min_window, <uint32_t>pkt.tcp_window)
+                x.max_window = max(x.max_window, <uint32_t>pkt.tcp_window)
 
     cdef void _route(self, FlowRoute* fr, const FlowKey* key) noexcept nogil:
         """A new flow's routes: the destination's (next hop, output interface, AS, prefix
@@ -1385,7 +1393,9 @@ cdef class Meter:
             r.rst_packets = x.rst
             r.min_length = x.min_length
             r.max_length = x.max_length
-
+            if x.min_window != NO_WINDOW:          # (a flow without TCP windows shows 0 for both)
+                r.min_tcp_window = x.min_window
+                r.max_tcp_window = x.max_window
 
     cdef bytes _take_records(self):
         cdef bytes records = PyBytes_FromStringAndSize(self.out, self.out_len)

@@ -78,9 +78,11 @@ cdef struct FlowKey:
 cdef struct Packet:
     FlowKey key
     uint32_t octets
+    uint16_t tcp_window   # TCP: the header's window field (unscaled), if window_known
     uint8_t tcp_flags
     uint8_t ttl           # IPv4 TTL / IPv6 hop limit
     bint direction_known  # the link layer said which way (Linux cooked capture's packet type)
+    bint window_known     # a TCP header long enough to hold the window
 
 
 cdef inline void set_direction(Packet* pkt, uint16_t sll_packet_type) noexcept nogil:
@@ -114,6 +116,9 @@ cdef inline int decode_l4(const uint8_t* q, Py_ssize_t avail, Packet* pkt) noexc
         pkt.key.sport = be16(q)
         pkt.key.dport = be16(q + 2)
         pkt.tcp_flags = q[13]
+        if avail >= 16:
+            pkt.tcp_window = be16(q + 14)
+            pkt.window_known = True
     elif proto == 17 or proto == 132 or proto == 136 or proto == 33:  # UDP, SCTP, UDP-Lite, DCCP
         if avail < 4:
             return IGNORE_TRUNCATED_L4

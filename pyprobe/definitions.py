@@ -27,7 +27,7 @@ from .fields import BY_NAME, CLASSIC_SHOWN, CLASSIC_SIZE, COLLECT, EITHER, FIELD
 ALWAYS_KEYED = ("ipver", "direction")
 # Fields the meter keeps beside a flow only when a record collects them (ext/_meter.pyx FlowExtra).
 EXTRA_FIELDS = frozenset(("syn_packets", "fin_packets", "rst_packets", "min_length", "max_length",
-                          "octets_squared"))
+                          "octets_squared", "min_tcp_window", "max_tcp_window"))
 # softflowd's tracking levels, least detailed first: each keys on the members the ones before it do.
 LEVELS = {
     "ip": ("src", "dst", "in_if"),

@@ -50,6 +50,7 @@ ICMP_PROTOCOLS = (1, 58)      # ICMP and ICMPv6: type*256 + code in the destinat
 
 
 REVERSE_PEN = 29305    # RFC 5103: a reverse information element is the forward one under this enterprise number
+CISCO_PEN = 9          # Cisco's elements where IANA has none: v9 type N (N > 32767) is IPFIX's N - 32768 under PEN 9
 
 
 class Element(namedtuple("Element", "name id length encoding pen", defaults=(UNSIGNED, 0))):
@@ -186,6 +187,15 @@ FIELDS = (
           doc="shortest packet, octets as its IP header states"),
     Field("max_length", "uint32", "max_length", ipfix=E("maximumIpTotalLength", 26, 4), classic=False,
           doc="longest packet"),
+    # Cisco's (Flexible NetFlow's "transport tcp window-size minimum/maximum"): IANA has no such element
+    Field("min_tcp_window", "uint16", "min_tcp_window",
+          ipfix=E("transportTcpWindowSizeMinimum", 37083 - 32768, 4, pen=CISCO_PEN),
+          v9=E("transportTcpWindowSizeMinimum", 37083, 4), classic=False,
+          doc="smallest TCP window field of the flow's packets, unscaled (0 for other protocols)"),
+    Field("max_tcp_window", "uint16", "max_tcp_window",
+          ipfix=E("transportTcpWindowSizeMaximum", 37084 - 32768, 4, pen=CISCO_PEN),
+          v9=E("transportTcpWindowSizeMaximum", 37084, 4), classic=False,
+          doc="largest TCP window field of the flow's packets, unscaled"),
     # a biflow's (RFC 5103): the responder's direction, reverse elements of PEN 29305 in IPFIX
     Field("reverse_packets", "uint64", "reverse_packets", ipfix=E("reversePacketDeltaCount", 2, 8, pen=REVERSE_PEN),
           v9=E("OUT_PKTS", 24, 8), classic=False, doc="a biflow's packets from the responder"),

@@ -79,6 +79,22 @@ def test_collected_statistics_follow_the_packets():
     assert (r["min_ttl"], r["max_ttl"]) == (60, 63)
 
 
+def test_tcp_windows_are_the_smallest_and_largest_of_the_flow():
+    d = define("w", ["sourceIPv4Address", "protocolIdentifier"],
+               ["packetDeltaCount", "transportTcpWindowSizeMinimum", "transportTcpWindowSizeMaximum"])
+    windows = [29200, 512, 65535, 4096]
+
+    def segment(window):         # a TCP header with this window field
+        return struct.pack("!HHIIBBHHH", 1, 2, 1, 0, 5 << 4, 0x10, window, 0, 0)
+    frames = [(T0 + i, P.ethernet(P.ipv4("10.0.0.1", "10.0.0.2", 6, segment(w)), P.ETH_IPV4))
+              for i, w in enumerate(windows)]
+    frames += [(T0 + 9, P.eth_ip_packet(4, "10.0.0.1", "10.0.0.2", 17, 1, 2)),          # UDP: no window
+               (T0 + 10, P.ethernet(P.ipv4("10.0.0.1", "10.0.0.2", 6, segment(7)[:15]), P.ETH_IPV4))]   # cut short
+    _, _, packed = meter(d, frames)
+    got = {r["proto"]: (r["packets"], r["min_tcp_window"], r["max_tcp_window"]) for r in json_records(packed, d)}
+    assert got == {6: (5, min(windows), max(windows)), 17: (1, 0, 0)}
+
+
 def test_inner_vlan_of_a_qinq_frame_is_collected():
     d = define("q", ["vlanId", "dot1qCustomerVlanId"], ["packetDeltaCount"])
     ip = P.ip_packet(4, "10.0.0.1", "10.0.0.2", 17, 1, 2)

@@ -128,3 +128,53 @@ def test_record_definition_totals_match_the_capture(rel, name, version, tmp_path
         got = {k: v[:2] for k, v in got.items()}
     assert got == want
     assert len(flows) >= len(want)            # (a key may have more than one flow: timeouts)
+
+
+def tcp_windows(path):
+    """Per IPv4 TCP 5-tuple: the smallest and largest window field, read by dpkt (not pyprobe's decoder)."""
+    import dpkt
+    linktype, frames = reference.read(str(path))
+    assert linktype == reference.ETHERNET
+    out = {}
+    for _, frame in frames:
+        ip = dpkt.ethernet.Ethernet(frame).data             # (dpkt steps over VLAN tags)
+        if not isinstance(ip, dpkt.ip.IP) or ip.offset or not isinstance(ip.data, dpkt.tcp.TCP):
+            continue
+        tcp = ip.data
+        key = (ipaddress.ip_address(ip.src).compressed, ipaddress.ip_address(ip.dst).compressed, tcp.sport, tcp.dport)
+        low, high = out.get(key, (1 << 16, -1))
+        out[key] = (min(low, tcp.win), max(high, tcp.win))
+    return out
+
+
+WINDOWS = ('[[record]]\nname = "windows"\n'
+           'match = ["sourceIPv4Address", "destinationIPv4Address", "sourceTransportPort", "destinationTransportPort",'
+           ' "protocolIdentifier"]\n'
+           'collect = ["packetDeltaCount", "transportTcpWindowSizeMinimum", "transportTcpWindowSizeMaximum"]\n')
+
+
+@pytest.mark.parametrize("version", [9, 10])
+@pytest.mark.parametrize("rel", ["ndpi/anyconnect-vpn.pcap", "ndpi/1kxun.pcap"])
+def test_tcp_window_range_matches_the_capture(rel, version, tmp_path):
+    """Cisco's window elements (IANA has none): tshark names them in v9; in IPFIX it shows
+    them as ciscoSystems (PEN 9) entries, in template order (minimum, maximum)."""
+    path = CORPUS / rel
+    if not path.exists():
+        pytest.skip("capture not in corpus: %s" % rel)
+    config = tmp_path / "windows.toml"
+    config.write_text(WINDOWS)
+    flows, _ = pyprobe_to_tshark(path, version, tmp_path, "-f", str(config), "-T", "windows")
+    got = {}
+    for f in flows:
+        if f["proto"] != 6:
+            continue
+        fields = f["fields"]
+        if version == 9:
+            low, high = int(fields["cflow.transport_tcp_window_size_min"]), int(fields["cflow.transport_tcp_window_size_max"])
+        else:
+            low, high = (int(v.replace(":", ""), 16) for v in fields["cflow.enterprise_private_entry"])
+        key = (f["src"], f["dst"], f["sport"], f["dport"])
+        before = got.get(key, (1 << 16, -1))
+        got[key] = (min(before[0], low), max(before[1], high))
+    want = tcp_windows(path)
+    assert want and got == want
