@@ -70,7 +70,12 @@ def main():
     parser.add_argument("--capture", choices=sorted(run_bench.CAPTURES), default="mix")
     parser.add_argument("--runs", type=int, default=31)
     parser.add_argument("flags", nargs="*", help="more pyprobe flags, after --")
-    a = parser.parse_args()
+    # (argparse gives a positional list only what comes straight after the one before it:
+    # the flags after "--" are split off here, wherever --runs and --capture stand)
+    argv = sys.argv[1:]
+    cut = argv.index("--") if "--" in argv else len(argv)
+    a = parser.parse_args(argv[:cut])
+    a.flags += argv[cut + 1:]
     cfg = run_bench.CAPTURES[a.capture]
     path, _ = run_bench.ensure_capture(a.capture, dict(cfg["gen"]), 1)
     run_bench.warm(path)

@@ -3,7 +3,7 @@
 # object per packet or per flow. Expired flows come back as packed FlowRecord
 # structs in one bytes object (ext/record.pxd, generated from pyprobe/fields.py).
 
-from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t, int32_t, INT64_MAX
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t, int32_t, uintptr_t, INT64_MAX
 from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.string cimport memcmp, memcpy, memset
 from libc.math cimport log10
@@ -94,6 +94,7 @@ DEFAULT_TIMEOUTS = {"general": 15, "tcp": 15, "udp": 15, "icmp": 15,
 # The flow key's members: (offset, size) in FlowKey, for the key masks of record definitions
 # (pyprobe/definitions.py). Integer members are in native byte order, addresses in network order.
 cdef FlowKey _k
+cdef Packet NO_PACKET                   # all zero (C statics are)
 KEY_SIZE = sizeof(FlowKey)
 
 
@@ -117,25 +118,28 @@ cdef enum:
     AHEAD = 32          # packets decoded, and their hash slots fetched, before they are metered
     FLOW_AHEAD = 4      # how far ahead a flow is fetched while metering
     FLUSH_AHEAD = 16    # how far ahead in age order a flush fetches hash slots
+    CACHE_LINE = 64
 
 cdef extern from *:
     void prefetch "__builtin_prefetch" (const void* address) noexcept nogil
 
 
+assert sizeof(Flow) == 2 * CACHE_LINE, "a flow is two cache lines"
 RECORD_SIZE = sizeof(FlowRecord)
 CLASSIC_SIZE = CLASSIC_RECORD_SIZE         # a classic record's bytes (pyprobe/fields.py)
 cdef Py_ssize_t OUT_BUFFER_KEEP = 4 << 20       # (a flush step of 8192 records fits: kept, not faulted in again)
 
 
+# What a packet of the flow reads and writes: 128 bytes, two cache lines (the table is aligned
+# to them). Its start time, read only when it is due or ends, is kept beside (Meter.first_us).
 cdef struct Flow:
+    uint32_t hash           # (first: a lookup reads it before the key)
+    uint32_t touched        # order of the last create/update: exact LRU for cache-full eviction
+                            # (32 bits, compared modulo 2**32: a flow is 128 bytes, not 136)
     FlowKey key             # the first packet's, unmasked: the record definition's mask makes the key
     uint64_t packets
     uint64_t octets
-    int64_t first_us
     int64_t last_us
-    uint32_t touched        # order of the last create/update: exact LRU for cache-full eviction
-                            # (32 bits, compared modulo 2**32: a flow is 136 bytes, not 144)
-    uint32_t hash
     int32_t lru_prev        # within the flow's timeout class, by last packet
     int32_t lru_next        # (also links the free list)
     int32_t age_prev        # all flows by creation: the head is the next active timeout
@@ -521,7 +525,9 @@ cdef class Meter:
     cdef int batch_direction         # which way this batch's packets went, unless their link layer says
     cdef int32_t capacity
     cdef int32_t count
-    cdef Flow* flows
+    cdef Flow* flows                 # (within flows_memory, at a cache line's start)
+    cdef void* flows_memory
+    cdef int64_t* first_us           # each flow's first packet's time
     cdef int32_t unused              # flows[unused:] were never handed out
     cdef int32_t free_head
     cdef uint32_t* slots             # open addressing, linear probing: flow index + 1, 0 = empty
@@ -603,14 +609,17 @@ cdef class Meter:
         self._set_timeouts(timeouts or {})
         while nslots < 2 * <uint64_t>max_flows:
             nslots <<= 1
-        self.flows = <Flow*>calloc(max_flows, sizeof(Flow))
+        # (calloc: pages that the cache never reaches are never touched; one flow more, to align)
+        self.flows_memory = calloc(max_flows + 1, sizeof(Flow))
+        self.flows = <Flow*>((<uintptr_t>self.flows_memory + CACHE_LINE - 1) & ~<uintptr_t>(CACHE_LINE - 1))
+        self.first_us = <int64_t*>calloc(max_flows, sizeof(int64_t))
         self.slots = <uint32_t*>calloc(nslots, sizeof(uint32_t))
         if record.extras:
             self.extras = <FlowExtra*>calloc(max_flows, sizeof(FlowExtra))
         if record.biflow:
             self.reverse = <FlowReverse*>calloc(max_flows, sizeof(FlowReverse))
-        if (self.flows == NULL or self.slots == NULL or (record.extras and self.extras == NULL)
-                or (record.biflow and self.reverse == NULL)):
+        if (self.flows_memory == NULL or self.first_us == NULL or self.slots == NULL
+                or (record.extras and self.extras == NULL) or (record.biflow and self.reverse == NULL)):
             raise MemoryError(f"cannot allocate a cache of {max_flows} flows")
         self.slot_mask = <uint32_t>(nslots - 1)
         self.free_head = NIL
@@ -635,7 +644,8 @@ cdef class Meter:
         self.limit_32bit = limit_32bit
 
     def __dealloc__(self):
-        free(self.flows)
+        free(self.flows_memory)
+        free(self.first_us)
         free(self.slots)
         free(self.extras)
         free(self.reverse)
@@ -792,8 +802,9 @@ cdef class Meter:
         for k in range(count):
             if k + FLOW_AHEAD < count and reasons[k + FLOW_AHEAD] == DECODED:
                 s = self.slots[hashes[k + FLOW_AHEAD] & self.slot_mask]
-                if s:
+                if s:                           # (both of its cache lines)
                     prefetch(&self.flows[s - 1])
+                    prefetch(<const char*>&self.flows[s - 1] + CACHE_LINE)
             self.packets_read += 1
             if times[k] > self.now:
                 self.now = times[k]
@@ -820,7 +831,7 @@ cdef class Meter:
         time[0] = <int64_t>m[0] * 1000000 + m[1]
         if <Py_ssize_t>m[2] + <Py_ssize_t>m[3] > buflen:
             return IGNORE_TRUNCATED_L2                  # cannot happen with our sources; guards the pointer
-        memset(pkt, 0, sizeof(Packet))
+        pkt[0] = NO_PACKET                  # (a copy: memset of this size compiles to a slow rep stos)
         pkt.key.in_if = self.in_if
         reason = decode_packet(buf + m[2] if m[3] else NULL, m[3], self.linktype, pkt)
         if reason != DECODED:
@@ -1147,7 +1158,7 @@ cdef class Meter:
         f.hash = h
         f.packets = 1
         f.octets = pkt.octets
-        f.first_us = self.now
+        self.first_us[idx] = self.now
         f.last_us = self.now
         f.tcp_flags = pkt.tcp_flags
         f.min_ttl = pkt.ttl
@@ -1228,14 +1239,14 @@ cdef class Meter:
                 self._expire_flow(idx, END_TCP if c == CLASS_TCP_FIN or c == CLASS_TCP_RST else END_IDLE)
                 idx = self.lru_head[c]
         # Idle flows are gone, so what is left past its lifetime ends as active.
-        while self.age_head != NIL and now - self.flows[self.age_head].first_us >= self.maxlife_us:
+        while self.age_head != NIL and now - self.first_us[self.age_head] >= self.maxlife_us:
             self._expire_flow(self.age_head, END_ACTIVE)
         self.next_due = INT64_MAX
         for c in range(N_CLASSES):
             if self.lru_head[c] != NIL:
                 self._due_no_later_than(self.flows[self.lru_head[c]].last_us + self.timeout_us[c] + 1)
         if self.age_head != NIL:
-            self._due_no_later_than(self.flows[self.age_head].first_us + self.maxlife_us)
+            self._due_no_later_than(self.first_us[self.age_head] + self.maxlife_us)
 
     cdef int32_t _least_recently_touched(self) noexcept nogil:
         cdef int c
@@ -1335,7 +1346,7 @@ cdef class Meter:
         memcpy(r.dst, key.dst, 16)
         r.packets = f.packets
         r.octets = f.octets
-        r.first_us = f.first_us
+        r.first_us = self.first_us[f - self.flows]
         r.last_us = f.last_us
         if key.direction == DIR_EGRESS:
             r.out_if = key.in_if
