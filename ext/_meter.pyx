@@ -443,6 +443,23 @@ cdef inline const Route* route_of(const RouteNode* nodes, const Route* routes, c
     return &routes[best] if best >= 0 else NULL
 
 
+cdef enum:
+    AS_SOURCE = 1            # an AS-keyed record's (pyprobe/definitions.py AS_KEYED): the source
+    AS_DESTINATION = 2       # address's route's origin AS in its place in the key, the destination's
+
+
+cdef inline void as_in_place(RouteTable routes, uint8_t* address, int ipver) noexcept nogil:
+    """An address replaced by its route's origin AS (0: no route), in its first 4 bytes."""
+    cdef const Route* r = NULL
+    cdef uint32_t origin = 0
+    if routes is not None:
+        r = route_of(routes.nodes[ipver == 6], routes.routes, address, 128 if ipver == 6 else 32)
+        if r != NULL:
+            origin = r.origin_as
+    memset(address, 0, 16)
+    memcpy(address, &origin, 4)
+
+
 # What a flow's addresses matched when it started (beside the flows, only with routes).
 cdef struct FlowRoute:
     uint8_t next_hop[16]
@@ -517,6 +534,7 @@ cdef class Meter:
     cdef uint64_t not_monitored      # a permanent cache's: packets of new flows that found it full
     cdef uint64_t updates            # a permanent cache's exports so far
     cdef RouteTable route_table      # None, or the routes flows look their addresses up in
+    cdef uint8_t route_as            # AS_SOURCE, AS_DESTINATION: keyed on that address's route's AS
     cdef FlowRoute* routing          # NULL unless there are routes: what each flow matched
     cdef uint32_t in_if              # this batch's interface, unless its link layer says
     cdef const uint8_t* vlans_elsewhere   # this batch's: a bit per VLAN id metered on a sub-interface
@@ -593,6 +611,7 @@ cdef class Meter:
         if record.ipver not in (0, 4, 6):
             raise ValueError(f"ipver: 0, 4 or 6, not {record.ipver!r}")
         self.only_ipver = record.ipver
+        self.route_as = record.route_as
         self.linktype = linktype
         if cache not in CACHE_KINDS:
             raise ValueError(f"unknown cache kind {cache!r} (one of {', '.join(CACHE_KINDS)})")
@@ -776,8 +795,13 @@ cdef class Meter:
         cdef uint64_t* out = <uint64_t*>key
         cdef uint64_t hv = HASH_SEED, word
         cdef int i
-        if self.reverse != NULL:
+        if self.route_as:                     # (masked below in place: word by word, read then written)
             key[0] = pkt.key
+            self._route_as_in_place(key)
+            raw = <const uint64_t*>key
+        if self.reverse != NULL:
+            if not self.route_as:
+                key[0] = pkt.key
             self._mask_key(key)
             swapped[0] = canonical(key)
             h[0] = hash_key(key)
@@ -1087,6 +1111,14 @@ cdef class Meter:
                 x.min_window = min(x.min_window, <uint32_t>pkt.tcp_window)
                 x.max_window = max(x.max_window, <uint32_t>pkt.tcp_window)
 
+    cdef inline void _route_as_in_place(self, FlowKey* key) noexcept nogil:
+        """An AS-keyed record's key: the keyed addresses replaced by their routes' origin AS
+        (a lookup per packet, as the key needs; routes change between packets of a flow)."""
+        if self.route_as & AS_SOURCE:
+            as_in_place(self.route_table, key.src, key.ipver)
+        if self.route_as & AS_DESTINATION:
+            as_in_place(self.route_table, key.dst, key.ipver)
+
     cdef void _route(self, FlowRoute* fr, const FlowKey* key) noexcept nogil:
         """A new flow's routes: the destination's (next hop, output interface, AS, prefix
         length) and the source's (AS, prefix length), from its first packet's addresses."""
@@ -1155,6 +1187,8 @@ cdef class Meter:
             self.unused += 1
         f = &self.flows[idx]
         memcpy(&f.key, &pkt.key, sizeof(FlowKey))
+        if self.route_as:                    # (the flow keeps its key as _key_of made it, unmasked)
+            self._route_as_in_place(&f.key)
         f.hash = h
         f.packets = 1
         f.octets = pkt.octets

@@ -21,7 +21,8 @@ import sys
 from collections import namedtuple
 
 from ._meter import KEY_MEMBERS, KEY_SIZE
-from .fields import BY_NAME, CLASSIC_SHOWN, CLASSIC_SIZE, COLLECT, EITHER, FIELDS, MATCH, MEMBER_CLASSIC, RECORD_SIZE, Element
+from .fields import (BY_NAME, CLASSIC_SHOWN, CLASSIC_SIZE, COLLECT, EITHER, FIELDS, MATCH, MEMBER_CLASSIC, RECORD_SIZE,
+                     ROUTE_AS, Element)
 
 # Always part of the key: flows of the two IP versions never merge, nor the two directions.
 ALWAYS_KEYED = ("ipver", "direction")
@@ -43,8 +44,13 @@ LEVELS = {
 REVERSE_FIELDS = {"packets": "reverse_packets", "octets": "reverse_octets", "tcp_flags": "reverse_tcp_flags"}
 
 
-class Definition(namedtuple("Definition", "name match collect fields key_mask export_mask ipver extras biflow",
-                            defaults=(False,))):
+# Which addresses an AS-keyed record replaces with their routes' origin AS in the flow key
+# (Definition.route_as; ext/_meter.pyx's AS_SOURCE, AS_DESTINATION).
+AS_KEYED = {"src": 1, "dst": 2}
+
+
+class Definition(namedtuple("Definition", "name match collect fields key_mask export_mask ipver extras biflow "
+                                          "route_as", defaults=(False, 0))):
     """A record definition, ready for the meter and the encoders.
 
     match/collect: the element names as written; fields: the record's field names
@@ -52,7 +58,9 @@ class Definition(namedtuple("Definition", "name match collect fields key_mask ex
     exporters' own templates); key_mask/export_mask: FlowKey masks, the IPv4 one then
     the IPv6 one (the meter's); ipver: 4 or 6 when only that version is metered, else 0;
     extras: whether the meter keeps FlowExtra; biflow: both directions make one flow
-    (RFC 5103), the initiator's counters and the responder's (reverse elements)."""
+    (RFC 5103), the initiator's counters and the responder's (reverse elements);
+    route_as: AS_KEYED bits of the addresses whose route's origin AS is keyed on instead
+    (bgpSourceAsNumber, bgpDestinationAsNumber as keys: they need --routes)."""
 
     __slots__ = ()
 
@@ -103,7 +111,9 @@ def _mask(parts):
 
 
 def _either_parts():
-    return [_member_mask(f.key[0]) for f in FIELDS if f.role == EITHER and f.key]
+    """What a record shows of the first packet's key beyond its own key: the EITHER fields'
+    members (not an AS's: its value is the route's, not the key's)."""
+    return [_member_mask(f.key[0]) for f in FIELDS if f.role == EITHER and f.key and f.key[1] != ROUTE_AS]
 
 
 def predefined(level):
@@ -158,6 +168,8 @@ def define(name, match, collect=(), biflow=False):
     keys = {4: [], 6: []}
     fields = []
     families = set()
+    route_as = 0
+    keyed_members = {}
     for what, names in (("match", match), ("collect", collect)):
         for text in names:
             field, ipver, prefix = _parse_name(text, name)
@@ -175,6 +187,13 @@ def define(name, match, collect=(), biflow=False):
                 if field.ctype == "address":
                     families.add(ipver)
                 member, bits = field.key
+                kind = keyed_members.setdefault(member, (bits == ROUTE_AS, element))
+                if kind[0] != (bits == ROUTE_AS):    # an address and its AS share the key's place
+                    raise ValueError(f"record {name!r}: {element} and {kind[1]} cannot both be keys "
+                                     "(an AS key stands in its address's place)")
+                if bits == ROUTE_AS:         # the AS number, in the address's first 4 bytes
+                    route_as |= AS_KEYED[member]
+                    bits, prefix = None, 32
                 for version in ((ipver,) if ipver else (4, 6)):
                     keys[version].append(_member_mask(member, bits, prefix))
             if field.name not in fields:
@@ -188,7 +207,7 @@ def define(name, match, collect=(), biflow=False):
     key = {v: _mask(keys[v] + always) for v in (4, 6)}
     shown = {v: _mask([(0, key[v])] + _either_parts()) for v in (4, 6)}
     return Definition(name, tuple(match), tuple(collect), tuple(fields), key[4] + key[6], shown[4] + shown[6],
-                      only, bool(EXTRA_FIELDS & set(fields)), biflow)
+                      only, bool(EXTRA_FIELDS & set(fields)), biflow, route_as)
 
 
 def record_stride(definition, routed=False):

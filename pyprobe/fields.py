@@ -60,6 +60,10 @@ class Element(namedtuple("Element", "name id length encoding pen", defaults=(UNS
     __slots__ = ()
 
 
+# A key whose bits are not the packet's own: the origin AS of the address's route (--routes),
+# which an AS-keyed meter puts in the address's place in the flow key (ext/_meter.pyx).
+ROUTE_AS = "route_as"
+
 # What a field can be in a record definition (pyprobe/definitions.py):
 MATCH = "match"         # a key only: it says which flow a packet is (addresses, ports, protocol)
 EITHER = "either"       # a key, or the first packet's value when collected (TOS, VLAN, MACs)
@@ -75,7 +79,8 @@ class Field(namedtuple("Field", "name ctype json show column ipfix v9 member doc
     "same": the IPFIX element(s). `member` is the packed record member the value comes
     from (default: the name); rows that only re-present another member (icmp_type_code)
     have no ctype. `role`: MATCH, EITHER or COLLECT; `key`: for a field that can be a key,
-    (FlowKey member, mask of its bits, None: all) in ext/decode.pxd's FlowKey. `classic`:
+    (FlowKey member, mask of its bits, None: all) in ext/decode.pxd's FlowKey, or (the
+    address member, ROUTE_AS) for an AS number that keys in place of the address. `classic`:
     the predefined records (-T LEVEL) show it in JSON."""
 
     __slots__ = ()
@@ -136,9 +141,11 @@ FIELDS = (
           ipfix=(E("ipNextHopIPv4Address", 15, 4, BYTES), E("ipNextHopIPv6Address", 62, 16, BYTES)), classic=False,
           doc="next hop of the destination's route (--routes; 0: none, or directly connected)"),
     Field("src_as", "uint32", "src_as", ipfix=E("bgpSourceAsNumber", 16, 4), classic=False,
-          doc="origin AS of the source's route (--routes)"),
+          doc="origin AS of the source's route (--routes; as a key, in place of the source address)",
+          role=EITHER, key=("src", ROUTE_AS)),
     Field("dst_as", "uint32", "dst_as", ipfix=E("bgpDestinationAsNumber", 17, 4), classic=False,
-          doc="origin AS of the destination's route (--routes)"),
+          doc="origin AS of the destination's route (--routes; as a key, in place of the destination address)",
+          role=EITHER, key=("dst", ROUTE_AS)),
     Field("src_length", "uint8", "src_length",
           ipfix=(E("sourceIPv4PrefixLength", 9, 1), E("sourceIPv6PrefixLength", 29, 1)), classic=False,
           doc="prefix length of the source's route (--routes)"),

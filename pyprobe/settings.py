@@ -729,6 +729,10 @@ def check(settings):
         raise SettingsError("--shift-addresses is for --loop N (each round shifted by its number)")
     if settings.read and settings.loop != 1 and "-" in settings.read:
         raise SettingsError("--loop: standard input (-r -) can be read only once")
+    for _, each in settings.monitor_specs:
+        if not each.routes and each.record.route_as:
+            raise SettingsError(f"record {each.record.name!r} keys on AS numbers: they come from the routes "
+                                "(--routes FILE|kernel)")
 
 
 # -- help ------------------------------------------------------------------------------------

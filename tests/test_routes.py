@@ -132,3 +132,63 @@ def test_routes_kernel_in_a_namespace(tmp_path):
         assert others and all((r["out_if"], r["next_hop"]) == (0, "0.0.0.0") for r in others)   # (no default)
     finally:
         subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+def test_as_keys_merge_the_flows_of_an_as_pair():
+    """bgpSourceAsNumber/bgpDestinationAsNumber as keys: one record per (source AS, destination
+    AS, protocol, IP version), its counts the sums of the packets whose addresses match those ASes here
+    (a plain longest-prefix match), IPv4 and IPv6 alike; no route: AS 0."""
+    sys.path.insert(0, os.path.dirname(__file__))
+    import packets as P
+    from pyprobe import records
+    from pyprobe._meter import Meter
+    from pyprobe.definitions import define
+    routes = {ipaddress.ip_network("10.0.0.0/8"): 65001, ipaddress.ip_network("10.1.0.0/16"): 65002,
+              ipaddress.ip_network("192.0.2.0/24"): 65003, ipaddress.ip_network("2001:db8::/32"): 65004,
+              ipaddress.ip_network("2001:db8:1::/48"): 65001}
+    table = RouteTable()
+    for net, asn in routes.items():
+        table.add(net.version, net.network_address.packed, net.prefixlen, bytes(net.max_prefixlen // 8), 1, asn)
+    d = define("as", ["bgpSourceAsNumber", "bgpDestinationAsNumber", "protocolIdentifier", "ipVersion"],
+               ["packetDeltaCount", "octetDeltaCount"])
+    assert d.route_as == 3 and d.ipver == 0
+    m = Meter(P.DLT_EN10MB, record=d)
+    m.set_routes(table)
+    rng = random.Random(5)
+    hosts = ["10.2.3.4", "10.1.9.9", "10.1.0.1", "192.0.2.77", "198.51.100.1", "2001:db8::5", "2001:db8:1::9",
+             "2001:db8:2::1", "2001:dead::1"]
+    frames, want = [], {}
+    for i in range(400):
+        src, dst = rng.sample(hosts, 2)
+        if (":" in src) != (":" in dst):
+            continue
+        version = 6 if ":" in src else 4
+        proto = rng.choice([6, 17])
+        frame = P.eth_ip_packet(version, src, dst, proto, rng.randrange(1, 60000), 80, payload=b"x" * rng.randrange(50))
+        frames.append((1_700_000_000_000_000 + i, frame))
+        origin = [max(((n, a) for n, a in routes.items() if n.version == version and ipaddress.ip_address(x) in n),
+                      key=lambda item: item[0].prefixlen, default=(None, 0))[1] for x in (src, dst)]
+        t = want.setdefault((origin[0], origin[1], proto, version), [0, 0])
+        t[0] += 1
+        t[1] += len(frame) - 14
+    packed = m.process(*P.make_batch(frames)) + m.flush()
+    rows = records.shown_values(packed, d.shown_fields())
+    names = [f.json for f in d.shown_fields()]
+    got = {}
+    for row in rows:
+        r = dict(zip(names, row))
+        key = (r["src_as"], r["dst_as"], r["proto"], r["ipver"])
+        assert key not in got                # one record per key: nothing expired early
+        got[key] = [r["packets"], r["octets"]]
+    assert got == want and len(got) > 4
+
+
+def test_an_as_key_and_its_address_are_refused_together_and_need_routes(tmp_path):
+    from pyprobe.definitions import define
+    with pytest.raises(ValueError, match="cannot both be keys"):
+        define("x", ["sourceIPv4Address", "bgpSourceAsNumber"])
+    config = tmp_path / "as.toml"
+    config.write_text('[[record]]\nname = "as"\nmatch = ["bgpDestinationAsNumber"]\ncollect = ["packetDeltaCount"]\n')
+    res = subprocess.run([PYPROBE, "-r", ANDROID, "-q", "-f", str(config), "-T", "as"], capture_output=True,
+                         text=True, timeout=60)
+    assert res.returncode == 2 and res.stderr.count("\n") == 1 and "--routes" in res.stderr, res.stderr
