@@ -11,7 +11,7 @@ from .export import clamp_timeouts, export_limits
 from .exporter import Exporter
 from .logs import logger
 from .output import JsonWriter, TableWriter, open_progress
-from .settings import metered_direction
+from .settings import BY_NAME as OPTIONS_BY_NAME, metered_direction
 from .source import open_source, without_own_traffic
 from .summary import format_summary
 
@@ -156,6 +156,21 @@ class Monitor:
     def statistics(self):
         return {"name": self.name, "meter": self.meter.stats(), "collectors": self.sinks.statistics(),
                 "timeouts": dict(DEFAULT_TIMEOUTS, **self.timeouts)}
+
+
+# What a flow cache is made with: a reload keeps it (a change needs a restart). The record
+# decides the meter's key and the records' layout, which its collectors' encoders must share.
+FIXED_AT_START = ("sampling", "sampling_mode", "level", "records", "routes", "cache", "update")
+
+
+def _as_started(running, settings, whose):
+    """Reloaded settings with what FIXED_AT_START names as it runs, a warning for each change."""
+    for name in FIXED_AT_START:
+        if getattr(settings, name) != getattr(running, name):
+            option = OPTIONS_BY_NAME.get(name)
+            log.warning("reload: %s%s changed; that needs a restart (kept as it runs)",
+                        option.flags[0] if option and option.flags else f"[[{name[:-1]}]]", whose)
+    return settings._replace(**{name: getattr(running, name) for name in FIXED_AT_START})
 
 
 class Probe:
@@ -312,19 +327,14 @@ class Probe:
         """Reloaded settings: new timeouts and collectors (a live capture's filter leaving out
         their export too), the same flow caches. The rest (input, monitors, cache size, key,
         sampling) needs a restart. SettingsError: nothing changed."""
-        running = self.settings
-        if (settings.sampling, settings.sampling_mode) != (running.sampling, running.sampling_mode):
-            log.warning("reload: sampling changes need a restart; still 1 in %d (%s)", running.sampling,
-                        running.sampling_mode)
-            settings = settings._replace(sampling=running.sampling, sampling_mode=running.sampling_mode)
+        settings = _as_started(self.settings, settings, "")
         specs = dict(settings.monitor_specs)
         if list(specs) != [m.name for m in self.monitors]:
             log.warning("reload: the monitors changed; that needs a restart (their collectors and timeouts "
                         "are reloaded where the names match)")
         for m in self.monitors:
             if m.name in specs:
-                each = specs[m.name]
-                m.apply(each._replace(sampling=m.settings.sampling, sampling_mode=m.settings.sampling_mode))
+                m.apply(_as_started(m.settings, specs[m.name], f" of monitor {m.name}" if m.name else ""))
         if self.source.live:             # the filter that leaves out the probe's own export
             try:
                 self.source.set_filter(without_own_traffic(settings.filter, settings))

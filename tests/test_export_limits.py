@@ -168,3 +168,27 @@ def test_times_at_the_end_of_32_bits_and_corrupt_microseconds_export(tmp_path, c
     assert sum(r[wire.IN_PKTS] for m in msgs for r in m.records) == 40
     seconds = {m.header["unix_secs" if version != 10 else "export_time"] for m in msgs}
     assert seconds == {0xFFFFFFFF}                     # held at the field's end, not wrapped to 1970
+
+
+def test_reload_keeps_the_record_the_cache_was_made_with(tmp_path, collector, caplog):
+    """SIGHUP after the config names another record (a definition of other members, another
+    record layout): the cache and its collectors go on with the record they started with,
+    the change is logged as needing a restart, and every packet is in a record."""
+    frames = [(T0 + i * 1000, eth_ip_packet(4, "10.3.0.%d" % (1 + i % 20), "10.3.1.1", 17, 1000 + i % 7, 53, tos=i % 3))
+              for i in range(600)]
+    path = tmp_path / "some.pcap"
+    path.write_bytes(pcap_bytes(frames))
+    cfg = tmp_path / "probe.toml"
+    collectors = f'[[collector]]\naddress = "{collector.address}"\nversion = 9\n'
+    cfg.write_text(collectors)
+    argv = ["-f", str(cfg), "-r", str(path), "-q"]
+    probe = start(argv)
+    cfg.write_text('[probe]\ntracking = "dscp"\n[[record]]\nname = "dscp"\nmatch = ["ipDiffServCodePoint"]\n'
+                   'collect = ["packetDeltaCount", "octetDeltaCount"]\n' + collectors)
+    reload_settings(probe, argv, lambda s: s)
+    assert any("-T changed; that needs a restart" in r.getMessage() for r in caplog.records)
+    probe.run()
+    collector.drain()
+    records = [r for m in collector.messages() if m.version == 9 for r in m.records]
+    assert sum(r[wire.IN_PKTS] for r in records) == len(frames)
+    assert {r[wire.L4_SRC_PORT] for r in records} == set(range(1000, 1007))    # still the full record's keys
