@@ -124,6 +124,8 @@ cdef Py_ssize_t count_of(const uint8_t[::1] buf, Py_ssize_t stride) except -1:
     """The records in buf, of this stride (ValueError for one that no record has)."""
     if stride != sizeof(FlowRecord) and stride != CLASSIC_RECORD_SIZE:
         raise ValueError(f"records are {sizeof(FlowRecord)} or {CLASSIC_RECORD_SIZE} bytes, not {stride}")
+    if buf.shape[0] % stride:
+        raise ValueError(f"{buf.shape[0]} bytes are not records of {stride} bytes")
     return buf.shape[0] // stride
 
 

@@ -1,7 +1,8 @@
 # The flow meter: decode each packet of a batch, account it to its flow, and
 # expire flows as the flow clock says. One Python call per batch; no Python
 # object per packet or per flow. Expired flows come back as packed FlowRecord
-# structs in one bytes object (ext/record.pxd, generated from pyprobe/fields.py).
+# structs in one bytes object (ext/record.pxd, generated from pyprobe/fields.py),
+# whole or classic (their first CLASSIC_SIZE bytes: Meter.stride).
 
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t, int32_t, uintptr_t, INT64_MAX
 from libc.stdlib cimport calloc, free, malloc, realloc
@@ -342,7 +343,8 @@ cdef struct RouteNode:
 
 cdef class RouteTable:
     """A routing table for flows (--routes): prefix -> next hop, output interface, origin AS.
-    A binary trie per IP version; a flow looks up its addresses once, when it starts."""
+    A binary trie per IP version; a flow looks up its addresses once, when it starts (an
+    AS-keyed record's meter looks every packet's up: its AS makes its key)."""
     cdef RouteNode* nodes[2]
     cdef Py_ssize_t n_nodes[2]
     cdef Py_ssize_t node_cap[2]
@@ -987,7 +989,10 @@ cdef class Meter:
 
     def set_routes(self, RouteTable routes):
         """Routes for the flows that start from now on (None: none); a flow keeps what its
-        addresses matched when it started."""
+        addresses matched when it started (an AS-keyed record's packets go to the flow of the
+        AS they match now)."""
+        if routes is None and self.route_as:
+            raise ValueError("an AS-keyed record needs routes")
         if routes is not None and self.stride != sizeof(FlowRecord):
             raise ValueError("classic records have no routing members: a routed meter packs whole records")
         if routes is not None and self.routing == NULL:

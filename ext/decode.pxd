@@ -52,7 +52,8 @@ cdef enum:
 # struct is masked word by word (a record definition's key mask: pyprobe/definitions.py),
 # hashed and compared, so it is always zeroed before it is filled (padding included).
 # A flow keeps its first packet's key unmasked: the fields a record does not key on are
-# the first packet's values (TOS, VLAN, MACs, MPLS, flow label, fragment flags).
+# the first packet's values (TOS, VLAN, MACs, MPLS, flow label, fragment flags). (An
+# AS-keyed record's meter puts the AS in the keyed address's place: Meter._route_as_in_place.)
 cdef struct FlowKey:
     uint8_t src[16]       # IPv4 uses the first 4 bytes
     uint8_t dst[16]

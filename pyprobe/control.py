@@ -277,6 +277,9 @@ class ControlServer:
         title = (f"top {n} {'sources by active flows' if by == 'flows' else 'flows by ' + by}"
                  + (f" of monitor {monitor.name}" if monitor.name else "") + f", of {active:,} active flows\n")
         if by == "flows":
+            if monitor.sinks.record.route_as:
+                raise ControlError(f"top by=flows counts the flows of each source address: record "
+                                   f"{monitor.sinks.record.name!r} keys on AS numbers instead")
             rows = top_sources(monitor.meter.snapshot(), monitor.meter.stride, n)
             return (title + "".join(f"{src:>39}  {flows:>8} flows  {packets:>12} packets  {octets:>14} octets\n"
                                     for src, flows, packets, octets in rows),

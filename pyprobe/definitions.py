@@ -200,6 +200,8 @@ def define(name, match, collect=(), biflow=False):
                 fields.append(field.name)
                 if biflow and field.name in REVERSE_FIELDS:
                     fields.append(REVERSE_FIELDS[field.name])
+    if biflow and route_as not in (0, AS_KEYED["src"] | AS_KEYED["dst"]):
+        raise ValueError(f"record {name!r}: a biflow keys on both ends alike: both AS numbers, or neither")
     # A record keyed on addresses of one IP version only meters that version (Flexible
     # NetFlow's ipv4 and ipv6 records); others key on their fields whatever the version.
     only = families.pop() if len(families) == 1 else 0

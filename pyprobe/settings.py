@@ -422,7 +422,7 @@ def _settings_namespace():
     def stride(self):
         """Bytes per record the meter packs and the writers read (pyprobe/definitions.py)."""
         from .definitions import record_stride
-        return record_stride(self.record, routed=self.routes is not None)
+        return record_stride(self.record, routed=bool(self.routes))
 
     def monitor_specs(self):
         """[(name, Settings)] of the monitors: the [[monitor]] sections, or one of the flags."""

@@ -111,6 +111,8 @@ def test_readers_refuse_a_stride_or_a_layout_that_does_not_fit():
     whole = records.pack(src=b"\x0a\0\0\x01", ipver=4, proto=6, packets=1)
     with pytest.raises(ValueError, match="not 100"):
         _encode.order_by_class(whole, 100, [True] * 4)
+    with pytest.raises(ValueError, match="are not records of 104 bytes"):
+        _encode.order_by_class(whole, CLASSIC_SIZE, [True] * 4)       # (192 bytes: not classic records)
     layout = Layout(256, V9_FIELDS + ("next_hop",), "v9", 4)              # made for whole records
     order, counts = _encode.order_by_class(whole[:CLASSIC_SIZE], CLASSIC_SIZE, [True] * 4)
     with pytest.raises(ValueError, match="reads past"):

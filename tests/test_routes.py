@@ -187,6 +187,12 @@ def test_an_as_key_and_its_address_are_refused_together_and_need_routes(tmp_path
     from pyprobe.definitions import define
     with pytest.raises(ValueError, match="cannot both be keys"):
         define("x", ["sourceIPv4Address", "bgpSourceAsNumber"])
+    with pytest.raises(ValueError, match="both AS numbers, or neither"):
+        define("b", ["bgpSourceAsNumber", "destinationTransportPort"], biflow=True)
+    assert define("b", ["bgpSourceAsNumber", "bgpDestinationAsNumber"], biflow=True).route_as == 3
+    from pyprobe._meter import Meter
+    with pytest.raises(ValueError, match="needs routes"):
+        Meter(1, record=define("a", ["bgpSourceAsNumber"])).set_routes(None)
     config = tmp_path / "as.toml"
     config.write_text('[[record]]\nname = "as"\nmatch = ["bgpDestinationAsNumber"]\ncollect = ["packetDeltaCount"]\n')
     res = subprocess.run([PYPROBE, "-r", ANDROID, "-q", "-f", str(config), "-T", "as"], capture_output=True,
