@@ -699,6 +699,13 @@ def pyprobe_to_tshark(capture, version, tmp_path, *args):
     return [f for frame in tshark_decode(pcap, sink.port) for f in frame["flows"]], len(sink.datagrams)
 
 
+def pyprobe_record_to_tshark(capture, version, tmp_path, config, name, *args):
+    """pyprobe_to_tshark with the record `name` of a config file of this text ([[record]])."""
+    path = tmp_path / "record.toml"
+    path.write_text(config)
+    return pyprobe_to_tshark(capture, version, tmp_path, "-f", str(path), "-T", name, *args)
+
+
 # --------------------------------------------------------------------------
 # softflowd, the reference exporter
 

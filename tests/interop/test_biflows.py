@@ -9,7 +9,7 @@ packet's sender as its source."""
 import pytest
 
 import reference  # noqa: E402
-from collectors import CORPUS, norm_addr, pyprobe_to_tshark  # noqa: E402
+from collectors import CORPUS, norm_addr, pyprobe_record_to_tshark  # noqa: E402
 
 CAPTURES = ["ndpi/1kxun.pcap", "ndpi/anyconnect-vpn.pcap", "zeek/echo-connections.pcap.gz"]
 RECORD = """[[record]]
@@ -36,9 +36,7 @@ def test_biflow_counts_add_up_to_the_one_way_totals(rel, version, tmp_path):
     path = CORPUS / rel
     if not path.exists():
         pytest.skip("capture not in corpus: %s" % rel)
-    config = tmp_path / "bi.toml"
-    config.write_text(RECORD)
-    flows, _ = pyprobe_to_tshark(path, version, tmp_path, "-f", str(config), "-T", "bi")
+    flows, _ = pyprobe_record_to_tshark(path, version, tmp_path, RECORD, "bi")
     want, first_sender = {}, {}
     for (_, src, dst, proto, sport, dport), (packets, octets) in reference.totals(str(path)).totals.items():
         t = want.setdefault(pair(src, dst, proto, sport, dport), [0, 0])

@@ -15,7 +15,7 @@ import struct
 import pytest
 
 import reference  # noqa: E402
-from collectors import CORPUS, pyprobe_to_tshark  # noqa: E402
+from collectors import CORPUS, pyprobe_record_to_tshark  # noqa: E402
 
 CAPTURES = ["zeek/icmp_dot1q.pcap", "ndpi/1kxun.pcap", "ndpi/anyconnect-vpn.pcap"]
 VLAN_TPIDS = (0x8100, 0x88A8, 0x9100)
@@ -96,9 +96,8 @@ def truth(path, name):
 
 def decoded(path, name, version, tmp_path):
     match, collect = DEFINITIONS[name][:2]
-    config = tmp_path / "records.toml"
-    config.write_text(f'[[record]]\nname = "{name}"\nmatch = {match!r}\ncollect = {collect!r}\n'.replace("'", '"'))
-    return pyprobe_to_tshark(path, version, tmp_path, "-f", str(config), "-T", name)[0]
+    config = f'[[record]]\nname = "{name}"\nmatch = {match!r}\ncollect = {collect!r}\n'.replace("'", '"')
+    return pyprobe_record_to_tshark(path, version, tmp_path, config, name)[0]
 
 
 @pytest.mark.parametrize("version", [9, 10])
@@ -161,9 +160,7 @@ def test_tcp_window_range_matches_the_capture(rel, version, tmp_path):
     path = CORPUS / rel
     if not path.exists():
         pytest.skip("capture not in corpus: %s" % rel)
-    config = tmp_path / "windows.toml"
-    config.write_text(WINDOWS)
-    flows, _ = pyprobe_to_tshark(path, version, tmp_path, "-f", str(config), "-T", "windows")
+    flows, _ = pyprobe_record_to_tshark(path, version, tmp_path, WINDOWS, "windows")
     got = {}
     for f in flows:
         if f["proto"] != 6:

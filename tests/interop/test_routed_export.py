@@ -9,7 +9,7 @@ import random
 import pytest
 
 import reference  # noqa: E402
-from collectors import CORPUS, pyprobe_to_tshark  # noqa: E402
+from collectors import CORPUS, pyprobe_record_to_tshark, pyprobe_to_tshark  # noqa: E402
 
 CAPTURE = CORPUS / "ndpi/1kxun.pcap"
 RECORD = """[[record]]
@@ -34,6 +34,14 @@ def make_routes(path):
     return routes
 
 
+def write_routes(tmp_path):
+    """make_routes() of the capture, and the prefix table file they are written to."""
+    routes = make_routes(CAPTURE)
+    table = tmp_path / "routes.txt"
+    table.write_text("".join(f"{n} {hop} {ifindex} {asn}\n" for n, (hop, ifindex, asn) in routes.items()))
+    return routes, table
+
+
 def match(routes, address):
     address = ipaddress.ip_address(address)
     best = max((n for n in routes if address in n), key=lambda n: n.prefixlen)
@@ -44,13 +52,11 @@ def match(routes, address):
 def test_routes_reach_the_collector(version, tmp_path):
     if not CAPTURE.exists():
         pytest.skip("capture not in corpus")
-    routes = make_routes(CAPTURE)
-    table = tmp_path / "routes.txt"
-    table.write_text("".join(f"{n} {hop} {ifindex} {asn}\n" for n, (hop, ifindex, asn) in routes.items()))
-    config = tmp_path / "record.toml"
-    config.write_text(RECORD)
-    record = ["-T", "full"] if version == 5 else ["-f", str(config), "-T", "routed"]
-    flows, _ = pyprobe_to_tshark(CAPTURE, version, tmp_path, "--routes", str(table), *record)
+    routes, table = write_routes(tmp_path)
+    if version == 5:
+        flows, _ = pyprobe_to_tshark(CAPTURE, version, tmp_path, "--routes", str(table), "-T", "full")
+    else:
+        flows, _ = pyprobe_record_to_tshark(CAPTURE, version, tmp_path, RECORD, "routed", "--routes", str(table))
     assert flows
     for f in flows:
         fields = f["fields"]
@@ -82,19 +88,14 @@ def test_as_matrix_totals_match_the_capture(version, tmp_path):
     octets equal the capture's, each packet's addresses matched here."""
     if not CAPTURE.exists():
         pytest.skip("capture not in corpus")
-    routes = make_routes(CAPTURE)
-    table = tmp_path / "routes.txt"
-    table.write_text("".join(f"{n} {hop} {ifindex} {asn}\n" for n, (hop, ifindex, asn) in routes.items()))
-    config = tmp_path / "record.toml"
-    config.write_text(AS_RECORD)
+    routes, table = write_routes(tmp_path)
     want = {}
     for _, d in reference.walk(str(CAPTURE)):
         if d is not None:
             t = want.setdefault((origin_as(routes, d[1]), origin_as(routes, d[2])), [0, 0])
             t[0] += 1
             t[1] += d[6]
-    flows, _ = pyprobe_to_tshark(CAPTURE, version, tmp_path, "--routes", str(table), "-f", str(config),
-                                 "-T", "as_matrix")
+    flows, _ = pyprobe_record_to_tshark(CAPTURE, version, tmp_path, AS_RECORD, "as_matrix", "--routes", str(table))
     got = {}
     for f in flows:
         t = got.setdefault((int(f["fields"]["cflow.srcas"]), int(f["fields"]["cflow.dstas"])), [0, 0])
