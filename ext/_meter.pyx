@@ -446,8 +446,10 @@ cdef inline const Route* route_of(const RouteNode* nodes, const Route* routes, c
 
 
 cdef enum:
-    AS_SOURCE = 1            # an AS-keyed record's (pyprobe/definitions.py AS_KEYED): the source
-    AS_DESTINATION = 2       # address's route's origin AS in its place in the key, the destination's
+    AS_SOURCE = 1            # an AS-keyed record's (Definition.route_as): the source address's
+    AS_DESTINATION = 2       # route's origin AS in its place in the key, the destination's
+
+AS_KEYED = {"src": AS_SOURCE, "dst": AS_DESTINATION}     # (by FlowKey member, for pyprobe/definitions.py)
 
 
 cdef inline void as_in_place(RouteTable routes, uint8_t* address, int ipver) noexcept nogil:
@@ -797,13 +799,12 @@ cdef class Meter:
         cdef uint64_t* out = <uint64_t*>key
         cdef uint64_t hv = HASH_SEED, word
         cdef int i
-        if self.route_as:                     # (masked below in place: word by word, read then written)
+        if self.route_as or self.reverse != NULL:     # (the key made here, then masked in place)
             key[0] = pkt.key
-            self._route_as_in_place(key)
             raw = <const uint64_t*>key
+            if self.route_as:
+                self._route_as_in_place(key)
         if self.reverse != NULL:
-            if not self.route_as:
-                key[0] = pkt.key
             self._mask_key(key)
             swapped[0] = canonical(key)
             h[0] = hash_key(key)

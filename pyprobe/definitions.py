@@ -20,7 +20,7 @@ In the config file:
 import sys
 from collections import namedtuple
 
-from ._meter import KEY_MEMBERS, KEY_SIZE
+from ._meter import AS_KEYED, KEY_MEMBERS, KEY_SIZE
 from .fields import (BY_NAME, CLASSIC_SHOWN, CLASSIC_SIZE, COLLECT, EITHER, FIELDS, MATCH, MEMBER_CLASSIC, RECORD_SIZE,
                      ROUTE_AS, Element)
 
@@ -42,11 +42,6 @@ LEVELS = {
 
 # A biflow's record carries the responder's counters beside each of these (RFC 5103).
 REVERSE_FIELDS = {"packets": "reverse_packets", "octets": "reverse_octets", "tcp_flags": "reverse_tcp_flags"}
-
-
-# Which addresses an AS-keyed record replaces with their routes' origin AS in the flow key
-# (Definition.route_as; ext/_meter.pyx's AS_SOURCE, AS_DESTINATION).
-AS_KEYED = {"src": 1, "dst": 2}
 
 
 class Definition(namedtuple("Definition", "name match collect fields key_mask export_mask ipver extras biflow "
