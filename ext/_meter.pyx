@@ -314,8 +314,8 @@ cdef class Lateness:
         want = <uint64_t>(q * self.count)
         for b in range(LAG_BINS):
             seen += self.bins[b]
-            if seen > want or seen == self.count:
-                return 0.0 if b == 0 else 10 ** ((b + 1) / 100.0) / 1e6
+            if seen > want or seen == self.count:    # (a bin's upper edge may pass the worst lag seen)
+                return 0.0 if b == 0 else min(10 ** ((b + 1) / 100.0), <double>self.worst) / 1e6
         return self.worst / 1e6
 
     @property
@@ -620,8 +620,8 @@ cdef class Meter:
         if cache not in CACHE_KINDS:
             raise ValueError(f"unknown cache kind {cache!r} (one of {', '.join(CACHE_KINDS)})")
         self.cache_kind = CACHE_KINDS.index(cache)
-        if not update > 0:
-            raise ValueError("the update interval must be positive")
+        if not 1e-6 <= update <= 1e12:        # (a zero interval would divide by zero at the update)
+            raise ValueError(f"update interval {update!r} out of range 1e-6..1e12 seconds")
         self.update_us = <int64_t>round(update * 1000000)
         self.next_update = -1 if self.cache_kind == CACHE_PERMANENT else INT64_MAX   # -1: at the first packet
         if direction not in DIRECTIONS:

@@ -4,7 +4,7 @@ import gc
 import sys
 
 from . import settings as settings_module
-from .errors import InputError, SettingsError
+from .errors import InputError, OutputError, SettingsError
 from .logs import configure, logger
 
 log = logger("pyprobe")
@@ -41,7 +41,19 @@ def _command(argv):
     except (SettingsError, InputError) as e:
         print(f"pyprobe: {e}", file=sys.stderr)
         return 2
+    except OutputError as e:
+        print(f"pyprobe: {e}", file=sys.stderr)
+        _discard_stdout()
+        return 2
     except BrokenPipeError:
         # The reader of our output went away (pyprobe ... | head): not an error.
         sys.stderr.close()
         return 0
+
+
+def _discard_stdout():
+    """What standard output still holds cannot be written either: the interpreter's last flush
+    must not add a second complaint."""
+    import os
+    with open(os.devnull, "wb") as devnull:
+        os.dup2(devnull.fileno(), sys.stdout.fileno())

@@ -14,13 +14,14 @@ import contextlib
 import io
 import json
 import os
+import re
 import select
 import socket
 import stat
 import time
 
 from ._meter import DEFAULT_TIMEOUTS, RECORD_SIZE
-from .ctl import COMMANDS
+from .ctl import COMMANDS, MAX_REQUEST
 from .errors import ControlError, SettingsError
 from .logs import logger
 from .output import TABLE_HEADER, TableWriter, own_fields
@@ -30,10 +31,10 @@ from .summary import interface_lines
 
 log = logger("pyprobe")
 
-MAX_REQUEST = 4096            # bytes in a request line
 REQUEST_TIMEOUT = 2.0         # seconds a client may take to send its line
 FIRST_WAIT = 0.005            # seconds poll() waits for the lines of the clients it just accepted
 SEND_TIMEOUT = 5.0            # seconds an answer may go without progress (a client that stops reading)
+TOO_LONG = b"(a request past MAX_REQUEST)"
 MAX_ACCEPT = 64               # connections accepted per poll
 MAX_WAITING = 64              # clients waiting for their line; beyond, the longest-waiting is dropped
 SEND_BUDGET = 1 << 20         # bytes sent per poll, so a large answer never stalls the meter
@@ -170,10 +171,14 @@ class ControlServer:
             except OSError:
                 return b""
             client.data += chunk
-            if not chunk or b"\n" in client.data or len(client.data) >= MAX_REQUEST:
+            if not chunk or b"\n" in client.data[:MAX_REQUEST + 1]:
                 return client.data.split(b"\n", 1)[0]
+            if len(client.data) > MAX_REQUEST:
+                return TOO_LONG
 
     def _answer(self, line):
+        if line is TOO_LONG:
+            return iter([_refusal(f"a request is one line of at most {MAX_REQUEST} bytes", False)])
         answer = self.handle(line.decode("utf-8", "replace"))
         return iter([answer]) if isinstance(answer, str) else answer
 
@@ -184,7 +189,11 @@ class ControlServer:
         budget = SEND_BUDGET
         while budget > 0:
             if not client.pending:
-                piece = next(client.answer, None)
+                try:
+                    piece = next(client.answer, None)
+                except Exception:      # (a piece made as it is sent: the probe outlives its failure)
+                    log.exception("control socket: an answer failed part way")
+                    return False
                 if piece is None:
                     return False
                 client.pending = piece.encode()
@@ -221,9 +230,10 @@ class ControlServer:
                 raise ControlError(f"{command} takes no arguments")
             text, data = handler(self, args)
         except ControlError as e:
-            if as_json:
-                return json.dumps({"error": str(e)}) + "\n"
-            return f"error: {e}\n"
+            return _refusal(str(e), as_json)
+        except Exception as e:      # no request, however malformed, may end the probe and its flows
+            log.exception("control socket: %r failed", line.strip()[:200])
+            return _refusal(f"internal error ({type(e).__name__}); the probe runs on, see its log", as_json)
         if as_json:
             return data if _pieces(data) or isinstance(data, str) else json.dumps(data) + "\n"
         return text if _pieces(text) or text.endswith("\n") else text + "\n"
@@ -263,7 +273,7 @@ class ControlServer:
         n, by, name = TOP_DEFAULT, "octets", None
         for arg in args:
             key, sep, value = arg.partition("=")
-            if not sep and key.isdigit() and 0 < int(key) <= TOP_MOST:
+            if not sep and _DIGITS.match(key) and 0 < int(key) <= TOP_MOST:
                 n = int(key)
             elif key == "by" and value in ("octets", "packets", "flows"):
                 by = value
@@ -310,19 +320,34 @@ class ControlServer:
         return f"deleted {count} flow{'s' if count != 1 else ''}", {"deleted": count}
 
     def _timeouts(self, args):
-        warning = None
-        if args:
+        """timeouts [monitor=NAME] [NAME=SECONDS ...]: each change applied to that monitor's
+        own timeouts, or to every monitor's; the answer shows each monitor concerned."""
+        named = [a.partition("=")[2] for a in args if a.startswith("monitor=")]
+        changes_given = [a for a in args if not a.startswith("monitor=")]
+        if len(named) > 1 or (named and not named[0]):
+            raise ControlError("timeouts: give monitor=NAME once")
+        monitors = [self.probe.monitor(named[0])] if named else self.probe.monitors
+        notes = []
+        if changes_given:
             try:
-                changes = parse_timeouts(args)
+                changes = parse_timeouts(changes_given)
             except ValueError as e:
                 raise ControlError(str(e)) from None
-            warning = self.probe.set_timeouts({**self.probe.timeouts, **changes})
-            log.info("control socket: timeouts set: %s", " ".join(args))
-        current = dict(DEFAULT_TIMEOUTS, **self.probe.timeouts)
-        text = "".join(f"{name:<10} {seconds:g}\n" for name, seconds in current.items())
-        if warning:
-            text += f"note: {warning}\n"
-        return text, current
+            notes = [w for w in (m.set_timeouts({**m.timeouts, **changes}) for m in monitors) if w]
+            whose = (f"monitor {monitors[0].name}" if named else
+                     "every monitor" if len(self.probe.monitors) > 1 else "")
+            log.info("control socket: timeouts set%s: %s", f" for {whose}" if whose else "", " ".join(changes_given))
+            if len(self.probe.monitors) > 1:
+                notes.append(f"set for {whose}")
+        shown = {m.name: dict(DEFAULT_TIMEOUTS, **m.timeouts) for m in monitors}
+        if len(shown) == 1:
+            (name, current), = shown.items()
+            text = _timeout_lines(current)
+            data = current
+        else:
+            text = "".join(f"monitor {name}:\n" + _timeout_lines(current, "  ") for name, current in shown.items())
+            data = {"monitors": shown}
+        return text + "".join(f"note: {n}\n" for n in dict.fromkeys(notes)), data
 
     def _send_template(self, args):
         self.probe.send_templates()
@@ -359,6 +384,15 @@ class ControlServer:
 
 TOP_DEFAULT = 10
 TOP_MOST = 10000
+_DIGITS = re.compile(r"[0-9]{1,9}\Z", re.ASCII)     # (str.isdigit takes '²', which int() refuses)
+
+
+def _timeout_lines(timeouts, indent=""):
+    return "".join(f"{indent}{name:<10} {seconds:g}\n" for name, seconds in timeouts.items())
+
+
+def _refusal(message, as_json):
+    return json.dumps({"error": message}) + "\n" if as_json else f"error: {message}\n"
 
 
 def top_sources(packed, stride, n):

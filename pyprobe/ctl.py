@@ -14,7 +14,8 @@ COMMANDS = {
     "interfaces": "the interfaces captured (ifIndex, direction, packets, octets, drops) and those left out",
     "expire-all": "end every flow now and export its record; says how many",
     "delete-all": "forget every flow without a record; says how many",
-    "timeouts": "show the timeouts; 'timeouts NAME=SECONDS ...' sets them (names as for pyprobe -t)",
+    "timeouts": "show each monitor's timeouts; 'timeouts NAME=SECONDS ...' changes them in every monitor, "
+                "or with --monitor NAME in that one (names as for pyprobe -t)",
     "send-template": "send the v9/IPFIX templates to the collectors now",
     "shutdown": "stop capturing, expire and export every flow, exit",
 }
@@ -34,6 +35,7 @@ exit status:
 """
 
 DEFAULT_TIMEOUT = 30.0
+MAX_REQUEST = 4096            # bytes in a request line
 
 
 def positive_seconds(text):
@@ -56,7 +58,8 @@ def build_parser():
     parser.add_argument("--timeout", type=positive_seconds, default=DEFAULT_TIMEOUT, metavar="SECONDS",
                         help=f"wait this long for the answer (default {DEFAULT_TIMEOUT:g})")
     parser.add_argument("--by", choices=("octets", "packets", "flows"), help="top: what makes a flow large")
-    parser.add_argument("--monitor", metavar="NAME", help="top: the monitor's flows (default the first)")
+    parser.add_argument("--monitor", metavar="NAME",
+                        help="top: the monitor's flows (default the first); timeouts: that monitor's (default every one)")
     parser.add_argument("--watch", nargs="?", const=2.0, type=positive_seconds, metavar="SECONDS",
                         help="top: ask again every SECONDS (default 2) and redraw, until interrupted")
     parser.add_argument("command", metavar="COMMAND", help="one of the commands below")
@@ -70,7 +73,8 @@ def ask(path, request, timeout=DEFAULT_TIMEOUT):
     deadline = time.monotonic() + timeout
     with connect(path, deadline) as sock:
         sock.settimeout(max(deadline - time.monotonic(), 0.001))
-        sock.sendall(request.encode() + b"\n")
+        # (an argument that is not UTF-8 goes as the bytes given: the probe refuses it in words)
+        sock.sendall(request.encode("utf-8", "surrogateescape") + b"\n")
         chunks = []
         while True:
             chunk = sock.recv(65536)
@@ -117,11 +121,13 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_intermixed_args(argv)
     top_options = [f"by={args.by}"] * bool(args.by) + [f"monitor={args.monitor}"] * bool(args.monitor)
-    if (top_options or args.watch) and args.command != "top":
-        parser.error("--by, --monitor and --watch are for top")
+    if (args.by or args.watch) and args.command != "top":
+        parser.error("--by and --watch are for top")
+    if args.monitor and args.command not in ("top", "timeouts"):
+        parser.error("--monitor is for top and timeouts")
     request = " ".join([args.command, *args.args, *top_options] + (["--json"] if args.json else []))
-    if "\n" in request:
-        print("pyprobe ctl: a command is one line", file=sys.stderr)
+    if "\n" in request or len(request.encode("utf-8", "surrogateescape")) > MAX_REQUEST:
+        print(f"pyprobe ctl: a command is one line of at most {MAX_REQUEST} bytes", file=sys.stderr)
         return 2
     if args.watch:
         return watch(args, request)

@@ -73,6 +73,9 @@ def reload_settings(probe, argv, adjust):
     except SettingsError as e:
         log.error("reload failed, keeping the running settings: %s", e)
         return
+    except Exception as e:          # whatever a reload trips on, the running probe and its flows go on
+        log.exception("reload failed, keeping the running settings: %s: %s", type(e).__name__, e)
+        return
     log.warning("configuration reloaded")
 
 

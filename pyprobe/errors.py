@@ -13,3 +13,7 @@ class InputError(Exception):
 
 class ControlError(Exception):
     """A control-socket request the probe refuses: the answer is an error line."""
+
+
+class OutputError(Exception):
+    """Standard output cannot take the records (a full disk, a closed descriptor): exit 2."""

@@ -19,15 +19,16 @@ MIN_DATAGRAM = 256
 
 class ExportSettings(namedtuple("ExportSettings", "source_id engine_type engine_id template_refresh template_interval "
                                                   "max_datagram sampling sampling_random source_address boot_lead_ms "
-                                                  "record totals stride",
+                                                  "record totals stride multicast_ttl",
                                  defaults=(1, 0, 0, 20, 600.0, None, 1, False, None, 60_000, None, False,
-                                           RECORD_SIZE))):
+                                           RECORD_SIZE, 1))):
     """What every collector's exporting process shares (flags and config file). source_address:
     send from this local address (pyprobe generate's routers); boot_lead_ms: v5/v9 uptime at
     the first record (each simulated router its own); record: the record definition
     (pyprobe/definitions.py), None: the predefined full record; totals: the counters are
     running totals (a permanent cache), not deltas; stride: bytes per packed record handed
-    to export (the meter's, pyprobe/definitions.py record_stride)."""
+    to export (the meter's, pyprobe/definitions.py record_stride); multicast_ttl: the hops
+    a datagram to a multicast collector may cross."""
 
     __slots__ = ()
 
@@ -94,7 +95,8 @@ class Collector:
         self.capabilities = capabilities(spec.version)
         host, port = parse_address(spec.address)
         try:
-            self.transport = TRANSPORTS[spec.transport](self.name, host, port, self, settings.source_address)
+            self.transport = TRANSPORTS[spec.transport](self.name, host, port, self, settings.source_address,
+                                                         settings.multicast_ttl)
         except ValueError as e:
             raise SettingsError(str(e)) from None
         default_size = IPV6_UDP_PAYLOAD if self.transport.family == socket.AF_INET6 else IPV4_UDP_PAYLOAD

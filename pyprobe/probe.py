@@ -1,12 +1,13 @@
 """The running probe: a packet source, the flow meter and where records go,
 driven batch by batch, with the operations an operator may ask for."""
 
+import contextlib
 import sys
 import time
 
 from ._encode import whole_records
 from ._meter import DEFAULT_TIMEOUTS, DecodedBatch, Meter
-from .errors import ControlError, InputError, SettingsError
+from .errors import ControlError, InputError, OutputError, SettingsError
 from .export import clamp_timeouts, export_limits
 from .exporter import Exporter
 from .logs import logger
@@ -24,6 +25,18 @@ def make_exporter(settings, running=()):
     if not settings.collectors:
         return None
     return Exporter(settings.collectors, settings.export, settings.round_robin, running=running)
+
+
+@contextlib.contextmanager
+def _screen():
+    """Writing records to standard output: a failure (a full disk) is OutputError's one line.
+    A reader that went away (BrokenPipeError) is not a failure: the command ends quietly."""
+    try:
+        yield
+    except BrokenPipeError:
+        raise
+    except OSError as e:
+        raise OutputError(f"cannot write the records to standard output: {e.strerror or e}") from None
 
 
 class RecordSinks:
@@ -55,7 +68,8 @@ class RecordSinks:
             self.writer = self.writer(sys.stdout, record=self.record, monitor=self.monitor, stride=self.stride)
 
     def put(self, records):
-        self._open_writer()
+        with _screen():
+            self._open_writer()
         if records and self.dating is not None:
             records = self.dating.dated_records(records, self.stride)
         if self.exporter is not None:
@@ -68,9 +82,10 @@ class RecordSinks:
                 self.exporter.export(records, now_ms, self.meter.packets_unmetered)
             self.exporter.pump()
         if self.writer is not None and records:
-            self.writer.write(records)
-            if self.flush_each:
-                sys.stdout.flush()
+            with _screen():
+                self.writer.write(records)
+                if self.flush_each:
+                    sys.stdout.flush()
 
     def replace_collectors(self, settings):
         """Collectors from reloaded settings (SettingsError: the running ones stay). A collector
@@ -92,10 +107,12 @@ class RecordSinks:
             self.exporter.set_interfaces(interfaces)
 
     def close(self):
-        self._open_writer()
+        with _screen():
+            self._open_writer()
         if self.exporter is not None:
             self.exporter.close()
-        sys.stdout.flush()
+        with _screen():
+            sys.stdout.flush()
 
     def statistics(self):
         """Every collector's counts, the ones a reload retired too (so the totals add up)."""
@@ -317,11 +334,6 @@ class Probe:
         for m in self.monitors:
             if m.sinks.exporter is not None:
                 m.sinks.exporter.request_templates()
-
-    def set_timeouts(self, timeouts):
-        """New timeouts for every monitor; the first warning, or None."""
-        warnings = [m.set_timeouts(timeouts) for m in self.monitors]
-        return next((w for w in warnings if w), None)
 
     def apply(self, settings):
         """Reloaded settings: new timeouts and collectors (a live capture's filter leaving out

@@ -73,12 +73,19 @@ def _network(text, family=None):
         raise ValueError(f"bad prefix {text!r}") from None
 
 
+def _number_32(text, what):
+    """A whole number as written in ASCII digits that 32 bits hold (str.isdigit takes '²')."""
+    if not (text.isascii() and text.isdigit()) or int(text) > 0xFFFFFFFF:
+        raise ValueError(f"bad {what} {text!r} (0 to 4294967295)")
+    return int(text)
+
+
 def _interface(text):
-    if text.isdigit():
-        return int(text)
+    if text.isascii() and text.isdigit():
+        return _number_32(text, "interface index")
     try:
         return socket.if_nametoindex(text)
-    except OSError:
+    except (OSError, ValueError):           # (ValueError: a NUL in the name)
         raise ValueError(f"no interface {text!r} here (give its ifIndex)") from None
 
 
@@ -92,10 +99,8 @@ def _prefix_line(words):
         raise ValueError(f"bad next hop {words[1]!r}") from None
     if hop.version != network.version:
         raise ValueError(f"next hop {hop} is not of the prefix's IP version")
-    if not words[3].isdigit() or int(words[3]) > 0xFFFFFFFF:
-        raise ValueError(f"bad AS number {words[3]!r}")
     return network.version, network.network_address.packed, network.prefixlen, hop.packed, \
-        _interface(words[2]), int(words[3])
+        _interface(words[2]), _number_32(words[3], "AS number")
 
 
 def _ip_route(words, family=None):

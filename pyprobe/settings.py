@@ -32,6 +32,8 @@ _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw]?)$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 # The longest timeout the meter's microsecond clock can hold with room to add it to any time.
 MAX_TIMEOUT_SECONDS = 100 * 365 * 86400
+LAST_EXPORT_SECOND = 2**32 - 1           # export headers count epoch seconds in 32 bits
+MAX_DURATION_SECONDS = 1e12              # any duration: finite, and a whole number of microseconds in 64 bits
 
 # -t names: softflowd's, plus Cisco's inactive/active.
 INACTIVE_CLASSES = ("general", "tcp", "udp", "icmp")
@@ -42,15 +44,19 @@ IGNORED_TIMEOUTS = {"expint"}   # softflowd's expiry scan interval: pyprobe chec
 def parse_duration(text):
     """'300', '2.5', '5m', '1h', '7d' -> seconds."""
     match = _DURATION.match(str(text).strip())
-    if not match:
-        raise ValueError(f"bad duration {text!r} (seconds, or a number with s, m, h, d or w)")
-    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)] if match else None
+    if seconds is None or seconds > MAX_DURATION_SECONDS:    # (a long run of digits reads as inf)
+        raise ValueError(f"bad duration {text!r} (seconds, or a number with s, m, h, d or w, "
+                         f"up to {MAX_DURATION_SECONDS:.0e} s)")
+    return seconds
 
 
-def parse_positive_duration(text):
+def parse_update(text):
+    """A permanent cache's export interval: a millisecond (the meter's clock counts microseconds)
+    up to the longest timeout."""
     seconds = parse_duration(text)
-    if not seconds > 0:
-        raise ValueError(f"bad duration {text!r}: more than 0 seconds")
+    if not 0.001 <= seconds <= MAX_TIMEOUT_SECONDS:
+        raise ValueError(f"update interval {text!r} out of range 0.001..{MAX_TIMEOUT_SECONDS} seconds")
     return seconds
 
 
@@ -101,10 +107,9 @@ def parse_choice(*choices):
 
 
 def parse_version(value):
-    try:
+    version = value if isinstance(value, int) and not isinstance(value, bool) else None
+    if isinstance(value, str) and _WHOLE_NUMBER.match(value):
         version = int(value)
-    except (TypeError, ValueError):
-        version = None
     if version not in VERSIONS:
         choices = ", ".join(f"{v} ({capabilities(v).name})" for v in VERSIONS)
         raise ValueError(f"bad export version {value!r}: one of {choices}")
@@ -177,16 +182,19 @@ def parse_time(value):
     """An epoch time in seconds, or an ISO 8601 date and time (UTC unless it says otherwise)."""
     import datetime
     try:
-        return float(value)
+        seconds = float(value)
     except (TypeError, ValueError):
-        pass
-    try:
-        when = datetime.datetime.fromisoformat(str(value))
-    except ValueError:
-        raise ValueError(f"bad time {value!r}: epoch seconds or ISO 8601 (2026-01-01T00:00:00)") from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=datetime.timezone.utc)
-    return when.timestamp()
+        try:
+            when = datetime.datetime.fromisoformat(str(value))
+        except ValueError:
+            raise ValueError(f"bad time {value!r}: epoch seconds or ISO 8601 (2026-01-01T00:00:00)") from None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=datetime.timezone.utc)
+        seconds = when.timestamp()
+    if not 0 <= seconds <= LAST_EXPORT_SECOND:
+        raise ValueError(f"time {value!r} out of range: 1970-01-01 to 2106-02-07 (epoch 0..{LAST_EXPORT_SECOND}), "
+                         "the times a NetFlow header can state")
+    return seconds
 
 
 def parse_prefix(value):
@@ -301,7 +309,7 @@ OPTIONS = (
       help="the flow cache: normal (flows end by timeouts), immediate (every packet is a record) or "
            "permanent (flows never end; the whole cache goes out every --update seconds with running "
            "totals, and when it is full new flows are not monitored)"),
-    O("update", ("--update",), "probe", parse_positive_duration, 1800.0, metavar="SECONDS",
+    O("update", ("--update",), "probe", parse_update, 1800.0, metavar="SECONDS",
       help="a permanent cache's export interval (default 1800, as Cisco's)"),
     O("routes", ("--routes",), "probe", parse_text, None, metavar="FILE|kernel",
       help="give each flow its output interface, next hop, origin ASes and prefix lengths by longest-prefix "
@@ -346,6 +354,9 @@ OPTIONS = (
       metavar="N", group="export", help="resend v9/IPFIX templates every N datagrams (default 20, 0: never)", commands=BOTH),
     O("template_interval", ("--template-interval",), "export", parse_duration, 600.0, metavar="SECONDS",
       group="export", help="and every this many seconds of flow clock (default 600, 0: never)", commands=BOTH),
+    O("multicast_ttl", ("--multicast-ttl",), "export", parse_count(1, 255, "multicast TTL"), 1, metavar="N",
+      group="export", help="a collector may be a multicast group (UDP): its datagrams cross at most N "
+                           "routers (IP TTL / IPv6 hop limit; default 1: the local link)", commands=BOTH),
     O("max_datagram", ("--max-datagram",), "export", parse_count(MIN_DATAGRAM, 65507, "datagram size"),
       metavar="BYTES", group="export", help="largest export datagram (default fits a 1500-byte MTU)", commands=BOTH),
     O("rate", ("--rate",), "generate", parse_rate, 1000.0, metavar="RECORDS/S", commands=GENERATE,
@@ -412,7 +423,8 @@ def _settings_namespace():
                               template_refresh=self.template_refresh, template_interval=self.template_interval,
                               max_datagram=self.max_datagram, sampling=self.sampling,
                               sampling_random=self.sampling_mode == "random", record=self.record,
-                              totals=self.cache == "permanent", stride=self.stride)
+                              totals=self.cache == "permanent", stride=self.stride,
+                              multicast_ttl=self.multicast_ttl)
 
     def record(self):
         """The record definition -T names (pyprobe/definitions.py)."""
@@ -462,6 +474,9 @@ def read_toml(path, what):
         raise SettingsError(f"cannot read {what} {path}: {e.strerror}") from None
     except tomllib.TOMLDecodeError as e:
         raise SettingsError(f"{what} {path}: {e}") from None
+    except UnicodeDecodeError as e:
+        raise SettingsError(f"{what} {path}: not UTF-8 text (byte {e.start} is 0x{e.object[e.start]:02x}); "
+                            "TOML files are UTF-8") from None
 
 
 def load_file(path):

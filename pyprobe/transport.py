@@ -5,7 +5,8 @@ send_many(messages) -> how many went, pump() (move queued bytes on; called once 
 batch), close(), statistics(), and
 `family` and `stream` (True: a byte stream, whose every connection starts afresh).
 A transport is made with (name, host, port, peer, source_address=None: the local
-address to send from, for a simulated router of its own): a stream transport asks its
+address to send from, for a simulated router of its own, multicast_ttl: the hops a
+datagram to a multicast group may cross): a stream transport asks its
 peer, the collector, for the messages a new connection starts with
 (peer.stream_start()) and to number a message for its place in the stream
 (peer.renumber(message, counters)).
@@ -20,6 +21,7 @@ reconnecting after a drop; every new connection starts with the templates.
 import collections
 import errno
 import fcntl
+import ipaddress
 import os
 import socket
 import struct
@@ -51,11 +53,34 @@ def parse_address(text):
 
 
 def resolve(host, port, kind):
+    """(family, sockaddr) of a collector; ValueError for an address no collector can have:
+    an IPv4 link-local one (no route tells which link it is on: the kernel would send it
+    to the default gateway, which never forwards it) or, over TCP, a multicast group."""
     try:
         family, _, _, _, sockaddr = socket.getaddrinfo(host, port, type=kind)[0]
-    except socket.gaierror as e:
-        raise ValueError(f"cannot resolve collector {host}: {e.strerror}") from None
+    except (socket.gaierror, UnicodeError) as e:
+        raise ValueError(f"cannot resolve collector {host}: {getattr(e, 'strerror', None) or e}") from None
+    address = ipaddress.ip_address(sockaddr[0].partition("%")[0])
+    if address.version == 4 and address.is_link_local:
+        raise ValueError(f"collector {host}: a link-local IPv4 address is on no link pyprobe can name; "
+                         "give the collector a routable address")
+    if address.version == 6 and (address.is_link_local or address.is_multicast and address.packed[1] & 15 <= 2) \
+            and not sockaddr[3]:
+        raise ValueError(f"collector {host}: a link-local address needs its interface: [{address}%IFACE]:{port}")
+    if address.is_multicast and kind == socket.SOCK_STREAM:
+        raise ValueError(f"collector {host}: a multicast group takes UDP only")
     return family, sockaddr
+
+
+def join_multicast_hops(sock, family, sockaddr, hops):
+    """A datagram to a multicast group crosses at most `hops` routers (--multicast-ttl;
+    1: the local link only)."""
+    if not ipaddress.ip_address(sockaddr[0].partition("%")[0]).is_multicast:
+        return
+    if family == socket.AF_INET6:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, hops)
+    else:
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, hops)
 
 
 class _RateLimitedLog:
@@ -73,11 +98,12 @@ class _RateLimitedLog:
 class UdpTransport:
     stream = False
 
-    def __init__(self, name, host, port, peer=None, source_address=None):
+    def __init__(self, name, host, port, peer=None, source_address=None, multicast_ttl=1):
         self.name = name
         self.family, sockaddr = resolve(host, port, socket.SOCK_DGRAM)
         self.sock = socket.socket(self.family, socket.SOCK_DGRAM)
         self.sock.setblocking(False)
+        join_multicast_hops(self.sock, self.family, sockaddr, multicast_ttl)
         if source_address:
             try:
                 self.sock.bind((source_address, 0))   # a simulated router of its own (pyprobe generate)
@@ -119,7 +145,7 @@ class TcpTransport:
 
     stream = True
 
-    def __init__(self, name, host, port, peer, source_address=None):
+    def __init__(self, name, host, port, peer, source_address=None, multicast_ttl=1):
         self.name = name
         self.family, self.sockaddr = resolve(host, port, socket.SOCK_STREAM)
         self.peer = peer
