@@ -638,22 +638,22 @@ def _value(o, given, config, config_path):
     return o.default
 
 
-def _collectors(values, config, config_path):
+def _collectors(values, config, config_path, table="[[collector]]"):
     """-n flags replace the config file's collectors; -v and -P apply to the -n ones
-    and are the defaults of the [[collector]] tables."""
+    and are the defaults of the [[collector]] tables (table: their name in messages)."""
     if values["collector_addresses"]:
         specs = [CollectorSpec(a, values["version"], values["transport"]) for a in values["collector_addresses"]]
     else:
         specs = []
         for entry in config.get("collector", []):
             if "address" not in entry:
-                raise SettingsError(f"config {config_path}: [[collector]] without an address")
+                raise SettingsError(f"config {config_path}: {table} without an address")
             try:
                 specs.append(CollectorSpec(parse_text(entry["address"]),
                                            parse_version(entry.get("version", values["version"])),
                                            parse_choice(*TRANSPORTS)(entry.get("transport", values["transport"]))))
             except (ValueError, TypeError) as e:
-                raise SettingsError(f"config {config_path}: [[collector]]: {bad_value(entry, e)}") from None
+                raise SettingsError(f"config {config_path}: {table}: {bad_value(entry, e)}") from None
     for spec in specs:
         spec.check()
     return tuple(specs)
@@ -707,7 +707,8 @@ def _monitors(settings, config, config_path):
                 if unknown:
                     raise SettingsError(f"{where}: [[monitor.collector]]: unknown key {sorted(unknown)[0]!r}")
             each = each._replace(collectors=_collectors({**settings._asdict(), "collector_addresses": ()},
-                                                        {"collector": entries}, config_path))
+                                                        {"collector": entries}, config_path,
+                                                        f"[[monitor.collector]] of monitor {name!r}"))
         try:
             each.record
         except ValueError as e:

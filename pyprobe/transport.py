@@ -106,11 +106,16 @@ class UdpTransport:
         join_multicast_hops(self.sock, self.family, sockaddr, multicast_ttl)
         if source_address:
             try:
+                if ipaddress.ip_address(source_address).version != (6 if self.family == socket.AF_INET6 else 4):
+                    raise ValueError(f"cannot send from {source_address} to collector {name}: "
+                                     "the two are of different IP versions")
                 self.sock.bind((source_address, 0))   # a simulated router of its own (pyprobe generate)
             except OSError as e:
-                self.sock.close()
                 raise ValueError(f"cannot send from {source_address}: {e.strerror} "
                                  "(is the address on an interface of this host?)") from None
+            finally:
+                if self.sock.getsockname()[1] == 0:     # (not bound: this transport is not made)
+                    self.sock.close()
         try:
             self.sock.connect(sockaddr)     # connected: the kernel reports a refusing collector to us
         except OSError as e:                # broadcast, a link-local address without a scope, ...
