@@ -52,7 +52,7 @@ def parse_address(text):
     return host, int(port)
 
 
-def resolve(host, port, kind):
+def resolve(name, host, port, kind):
     """(family, sockaddr) of a collector; ValueError for an address no collector can have:
     an IPv4 link-local one (no route tells which link it is on: the kernel would send it
     to the default gateway, which never forwards it) or, over TCP, a multicast group."""
@@ -62,13 +62,13 @@ def resolve(host, port, kind):
         raise ValueError(f"cannot resolve collector {host}: {getattr(e, 'strerror', None) or e}") from None
     address = ipaddress.ip_address(sockaddr[0].partition("%")[0])
     if address.version == 4 and address.is_link_local:
-        raise ValueError(f"collector {host}: a link-local IPv4 address is on no link pyprobe can name; "
+        raise ValueError(f"collector {name}: a link-local IPv4 address is on no link pyprobe can name; "
                          "give the collector a routable address")
     if address.version == 6 and (address.is_link_local or address.is_multicast and address.packed[1] & 15 <= 2) \
             and not sockaddr[3]:
-        raise ValueError(f"collector {host}: a link-local address needs its interface: [{address}%IFACE]:{port}")
+        raise ValueError(f"collector {name}: a link-local address needs its interface: [{address}%IFACE]:{port}")
     if address.is_multicast and kind == socket.SOCK_STREAM:
-        raise ValueError(f"collector {host}: a multicast group takes UDP only")
+        raise ValueError(f"collector {name}: a multicast group takes UDP only")
     return family, sockaddr
 
 
@@ -100,7 +100,7 @@ class UdpTransport:
 
     def __init__(self, name, host, port, peer=None, source_address=None, multicast_ttl=1):
         self.name = name
-        self.family, sockaddr = resolve(host, port, socket.SOCK_DGRAM)
+        self.family, sockaddr = resolve(name, host, port, socket.SOCK_DGRAM)
         self.sock = socket.socket(self.family, socket.SOCK_DGRAM)
         self.sock.setblocking(False)
         join_multicast_hops(self.sock, self.family, sockaddr, multicast_ttl)
@@ -152,7 +152,7 @@ class TcpTransport:
 
     def __init__(self, name, host, port, peer, source_address=None, multicast_ttl=1):
         self.name = name
-        self.family, self.sockaddr = resolve(host, port, socket.SOCK_STREAM)
+        self.family, self.sockaddr = resolve(name, host, port, socket.SOCK_STREAM)
         self.peer = peer
         self.source_address = source_address
         self.counters = {}

@@ -103,7 +103,9 @@ def test_top_refuses_what_it_cannot_do(probe):
     answer = ctl(sock, "top", "many")
     assert answer.returncode == 1 and "top: bad argument 'many'" in answer.stderr
     answer = ctl(sock, "statistics", "--by", "octets")
-    assert answer.returncode == 2 and "--by, --monitor and --watch are for top" in answer.stderr
+    assert answer.returncode == 2 and "--by and --watch are for top" in answer.stderr
+    answer = ctl(sock, "statistics", "--monitor", "hosts")
+    assert answer.returncode == 2 and "--monitor is for top and timeouts" in answer.stderr
 
 
 def test_top_watch_redraws_until_interrupted(probe):

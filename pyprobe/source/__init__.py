@@ -80,7 +80,8 @@ def _exported_to(spec):
     (none if the name does not resolve: the collector then counts its own failures)."""
     host, port = parse_address(spec.address)
     try:
-        _, sockaddr = resolve(host, port, socket.SOCK_STREAM if spec.transport == "tcp" else socket.SOCK_DGRAM)
+        _, sockaddr = resolve(spec.address, host, port,
+                              socket.SOCK_STREAM if spec.transport == "tcp" else socket.SOCK_DGRAM)
     except ValueError:
         return []
     return [(sockaddr[0], port)]
