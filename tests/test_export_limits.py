@@ -59,7 +59,7 @@ def test_start_reload_and_control_agree_on_the_active_timeout(tmp_path, capture,
         write_config(tmp_path / "probe.toml", version, collector.address, "40d")
         reload_settings(probe, argv, lambda s: s)                          # what SIGHUP does
         assert probe.timeouts["maxlife"] == (expected if limited else 40 * DAY)
-        probe.set_timeouts({"maxlife": 60})
+        probe.monitors[0].set_timeouts({"maxlife": 60})
         answer = server.handle("timeouts active=30d")                      # pyprobe ctl timeouts
         assert not answer.startswith("error"), answer
         assert probe.timeouts["maxlife"] == expected
