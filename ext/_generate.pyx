@@ -4,11 +4,13 @@
 # into a bytes object, drawing from a seeded xoshiro256** generator, so the same seed
 # gives the same records.
 
-from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
-from libc.string cimport memcpy, memset
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t, INT64_MAX
+from cpython.pyport cimport PY_SSIZE_T_MAX
+from libc.string cimport memcpy, memset, memcmp
 from libc.math cimport exp, log, sqrt, cos, pow, M_PI
-from libc.stdlib cimport malloc, free, qsort
+from libc.stdlib cimport malloc, calloc, free, qsort
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
+from cpython.bytearray cimport PyByteArray_FromStringAndSize, PyByteArray_AS_STRING
 
 from record cimport FlowRecord
 from decode cimport is_icmp
@@ -22,7 +24,10 @@ cdef enum:
     END_IDLE = 1
     END_ACTIVE = 2
     END_TCP = 3
+    END_EOF = 4
     MAX_CHOICES = 64
+    MAX_PACKET_BYTES = 65535
+    MAX_REDRAWS = 100     # draws of a record whose flow key an earlier record has, before giving up
 
 # Distributions of a size (packets per flow, bytes per packet, duration).
 cdef enum:
@@ -187,9 +192,9 @@ cdef class RecordGenerator:
             v = d.a / pow(1.0 - self.uniform(), 1.0 / d.b)
         else:
             v = d.a
-        if v < d.low:
+        if not v >= d.low:              # (also NaN: an infinity times 0 on the way)
             v = d.low
-        if v > d.high:
+        if not v <= d.high:
             v = d.high
         return v
 
@@ -215,18 +220,48 @@ cdef class RecordGenerator:
     def make(self, Py_ssize_t n, int64_t end_us, double step_us):
         """n records whose flows end at end_us, end_us + step_us, ...; packed FlowRecords.
         Asked for both directions, a share of them is followed by the answer's record (counted in n)."""
+        check_record_count(n)
         cdef bytes out = PyBytes_FromStringAndSize(NULL, n * sizeof(FlowRecord))
-        cdef FlowRecord* r = <FlowRecord*>PyBytes_AS_STRING(out)
-        cdef Py_ssize_t i = 0
-        with nogil:
-            while i < n:
-                self.fill(&r[i], end_us + <int64_t>(i * step_us))
-                i += 1
-                if i < n and self.both_directions > 0 and not is_icmp(r[i - 1].proto) \
-                        and self.uniform() < self.both_directions:
-                    self.reverse(&r[i], &r[i - 1])
-                    i += 1
+        self.fill_records(<FlowRecord*>PyBytes_AS_STRING(out), n, end_us, step_us)
         return out
+
+    def make_distinct(self, Py_ssize_t n, int64_t end_us, double step_us):
+        """make()'s records (in a bytearray), each with a flow key of its own: a record whose key
+        an earlier one has is drawn again, so that no two records' packets meter as one flow."""
+        check_record_count(n)
+        out = PyByteArray_FromStringAndSize(NULL, n * sizeof(FlowRecord))
+        cdef FlowRecord* r = <FlowRecord*>PyByteArray_AS_STRING(out)
+        self.fill_records(r, n, end_us, step_us)
+        cdef uint64_t size = 1
+        while size < 2 * <uint64_t>n:
+            size <<= 1
+        cdef uint32_t* table = <uint32_t*>calloc(size, sizeof(uint32_t))     # record index + 1; 0: empty
+        if table == NULL:
+            raise MemoryError(f"no memory for the flow keys of {n} records")
+        cdef Py_ssize_t i
+        cdef int tries
+        try:
+            for i in range(n):
+                tries = 0
+                while not key_is_new(table, size - 1, r, <uint32_t>i):
+                    tries += 1
+                    if tries > MAX_REDRAWS:
+                        raise ValueError(f"the profile has too few distinct flows (addresses, ports, protocols, "
+                                         f"TOS) for {n} records: after {i}, no new one in {MAX_REDRAWS} draws")
+                    self.fill(&r[i], r[i].last_us)
+        finally:
+            free(table)
+        return out
+
+    cdef void fill_records(self, FlowRecord* r, Py_ssize_t n, int64_t end_us, double step_us) noexcept nogil:
+        cdef Py_ssize_t i = 0
+        while i < n:
+            self.fill(&r[i], end_us + <int64_t>(i * step_us))
+            i += 1
+            if i < n and self.both_directions > 0 and not is_icmp(r[i - 1].proto) \
+                    and self.uniform() < self.both_directions:
+                self.reverse(&r[i], &r[i - 1])
+                i += 1
 
     cdef void fill(self, FlowRecord* r, int64_t end_us) noexcept nogil:
         cdef int version = 1 if self.uniform() < self.ipv6_share else 0
@@ -247,15 +282,18 @@ cdef class RecordGenerator:
             r.sport = 0
             if r.proto == 58 and (r.dport >> 8) == 8:
                 r.dport = (128 << 8) | (r.dport & 0xff)   # echo request is type 128 in ICMPv6
-        else:
+        elif has_ports(r.proto):
             r.sport = self.client_port_low + <uint16_t>(self.next64() % (self.client_port_high - self.client_port_low + 1))
-        packets = self.draw(&p.packets)
+        else:
+            r.dport = 0                                   # (a probe sees no ports in its packets)
+        packets = self.draw(&p.packets)                   # (within 1..2**32-1: the profile's bounds)
         npk = <uint64_t>(packets + 0.5)
         if npk < 1:
             npk = 1
         r.packets = npk
         size = self.draw(&p.packet_bytes)
         r.octets = <uint64_t>(size * npk + 0.5)
+        whole_packets(r)
         duration = 0.0 if npk == 1 else self.draw(&p.duration)
         cut = duration * 1e6 >= self.active_us
         if cut:
@@ -306,6 +344,7 @@ cdef class RecordGenerator:
         if r.packets < 1:
             r.packets = 1
         r.octets = <uint64_t>(r.packets * (40 + self.uniform() * 1400))
+        whole_packets(r)
         if r.proto == 6 and forward.packets == 1:
             r.tcp_flags = TH_SYN | TH_ACK
 
@@ -342,6 +381,56 @@ cdef void fill_values(Choice* c, uint8_t* values, pairs, int width) except *:
         else:
             v32 = value
             memcpy(values + 4 * i, &v32, 4)
+
+
+cdef inline bint has_ports(uint8_t proto) noexcept nogil:
+    """TCP, UDP, DCCP, SCTP, UDP-Lite: the protocols whose ports a probe reads (ext/decode.pxd)."""
+    return proto == 6 or proto == 17 or proto == 33 or proto == 132 or proto == 136
+
+
+cdef inline void whole_packets(FlowRecord* r) noexcept nogil:
+    """Octets that packets of this flow can have: each at least its headers, at most 65535 bytes."""
+    cdef uint64_t low = <uint64_t>min_ip_length(r) * r.packets
+    if r.octets < low:
+        r.octets = low
+    if r.octets > <uint64_t>MAX_PACKET_BYTES * r.packets:
+        r.octets = <uint64_t>MAX_PACKET_BYTES * r.packets
+
+
+cdef void check_record_count(Py_ssize_t n) except *:
+    if n < 0 or <size_t>n > <size_t>(PY_SSIZE_T_MAX // sizeof(FlowRecord)):
+        raise ValueError(f"cannot make {n} records at once")
+
+
+cdef inline uint64_t key_hash(const FlowRecord* r) noexcept nogil:
+    """FNV-1a over the members a probe's default record keys on (ext/decode.pxd FlowKey)."""
+    cdef uint64_t h = 14695981039346656037ULL
+    cdef int i
+    for i in range(16):
+        h = (h ^ r.src[i]) * 1099511628211ULL
+        h = (h ^ r.dst[i]) * 1099511628211ULL
+    h = (h ^ r.ipver) * 1099511628211ULL
+    h = (h ^ r.proto) * 1099511628211ULL
+    h = (h ^ r.tos) * 1099511628211ULL
+    h = (h ^ r.sport) * 1099511628211ULL
+    h = (h ^ r.dport) * 1099511628211ULL
+    return h ^ (h >> 29)
+
+
+cdef inline bint same_key(const FlowRecord* a, const FlowRecord* b) noexcept nogil:
+    return a.ipver == b.ipver and a.proto == b.proto and a.tos == b.tos and a.sport == b.sport \
+        and a.dport == b.dport and memcmp(a.src, b.src, 16) == 0 and memcmp(a.dst, b.dst, 16) == 0
+
+
+cdef bint key_is_new(uint32_t* table, uint64_t mask, const FlowRecord* records, uint32_t i) noexcept nogil:
+    """Record i's key goes into the open-addressed table unless an earlier record holds it."""
+    cdef uint64_t slot = key_hash(&records[i]) & mask
+    while table[slot]:
+        if same_key(&records[table[slot] - 1], &records[i]):
+            return False
+        slot = (slot + 1) & mask
+    table[slot] = i + 1
+    return True
 
 
 cdef void fill_dist(Dist* d, spec) except *:
@@ -381,7 +470,7 @@ cdef inline int l4_header(uint8_t proto) noexcept nogil:
         return 20
     if proto == 17 or proto == 136:
         return 8
-    if proto == 132:
+    if proto == 132 or proto == 33:
         return 12
     if is_icmp(proto):
         return 8
@@ -392,104 +481,142 @@ cdef inline int64_t min_ip_length(const FlowRecord* r) noexcept nogil:
     return (20 if r.ipver == 4 else 40) + l4_header(r.proto)
 
 
-def settle(bytes records, double max_gap_s, double max_duration_s):
-    """The records made consistent with packets a probe will meter: each packet's IP length
-    at least its headers, gaps between packets under max_gap_s, durations under
-    max_duration_s, no interfaces (a capture file has none) and the MACs the frames carry."""
-    out = bytearray(records)
-    cdef Py_ssize_t n = len(out) // sizeof(FlowRecord), i
-    cdef FlowRecord* r
-    cdef uint8_t* base = <uint8_t*>(<char*>out)
-    cdef int64_t longest, low
-    for i in range(n):
-        r = <FlowRecord*>(base + i * sizeof(FlowRecord))
-        low = min_ip_length(r)
-        if <int64_t>r.octets < low * <int64_t>r.packets:
-            r.octets = low * r.packets
-        if <int64_t>r.octets > 65535 * <int64_t>r.packets:
-            r.octets = 65535 * r.packets
-        longest = <int64_t>(min(max_duration_s, max_gap_s * (r.packets - 1)) * 1e6)
-        if r.last_us - r.first_us > longest:
-            r.first_us = r.last_us - longest
-        r.in_if = 0
-        r.out_if = 0
-        memcpy(r.src_mac, b"\x02\x00\x00\x00\x00\x01", 6)
-        memcpy(r.dst_mac, b"\x02\x00\x00\x00\x00\x02", 6)
-    return bytes(out)
-
-
-def end_reasons(bytes records, int64_t capture_end_us, dict timeouts_us):
-    """Why a probe reading the capture ends each flow: at its FIN/RST (after tcp.fin /
-    tcp.rst if not 0), idle when the capture goes on past its inactive timeout, else at
-    the end of the input."""
-    out = bytearray(records)
-    cdef Py_ssize_t n = len(out) // sizeof(FlowRecord), i
-    cdef FlowRecord* r
-    cdef uint8_t* base = <uint8_t*>(<char*>out)
-    cdef int64_t quiet, fin_us = timeouts_us["tcp.fin"], rst_us = timeouts_us["tcp.rst"]
-    cdef int64_t tcp_us = timeouts_us["tcp"], udp_us = timeouts_us["udp"], icmp_us = timeouts_us["icmp"]
-    cdef int64_t general_us = timeouts_us["general"], limit
-    for i in range(n):
-        r = <FlowRecord*>(base + i * sizeof(FlowRecord))
-        quiet = capture_end_us - r.last_us
-        if r.proto == 6 and r.tcp_flags & (TH_FIN | TH_RST):
-            limit = rst_us if r.tcp_flags & TH_RST else fin_us
-            r.end_reason = END_TCP if limit == 0 or quiet > limit else 4
-            continue
-        limit = tcp_us if r.proto == 6 else udp_us if r.proto == 17 else \
-            icmp_us if is_icmp(r.proto) else general_us
-        r.end_reason = END_IDLE if quiet > limit else 4            # 4: eof
-    return bytes(out)
-
-
-def packets_and_end(bytes records):
-    """(packets in all the records, the latest last-packet time)."""
+def settle(bytearray records, double max_gap_s, double max_duration_s):
+    """The records (in place) made consistent with packets a probe will meter: gaps between
+    packets under max_gap_s, durations under max_duration_s, no packet before 1970, no
+    interfaces (a capture file has none) and the MACs the frames carry."""
     cdef Py_ssize_t n = len(records) // sizeof(FlowRecord), i
-    cdef const FlowRecord* r = <const FlowRecord*>(<const char*>records)
-    cdef uint64_t total = 0
-    cdef int64_t end = 0
+    cdef FlowRecord* r = <FlowRecord*>PyByteArray_AS_STRING(records)
+    cdef int64_t longest
     for i in range(n):
-        total += r[i].packets
-        end = max(end, r[i].last_us)
-    return total, end
+        whole_packets(&r[i])
+        longest = <int64_t>(min(max_duration_s, max_gap_s * (r[i].packets - 1)) * 1e6)
+        if r[i].last_us - r[i].first_us > longest:
+            r[i].first_us = r[i].last_us - longest
+        if r[i].first_us < 0:
+            r[i].first_us = 0
+        r[i].in_if = 0
+        r[i].out_if = 0
+        memcpy(r[i].src_mac, b"\x02\x00\x00\x00\x00\x01", 6)
+        memcpy(r[i].dst_mac, b"\x02\x00\x00\x00\x00\x02", 6)
 
 
-def pcap_frames(bytes records, uint32_t snaplen=0):
-    """The packets of the records (settle()d), in time order, as pcap records (native
-    little-endian header, microseconds): yields chunks of about a megabyte. Frames hold the
-    headers only (snaplen 0), or zero payload too up to snaplen bytes; the wire length is
-    always the packet's."""
-    cdef Py_ssize_t n = len(records) // sizeof(FlowRecord), i, k
-    cdef const FlowRecord* recs = <const FlowRecord*>(<const char*>records)
-    cdef uint64_t total = 0
+def packet_total(bytearray records):
+    """The packets of all the records (a Python int: no sum can wrap)."""
+    cdef Py_ssize_t n = len(records) // sizeof(FlowRecord), i
+    cdef const FlowRecord* r = <const FlowRecord*>PyByteArray_AS_STRING(records)
+    total = 0
+    cdef uint64_t part = 0
     for i in range(n):
-        total += recs[i].packets
-    cdef Slot* slots = <Slot*>malloc(max(<uint64_t>1, total) * sizeof(Slot))
-    if slots == NULL:
-        raise MemoryError(f"no memory for {total} packets")
-    cdef uint64_t j = 0
-    cdef int64_t span
-    try:
-        for i in range(n):
-            span = recs[i].last_us - recs[i].first_us
-            for k in range(<Py_ssize_t>recs[i].packets):
-                slots[j].t = recs[i].first_us if recs[i].packets == 1 else \
-                    recs[i].first_us + span * k // <int64_t>(recs[i].packets - 1)
-                slots[j].record = <uint32_t>i
-                slots[j].index = <uint32_t>k
-                j += 1
-        qsort(slots, total, sizeof(Slot), compare_slots)
+        if part > (<uint64_t>1 << 62):
+            total += part
+            part = 0
+        part += r[i].packets
+    return total + part
+
+
+SLOT_BYTES = sizeof(Slot)
+
+
+cdef class Capture:
+    """Capture(records): the packets of settle()d records (a bytearray), each at its time,
+    sorted as a capture holds them. end_reasons() says in the records why a probe reading
+    the capture ends each flow; frames() yields the pcap records. The caller checks that
+    memory holds packet_total(records) * SLOT_BYTES first, and that there are fewer than
+    2**32 records."""
+    cdef bytearray records
+    cdef const FlowRecord* recs
+    cdef Py_ssize_t n
+    cdef Slot* slots
+    cdef uint64_t total
+
+    def __cinit__(self, bytearray records):
+        self.records = records
+        self.recs = <const FlowRecord*>PyByteArray_AS_STRING(records)
+        self.n = len(records) // sizeof(FlowRecord)
+        cdef Py_ssize_t i, k
+        self.total = 0
+        for i in range(self.n):
+            self.total += self.recs[i].packets
+        self.slots = <Slot*>malloc(max(<uint64_t>1, self.total) * sizeof(Slot))
+        if self.slots == NULL:
+            raise MemoryError(f"no memory for {self.total} packets")
+        cdef uint64_t j = 0
+        cdef int64_t span
+        cdef const FlowRecord* r
+        with nogil:
+            for i in range(self.n):
+                r = &self.recs[i]
+                span = r.last_us - r.first_us
+                for k in range(<Py_ssize_t>r.packets):
+                    self.slots[j].t = r.first_us if r.packets == 1 else \
+                        r.first_us + span * k // <int64_t>(r.packets - 1)
+                    self.slots[j].record = <uint32_t>i
+                    self.slots[j].index = <uint32_t>k
+                    j += 1
+            qsort(self.slots, self.total, sizeof(Slot), compare_slots)
+
+    def __dealloc__(self):
+        free(self.slots)
+
+    cdef int64_t first_packet_from(self, int64_t t) noexcept nogil:
+        """The time of the capture's first packet at t or later; INT64_MAX if none is."""
+        cdef uint64_t low = 0, high = self.total, middle
+        while low < high:
+            middle = (low + high) // 2
+            if self.slots[middle].t < t:
+                low = middle + 1
+            else:
+                high = middle
+        return self.slots[low].t if low < self.total else INT64_MAX
+
+    def end_reasons(self, dict timeouts_us):
+        """Why a probe (ext/_meter.pyx) reading the capture ends each flow, into the records.
+        It expires flows when a packet moves its clock: a flow ends idle (tcp_end after a FIN
+        or RST) at the first packet more than its inactive timeout after its last, active at
+        the first packet maxlife or more after its first (idle first, at the same packet),
+        at its FIN/RST itself when tcp.fin / tcp.rst is 0, and at the end of the input (eof)
+        if the capture ends before either."""
+        cdef int64_t fin_us = timeouts_us["tcp.fin"], rst_us = timeouts_us["tcp.rst"]
+        cdef int64_t tcp_us = timeouts_us["tcp"], udp_us = timeouts_us["udp"], icmp_us = timeouts_us["icmp"]
+        cdef int64_t general_us = timeouts_us["general"], maxlife_us = timeouts_us["maxlife"]
+        cdef int64_t limit, idle_at, active_at
+        cdef uint8_t idle_reason
+        cdef FlowRecord* r = <FlowRecord*>PyByteArray_AS_STRING(self.records)
+        cdef Py_ssize_t i
+        with nogil:
+            for i in range(self.n):
+                idle_reason = END_IDLE
+                if r[i].proto == 6 and r[i].tcp_flags & (TH_FIN | TH_RST):
+                    limit = rst_us if r[i].tcp_flags & TH_RST else fin_us
+                    if limit == 0:
+                        r[i].end_reason = END_TCP
+                        continue
+                    idle_reason = END_TCP
+                else:
+                    limit = tcp_us if r[i].proto == 6 else udp_us if r[i].proto == 17 else \
+                        icmp_us if is_icmp(r[i].proto) else general_us
+                idle_at = self.first_packet_from(r[i].last_us + limit + 1)
+                active_at = self.first_packet_from(r[i].first_us + maxlife_us)
+                if idle_at == INT64_MAX and active_at == INT64_MAX:
+                    r[i].end_reason = END_EOF
+                else:
+                    r[i].end_reason = idle_reason if idle_at <= active_at else END_ACTIVE
+
+    def frames(self, uint32_t snaplen=0):
+        """The packets as pcap records (native little-endian header, microseconds), in chunks
+        of about a megabyte. Frames hold the headers only (snaplen 0), or zero payload too up
+        to snaplen bytes; the wire length is always the packet's."""
+        cdef uint64_t j
         chunk = bytearray(CHUNK + 70000)
         used = 0
-        for j in range(total):
-            used = write_frame(chunk, used, &recs[slots[j].record], &slots[j], snaplen)
+        for j in range(self.total):
+            used = write_frame(chunk, used, &self.recs[self.slots[j].record], &self.slots[j], snaplen)
             if used >= CHUNK:
                 yield bytes(chunk[:used])
                 used = 0
         if used:
             yield bytes(chunk[:used])
-    finally:
-        free(slots)
 
 
 cdef Py_ssize_t write_frame(bytearray chunk, Py_ssize_t used, const FlowRecord* r, const Slot* s,

@@ -7,8 +7,12 @@ Exporter of its own: observation domain, sequence numbers, uptime, templates,
 optionally its own source address), and printed when no collector is given.
 """
 
+import contextlib
 import ipaddress
 import json
+import os
+import re
+import resource
 import signal
 import struct
 import sys
@@ -18,12 +22,14 @@ from .. import settings as settings_module
 from .. import _generate
 from .._generate import RecordGenerator
 from .._meter import DEFAULT_TIMEOUTS, RECORD_SIZE
-from ..errors import SettingsError
+from ..errors import OutputError, SettingsError
 from ..export import capabilities
 from ..exporter import Exporter
+from ..fields import MEMBER
 from ..logs import configure, logger
 from ..output import JsonWriter, TableWriter
-from ..records import to_json_lines, unpack
+from ..records import to_json_lines
+from ..settings import INACTIVE_CLASSES, LAST_EXPORT_SECOND
 from . import profile as profiles
 from .faults import Faults, check_faults
 
@@ -32,34 +38,65 @@ log = logger("pyprobe")
 # A classic pcap header: microseconds, native (little-endian) byte order, Ethernet.
 PCAP_HEADER = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1)
 SLOT = 0.01                 # seconds: records go out every 10 ms, so pacing is even within 100 ms
-FAST_BATCH = 8192           # records per step at --rate 0
+MAX_BATCH = 8192            # records a step, paced or not: memory stays flat at any rate, kept or not
+STEP_S = 0.02               # a step takes at most about this (fewer records a step if they take longer),
+                            # so a stop is seen within it
+LAG_WARNING_S = 0.25        # seconds behind the rate that are logged (once)
+EXPECT_CHUNK = 65536        # --pcap: records written to --expect at a time
 BOOT_LEAD_STEP_MS = 7919    # each simulated router booted a little earlier than the one before
+MAX_CAPTURE_RECORDS = 2**32 - 1      # a capture's packets name their record in 32 bits (ext/_generate.pyx Slot)
+KEY_TABLE_BYTES = 8         # per record, while each record's flow key is made distinct
+RESERVED_DESCRIPTORS = 64   # open files beside the exporters' sockets: standard streams, --expect, Python's own
+IPV6_RECORD = re.compile(b"\x06")
+NOT_CARRIED = {"fault": "ipv6-not-carried", "record": "not_sent"}
 
 
 class Pacer:
     """How many records are due at each step: rate records/s dealt out in slots of SLOT
-    seconds (each slot the records due by its end), so every 100 ms holds its share."""
+    seconds (each slot the records due by its end), so every 100 ms holds its share. A step
+    is at most `batch` records, as many as take about STEP_S (MAX_BATCH at most): a rate the
+    machine cannot keep makes it fall behind (lag()), never its steps grow."""
 
-    def __init__(self, rate, limit):
+    def __init__(self, rate, limit, deadline=None):
         self.rate = rate
         self.limit = limit          # records in all (0: none)
+        self.deadline = deadline    # monotonic seconds (None: none)
         self.started = time.monotonic()
         self.sent = 0
+        self.batch = MAX_BATCH
 
-    def due(self):
-        """Records to make now, after sleeping until some are due; 0 when the limit is reached."""
-        if self.limit and self.sent >= self.limit:
-            return 0
-        if self.rate == 0:
-            n = FAST_BATCH
-        else:
-            while True:
-                slot = int((time.monotonic() - self.started) / SLOT)
-                n = int((slot + 1) * SLOT * self.rate) - self.sent
-                if n > 0:
-                    break
-                time.sleep(max(0.0, (slot + 1) * SLOT - (time.monotonic() - self.started)))
+    def took(self, n, seconds):
+        """n records were made and sent in `seconds`: the next steps' size follows."""
+        self.sent += n
+        if seconds > STEP_S:
+            self.batch = max(1, int(n * STEP_S / seconds))
+        elif seconds < STEP_S / 2 and n == self.batch:
+            self.batch = min(MAX_BATCH, 2 * self.batch)
+
+    def due(self, stopped):
+        """Records to make now, after sleeping until some are due (in steps of at most SLOT,
+        looking at stopped() and the deadline); 0 when stopped, past the deadline or at the limit."""
+        while True:
+            now = time.monotonic()
+            if stopped() or (self.limit and self.sent >= self.limit) or (
+                    self.deadline is not None and now >= self.deadline):
+                return 0
+            if self.rate == 0:
+                n = self.batch
+                break
+            slot = int((now - self.started) / SLOT)
+            n = int((slot + 1) * SLOT * self.rate) - self.sent
+            if n > 0:
+                break
+            time.sleep(max(0.0, (slot + 1) * SLOT - (now - self.started)))
+        n = min(n, self.batch)
         return min(n, self.limit - self.sent) if self.limit else n
+
+    def lag(self):
+        """Seconds the records made so far are behind the rate (0: on time, or no rate)."""
+        if not self.rate:
+            return 0.0
+        return max(0.0, time.monotonic() - self.started - self.sent / self.rate)
 
 
 def exporter_settings(settings, index):
@@ -76,6 +113,57 @@ def exporter_settings(settings, index):
                                     stride=RECORD_SIZE)     # (the generator makes whole records)
 
 
+def memory_available():
+    """Bytes this process may still allocate: the memory the system has available, within
+    the process's address-space limit and its control group's memory limit."""
+    room = []
+    try:
+        with open("/proc/meminfo") as f:
+            room += [int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:")]
+    except (OSError, ValueError):
+        pass
+    if not room:
+        room.append(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft != resource.RLIM_INFINITY:
+        room.append(soft - _own_kib("VmSize") * 1024)
+    for limit, usage in (("memory.max", "memory.current"), ("memory/memory.limit_in_bytes",
+                                                            "memory/memory.usage_in_bytes")):
+        try:
+            with open(f"/sys/fs/cgroup/{limit}") as f, open(f"/sys/fs/cgroup/{usage}") as g:
+                room.append(int(f.read()) - int(g.read()))
+        except (OSError, ValueError):          # (no such group, or "max")
+            pass
+    return max(0, min(room))
+
+
+def _own_kib(name):
+    with open("/proc/self/status") as f:
+        return next((int(line.split()[1]) for line in f if line.startswith(name + ":")), 0)
+
+
+def gib(size):
+    return f"{size / 2**30:,.1f} GiB"
+
+
+def make_room_for_sockets(settings):
+    """The open-file limit raised (as far as its hard limit) to hold every exporter's sockets."""
+    needed = settings.exporters * len(settings.collectors) + RESERVED_DESCRIPTORS
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or needed <= soft:
+        return
+    if hard != resource.RLIM_INFINITY and needed > hard:
+        raise SettingsError(f"--exporters {settings.exporters} to {len(settings.collectors)} collector(s) need "
+                            f"{needed - RESERVED_DESCRIPTORS} sockets, more than the open-file limit {hard} leaves "
+                            "room for (ulimit -n)")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+
+
+def ipv6_indices(batch):
+    """The indices of the IPv6 records in packed records."""
+    return [m.start() for m in IPV6_RECORD.finditer(batch[MEMBER["ipver"].offset::RECORD_SIZE])]
+
+
 class Generator:
     """One run of pyprobe generate."""
 
@@ -83,17 +171,82 @@ class Generator:
         if settings.pcap and (settings.collectors or not settings.count):
             raise SettingsError("--pcap writes a capture of --count records' packets, and exports nothing "
                                 "(give --count, no -n)")
+        if settings.pcap and dict(DEFAULT_TIMEOUTS, **settings.timeouts)["maxlife"] <= 0:
+            raise SettingsError("--pcap with -t active=0 cuts every flow at its second packet: no record would be "
+                                "one flow (give more than 0)")
         self.settings = settings
+        self.exporters = []
+        self.closed = False
+        self.expect = self.capture = self.writer = None
+        self.stop_requested = False
+        self.made = 0
+        self.started = None
+        self.pacer = None
+        self.lag_warned = False
+        self.turn = 0
+        self.packets = 0
         # record i ends at start + i * step_us when the time line is pinned (--start-time, --pcap)
         self.step_us = 1e6 / settings.rate if settings.rate else 1.0
+        self.start_s = (settings.start_time if settings.start_time is not None else
+                        time.time() if settings.pcap else None)
+        if settings.pcap:
+            self.check_capture_records()
+        self.limit = self.records_in_time_line()
         tables = profiles.load(settings.profile) if settings.profile else profiles.default_tables()
         self.seed = settings.seed if settings.seed is not None else time.time_ns() & (2**64 - 1)
         try:
             self.records = RecordGenerator(tables, self.seed)
         except (ValueError, TypeError) as e:
             raise SettingsError(f"--profile: {e}") from None
-        self.exporters = []
-        self.expect = None
+        try:
+            self.open_outputs()
+            self.open_exporters()
+        except (SettingsError, OutputError):
+            self.abandon()
+            raise
+
+    def records_in_time_line(self):
+        """--count, or with a pinned time line the records that end by the last second an export
+        can state (SettingsError if --count asks more)."""
+        settings = self.settings
+        if self.start_s is None:
+            return settings.count
+        fit = int((LAST_EXPORT_SECOND - self.start_s) * 1e6 / self.step_us) + 1
+        if settings.count > fit:
+            start = "--start-time" if settings.start_time is not None else "now"
+            raise SettingsError(f"--count {settings.count} at --rate {settings.rate:g} from {start}: the records after "
+                                f"the first {fit} would end past {LAST_EXPORT_SECOND} (2106-02-07), the last time a "
+                                "NetFlow header can state")
+        return settings.count or fit
+
+    def check_capture_records(self):
+        """--pcap holds its records in memory: refuse a --count it cannot hold, before any is made."""
+        count = self.settings.count
+        needed, room = count * (RECORD_SIZE + KEY_TABLE_BYTES), memory_available()
+        if count > MAX_CAPTURE_RECORDS or needed > room:
+            raise SettingsError(f"--pcap --count {count}: the records need {gib(needed)} of memory, and {gib(room)} "
+                                f"is available (a capture holds at most {MAX_CAPTURE_RECORDS} records)")
+
+    def open_outputs(self):
+        settings = self.settings
+        if settings.pcap:
+            try:
+                self.capture = open(settings.pcap, "wb")
+            except OSError as e:
+                raise SettingsError(f"--pcap: cannot write {settings.pcap}: {e.strerror}") from None
+        if settings.expect:
+            try:
+                self.expect = open(settings.expect, "w")
+            except OSError as e:
+                raise SettingsError(f"--expect: cannot write {settings.expect}: {e.strerror}") from None
+        if (not settings.collectors and not settings.pcap) or settings.json:
+            with standard_output():
+                self.writer = JsonWriter(sys.stdout) if settings.json else TableWriter(sys.stdout)
+
+    def open_exporters(self):
+        settings = self.settings
+        if not settings.collectors:
+            return
         interpose = None
         if settings.faults:
             if settings.round_robin:
@@ -101,31 +254,19 @@ class Generator:
             for spec in settings.collectors:
                 check_faults(settings.faults, capabilities(spec.version))
             interpose = lambda encoder: Faults(settings.faults, encoder)     # noqa: E731 (one per collector)
-        try:
-            for i in range(settings.exporters if settings.collectors else 0):
+        make_room_for_sockets(settings)
+        for i in range(settings.exporters):
+            try:
                 self.exporters.append(Exporter(settings.collectors, exporter_settings(settings, i),
                                                settings.round_robin, interpose))
-        except SettingsError:
-            self.close()
-            raise
-        self.writer = None
-        if (not settings.collectors and not settings.pcap) or settings.json:
-            self.writer = JsonWriter(sys.stdout) if settings.json else TableWriter(sys.stdout)
-        try:
-            self.expect = open(settings.expect, "w") if settings.expect else None
-        except OSError as e:
-            self.close()
-            raise SettingsError(f"--expect: cannot write {settings.expect}: {e.strerror}") from None
-        self.stop_requested = False
-        self.made = 0
-        self.started = None
-        self.turn = 0
-        self.packets = 0
+            except OSError as e:
+                raise SettingsError(f"--exporters {settings.exporters}: exporter {i} cannot open its socket: "
+                                    f"{e.strerror}") from None
 
     def clock_us(self, index):
         """When record `index` ends: the pinned epoch plus index/rate, or the wall clock."""
-        if self.settings.start_time is not None:
-            return int(self.settings.start_time * 1e6 + index * self.step_us)
+        if self.start_s is not None:
+            return int(self.start_s * 1e6 + index * self.step_us)
         return time.time_ns() // 1000
 
     def run(self):
@@ -133,90 +274,164 @@ class Generator:
             return self.write_capture()
         settings = self.settings
         self.started = time.monotonic()
-        pacer = Pacer(settings.rate, settings.count)
-        deadline = self.started + settings.duration if settings.duration else None
+        self.pacer = pacer = Pacer(settings.rate, self.limit,
+                                   self.started + settings.duration if settings.duration else None)
         for exporter in self.exporters:
             exporter.start(self.clock_us(0) // 1000)
         progress = Progress(settings) if settings.progress == "always" or (
             settings.progress == "auto" and sys.stderr.isatty()) else None
-        while not self.stop_requested:
-            n = pacer.due()
-            if n <= 0 or (deadline is not None and time.monotonic() >= deadline):
+        step_us = self.step_us if self.start_s is not None else 0.0    # (else: all end now)
+        while True:
+            n = pacer.due(lambda: self.stop_requested)
+            if n <= 0:
                 break
+            began = time.monotonic()
             end_us = self.clock_us(self.made)
-            step_us = self.step_us if settings.start_time is not None else 0.0    # (else: all end now)
             batch = self.records.make(n, end_us, step_us)
             self.put(batch, (end_us + int(step_us * (n - 1))) // 1000)
             self.made += n
-            pacer.sent += n
+            pacer.took(n, time.monotonic() - began)
+            self.warn_of_lag()
             if progress:
                 progress.update(self.made, time.monotonic() - self.started)
         if progress:
             progress.finish()
         self.close()
 
+    def warn_of_lag(self):
+        if not self.lag_warned and self.pacer.lag() > LAG_WARNING_S:
+            self.lag_warned = True
+            log.warning("cannot keep --rate %g records/s: %.0f records/s made, %.1f s behind and going on as fast "
+                        "as it can", self.settings.rate, self.made / (time.monotonic() - self.started),
+                        self.pacer.lag())
+
     def write_capture(self):
         """--pcap: every record's packets, in time order, and the records a probe must make."""
         settings = self.settings
         self.started = time.monotonic()
         timeouts = dict(DEFAULT_TIMEOUTS, **settings.timeouts)
-        inactive = min(timeouts[name] for name in ("general", "tcp", "udp", "icmp"))
-        records = self.records.make(settings.count, self.clock_us(0), self.step_us)
-        # gaps and durations a little inside the timeouts, so that each record is one flow
-        records = _generate.settle(records, 0.9 * inactive, 0.9 * timeouts["maxlife"])
-        self.packets, capture_end_us = _generate.packets_and_end(records)
         try:
-            with open(settings.pcap, "wb") as f:
-                f.write(PCAP_HEADER)
-                for chunk in _generate.pcap_frames(records, settings.pcap_snaplen):
-                    f.write(chunk)
-        except OSError as e:
-            raise SettingsError(f"--pcap: cannot write {settings.pcap}: {e.strerror}") from None
-        expected = _generate.end_reasons(records, capture_end_us,
-                                         {name: int(round(seconds * 1e6)) for name, seconds in timeouts.items()})
+            records = self.records.make_distinct(settings.count, self.clock_us(0), self.step_us)
+        except ValueError as e:
+            raise SettingsError(f"--pcap: {e}") from None
+        # gaps and durations a little inside the timeouts, so that each record is one flow
+        _generate.settle(records, 0.9 * min(timeouts[name] for name in INACTIVE_CLASSES), 0.9 * timeouts["maxlife"])
+        self.packets = _generate.packet_total(records)
+        needed, room = self.packets * _generate.SLOT_BYTES, memory_available()
+        if needed > room:
+            raise SettingsError(f"--pcap: the {settings.count} records' {self.packets} packets need {gib(needed)} of "
+                                f"memory to be put in time order, and {gib(room)} is available (give a smaller "
+                                "--count, or fewer packets a flow in --profile)")
+        capture = _generate.Capture(records)
+        capture.end_reasons({name: int(round(seconds * 1e6)) for name, seconds in timeouts.items()})
+        if not self.write_packets(capture):
+            return self.close()
+        del capture
         self.made = settings.count
-        self.put(expected, 0)                 # (no exporters: printed and written to --expect only)
+        for start in range(0, len(records), EXPECT_CHUNK * RECORD_SIZE):
+            self.put(bytes(records[start:start + EXPECT_CHUNK * RECORD_SIZE]), 0)   # (no exporters)
         self.close()
+
+    def write_packets(self, capture):
+        """The capture file; False if stopped before its end (what was written is left, and said)."""
+        try:
+            self.capture.write(PCAP_HEADER)
+            for chunk in capture.frames(self.settings.pcap_snaplen):
+                if self.stop_requested:
+                    log.warning("stopped: %s holds the packets of its first seconds only, and no records were "
+                                "written to --expect", self.settings.pcap)
+                    return False
+                self.capture.write(chunk)
+            self.capture.close()
+        except OSError as e:
+            raise OutputError(f"--pcap: cannot write {self.settings.pcap}: {e.strerror}") from None
+        return True
 
     def put(self, batch, now_ms):
         """Deal the records out to the exporters (each a whole share), print and note them."""
-        faulted = {}
-        if self.exporters:
-            n = len(batch) // RECORD_SIZE
-            share = -(-n // len(self.exporters))
-            for start in range(0, n, share):
-                exporter = self.exporters[self.turn]
-                exporter.export(batch[start * RECORD_SIZE:(start + share) * RECORD_SIZE], now_ms)
-                exporter.pump()
-                for collector in exporter.collectors:
-                    for indices, mark, kind in collector.marks:
-                        for i in indices:
-                            faulted.setdefault(start + i, []).append(
-                                {"collector": collector.name, "fault": kind, "record": mark})
-                    collector.marks.clear()
-                self.turn = (self.turn + 1) % len(self.exporters)
+        marks = self.export(batch, now_ms) if self.exporters else {}
         if self.writer is not None:
-            self.writer.write(batch)
+            with standard_output():
+                self.writer.write(batch)
         if self.expect is not None:
-            if not faulted:
-                self.expect.write(to_json_lines(batch).decode())
-            else:                       # the few records a fault touched carry what it did
-                self.expect.write("".join(json.dumps(dict(r.as_dict(), faults=faulted[i]) if i in faulted
-                                                     else r.as_dict()) + "\n" for i, r in enumerate(unpack(batch))))
+            text = to_json_lines(batch).decode()
+            if marks:                       # the few records a fault touched carry what it did
+                lines = text.split("\n")
+                for i, faults in marks.items():
+                    lines[i] = lines[i][:-1] + ', "faults": ' + json.dumps(faults) + "}"
+                text = "\n".join(lines)
+            try:
+                self.expect.write(text)
+            except OSError as e:
+                raise OutputError(f"--expect: cannot write {self.settings.expect}: {e.strerror}") from None
+
+    def export(self, batch, now_ms):
+        """The records to the exporters; {record index: [what befell it at a collector]}: faults,
+        and IPv6 records a collector's version cannot carry."""
+        marks = {}
+        n = len(batch) // RECORD_SIZE
+        share = -(-n // len(self.exporters))
+        for start in range(0, n, share):
+            exporter = self.exporters[self.turn]
+            part = batch[start * RECORD_SIZE:(start + share) * RECORD_SIZE]
+            exporter.export(part, now_ms)
+            exporter.pump()
+            ipv6 = None
+            for collector in exporter.collectors:
+                for indices, mark, kind in collector.marks:
+                    for i in indices:
+                        marks.setdefault(start + i, []).append(
+                            {"collector": collector.name, "fault": kind, "record": mark})
+                collector.marks.clear()
+                if not collector.capabilities.ipv6:
+                    ipv6 = ipv6_indices(part) if ipv6 is None else ipv6
+                    lost = NOT_CARRIED if not exporter.round_robin or not any(
+                        c.capabilities.ipv6 for c in exporter.collectors) else dict(NOT_CARRIED, record="may_lack")
+                    for i in ipv6:
+                        marks.setdefault(start + i, []).append({"collector": collector.name, **lost})
+            self.turn = (self.turn + 1) % len(self.exporters)
+        return marks
 
     def close(self):
-        for exporter in self.exporters:
-            exporter.close()
-        if self.expect:
-            self.expect.close()
-            self.expect = None
-        sys.stdout.flush()
+        """The end of a run: everything sent, written and closed (OutputError if it cannot be)."""
+        if not self.closed:
+            self.closed = True
+            for exporter in self.exporters:
+                exporter.close()
+        for name, f in (("--expect", self.expect), ("--pcap", self.capture)):
+            if f is not None:
+                try:
+                    f.close()
+                except OSError as e:
+                    raise OutputError(f"{name}: cannot write {f.name}: {e.strerror}") from None
+        self.expect = self.capture = None
+        with standard_output():
+            sys.stdout.flush()
+
+    def abandon(self):
+        """After a failure: close what is open, the failure said already."""
+        try:
+            self.close()
+        except (OSError, OutputError):
+            for f in (self.expect, self.capture):
+                if f is not None:
+                    try:
+                        f.close()
+                    except OSError:
+                        pass
+            self.expect = self.capture = None
+            discard_standard_output()
 
     def summary(self):
         seconds = time.monotonic() - self.started if self.started else 0.0
         rate = self.made / seconds if seconds > 0 else 0.0
         lines = ["pyprobe generate statistics:",
                  f"  records               {self.made:>12}   ({seconds:.2f} s, {rate:,.0f} records/s; seed {self.seed})"]
+        if self.pacer is not None and self.settings.rate:
+            lag = self.pacer.lag()
+            asked = f"{self.settings.rate:,.0f}" if self.settings.rate >= 1 else f"{self.settings.rate:g}"
+            lines.append(f"  rate                  asked {asked} records/s, achieved {rate:,.0f}: "
+                         + (f"{lag:.2f} s behind at the end" if lag >= 0.1 else "on time"))
         if self.settings.pcap:
             lines.append(f"  packets               {self.packets:>12}   written to {self.settings.pcap}")
         for i, exporter in enumerate(self.exporters):
@@ -226,6 +441,28 @@ class Generator:
                              f"{c['records']} records, {c['send_errors']} send errors"
                              + "".join(f", {kind} {n}" for kind, n in sorted(faults.items())))
         return "\n".join(lines)
+
+
+@contextlib.contextmanager
+def standard_output():
+    """Writing to standard output: a failure (a full disk) is OutputError's one line; a reader
+    that went away (BrokenPipeError) is not a failure, and ends the run quietly."""
+    try:
+        yield
+    except BrokenPipeError:
+        raise
+    except OSError as e:
+        raise OutputError(f"cannot write the records to standard output: {e.strerror or e}") from None
+
+
+def discard_standard_output():
+    """Standard output that failed: what is still buffered goes nowhere, not again at exit."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
 
 
 class Progress:
@@ -258,7 +495,10 @@ def main(argv):
         settings = settings_module.parse(argv, command="generate")
         configure(debug=settings.debug)
         generator = Generator(settings)
-    except SettingsError as e:
+    except BrokenPipeError:                 # (the reader of the records went away: not an error)
+        discard_standard_output()
+        return 0
+    except (SettingsError, OutputError) as e:
         print(f"pyprobe generate: {e}", file=sys.stderr)
         return 2
 
@@ -270,8 +510,12 @@ def main(argv):
     try:
         generator.run()
     except BrokenPipeError:
-        sys.stderr.close()
+        generator.abandon()
         return 0
+    except (SettingsError, OutputError) as e:
+        generator.abandon()
+        print(f"pyprobe generate: {e}", file=sys.stderr)
+        return 2
     if not settings.quiet:
         print(generator.summary(), file=sys.stderr, flush=True)
     return 0

@@ -17,7 +17,9 @@ records:
   README; else a default mix of TCP, UDP and ICMP over IPv4 and IPv6 with heavy-tailed
   sizes). Flows end now (the wall clock) with their durations before, unless
   --start-time pins the time line: record i then ends at START + i/RATE, so with
-  --seed the same command sends the same datagrams.
+  --seed the same command sends the same datagrams. Records go out in steps of a few
+  milliseconds: a --rate the machine cannot keep makes them fall behind, logged once,
+  and the statistics say the rate achieved and how far behind it ended.
 
 routers:
   --exporters N deals the records out to N simulated routers, each its own exporting
@@ -32,12 +34,16 @@ faults (--fault KIND[=EVERY], one every EVERY datagrams, default 100, repeatable
 """ + "".join(f"  {kind:<22}{text}\n" for kind, text in KINDS.items()) + """\
   Datagrams with templates are spared. --expect marks the records a correct
   collector may lack or may store twice; the statistics count what was injected.
+  IPv6 records a NetFlow v5 collector cannot carry are marked too
+  ({"fault": "ipv6-not-carried", "record": "not_sent"}).
 
 packets (--pcap FILE --count N):
   The records' packets, in time order, as a capture of headers (the wire length is the
   packet's), spaced so that each record is one flow for a probe with the -t timeouts
-  given here (pyprobe's names and defaults). --expect then holds exactly the records
-  pyprobe -r FILE makes with those timeouts (and -m large enough for every flow).
+  given here (pyprobe's names and defaults), each with a flow key of its own. --expect
+  then holds exactly the records pyprobe -r FILE makes with those timeouts, end
+  reasons too (and -m large enough for every flow). The records and their packets
+  are held in memory: a --count that does not fit is refused before any is made.
   -s N only announces 1-in-N sampling in the export (v5 header, v9/IPFIX options).
 
 examples:
@@ -47,5 +53,6 @@ examples:
   pyprobe generate --pcap test.pcap --count 100000 --expect flows.json -t inactive=30
 
 exit status:
-  0 done (also when stopped by SIGINT or SIGTERM); 2 bad options or profile.
+  0 done (also when stopped by SIGINT or SIGTERM); 2 bad options or profile, sizes
+  beyond memory or file descriptors, or an output that cannot be written.
 """

@@ -199,7 +199,8 @@ def _protocol(p, ipv6):
         raise ValueError("protocol: give [[protocol]] tables")
     unknown = set(p) - PROTOCOL_KEYS
     if unknown:
-        raise ValueError(f"[[protocol]]: unknown key {sorted(unknown)[0]!r} (one of {', '.join(sorted(PROTOCOL_KEYS))})")
+        raise ValueError(f"[[protocol]]: unknown key {sorted(unknown)[0]!r} "
+                         f"(one of {', '.join(sorted(PROTOCOL_KEYS))})")
     number = _protocol_number(p)
     what = f"[[protocol]] {p.get('name', number)}"
     missing = [key for key in ("packets", "bytes", "duration") if key not in p]
