@@ -16,6 +16,23 @@ cdef extern from "<sys/mman.h>" nogil:
     int madvise(void* address, size_t length, int advice)
     int MADV_DONTNEED
 
+cdef extern from "<sys/socket.h>" nogil:
+    int setsockopt(int fd, int level, int name, const void* value, unsigned int length)
+    int SOL_SOCKET
+    int SO_ATTACH_FILTER
+
+cdef extern from "<linux/filter.h>" nogil:
+    struct sock_filter:
+        pass
+    struct sock_fprog:
+        unsigned short len
+        sock_filter* filter
+    int BPF_MAXINSNS
+
+from libc.errno cimport errno
+
+import os
+
 from pyprobe._meter import SUPPORTED_LINKTYPES
 
 cdef enum:
@@ -87,6 +104,21 @@ def give_back(const uint8_t[::1] mapped, Py_ssize_t start, Py_ssize_t end):
 
 
 # -- classic BPF ----------------------------------------------------------------------
+
+def attach_filter(int fd, const uint8_t[::1] program):
+    """Put a classic BPF program (8 bytes per instruction) on a packet socket. The kernel
+    swaps it for the socket's filter in one step: every packet meets the old program or the
+    new one (libpcap's own setfilter rejects every packet for a moment first). OSError if the
+    kernel refuses it (ValueError: not whole instructions, none, or too many)."""
+    cdef Py_ssize_t size = program.shape[0]
+    cdef sock_fprog fprog
+    if size == 0 or size % 8 or size // 8 > BPF_MAXINSNS:
+        raise ValueError(f"a BPF program of {size} bytes")
+    fprog.len = <unsigned short>(size // 8)
+    fprog.filter = <sock_filter*>&program[0]
+    if setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &fprog, sizeof(fprog)) != 0:
+        raise OSError(errno, os.strerror(errno))
+
 
 cdef inline uint32_t load_be(const uint8_t* p, int size) noexcept nogil:
     if size == 4:
@@ -205,6 +237,29 @@ cdef uint32_t run_bpf(const uint8_t* prog, Py_ssize_t n_insns, const uint8_t* pk
             else:
                 A = X
     return 0
+
+
+def filter_batch(const uint8_t[::1] packets, meta, const uint8_t[::1] program):
+    """A batch's meta (Batch's layout) with only the packets the BPF program passes. The
+    meta does not carry a packet's length on the wire: its captured length stands for it."""
+    cdef const uint8_t[::1] view = meta
+    cdef Py_ssize_t n = view.shape[0] // 16, i, kept = 0, n_insns = program.shape[0] // 8
+    cdef const uint32_t* inp = <const uint32_t*>&view[0] if n else NULL
+    out = PyBytes_FromStringAndSize(NULL, 16 * n)
+    cdef uint32_t* outp = <uint32_t*>PyBytes_AS_STRING(out)
+    cdef const uint8_t* prog = &program[0] if n_insns else NULL
+    cdef const uint8_t* base = &packets[0] if packets.shape[0] else NULL
+    cdef uint32_t offset, caplen
+    with nogil:
+        for i in range(n):
+            offset, caplen = inp[4 * i + 2], inp[4 * i + 3]
+            if <Py_ssize_t>offset + caplen > packets.shape[0]:
+                continue
+            if run_bpf(prog, n_insns, base + offset, caplen, caplen) != 0:
+                outp[4 * kept], outp[4 * kept + 1] = inp[4 * i], inp[4 * i + 1]
+                outp[4 * kept + 2], outp[4 * kept + 3] = offset, caplen
+                kept += 1
+    return out[:16 * kept]
 
 
 # -- the parser ------------------------------------------------------------------------

@@ -13,6 +13,7 @@ sub-interface's packet apart (see vlans_elsewhere).
 import os
 import select
 import socket
+import struct
 import threading
 import time
 
@@ -23,7 +24,8 @@ from ..errors import InputError
 from ..logs import logger
 from ..settings import InterfaceSpec
 from .batch import Batch
-from .bpf import DLT_EN10MB, compile_filter
+from .._capture import attach_filter, filter_batch
+from .bpf import DLT_EN10MB, compile_filter, live_program, names_vlan
 from .file import BATCH_PACKETS
 
 log = logger("pyprobe")
@@ -37,6 +39,9 @@ PCAP_ERROR_IFACE_NOT_UP = -9
 DRAIN_BATCHES = 64
 ENDING_SECONDS = 0.25             # longer than libpcap's block timeout (READ_TIMEOUT_MS)
 PCAP_ERROR_NO_SUCH_DEVICE = -5
+IFF_UP = 0x1
+FIRST_FILTER_MARGIN_SECONDS = 0.005   # kernel timestamps against time.time(): the same clock
+REJECT_ALL = b"\x06\x00\x00\x00\x00\x00\x00\x00"
 
 
 class Capture:
@@ -52,15 +57,31 @@ class Capture:
         self.vlan = 0
         self.more = False                    # the last read was a full batch: there may be more
         self.ending = 0.0                    # the interface went: when to close (see LiveSource._end)
+        self.filter_by_libpcap = False       # its filter was put on by libpcap (see LiveSource._install)
+        self.fresh = True                    # not read yet
+        self.unfiltered = None               # (program, until): see LiveSource._filter_the_first
         self.packets = 0
         self.octets = 0
         self.drops = (0, 0, 0)
 
     def read(self, size):
         packets, meta = self.handle.next_batch(size)
+        self.fresh = False
+        if self.unfiltered is not None and meta:
+            meta = self._filtered(packets, meta)
         self.packets += len(meta) // 16
         self.octets += len(packets)
         return packets, meta
+
+    def _filtered(self, packets, meta):
+        """The batch through the filter here, while it may hold packets the socket took before
+        it had its filter; the first batch wholly after that ends it."""
+        program, until = self.unfiltered
+        if struct.unpack_from("=II", meta) > until:
+            self.unfiltered = None
+            return meta
+        return filter_batch(packets, meta, program)
+
 
     def counts(self):
         """libpcap's (received, dropped, dropped by the interface), kept past the close. (The
@@ -195,7 +216,12 @@ class LiveSource:
         self._down.discard(name)
         index = self.named.get(name)
         capture = Capture(name, ifindex, index if index is not None else ifindex, way, handle)
-        why = self._unusable(capture)
+        try:
+            why = self._unusable(capture)
+        except InterfaceDown as e:         # (between the open and the filter: tried again at the next rescan)
+            capture.close()
+            log.info("not capturing on %s for now: %s", name, e)
+            return False
         if why:
             capture.close()
             self._refuse(capture, why, fatal=explicit and starting)
@@ -240,11 +266,58 @@ class LiveSource:
         if capture.linktype not in SUPPORTED_LINKTYPES:
             return f"link type {capture.linktype} ({linktype_name(capture.linktype)}) is not decoded"
         if self._bpf:
-            try:
-                capture.handle.setfilter(self._bpf)
-            except pcapy.PcapError as e:
-                return f"the filter {self._bpf!r} does not apply to its link type ({e})"
+            return self._install(capture, self._bpf)
         return None
+
+    def _install(self, capture, bpf):
+        """Put the filter (None: none) on the capture's socket; why it cannot be, or None.
+        The program replaces the one there in one step, so no packet goes unfiltered or is
+        lost meanwhile (libpcap's setfilter rejects every packet for a moment first). Only
+        what a program made here cannot do is left to libpcap: VLAN tests (see names_vlan),
+        a cooked capture reading its made-up header, a program the kernel refuses."""
+        program = None
+        if not (names_vlan(bpf) or capture.filter_by_libpcap):
+            try:
+                program = live_program(bpf, capture.linktype, self._open_args[0])
+            except pcapy.PcapError as e:
+                return f"the filter {bpf!r} does not apply to its link type ({e})"
+        if program is not None:
+            try:
+                attach_filter(capture.fd, program)
+            except (OSError, ValueError):
+                return self._install_by_libpcap(capture, bpf)
+            if capture.fresh and bpf:
+                self._filter_the_first(capture, bpf)
+            return None
+        return self._install_by_libpcap(capture, bpf)
+
+    @staticmethod
+    def _filter_the_first(capture, bpf):
+        """A capture not read yet: what its socket took between its opening and its filter is
+        in its buffer with what came after, so the batches that may hold such packets (stamped
+        up to a little after now) go through the filter here too (for the others that changes
+        nothing). (A filter changed later does not: what came before was taken under the old.)"""
+        until = time.time() + FIRST_FILTER_MARGIN_SECONDS
+        capture.unfiltered = (compile_filter(bpf, capture.linktype) or REJECT_ALL,
+                              (int(until), int(until % 1 * 1e6)))
+
+    def _install_by_libpcap(self, capture, bpf):
+        """libpcap's setfilter; once used, a capture keeps it (libpcap then filters the packets
+        already in its buffer itself, with the program it knows). InterfaceDown if it fails
+        because the interface went down or away: libpcap then left the socket with no filter."""
+        capture.filter_by_libpcap = True
+        error = None
+        for _ in range(2):        # (an interface that went down makes it fail once; it takes the filter off)
+            try:
+                capture.handle.setfilter(bpf or "")
+                return None
+            except pcapy.PcapError as e:
+                error = e
+        if capture.ifindex not in interface_indexes().values():
+            raise InterfaceDown(f"interface {capture.name} went away")
+        if not interface_up(capture.name):
+            raise InterfaceDown(f"interface {capture.name} is down")
+        return f"the filter {bpf!r} could not be put on it ({error})"
 
     def _refuse(self, capture, why, fatal):
         """This interface's packets cannot be metered (link type, filter): an error for one
@@ -295,13 +368,34 @@ class LiveSource:
     # -- the source interface ---------------------------------------------------------
 
     def set_filter(self, bpf):
-        compile_filter(bpf, DLT_EN10MB)         # a bad filter is an error, whatever is captured
+        """The filter (None or '': none) for every capture, now and to come. The same filter
+        again changes nothing: the captures go on as they are."""
+        bpf = bpf or None
+        if bpf == self._bpf:
+            return
+        if bpf is not None:
+            compile_filter(bpf, DLT_EN10MB)         # a bad filter is an error, whatever is captured
+        for capture in self._captures.values():     # ... as is one for the link type of a named interface
+            if capture.name in self.named and not capture.ending:
+                try:
+                    live_program(bpf, capture.linktype, self._open_args[0])
+                except pcapy.PcapError as e:
+                    raise InputError(f"cannot capture on {capture.name}: the filter {bpf!r} does not apply "
+                                     f"to its link type ({e})") from None
         self._bpf = bpf
-        for (name, way), capture in list(self._captures.items()):
-            why = self._unusable(capture)
+        for key, capture in list(self._captures.items()):
+            if capture.ending:
+                continue
+            try:
+                why = self._install(capture, bpf)
+            except InterfaceDown as e:     # its socket was left with no filter: captured afresh when back
+                log.info("capture on %s stopped: %s", capture.name, e)
+                self._retire(key)
+                self._changed()
+                continue
             if why:
-                self._refuse(capture, why, fatal=name in self.named)
-                self._retire((name, way))
+                self._refuse(capture, why, fatal=False)
+                self._retire(key)
                 self._changed()
 
     def batches(self, size=BATCH_PACKETS):
@@ -430,6 +524,10 @@ class LiveSource:
         return ""
 
 
+class InterfaceDown(Exception):
+    """The interface went down or away while its capture was being set up."""
+
+
 class CaptureRefused(Exception):
     def __init__(self, code, message):
         super().__init__(message)
@@ -459,6 +557,15 @@ def may_capture():
 def interface_indexes():
     """{name: ifIndex} of every interface of this network namespace."""
     return {name: index for index, name in socket.if_nameindex()}
+
+
+def interface_up(name):
+    """Whether the interface is administratively up."""
+    try:
+        with open(f"/sys/class/net/{name}/flags") as f:
+            return bool(int(f.read(), 16) & IFF_UP)
+    except (OSError, ValueError):
+        return False
 
 
 def interface_description(name):
