@@ -45,7 +45,7 @@ LAG_WARNING_S = 0.25        # seconds behind the rate that are logged (once)
 EXPECT_CHUNK = 65536        # --pcap: records written to --expect at a time
 BOOT_LEAD_STEP_MS = 7919    # each simulated router booted a little earlier than the one before
 MAX_CAPTURE_RECORDS = 2**32 - 1      # a capture's packets name their record in 32 bits (ext/_generate.pyx Slot)
-KEY_TABLE_BYTES = 8         # per record, while each record's flow key is made distinct
+KEY_TABLE_BYTES = 16        # per record at most, while each record's flow key is made distinct
 RESERVED_DESCRIPTORS = 64   # open files beside the exporters' sockets: standard streams, --expect, Python's own
 IPV6_RECORD = re.compile(b"\x06")
 NOT_CARRIED = {"fault": "ipv6-not-carried", "record": "not_sent"}
@@ -142,6 +142,10 @@ def _own_kib(name):
         return next((int(line.split()[1]) for line in f if line.startswith(name + ":")), 0)
 
 
+def rate_text(rate):
+    return f"{rate:,.0f}" if rate >= 1 else f"{rate:g}"
+
+
 def gib(size):
     return f"{size / 2**30:,.1f} GiB"
 
@@ -182,6 +186,7 @@ class Generator:
         self.made = 0
         self.started = None
         self.pacer = None
+        self.lag = None             # seconds behind the rate when the run ended
         self.lag_warned = False
         self.turn = 0
         self.packets = 0
@@ -294,6 +299,7 @@ class Generator:
             self.warn_of_lag()
             if progress:
                 progress.update(self.made, time.monotonic() - self.started)
+        self.lag = pacer.lag()
         if progress:
             progress.finish()
         self.close()
@@ -301,9 +307,9 @@ class Generator:
     def warn_of_lag(self):
         if not self.lag_warned and self.pacer.lag() > LAG_WARNING_S:
             self.lag_warned = True
-            log.warning("cannot keep --rate %g records/s: %.0f records/s made, %.1f s behind and going on as fast "
-                        "as it can", self.settings.rate, self.made / (time.monotonic() - self.started),
-                        self.pacer.lag())
+            made = self.made / (time.monotonic() - self.started)
+            log.warning("cannot keep --rate %s records/s: %s records/s made, %.1f s behind and going on as fast "
+                        "as it can", rate_text(self.settings.rate), rate_text(made), self.pacer.lag())
 
     def write_capture(self):
         """--pcap: every record's packets, in time order, and the records a probe must make."""
@@ -427,11 +433,9 @@ class Generator:
         rate = self.made / seconds if seconds > 0 else 0.0
         lines = ["pyprobe generate statistics:",
                  f"  records               {self.made:>12}   ({seconds:.2f} s, {rate:,.0f} records/s; seed {self.seed})"]
-        if self.pacer is not None and self.settings.rate:
-            lag = self.pacer.lag()
-            asked = f"{self.settings.rate:,.0f}" if self.settings.rate >= 1 else f"{self.settings.rate:g}"
-            lines.append(f"  rate                  asked {asked} records/s, achieved {rate:,.0f}: "
-                         + (f"{lag:.2f} s behind at the end" if lag >= 0.1 else "on time"))
+        if self.lag is not None and self.settings.rate:
+            lines.append(f"  rate                  asked {rate_text(self.settings.rate)} records/s, achieved "
+                         f"{rate:,.0f}: " + (f"{self.lag:.2f} s behind at the end" if self.lag >= 0.1 else "on time"))
         if self.settings.pcap:
             lines.append(f"  packets               {self.packets:>12}   written to {self.settings.pcap}")
         for i, exporter in enumerate(self.exporters):
