@@ -73,7 +73,7 @@ def load(path):
     data = read_toml(path, "--profile")
     unknown = set(data) - TOP_KEYS
     if unknown:
-        raise SettingsError(f"--profile {path}: unknown key {sorted(unknown)[0]!r} "
+        raise SettingsError(f"--profile {path}: unknown key {_brief(sorted(unknown)[0])} "
                             f"(one of {', '.join(sorted(TOP_KEYS))})")
     try:
         return tables({**DEFAULT, **data})
@@ -90,12 +90,23 @@ def default_tables():
 def _number(value, what, low, high, whole=False):
     """value if it is a number (a whole one if asked) within low..high (NaN never is)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{what}: {value!r} is not a number")
+        raise ValueError(f"{what}: {_brief(value)} is not a number")
     if whole and not isinstance(value, int):
-        raise ValueError(f"{what}: {value!r} is not a whole number")
+        raise ValueError(f"{what}: {_brief(value)} is not a whole number")
     if not low <= value <= high:
-        raise ValueError(f"{what} {value!r} is out of range {_show(low)}..{_show(high)}")
+        raise ValueError(f"{what} {_brief(value)} is out of range {_show(low)}..{_show(high)}")
     return value
+
+
+def _brief(value):
+    """A value as a message shows it: its repr, cut short."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _label(name):
+    text = str(name)
+    return text if len(text) <= 40 else text[:36] + "..."
 
 
 def _show(bound):
@@ -152,7 +163,7 @@ def _distribution(spec, what, size):
     if kind == "lognormal":
         mu = _number(a, f"{what} lognormal MU", -math.inf, math.inf)
         if not -745 <= mu <= math.log(high):       # (exp(-745) is the smallest double above 0)
-            raise ValueError(f"{what} lognormal MU {mu!r}: the median exp(MU) must be at most {high} {unit} "
+            raise ValueError(f"{what} lognormal MU {_brief(mu)}: the median exp(MU) must be at most {high} {unit} "
                              f"(MU at most {math.log(high):.2f})")
         return kind, float(mu), float(_number(b, f"{what} lognormal SIGMA", 0.0, MAX_LOGNORMAL_SIGMA)), bounds
     minimum = _number(a, f"{what} pareto MINIMUM", 0.0, high)
@@ -170,7 +181,8 @@ def _prefixes(entries, what):
         try:
             net = ipaddress.ip_network(str(entry["prefix"]), strict=False)
         except ValueError as e:
-            raise ValueError(f"{what}: bad prefix {entry['prefix']!r}: {e}") from None
+            raise ValueError(f"{what}: bad prefix {_brief(entry['prefix'])} (give a network such as 10.0.0.0/8 "
+                             "or 2001:db8::/32)") from None
         out[net.version].append((net.network_address.packed, net.prefixlen, _weight(entry.get("weight", 1), what)))
     for version, group in out.items():
         if group:
@@ -183,13 +195,13 @@ def _prefixes(entries, what):
 def _protocol_number(p):
     """A [[protocol]]'s number: its own (0..255), or its name's."""
     if "number" in p:
-        return _number(p["number"], f"[[protocol]] {p['name']} number" if "name" in p else "[[protocol]] number",
-                       0, 255, whole=True)
+        what = f"[[protocol]] {_label(p['name'])} number" if "name" in p else "[[protocol]] number"
+        return _number(p["number"], what, 0, 255, whole=True)
     if "name" not in p:
         raise ValueError("[[protocol]]: give a name or a number")
     name = str(p["name"]).lower()
     if name not in PROTOCOL_NUMBERS:
-        raise ValueError(f"[[protocol]]: unknown protocol name {p['name']!r} "
+        raise ValueError(f"[[protocol]]: unknown protocol name {_brief(p['name'])} "
                          f"(one of {', '.join(PROTOCOL_NUMBERS)}; or give number = 0..255)")
     return PROTOCOL_NUMBERS[name]
 
@@ -199,10 +211,10 @@ def _protocol(p, ipv6):
         raise ValueError("protocol: give [[protocol]] tables")
     unknown = set(p) - PROTOCOL_KEYS
     if unknown:
-        raise ValueError(f"[[protocol]]: unknown key {sorted(unknown)[0]!r} "
+        raise ValueError(f"[[protocol]]: unknown key {_brief(sorted(unknown)[0])} "
                          f"(one of {', '.join(sorted(PROTOCOL_KEYS))})")
     number = _protocol_number(p)
-    what = f"[[protocol]] {p.get('name', number)}"
+    what = f"[[protocol]] {_label(p.get('name', number))}"
     missing = [key for key in ("packets", "bytes", "duration") if key not in p]
     if missing:
         raise ValueError(f"{what}: missing key {missing[0]!r} (each [[protocol]] gives packets, bytes and duration)")
@@ -248,5 +260,5 @@ def tables(profile):
 def _positive_seconds(value, what):
     seconds = _number(value, what, 0, MAX_SECONDS)
     if seconds <= 0:
-        raise ValueError(f"{what} {value!r}: more than 0 seconds")
+        raise ValueError(f"{what} {_brief(value)}: more than 0 seconds")
     return seconds
