@@ -217,8 +217,8 @@ packets = { lognormal = [0, 10] }
 bytes = { lognormal = [0, 10] }
 duration = { lognormal = [0, 10] }
 """)
-    proc = generate("--profile", profile, "--count", "3000", "--seed", "5", "--start-time", "1700000000", "--json",
-                    "-q")
+    proc = generate("--profile", profile, "--count", "3000", "--rate", "0", "--seed", "5", "--start-time",
+                    "1700000000", "--json", "-q")
     records = [json.loads(line) for line in proc.stdout.splitlines()]
     assert len(records) == 3000
     for r in records:
