@@ -472,11 +472,11 @@ def read_toml(path, what):
             return tomllib.load(f)
     except OSError as e:
         raise SettingsError(f"cannot read {what} {path}: {e.strerror}") from None
-    except tomllib.TOMLDecodeError as e:
-        raise SettingsError(f"{what} {path}: {e}") from None
     except UnicodeDecodeError as e:
         raise SettingsError(f"{what} {path}: not UTF-8 text (byte {e.start} is 0x{e.object[e.start]:02x}); "
                             "TOML files are UTF-8") from None
+    except ValueError as e:      # TOMLDecodeError, and an integer of more digits than Python converts
+        raise SettingsError(f"{what} {path}: {e}") from None
 
 
 def load_file(path):

@@ -41,6 +41,8 @@ REFUSED = [
      ["not UTF-8", "byte 22"]),
     ("profile not UTF-8", [PYPROBE, "generate", "--count", "1", "--profile", "{p.toml}"], [("p.toml", b"\xff\xfe")],
      ["p.toml", "not UTF-8"]),
+    ("an integer of 5,000 digits", PROBE + ["-f", "{b.toml}"], [("b.toml", b"[probe]\nmax_flows = " + b"9" * 5000)],
+     ["b.toml", "digits"]),
     ("update below a millisecond", PROBE + ["--cache", "permanent", "--update", "0.0000001"], [], ["--update"]),
     ("update too long", PROBE + ["--cache", "permanent", "--update", "9300000000000"], [], ["--update"]),
     ("monitor update below a millisecond", PROBE + ["-f", "{m.toml}"],
