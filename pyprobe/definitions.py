@@ -141,7 +141,7 @@ def _parse_name(text, record):
     if field.ctype != "address":
         raise ValueError(f"record {record!r}: {text!r}: only an address takes a prefix length")
     most = 32 if ipver == 4 else 128
-    if not length.isdigit() or not 0 <= int(length) <= most:
+    if not (length.isascii() and length.isdigit()) or not 0 <= int(length) <= most:
         raise ValueError(f"record {record!r}: {text!r}: the prefix length is a number from 0 to {most}")
     return field, ipver, int(length)
 
