@@ -19,6 +19,10 @@ def format_summary(stats, seconds, collectors=(), capture_drops=None, title=None
         received, dropped, if_dropped = capture_drops
         lines.append(f"  libpcap               {received:>12} received, {dropped} dropped, "
                      f"{if_dropped} dropped by the interface")
+    missed = sum(row.get("missed", 0) for row in (source or {}).get("interfaces", ()))
+    if missed:
+        lines.append(f"  packets missed        {missed:>12}   crossed an interface before its capture opened "
+                     "(it came up or appeared meanwhile; by its own counters)")
     if stats["sampling"] > 1:
         lines.append(f"  packets sampled out   {stats['packets_sampled_out']:>12}   (1 in {stats['sampling']} metered)")
     ignored = {name: n for name, n in stats["packets_ignored"].items() if n}
@@ -60,13 +64,15 @@ def format_summary(stats, seconds, collectors=(), capture_drops=None, title=None
 
 
 def interface_lines(rows):
-    """Per interface and direction captured: packets, octets and libpcap's drops; then the
-    interfaces left out and why."""
-    lines = ["  per interface:      ifIndex direction      packets         octets    dropped"]
+    """Per interface and direction captured: packets, octets, drops (libpcap's and the
+    interface's) and what crossed it while it was not captured (it came up or appeared
+    before its capture opened); then the interfaces left out and why."""
+    lines = ["  per interface:      ifIndex direction      packets         octets    dropped     missed"]
     for row in rows:
         if "direction" in row:
             lines.append(f"    {row['name']:<16} {row['ifindex']:>6} {row['direction']:<9} {row['packets']:>12} "
-                         f"{row['octets']:>14} {row['dropped'] + row['dropped_by_interface']:>10}")
+                         f"{row['octets']:>14} {row['dropped'] + row['dropped_by_interface']:>10} "
+                         f"{row.get('missed', 0):>10}" + ("   (down)" if row.get("state") == "down" else ""))
         else:
             lines.append(f"    {row['name']:<16} {row['ifindex']:>6} {row['state']}")
     return lines

@@ -3,11 +3,18 @@
 Each interface and direction metered is one libpcap capture of its own, so every
 batch knows the interface its packets crossed (its ifIndex) and which way. `-i any`
 is every interface of the network namespace, watched over netlink: interfaces that
-appear later (a VPN tunnel, a new VLAN) are captured as they come up, and ones that
-go down are captured again when they are back. libpcap's own cooked 'any' device is
-not used: the libpcap pcapy-ng bundles (1.9) gives it no interface index per packet,
-and a cooked capture drops the VLAN tags that tell a parent interface's copy of a
-sub-interface's packet apart (see vlans_elsewhere).
+appear later (a VPN tunnel, a new VLAN) are captured as they come up.
+
+An interface is its ifIndex. Its capture's socket is bound to that index, so it outlives
+a rename (the capture just takes the new name) and a down (the kernel resumes it the
+moment the interface is up, before any event could tell the probe): a capture ends only
+when its interface is deleted. Packets an interface carried while it could not be
+captured (it came up, or appeared, before its capture was open) are counted as missed,
+from the interface's own counters.
+
+libpcap's own cooked 'any' device is not used: the libpcap pcapy-ng bundles (1.9) gives
+it no interface index per packet, and a cooked capture drops the VLAN tags that tell a
+parent interface's copy of a sub-interface's packet apart (see vlans_elsewhere).
 """
 
 import os
@@ -39,16 +46,22 @@ PCAP_ERROR_IFACE_NOT_UP = -9
 DRAIN_BATCHES = 64
 ENDING_SECONDS = 0.25             # longer than libpcap's block timeout (READ_TIMEOUT_MS)
 PCAP_ERROR_NO_SUCH_DEVICE = -5
+READ_ERRORS_IN_A_ROW = 5          # a capture whose reads keep failing is opened afresh
+# The interface's own counters (/sys/class/net/IF/statistics) of what it carried and dropped
+# in each direction: "drop" of /proc/net/dev, as libpcap reads it, is rx_dropped + rx_missed_errors.
+CARRIED = {"ingress": "rx_packets", "egress": "tx_packets"}
+DROPPED = {"ingress": ("rx_dropped", "rx_missed_errors"), "egress": ("tx_dropped",)}
 IFF_UP = 0x1
 FIRST_FILTER_MARGIN_SECONDS = 0.005   # kernel timestamps against time.time(): the same clock
 REJECT_ALL = b"\x06\x00\x00\x00\x00\x00\x00\x00"
 
 
 class Capture:
-    """One libpcap capture: one interface, one direction, and its counts."""
+    """One libpcap capture: one interface (ifIndex), one direction, and its counts."""
 
-    def __init__(self, name, ifindex, in_if, way, handle):
+    def __init__(self, name, ifindex, in_if, way, handle, explicit=False):
         self.name, self.ifindex, self.in_if, self.way = name, ifindex, in_if, way
+        self.explicit = explicit             # named by -i: kept even as a bridge port or renamed
         self.handle = handle
         self.lock = threading.Lock()
         self.fd = handle.getfd()
@@ -57,12 +70,19 @@ class Capture:
         self.vlan = 0
         self.more = False                    # the last read was a full batch: there may be more
         self.ending = 0.0                    # the interface went: when to close (see LiveSource._end)
+        self.down = False                    # the interface is down: the socket waits for it
+        self.errors = 0                      # reads that failed in a row
+        self.failed = False                  # ended by failing reads: its interface is captured afresh
         self.filter_by_libpcap = False       # its filter was put on by libpcap (see LiveSource._install)
         self.fresh = True                    # not read yet
         self.unfiltered = None               # (program, until): see LiveSource._filter_the_first
         self.packets = 0
         self.octets = 0
-        self.drops = (0, 0, 0)
+        self.missed = 0                      # what the interface carried before this capture opened
+        self.received = Total32()            # libpcap's counts, which are 32-bit and wrap
+        self.dropped = Total32()
+        self.if_dropped = Total()
+        self._if_dropped_at_open = interface_drops(name, way)
 
     def read(self, size):
         packets, meta = self.handle.next_batch(size)
@@ -82,17 +102,33 @@ class Capture:
             return meta
         return filter_batch(packets, meta, program)
 
-
     def counts(self):
-        """libpcap's (received, dropped, dropped by the interface), kept past the close. (The
-        metrics thread asks too: never of a handle being closed.)"""
+        """(received, dropped by libpcap, dropped by the interface) since the capture opened,
+        kept past the close. (The metrics thread asks too: never of a handle being closed.)"""
         with self.lock:
             if self.handle is not None:
                 try:
-                    self.drops = self.handle.stats()
+                    received, dropped, _ = self.handle.stats()
                 except pcapy.PcapError:
                     pass
-            return self.drops
+                else:
+                    self.received.see(received)
+                    self.dropped.see(dropped)
+                # (libpcap reads the interface's drops by the name it was opened with: wrong
+                # once it is renamed; the interface's counters by its name now are right)
+                drops = interface_drops(self.name, self.way)
+                if drops is not None and self._if_dropped_at_open is not None:
+                    self.if_dropped.see(drops - self._if_dropped_at_open)
+            return self.received.total, self.dropped.total, self.if_dropped.total
+
+    def add(self, other):
+        """Take in the counts of an earlier capture of the same interface and direction."""
+        self.packets += other.packets
+        self.octets += other.octets
+        self.missed += other.missed
+        for mine, theirs in ((self.received, other.received), (self.dropped, other.dropped),
+                             (self.if_dropped, other.if_dropped)):
+            mine.total += theirs.total
 
     def close(self):
         self.counts()
@@ -100,6 +136,28 @@ class Capture:
             if self.handle is not None:
                 self.handle.close()
                 self.handle = None
+
+
+class Total:
+    """A total from readings of a counter that only grows: a reading below the last one (the
+    counter was reset, or is another's) adds nothing rather than a negative amount."""
+
+    def __init__(self):
+        self.total = 0
+        self._last = 0
+
+    def see(self, reading):
+        if reading > self._last:
+            self.total += reading - self._last
+        self._last = reading
+
+
+class Total32(Total):
+    """A total from readings of a 32-bit counter that wraps (libpcap's statistics)."""
+
+    def see(self, reading):
+        self.total += (reading - self._last) & 0xFFFFFFFF
+        self._last = reading
 
 
 class LiveSource:
@@ -131,10 +189,11 @@ class LiveSource:
         self._open_args = (snaplen, promiscuous, buffer_bytes, fanout_group)
         self._ways = WAYS if direction == "both" else (direction,)
         self._bpf = None
-        self._captures = {}                   # (name, way) -> Capture
+        self._captures = {}                   # (ifindex, way) -> Capture
         self._closed = []                     # the counts of captures that ended
-        self._refused = {}                    # (name, ifindex) -> why it is not captured
+        self._refused = {}                    # ifindex -> (name, why it is not captured)
         self._down = set()                    # names seen down, to log them once
+        self._uncaptured = {}                 # (ifindex, way) -> what it had carried when it was not captured
         self._ports = set()                   # (port, master) left out, to log them once
         present = interface_indexes()
         for name in self.named:
@@ -171,36 +230,52 @@ class LiveSource:
         return sorted(names, key=present.get)
 
     def _rescan(self, present=None, starting=False):
-        """Close the captures of interfaces that are gone, open those of new ones (or of ones
-        back up): at start, on every netlink link event and every RESCAN_SECONDS."""
+        """Follow the interfaces: a capture whose interface is gone is closed, one renamed takes
+        the new name, one down waits for it; new interfaces (or ones back up that had no
+        capture) are opened: at start, on every netlink link event and every RESCAN_SECONDS."""
         present = interface_indexes() if present is None else present
         self._last_scan = time.monotonic()
+        names = {index: name for name, index in present.items()}
+        wanted = {present[name] for name in self._wanted(present)}
         changed = False
-        wanted = self._wanted(present)
         for capture in self._captures.values():
             if capture.ending:
                 continue
-            if present.get(capture.name) != capture.ifindex:
+            name = names.get(capture.ifindex)
+            if name is None:
                 log.info("interface %s (ifIndex %d) is gone", capture.name, capture.ifindex)
                 self._end(capture)
-            elif capture.name not in wanted:         # it became a bridge or bond port
+                continue
+            if name != capture.name:
+                log.info("interface %s (ifIndex %d) is now called %s", capture.name, capture.ifindex, name)
+                capture.name = name
+                changed = True
+            if capture.ifindex not in wanted and not capture.explicit:    # it became a bridge or bond port
                 self._end(capture)
-        for name in wanted:
-            if (name, present[name]) in self._refused:
+            elif capture.down and interface_up(name):
+                log.info("interface %s is up again: its capture goes on", name)
+                capture.down = False
+        for key in [key for key in self._uncaptured if key[0] not in names]:
+            del self._uncaptured[key]
+        for index in sorted(wanted):
+            if index in self._refused:
                 continue
             for way in self._ways:
-                if (name, way) not in self._captures:
-                    changed |= self._open(name, present[name], way, starting)
+                if (index, way) not in self._captures:
+                    changed |= self._open(names[index], index, way, starting)
         if changed:
             self._changed()
 
     def _open(self, name, ifindex, way, starting):
         """Start capturing one interface in one direction; True if it now is."""
         explicit = name in self.named
+        if not starting:          # it appeared, or came up, while the probe runs
+            self._uncaptured.setdefault((ifindex, way), interface_count(name, CARRIED[way]))
         try:
             handle = self._activate(name, ifindex, way)
         except CaptureRefused as e:
             if e.code == PCAP_ERROR_IFACE_NOT_UP:
+                self._uncaptured.setdefault((ifindex, way), interface_count(name, CARRIED[way]))
                 if name not in self._down:
                     (log.warning if explicit else log.info)("interface %s is down: capturing it once it is up", name)
                     self._down.add(name)
@@ -215,7 +290,7 @@ class LiveSource:
             return False
         self._down.discard(name)
         index = self.named.get(name)
-        capture = Capture(name, ifindex, index if index is not None else ifindex, way, handle)
+        capture = Capture(name, ifindex, index if index is not None else ifindex, way, handle, explicit)
         try:
             why = self._unusable(capture)
         except InterfaceDown as e:         # (between the open and the filter: tried again at the next rescan)
@@ -226,10 +301,19 @@ class LiveSource:
             capture.close()
             self._refuse(capture, why, fatal=explicit and starting)
             return False
+        capture.missed = self._missed(capture)
         if not starting:
-            log.info("capturing on %s (ifIndex %d, %s)", name, ifindex, way)
-        self._captures[name, way] = capture
+            log.info("capturing on %s (ifIndex %d, %s)%s", name, ifindex, way,
+                     f"; {capture.missed} packets crossed it before" if capture.missed else "")
+        self._captures[ifindex, way] = capture
         return True
+
+    def _missed(self, capture):
+        """What the interface carried in the capture's direction while it was wanted but not
+        captured: by its own counter, from when it was first seen so until now."""
+        before = self._uncaptured.pop((capture.ifindex, capture.way), None)
+        now = interface_count(capture.name, CARRIED[capture.way])
+        return max(0, now - before) if before is not None and now is not None else 0
 
     def _activate(self, name, ifindex, way):
         snaplen, promiscuous, buffer_bytes, fanout_group = self._open_args
@@ -325,7 +409,7 @@ class LiveSource:
         if fatal:
             raise InputError(f"cannot capture on {capture.name}: {why}")
         log.warning("not capturing on %s: %s", capture.name, why)
-        self._refused[capture.name, capture.ifindex] = why
+        self._refused[capture.ifindex] = (capture.name, why)
 
     def _changed(self):
         """Captures opened or closed: which VLANs a parent leaves to its sub-interfaces may be
@@ -340,21 +424,22 @@ class LiveSource:
 
     def _retire(self, key):
         """Close a capture, its counts kept: added to those of its interface's earlier
-        captures in that direction (an interface that flaps is one row)."""
+        captures in that direction (an interface captured afresh is one row, by its name now)."""
         capture = self._captures.pop(key)
         capture.close()
+        if capture.failed:             # what crosses it until the new capture opens is missed
+            self._uncaptured.setdefault(key, interface_count(capture.name, CARRIED[capture.way]))
         for earlier in self._closed:
-            if (earlier.name, earlier.ifindex, earlier.way) == (capture.name, capture.ifindex, capture.way):
-                earlier.packets += capture.packets
-                earlier.octets += capture.octets
-                earlier.drops = tuple(a + b for a, b in zip(earlier.drops, capture.drops))
-                return
+            if (earlier.ifindex, earlier.way) == (capture.ifindex, capture.way):
+                capture.add(earlier)
+                self._closed.remove(earlier)
+                break
         self._closed.append(capture)
 
     def _mark_subinterfaces(self):
         """A packet of a VLAN sub-interface crosses its parent too, tagged: when both are
         captured, the parent's copy is left to the sub-interface (counted as such)."""
-        captured = {name for name, _ in self._captures}
+        captured = {capture.name for capture in self._captures.values()}
         by_parent, own = {}, {}
         for name, vid, parent in vlan_subinterfaces():
             own[name] = vid
@@ -376,7 +461,7 @@ class LiveSource:
         if bpf is not None:
             compile_filter(bpf, DLT_EN10MB)         # a bad filter is an error, whatever is captured
         for capture in self._captures.values():     # ... as is one for the link type of a named interface
-            if capture.name in self.named and not capture.ending:
+            if capture.explicit and not capture.ending:
                 try:
                     live_program(bpf, capture.linktype, self._open_args[0])
                 except pcapy.PcapError as e:
@@ -390,6 +475,7 @@ class LiveSource:
                 why = self._install(capture, bpf)
             except InterfaceDown as e:     # its socket was left with no filter: captured afresh when back
                 log.info("capture on %s stopped: %s", capture.name, e)
+                capture.failed = True
                 self._retire(key)
                 self._changed()
                 continue
@@ -427,11 +513,9 @@ class LiveSource:
                 try:
                     packets, meta = capture.read(size)
                 except pcapy.PcapError as e:
-                    # the interface went down or away: keep the cache, capture it again when back
-                    if not capture.ending:
-                        log.info("capture on %s stopped: %s", capture.name, e)
-                        self._end(capture)
+                    self._read_failed(capture, e)
                     continue
+                capture.errors = 0
                 capture.more = len(meta) // 16 >= size
                 if not meta:
                     continue
@@ -440,6 +524,25 @@ class LiveSource:
             if quiet:
                 yield Batch(b"", b"", self.linktype)
         yield from self._drain(size)
+
+    def _read_failed(self, capture, error):
+        """libpcap says once that the interface went down. Its socket stays bound to the
+        interface and the kernel has it capture again the moment the interface is up, so the
+        capture waits (a new one would open only after an event, missing what came meanwhile).
+        A capture whose interface is gone, or whose reads keep failing, ends (and one of an
+        interface still there is opened afresh)."""
+        if capture.ending:
+            return
+        capture.errors += 1
+        if capture.errors < READ_ERRORS_IN_A_ROW and capture.ifindex in interface_indexes().values():
+            if not capture.down:
+                capture.down = True
+                (log.warning if capture.explicit else log.info)(
+                    "interface %s is down (%s): capturing again the moment it is up", capture.name, error)
+            return
+        log.info("capture on %s stopped: %s", capture.name, error)
+        capture.failed = True
+        self._end(capture)
 
     def _batch(self, capture, packets, meta):
         """A capture's packets as a Batch for the meter, counted for progress."""
@@ -503,16 +606,17 @@ class LiveSource:
         """Per capture: interface, direction, packets, octets, libpcap's drops; then the
         interfaces not captured and why (the summary, ctl interfaces)."""
         rows = []
-        for capture, state in ([(c, "capturing") for c in self._captures.values()]
+        for capture, state in ([(c, "down" if c.down else "capturing") for c in self._captures.values()]
                                + [(c, "stopped") for c in self._closed]):
             received, dropped, if_dropped = capture.counts()
             rows.append({"name": capture.name, "ifindex": capture.ifindex, "in_if": capture.in_if,
                          "direction": capture.way, "linktype": linktype_name(capture.linktype),
                          "state": state, "packets": capture.packets, "octets": capture.octets,
-                         "dropped": dropped, "dropped_by_interface": if_dropped})
+                         "dropped": dropped, "dropped_by_interface": if_dropped, "missed": capture.missed})
         present = interface_indexes()
+        names = {index: name for name, index in present.items()}
         left_out = ([(name, f"a port of {master}") for name, master in self._ports if interface_master(name) == master]
-                    + [(name, why) for (name, _), why in self._refused.items()]
+                    + [(names.get(index, name), why) for index, (name, why) in self._refused.items()]
                     + [(name, "down") for name in self._down])
         for name, why in sorted(left_out):
             if name in present:
@@ -557,6 +661,21 @@ def may_capture():
 def interface_indexes():
     """{name: ifIndex} of every interface of this network namespace."""
     return {name: index for index, name in socket.if_nameindex()}
+
+
+def interface_count(name, counter):
+    """One of the interface's own counters (/sys/class/net/NAME/statistics), or None."""
+    try:
+        with open(f"/sys/class/net/{name}/statistics/{counter}") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return None
+
+
+def interface_drops(name, way):
+    """What the interface dropped in that direction (its counters), or None."""
+    counts = [interface_count(name, counter) for counter in DROPPED[way]]
+    return None if None in counts else sum(counts)
 
 
 def interface_up(name):
