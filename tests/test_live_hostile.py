@@ -381,3 +381,30 @@ def test_filter_put_on_a_capture_whose_interface_went_down_is_not_refused(hosts,
     out, err = check.communicate(timeout=30)
     assert check.returncode == 0, out + err
     assert out.split() == ["20", "20", "stopped"], out
+
+
+def socket_filter(fd):
+    """The classic BPF program on a socket (SO_GET_FILTER: its length is in instructions)."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    program, length = ctypes.create_string_buffer(8 * 4096), ctypes.c_uint(4096)
+    assert libc.getsockopt(fd, 1, 26, program, ctypes.byref(length)) == 0, ctypes.get_errno()
+    return program.raw[:8 * length.value]
+
+
+@pytest.mark.parametrize("device", ["lo", "any"])        # 'any': libpcap's cooked capture
+def test_the_program_put_on_a_socket_is_the_one_libpcap_would_put_on(device):
+    """A filter pyprobe puts on a socket itself is, instruction for instruction, what
+    libpcap's setfilter would have put on it (a cooked capture's header loads moved), and
+    a VLAN filter, which it could not match, is left to libpcap (names_vlan)."""
+    import pcapy
+    from pyprobe.source.bpf import live_program, names_vlan
+    for bpf in ["udp and dst port 7777", "tcp port 443 or icmp", "inbound and udp", "ip6 and tcp", "arp",
+                "not (udp and dst host 127.0.0.1 and dst port 2055)"] + (["udp or vlan"] if device == "lo" else []):
+        handle = pcapy.create(device)
+        handle.set_snaplen(128)
+        handle.activate()
+        handle.setfilter(bpf)
+        libpcaps, linktype = socket_filter(handle.getfd()), handle.datalink()
+        handle.close()
+        assert (live_program(bpf, linktype, 128) == libpcaps) != names_vlan(bpf), bpf
