@@ -44,6 +44,7 @@ from pyprobe.transport import TRANSPORTS, parse_address
 HERE = Path(__file__).resolve().parent
 PYPROBE = shutil.which("pyprobe", path=str(Path(sys.executable).parent))
 ANDROID = str(HERE.parent / "pcaps" / "android.pcap")
+CAPTURE = "in.pcap"        # a case's copy of ANDROID, in its directory (an output pointed at it spoils the copy)
 DEFAULT_SEED = 22
 SEED = int(os.environ.get("PYPROBE_HOSTILE_SEED", DEFAULT_SEED))
 
@@ -307,9 +308,9 @@ def pair_names(option):
 
 def path_value(rng, option, ctx):
     pool = ["out", "x.pcap", "conf.toml", "", " ", "-", ".", "..", "/", "/nonexistent/x", "/nonexistent/x.pcap",
-            "a" * 300, "d/", "sub/dir/x", "\udcff.toml", "a\nb", "*", "[", "?.pcap", ANDROID]
+            "a" * 300, "d/", "sub/dir/x", "\udcff.toml", "a\nb", "*", "[", "?.pcap", CAPTURE, CAPTURE + "/x"]
     if option.name in DEVICE_INPUTS:
-        pool += ["/dev/zero", "/proc/self/environ", "/etc", ANDROID + "/x"]
+        pool += ["/dev/zero", "/proc/self/environ", "/etc"]
     if option.name in DEVICE_OUTPUTS:
         pool += ["/dev/full"]
     if option.name == "routes":
@@ -421,7 +422,7 @@ def base_options(command, ctx, rng, live=False):
         return base
     if live:
         return {"interface": ["-i", "lo"], "json": ["--json"], "filter": ["udp", "port", str(ctx.udp_port)]}
-    return {"read": ["-r", ANDROID], "json": ["--json"]}
+    return {"read": ["-r", CAPTURE], "json": ["--json"]}
 
 
 def argv_of(command, base):
@@ -602,7 +603,7 @@ def config_case(rng, ctx, command, live=False):
         if o.name != "read" or not live:
             base.pop(o.name, None)
     if "read" not in base and "interface" not in base:
-        base["read"] = ["-r", ANDROID] if rng.random() < 0.3 else []
+        base["read"] = ["-r", CAPTURE] if rng.random() < 0.3 else []
     if level is not None:
         base["level"] = ["-T", level]
     base["config"] = ["-f", "conf.toml"]
@@ -893,9 +894,10 @@ def _rss(pid):
 
 
 def run_case(case, workdir, pyprobe=PYPROBE):
-    """Run one case in workdir (made here, its files written first)."""
+    """Run one case in workdir (made here, its files and a copy of the capture written first)."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(ANDROID, workdir / CAPTURE)
     for name, data in case.files.items():
         (workdir / name).write_bytes(data)
     out_path, err_path = workdir / "stdout", workdir / "stderr"

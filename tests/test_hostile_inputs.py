@@ -168,6 +168,7 @@ class ProbeUnderFire:
         self.deleted_flows = 0
         self.deleted_packets = 0
         self.problems = {}            # kind -> [how many, the first one in full]
+        self.err_checked = 0          # lines of its standard error looked at for tracebacks
         self.events = []
         self._wait_for_socket()
 
@@ -280,7 +281,6 @@ class ProbeUnderFire:
 
     def raw(self, data, close):
         self.events.append(f"raw request {data[:300]!r}{' (then EOF)' if close else ''}")
-        mark = len(self.err)
         answer, trouble = self.ask(data, close)
         huge = len(data) > hostile.MAX_REQUEST
         if trouble and not huge:
@@ -293,12 +293,11 @@ class ProbeUnderFire:
                 hostile._strict_json(answer)
             except ValueError as e:
                 self.problem("a --json answer that is not JSON", f"{data[:200]!r}: {e}: {answer[:200]!r}")
-        self._no_traceback(mark)
+        self._no_traceback()
         return answer
 
     def client(self, words):
         self.events.append("pyprobe ctl " + " ".join(hostile.shell_word(w) for w in words))
-        mark = len(self.err)
         try:
             result = subprocess.run([hostile.PYPROBE, "ctl"] + words, capture_output=True, timeout=ANSWER_LIMIT,
                                     cwd=self.workdir)
@@ -314,7 +313,7 @@ class ProbeUnderFire:
         elif result.returncode == 2 or (result.returncode == 1 and "--json" not in words):
             if len(lines) != 1:
                 self.problem(f"pyprobe ctl exit {result.returncode} with {len(lines)} lines", err[-500:])
-        self._no_traceback(mark)
+        self._no_traceback()
 
     def reload(self, doc, what, valid):
         data = hostile.toml_document(doc)
@@ -331,7 +330,7 @@ class ProbeUnderFire:
         said = self.stderr_since(mark)
         if valid and "reload failed" in said:
             self.problem("a reload of the config it started with failed", said[-500:])
-        self._no_traceback(mark)
+        self._no_traceback()
 
     def templates(self):
         self.events.append("SIGUSR1")
@@ -353,8 +352,10 @@ class ProbeUnderFire:
         if said and int(said.group(1) or said.group(2)) != flows - later_flows:
             self.problem("delete-all said another count", f"{said.group(0)!r}; {flows - later_flows} flows went")
 
-    def _no_traceback(self, mark):
-        said = self.stderr_since(mark)
+    def _no_traceback(self):
+        """No traceback in the probe's log since the last look."""
+        said = self.stderr_since(self.err_checked)
+        self.err_checked = len(self.err)
         if "Traceback" in said:
             last = [line for line in said.strip().split("\n") if line.strip()][-1]
             self.problem(f"traceback in the probe's log ({last[:100]})", said[-1500:])
@@ -380,7 +381,7 @@ class ProbeUnderFire:
             reader.join(timeout=10)
         if rc != 0:
             self.problem(f"exit status {rc} after {how}", self.stderr_since(0)[-1000:])
-        self._no_traceback(0)
+        self._no_traceback()
         self.check_conservation(stats)
 
     def check_conservation(self, stats):
