@@ -129,7 +129,7 @@ def libpcap_counts(err):
     return int(words[1]), int(words[3]), int(words[5])
 
 
-def run_reloads(hosts, probe, count, every, usr1=False):
+def run_reloads(probe, count, every, usr1=False):
     for i in range(count):
         time.sleep(every)
         probe.send_signal(signal.SIGHUP)
@@ -163,16 +163,17 @@ def test_sighup_without_filter_or_collector_reloads_and_keeps_every_flow(hosts, 
 # -- item 6: reloads while packets flow --------------------------------------------------
 
 RELOAD_RATE = 20_000
+RELOADS = 30                # (before the fix each lost about one packet in 20k/s; some none)
 
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_sighup_with_an_unchanged_filter_loses_no_packet(hosts, tmp_path, workers):
-    """20k packets/s; 20 SIGHUPs and a SIGUSR1 meanwhile, the filter the same each time:
+    """20k packets/s; 30 SIGHUPs and a SIGUSR1 meanwhile, the filter the same each time:
     every packet tcpdump saw arrive is metered (libpcap dropping none)."""
     probe = start_probe(hosts, "-i", hosts.if_a, "--workers", str(workers), f"udp and dst port {PORT}")
     ground = Ground(hosts, hosts.if_a, tmp_path / "ground.pcap")
     sender = start_stream(hosts, RELOAD_RATE, 3.0)
-    run_reloads(hosts, probe, 20, 0.12, usr1=True)
+    run_reloads(probe, RELOADS, 0.09, usr1=True)
     sent = stream_sent(sender)
     ground.quiet()
     time.sleep(0.3)
@@ -180,13 +181,13 @@ def test_sighup_with_an_unchanged_filter_loses_no_packet(hosts, tmp_path, worker
     seen, tcpdump_dropped = ground.stop()
     assert code == 0, err
     assert tcpdump_dropped == 0
-    assert "Traceback" not in err and err.count("configuration reloaded") >= 15 * workers, err
+    assert "Traceback" not in err and err.count("configuration reloaded") >= RELOADS * workers * 3 // 4, err
     assert seen > 0.9 * sent          # (the rest overflowed the receiving backlog before any tap)
-    assert metered(records) == seen, f"{seen - metered(records)} of {seen} packets lost over 20 reloads"
+    assert metered(records) == seen, f"{seen - metered(records)} of {seen} packets lost over {RELOADS} reloads"
 
 
 def test_sighup_changing_the_filter_opens_no_gap(hosts, tmp_path):
-    """The filter changes at each of 20 SIGHUPs (a config file's, alternating): the new one
+    """The filter changes at each of 30 SIGHUPs (a config file's, alternating): the new one
     is swapped in without a moment with none; every packet of the stream, which both
     filters pass, is metered."""
     config = tmp_path / "probe.toml"
@@ -195,8 +196,8 @@ def test_sighup_changing_the_filter_opens_no_gap(hosts, tmp_path):
     probe = start_probe(hosts, "-i", hosts.if_a, "-f", str(config))
     ground = Ground(hosts, hosts.if_a, tmp_path / "ground.pcap")
     sender = start_stream(hosts, RELOAD_RATE, 3.0)
-    for i in range(20):
-        time.sleep(0.12)
+    for i in range(RELOADS):
+        time.sleep(0.09)
         config.write_text(f'[probe]\nfilter = "{filters[(i + 1) % 2]}"\n')
         probe.send_signal(signal.SIGHUP)
     sent = stream_sent(sender)
@@ -206,9 +207,9 @@ def test_sighup_changing_the_filter_opens_no_gap(hosts, tmp_path):
     seen, tcpdump_dropped = ground.stop()
     assert code == 0, err
     assert tcpdump_dropped == 0
-    assert "Traceback" not in err and err.count("configuration reloaded") >= 15, err
+    assert "Traceback" not in err and err.count("configuration reloaded") >= RELOADS * 3 // 4, err
     assert seen > 0.9 * sent          # (the rest overflowed the receiving backlog before any tap)
-    assert metered(records) == seen, f"{seen - metered(records)} of {seen} packets lost over 20 reloads"
+    assert metered(records) == seen, f"{seen - metered(records)} of {seen} packets lost over {RELOADS} reloads"
 
 
 # -- items 7 and 8: interfaces renamed, down and up, deleted and made again --------------
