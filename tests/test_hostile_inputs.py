@@ -127,8 +127,17 @@ def base_config(ctx):
             "monitor": [{"name": "a"}, {"name": "b", "record": "v4prefixes", "timeouts": {"inactive": 40}}]}
 
 
+# What a reload may find at the end of the file it knows: bytes that are not UTF-8, not TOML,
+# a key twice, a value no parser should take.
+RELOAD_DAMAGE = [b"\xff\xfe", b'[probe]\nsnaplen = "\xff"\n', b"[probe\n", b"[timeouts]\ntcp = 30\n",
+                 b"[export]\nversion = inf\n", b"[probe]\nmax_flows = " + b"9" * 5000 + b"\n", b"\x00",
+                 b"x = " + b"[" * 5000 + b"]" * 5000 + b"\n", b"[[monitor]]\nname = 'a'\n"]
+
+
 def hostile_reload(rng, ctx, base):
     """A config to reload: the base with a hostile part put in (or the whole file hostile)."""
+    if rng.random() < 0.2:
+        return hostile.Raw(hostile.toml_document(base) + rng.choice(RELOAD_DAMAGE)), "the config damaged"
     doc, what, _, _ = hostile.config_doc(rng, ctx, "probe")
     if isinstance(doc, bytes):
         return doc, what
@@ -145,7 +154,7 @@ class ProbeUnderFire:
     """pyprobe -r - -c SOCK -f CONF --json, fed rounds of a capture on its standard input;
     what it was fed and what delete-all made it forget are counted here."""
 
-    def __init__(self, ctx, workdir):
+    def __init__(self, ctx, workdir, pyprobe=hostile.PYPROBE):
         self.ctx = ctx
         self.workdir = workdir
         self.sock_path = str(workdir / "ctl.sock")
@@ -153,7 +162,8 @@ class ProbeUnderFire:
         self.base = base_config(ctx)
         self.conf.write_bytes(hostile.toml_document(self.base))
         self.header, self.round_packets, self.round_bytes = capture_rounds()
-        self.proc = subprocess.Popen([hostile.PYPROBE, "-r", "-", "-c", self.sock_path, "-f", str(self.conf),
+        self.pyprobe = pyprobe
+        self.proc = subprocess.Popen([pyprobe, "-r", "-", "-c", self.sock_path, "-f", str(self.conf),
                                       "--json"], cwd=workdir, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, env=dict(os.environ, PYTHONFAULTHANDLER="1"))
         self.out, self.err = [], []
@@ -261,6 +271,7 @@ class ProbeUnderFire:
 
     def problem(self, kind, detail=""):
         """A finding: its kind (what makes two the same), what happened, the events before it."""
+        kind = re.sub(r"\d+", "N", kind)
         recent = "\n      ".join(e[:600] for e in self.events[-3:])
         entry = self.problems.setdefault(kind, [0, f"{kind}: {detail[-1500:]}\n    after:\n      {recent}"])
         entry[0] += 1
@@ -299,7 +310,7 @@ class ProbeUnderFire:
     def client(self, words):
         self.events.append("pyprobe ctl " + " ".join(hostile.shell_word(w) for w in words))
         try:
-            result = subprocess.run([hostile.PYPROBE, "ctl"] + words, capture_output=True, timeout=ANSWER_LIMIT,
+            result = subprocess.run([self.pyprobe, "ctl"] + words, capture_output=True, timeout=ANSWER_LIMIT,
                                     cwd=self.workdir)
         except subprocess.TimeoutExpired:
             self.problem(f"pyprobe ctl still running after {ANSWER_LIMIT:g} s")
@@ -309,7 +320,8 @@ class ProbeUnderFire:
         if result.returncode not in (0, 1, 2):
             self.problem(f"pyprobe ctl exit status {result.returncode}", err[-500:])
         if "Traceback" in err:
-            self.problem(f"pyprobe ctl traceback ({lines[-1][:80]})", err[-800:])
+            errors = [line for line in lines if re.match(r"[\w.]*(Error|Exception)\b", line)]
+            self.problem(f"pyprobe ctl traceback ({(errors or lines)[-1][:80]})", err[-800:])
         elif result.returncode == 2 or (result.returncode == 1 and "--json" not in words):
             if len(lines) != 1:
                 self.problem(f"pyprobe ctl exit {result.returncode} with {len(lines)} lines", err[-500:])
@@ -357,8 +369,9 @@ class ProbeUnderFire:
         said = self.stderr_since(self.err_checked)
         self.err_checked = len(self.err)
         if "Traceback" in said:
-            last = [line for line in said.strip().split("\n") if line.strip()][-1]
-            self.problem(f"traceback in the probe's log ({last[:100]})", said[-1500:])
+            lines = [line for line in said.strip().split("\n") if line.strip()]
+            errors = [line for line in lines if re.match(r"[\w.]*(Error|Exception)\b", line)]
+            self.problem(f"traceback in the probe's log ({(errors or lines)[-1][:100]})", said[-1500:])
 
     # -- the end ----------------------------------------------------------------------------
 
@@ -412,12 +425,12 @@ class ProbeUnderFire:
                          f"{created} flows created; {len(records)} records and {self.deleted_flows} flows deleted")
 
 
-def under_fire(ctx, seed, rounds, events):
+def under_fire(ctx, seed, rounds, events, pyprobe=hostile.PYPROBE):
     """The running-probe run: `events` control requests, pyprobe ctl commands and reloads over
     `rounds` rounds of the capture; the probe, with the problems found."""
     rng = random.Random(f"{seed}:running")
     workdir = Path(tempfile.mkdtemp(prefix="pphz"))     # (a short path: a unix socket's is at most 107 bytes)
-    probe = ProbeUnderFire(ctx, workdir)
+    probe = ProbeUnderFire(ctx, workdir, pyprobe)
     idle = [socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) for _ in range(3)]
     try:
         for s in idle:                    # clients that connect and never finish a line
