@@ -498,8 +498,9 @@ def toml_option_value(rng, option, ctx):
     return value
 
 
-def collector_table(rng, ctx, hostile=True):
-    """A [[collector]] table (COLLECTOR_KEYS) with one hostile value, or all valid."""
+def collector_table(rng, ctx, hostile=True, keys=None):
+    """A [[collector]] table (COLLECTOR_KEYS) with one hostile value (its key appended to
+    keys), or all valid."""
     table = {"address": rng.choice(ctx.sinks), "version": rng.choice(VERSIONS), "transport": "udp"}
     if rng.random() < 0.3:
         table = {k: v for k, v in table.items() if k != "version"}
@@ -511,12 +512,14 @@ def collector_table(rng, ctx, hostile=True):
         elif key == "transport" and rng.random() < 0.4:
             value = rng.choice(list(TRANSPORTS))
         table[key] = value
+        if keys is not None:
+            keys.append(key)
         if rng.random() < 0.1:
             del table["address"]
     return table
 
 
-def record_table(rng, name=None):
+def record_table(rng, name=None, keys=None):
     """A [[record]] table (RECORD_KEYS) of element names, some with hostile prefixes or values."""
     def element():
         name_ = rng.choice(ELEMENT_NAMES)
@@ -532,10 +535,12 @@ def record_table(rng, name=None):
     key = rng.choice(list(definitions.RECORD_KEYS) + ["unknown", None, None])
     if key is not None:
         table[key] = hostile_toml(rng) if rng.random() < 0.7 else [hostile_word(rng)]
+    if keys is not None:
+        keys.append(key or "elements")
     return table
 
 
-def monitor_table(rng, ctx, name, records):
+def monitor_table(rng, ctx, name, records, keys=None):
     """A [[monitor]] table (MONITOR_KEYS): valid keys, one hostile."""
     table = {"name": name}
     for key in settings.MONITOR_KEYS[1:]:
@@ -552,6 +557,8 @@ def monitor_table(rng, ctx, name, records):
                 if value is not None:
                     table[key] = int(value) if value.isdigit() else value
     key = rng.choice(settings.MONITOR_KEYS + ("unknown",))
+    if keys is not None:
+        keys.append(key)
     if key == "timeouts":
         table[key] = rng.choice([{rng.choice(TIMEOUT_NAMES): hostile_toml(rng)}, {hostile_word(rng): 1},
                                  hostile_toml(rng)])
@@ -577,23 +584,24 @@ def config_doc(rng, ctx, command):
             else:
                 doc.setdefault(o.section, {})[o.toml_key] = toml_option_value(rng, o, ctx)
         return doc, "config " + " ".join(f"[{o.section}] {o.toml_key}" for o in mutated), mutated, level
+    keys = []
     if kind < 0.58:
-        doc["collector"] = [collector_table(rng, ctx) for _ in range(rng.randint(1, 3))]
-        return doc, "config [[collector]]", [], level
+        doc["collector"] = [collector_table(rng, ctx, keys=keys) for _ in range(rng.randint(1, 3))]
+        return doc, "config [[collector]] " + " ".join(keys), [], level
     if kind < 0.72 and command == "probe":
-        tables = [record_table(rng) for _ in range(rng.randint(1, 2))]
+        tables = [record_table(rng, keys=keys) for _ in range(rng.randint(1, 2))]
         doc["record"] = tables
         names = [t.get("name") for t in tables if isinstance(t.get("name"), str)]
         level = rng.choice(names + [hostile_word(rng)]) if names else None
-        return doc, "config [[record]]", [], level
+        return doc, "config [[record]] " + " ".join(keys), [], level
     if kind < 0.86 and command == "probe":
         records = []
         if rng.random() < 0.4:
             doc["record"] = [record_table(rng, "r")]
             records = ["r"]
-        doc["monitor"] = [monitor_table(rng, ctx, n, records) for n in rng.sample(["a", "b", "c", ""],
-                                                                                  rng.randint(1, 3))]
-        return doc, "config [[monitor]]", [], level
+        doc["monitor"] = [monitor_table(rng, ctx, n, records, keys) for n in rng.sample(["a", "b", "c", ""],
+                                                                                        rng.randint(1, 3))]
+        return doc, "config [[monitor]] " + " ".join(keys), [], level
     # the file's shape: sections of the wrong type, unknown sections and keys, bytes that are not TOML
     sections = list(settings.SECTIONS) + ["collector", "record", "monitor"]
     section = rng.choice(sections)
@@ -897,6 +905,50 @@ def ctl_request(words):
     options = [f"by={args.by}"] * bool(args.by) + [f"monitor={args.monitor}"] * bool(args.monitor)
     request = " ".join([args.command, *args.args, *options] + (["--json"] if args.json else []))
     return request.encode("utf-8", "surrogateescape") + b"\n"
+
+
+# -- what a run reaches ----------------------------------------------------------------------
+
+def every_place():
+    """Every place the cases are to reach, from the tables: each command's flags and config
+    keys, the [[collector]], [[record]] and [[monitor]] keys, the profile's keys."""
+    places = set()
+    for o in settings.OPTIONS:
+        for command in sorted(o.commands):
+            if o.flags or o.name == "filter":
+                places.add(f"{command} flag {o.flags[0] if o.flags else o.name}")
+            if o.section:
+                places.add(f"{command} config [{o.section}] {o.toml_key}")
+    places |= {f"collector {k}" for k in settings.COLLECTOR_KEYS}
+    places |= {f"record {k}" for k in definitions.RECORD_KEYS}
+    places |= {f"monitor {k}" for k in settings.MONITOR_KEYS}
+    places |= {f"profile {k}" for k in profile_module.TOP_KEYS}
+    places |= {f"protocol {k}" for k in profile_module.PROTOCOL_KEYS}
+    return places
+
+
+def reached(whats):
+    """The places (as every_place() names them) that cases of these descriptions change."""
+    places = set()
+    for what in whats:
+        words = what.removeprefix("live ").split(" ")
+        if words[1] == "flags":
+            places |= {f"{words[0]} flag {flag}" for flag in words[2:]}
+        elif words[1:3] == ["config", "[[collector]]"]:
+            places |= {f"collector {k}" for k in words[3:]}
+        elif words[1:3] == ["config", "[[record]]"]:
+            places |= {f"record {k}" for k in words[3:]}
+        elif words[1:3] == ["config", "[[monitor]]"]:
+            places |= {f"monitor {k}" for k in words[3:]}
+        elif words[1] == "config" and words[2].startswith("["):
+            places |= {f"{words[0]} config {section} {key}" for section, key in zip(words[2::2], words[3::2])}
+        elif words[0] == "profile":
+            for path in words[1:]:
+                steps = path.split("/")
+                places.add(f"profile {steps[0]}")
+                if steps[0] == "protocol" and len(steps) > 2:
+                    places.add(f"protocol {steps[2]}")
+    return places
 
 
 # -- making and running a case ----------------------------------------------------------------
