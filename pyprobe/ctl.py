@@ -49,8 +49,15 @@ def positive_seconds(text):
     return seconds
 
 
+class _Parser(argparse.ArgumentParser):
+    """A usage error is one line, as pyprobe's own flags' are."""
+
+    def error(self, message):
+        self.exit(2, f"pyprobe ctl: {message} (see pyprobe ctl --help)\n")
+
+
 def build_parser():
-    parser = argparse.ArgumentParser(prog="pyprobe ctl", description=DESCRIPTION, epilog=EPILOG,
+    parser = _Parser(prog="pyprobe ctl", description=DESCRIPTION, epilog=EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-c", dest="control", metavar="PATH", required=True,
                         help="the probe's control socket (pyprobe -c PATH)")
