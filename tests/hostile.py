@@ -1112,6 +1112,9 @@ def check(case, outcome):
         lines = err.strip("\n").split("\n") if err.strip() else []
         if len(lines) != 1:
             problems.append(f"exit {rc} with {len(lines)} lines on standard error (one expected)")
+        leak = next((words for words in PYTHON_WORDS if words in err), None)
+        if leak:
+            problems.append(f"a refusal in Python's words ({leak!r}), not the option's: {err.strip()[:300]!r}")
     if outcome.ended in ("stopped", "flood") and case.open_ended and rc != 0:
         problems.append(f"exit status {rc} after SIGTERM (0 expected)")
     if rc == 0 and case.stdout == "pipe" and "--json" in case.argv and not ctl:
@@ -1120,6 +1123,14 @@ def check(case, outcome):
     if lag and float(lag.group(1)) > float(lag.group(2)):
         problems.append(f"replay lag: a 99th percentile over the maximum ({lag.group(0)})")
     return problems
+
+
+# An exception's own message passed on as the refusal: it says what went wrong in the code,
+# not what is wrong with the value.
+PYTHON_WORDS = ("invalid literal for int()", "could not convert string to float", "unsupported operand",
+                "object is not", "NoneType", "has no attribute", "not subscriptable", "argument must be",
+                "Exceeds the limit", "object of type", "cannot convert float", "out of range for",
+                "codec can't", "maximum recursion")
 
 
 def _check_records(stdout):

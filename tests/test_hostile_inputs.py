@@ -352,6 +352,11 @@ class ProbeUnderFire:
                 self.problem(f"SIGHUP: no reload logged within {ANSWER_LIMIT:g} s")
                 break
             time.sleep(0.01)
+        while True:                       # (a traceback logged with the failure may still be coming)
+            lines = len(self.err)
+            time.sleep(0.05)
+            if len(self.err) == lines:
+                break
         said = self.stderr_since(mark)
         if valid and "reload failed" in said:
             self.problem("a reload of the config it started with failed", said[-500:])
