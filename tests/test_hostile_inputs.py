@@ -311,6 +311,7 @@ class ProbeUnderFire:
             self.problem(f"control request: {trouble}", repr(data[:200]))
         elif data and not answer and not huge:
             self.problem("control request closed without an answer", repr(data[:200]))
+        self._plain_words(answer.decode("utf-8", "replace"), repr(data[:200]))
         first = data.split(b"\n", 1)[0].decode("utf-8", "replace").split()
         if answer and "--json" in first and not huge:
             try:
@@ -338,6 +339,7 @@ class ProbeUnderFire:
         elif result.returncode == 2 or (result.returncode == 1 and "--json" not in words):
             if len(lines) != 1:
                 self.problem(f"pyprobe ctl exit {result.returncode} with {len(lines)} lines", err[-500:])
+            self._plain_words(err, self.events[-1])
         self._no_traceback()
 
     def reload(self, doc, what, valid):
@@ -381,6 +383,11 @@ class ProbeUnderFire:
         said = re.search(rb"deleted (\d+) flow|\"deleted\": (\d+)", answer or b"")
         if said and int(said.group(1) or said.group(2)) != flows - later_flows:
             self.problem("delete-all said another count", f"{said.group(0)!r}; {flows - later_flows} flows went")
+
+    def _plain_words(self, refusal, request):
+        leak = next((words for words in hostile.PYTHON_WORDS if words in refusal), None)
+        if leak:
+            self.problem(f"a refusal in Python's words ({leak})", f"{request}: {refusal[:300]!r}")
 
     def _no_traceback(self):
         """No traceback in the probe's log since the last look."""
