@@ -983,11 +983,12 @@ def make_case(ctx, seed, index):
     return Case(index, what, argv, files, stdout, open_ended, live)
 
 
-class Outcome(namedtuple("Outcome", "rc stdout stderr seconds ended")):
+class Outcome(namedtuple("Outcome", "rc stdout stderr seconds ended left")):
     """How a run ended: rc (negative: a signal), the head of its standard output, its standard
-    error, its duration, and ended: 'exit', 'stopped' (SIGTERM at the time limit),
-    'killed' (ignored SIGTERM), 'memory' (killed past MEMORY_LIMIT), 'flood' (stopped past
-    OUTPUT_LIMIT)."""
+    error, its duration, ended: 'exit', 'stopped' (SIGTERM at the time limit), 'killed'
+    (ignored SIGTERM), 'memory' (killed past MEMORY_LIMIT), 'flood' (stopped past
+    OUTPUT_LIMIT), and left: processes it started still running a second after it ended
+    (killed then)."""
 
 
 def _rss(pid):
@@ -1017,6 +1018,7 @@ def run_case(case, workdir, pyprobe=PYPROBE):
                                 stderr=err, env=env, start_new_session=True)
         ended = _watch(proc, case, started, out_path)
         seconds = time.monotonic() - started
+        left = _reap_group(proc.pid)
     stdout = b""
     if case.stdout == "pipe":
         with open(out_path, "rb") as f:
@@ -1025,7 +1027,7 @@ def run_case(case, workdir, pyprobe=PYPROBE):
         stderr = f.read(16 << 20)
     if len(stderr) > 200_000:             # (the head has the start of a traceback, the tail its end)
         stderr = stderr[:50_000] + b"\n[...]\n" + stderr[-150_000:]
-    return Outcome(proc.returncode, stdout, stderr.decode("utf-8", "replace"), seconds, ended)
+    return Outcome(proc.returncode, stdout, stderr.decode("utf-8", "replace"), seconds, ended, left)
 
 
 def _watch(proc, case, started, out_path):
@@ -1063,6 +1065,35 @@ def _watch(proc, case, started, out_path):
             except subprocess.TimeoutExpired:
                 _kill(proc)
                 return "killed"
+
+
+def _group(pgid):
+    """The processes of a process group."""
+    members = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                members.append(int(entry))
+    return members
+
+
+def _reap_group(pgid):
+    """How many of the run's processes (its session's group) outlive it by a second; they are killed."""
+    deadline = time.monotonic() + 1.0
+    while _group(pgid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    left = _group(pgid)
+    if left:
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    return len(left)
 
 
 def _signal(proc, sig):
@@ -1104,6 +1135,8 @@ def check(case, outcome):
         problems.append(f"killed by signal {-rc} ({signal.Signals(-rc).name})")
     elif rc is not None and rc >= 0 and rc not in ((0, 1, 2) if ctl else (0, 2)):
         problems.append(f"exit status {rc}")
+    if outcome.left:
+        problems.append(f"left {outcome.left} processes running after it ended")
     if "Traceback" in err:
         problems.append("traceback")
     if "Fatal Python error" in err:
