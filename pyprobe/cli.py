@@ -4,7 +4,7 @@ import gc
 import sys
 
 from . import settings as settings_module
-from .errors import InputError, OutputError, SettingsError
+from .errors import InputError, OutputError, SettingsError, one_line
 from .logs import configure, logger
 
 log = logger("pyprobe")
@@ -36,13 +36,13 @@ def _command(argv):
             return run_workers(settings, argv)
         return serve(settings, argv)
     except settings_module.UsageError as e:
-        print(f"pyprobe: {e} (see pyprobe --help)", file=sys.stderr)
+        print(f"pyprobe: {one_line(e)} (see pyprobe --help)", file=sys.stderr)
         return 2
     except (SettingsError, InputError) as e:
-        print(f"pyprobe: {e}", file=sys.stderr)
+        print(f"pyprobe: {one_line(e)}", file=sys.stderr)
         return 2
     except OutputError as e:
-        print(f"pyprobe: {e}", file=sys.stderr)
+        print(f"pyprobe: {one_line(e)}", file=sys.stderr)
         _discard_stdout()
         return 2
     except BrokenPipeError:

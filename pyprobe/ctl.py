@@ -6,6 +6,8 @@ import socket
 import sys
 import time
 
+from .errors import one_line
+
 COMMANDS = {
     "statistics": "the probe's counters, as in the summary at the end of a run",
     "dump-flows": "the flows active now, one per line",
@@ -53,7 +55,7 @@ class _Parser(argparse.ArgumentParser):
     """A usage error is one line, as pyprobe's own flags' are."""
 
     def error(self, message):
-        self.exit(2, f"pyprobe ctl: {message} (see pyprobe ctl --help)\n")
+        self.exit(2, f"pyprobe ctl: {one_line(message)} (see pyprobe ctl --help)\n")
 
 
 def build_parser():
@@ -127,6 +129,9 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
     args = parser.parse_intermixed_args(argv)
+    for name in ("timeout", "watch"):       # ('--timeout=--' stores [] without calling its type)
+        if not isinstance(getattr(args, name), (float, type(None))):
+            parser.error(f"argument --{name}: expected seconds")
     top_options = [f"by={args.by}"] * bool(args.by) + [f"monitor={args.monitor}"] * bool(args.monitor)
     if (args.by or args.watch) and args.command != "top":
         parser.error("--by and --watch are for top")
@@ -161,13 +166,13 @@ def once(args, request):
     try:
         answer = ask(args.control, request, args.timeout)
     except socket.timeout:
-        print(f"pyprobe ctl: no answer from {args.control} within {args.timeout:g} s", file=sys.stderr)
+        print(f"pyprobe ctl: no answer from {one_line(args.control)} within {args.timeout:g} s", file=sys.stderr)
         return 2
     except OSError as e:
-        print(f"pyprobe ctl: cannot connect to {args.control}: {e.strerror or e}", file=sys.stderr)
+        print(f"pyprobe ctl: cannot connect to {one_line(args.control)}: {e.strerror or e}", file=sys.stderr)
         return 2
     if not answer:
-        print(f"pyprobe ctl: {args.control}: the probe closed the connection without an answer",
+        print(f"pyprobe ctl: {one_line(args.control)}: the probe closed the connection without an answer",
               file=sys.stderr)
         return 2
     if is_error(answer):

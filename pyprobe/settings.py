@@ -82,7 +82,8 @@ def parse_timeouts(specs):
     return timeouts
 
 
-_WHOLE_NUMBER = re.compile(r"^[+-]?[0-9]+$")
+# ASCII digits only (str.isdigit takes '²', which int() refuses), and few enough that int() is cheap
+_WHOLE_NUMBER = re.compile(r"[+-]?[0-9]{1,40}\Z")
 
 
 def parse_count(low, high, what):
@@ -128,6 +129,16 @@ def parse_text(value):
     return value
 
 
+def parse_filter(value):
+    """A tcpdump expression: text libpcap can take (UTF-8; a word of other bytes is refused)."""
+    value = parse_text(value)
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise ValueError(f"bad filter {value!r}: not UTF-8 text") from None
+    return value
+
+
 def parse_listen_address(text):
     """'[host:]port' -> (host, port); host '' means every address.
 
@@ -144,7 +155,7 @@ def parse_listen_address(text):
             raise ValueError(f"bad metrics address {text!r}: write an IPv6 host as [ADDR]:PORT")
     else:
         host, port = "", text
-    if not port.isdigit() or not 1 <= int(port) <= 65535:
+    if not _WHOLE_NUMBER.match(port) or not 1 <= int(port) <= 65535:
         raise ValueError(f"bad metrics address {text!r}: the port must be a number from 1 to 65535")
     return host, int(port)
 
@@ -229,14 +240,14 @@ class InterfaceSpec(namedtuple("InterfaceSpec", "name index", defaults=(None,)))
 def parse_interface(text):
     text = parse_text(text)
     index, sep, name = text.partition(":")
-    if sep and index.isdigit():
+    if sep and _WHOLE_NUMBER.match(index):
         if not 0 < int(index) < 2**32:
             raise ValueError(f"bad interface index {index}: 1 to 4294967295")
         if name == InterfaceSpec.ANY:
             raise ValueError("'any' has no index of its own: give IDX:IFACE for the interface it is to name")
     else:
         index, name = None, text
-    if not name or len(name.encode()) >= IFNAMSIZ or "/" in name or any(c.isspace() for c in name):
+    if not name or len(os.fsencode(name)) >= IFNAMSIZ or "/" in name or any(c.isspace() for c in name):
         raise ValueError(f"bad interface name {name!r}")
     return InterfaceSpec(name, None if index is None else int(index))
 
@@ -259,7 +270,7 @@ class Option(namedtuple("Option", "name flags section parse default help metavar
         return self.key or self.name
 
     def where(self, from_flag):
-        return "/".join(self.flags) if from_flag else f"[{self.section}] {self.toml_key}"
+        return ("/".join(self.flags) or self.name) if from_flag else f"[{self.section}] {self.toml_key}"
 
 
 O = Option
@@ -292,7 +303,7 @@ OPTIONS = (
            "(default 1); worker i exports as observation domain / source id / engine id BASE+i"),
     O("syslog", ("--syslog",), "probe", parse_bool, False, kind="switch",
       help="log to syslog (daemon facility) instead of standard error"),
-    O("filter", (), "probe", parse_text, metavar="BPF",
+    O("filter", (), "probe", parse_filter, metavar="BPF",
       help="a tcpdump-style filter expression, e.g. 'tcp port 443' (on the command line: after the options)"),
     O("config", ("-f",), None, parse_text, metavar="FILE", help="read settings from a TOML file (flags override it)", commands=BOTH),
     O("timeouts", ("-t",), "timeouts", parse_timeouts, types.MappingProxyType({}), metavar="NAME=SECONDS", kind="list",
@@ -461,6 +472,9 @@ Settings.__module__ = __name__
 
 # -- the config file --------------------------------------------------------------------
 
+MAX_TOML_BYTES = 1 << 20
+
+
 def read_toml(path, what):
     """A TOML file's tables; SettingsError names `what` (config, --profile) and the problem."""
     try:
@@ -469,14 +483,24 @@ def read_toml(path, what):
         import tomli as tomllib
     try:
         with open(path, "rb") as f:
-            return tomllib.load(f)
+            data = f.read(MAX_TOML_BYTES + 1)          # (a device or a FIFO without end: read a bound)
+        if len(data) > MAX_TOML_BYTES:
+            raise SettingsError(f"{what} {path}: larger than {MAX_TOML_BYTES >> 20} MiB")
+        return tomllib.loads(data.decode())
     except OSError as e:
         raise SettingsError(f"cannot read {what} {path}: {e.strerror}") from None
+    except RecursionError:
+        raise SettingsError(f"{what} {path}: arrays or tables nested too deeply") from None
     except UnicodeDecodeError as e:
         raise SettingsError(f"{what} {path}: not UTF-8 text (byte {e.start} is 0x{e.object[e.start]:02x}); "
                             "TOML files are UTF-8") from None
-    except ValueError as e:      # TOMLDecodeError, and an integer of more digits than Python converts
+    except tomllib.TOMLDecodeError as e:
         raise SettingsError(f"{what} {path}: {e}") from None
+    except ValueError:           # an integer of more digits than Python converts
+        raise SettingsError(f"{what} {path}: a number of more than 4,300 digits") from None
+
+
+ARRAY_SECTIONS = ("collector", "record", "monitor")      # [[S]]: one table each
 
 
 def load_file(path):
@@ -488,6 +512,8 @@ def load_file(path):
     for section, value in data.items():
         if section not in known:
             raise SettingsError(f"config {path}: unknown section [{section}] (one of {', '.join(known)})")
+        if isinstance(value, list) and section not in ARRAY_SECTIONS:
+            raise SettingsError(f"config {path}: [{section}] is a table, not [[{section}]]")
         entries = value if isinstance(value, list) else [value]
         for entry in entries:
             if not isinstance(entry, dict):
@@ -495,7 +521,7 @@ def load_file(path):
             unknown = set(entry) - set(known[section]) if section != "timeouts" else set()
             if unknown:
                 raise SettingsError(f"config {path}: unknown key {sorted(unknown)[0]!r} in [{section}]")
-    for section in ("collector", "record", "monitor"):
+    for section in ARRAY_SECTIONS:
         if isinstance(data.get(section), dict):
             data[section] = [data[section]]
     return data
@@ -655,7 +681,11 @@ def _collectors(values, config, config_path, table="[[collector]]"):
             except (ValueError, TypeError) as e:
                 raise SettingsError(f"config {config_path}: {table}: {bad_value(entry, e)}") from None
     for spec in specs:
-        spec.check()
+        try:
+            spec.check()
+        except SettingsError as e:
+            raise SettingsError(f"-n: {e}" if values["collector_addresses"] else f"config {config_path}: {table}: {e}") \
+                from None
     return tuple(specs)
 
 

@@ -23,6 +23,7 @@ import errno
 import fcntl
 import ipaddress
 import os
+import re
 import socket
 import struct
 import termios
@@ -43,7 +44,7 @@ TCP_DRAIN_SECONDS = 5.0      # at shutdown, how long to wait for a TCP collector
 def parse_address(text):
     """'host:port' or '[v6addr]:port' -> (host, port)."""
     host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not host or not re.fullmatch(r"[0-9]{1,5}", port) or not 0 < int(port) < 65536:
         raise ValueError(f"bad collector address {text!r}: expected host:port or [ipv6]:port")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]

@@ -46,6 +46,25 @@ REFUSED = [
     ("a prefix length not in ASCII digits", PROBE + ["-f", "{r.toml}", "-T", "r"],
      [("r.toml", '[[record]]\nname = "r"\nmatch = ["sourceIPv4Address/²"]\ncollect = ["packetDeltaCount"]\n'.encode())],
      ["prefix length is a number from 0 to 32"]),
+    ("TOML nested 5,000 deep", PROBE + ["-f", "{n.toml}"], [("n.toml", b"x = " + b"[" * 5000 + b"]" * 5000 + b"\n")],
+     ["nested too deeply"]),
+    ("a config without end", PROBE + ["-f", "/dev/zero"], [], ["/dev/zero", "larger than 1 MiB"]),
+    ("a profile without end", [PYPROBE, "generate", "--count", "1", "--profile", "/dev/zero"], [], ["larger than"]),
+    ("[[timeouts]] for [timeouts]", [PYPROBE, "generate", "--count", "1", "-f", "{c.toml}"],
+     [("c.toml", b"[[timeouts]]\nx = 1\n")], ["[timeouts] is a table, not [[timeouts]]"]),
+    ("[[probe]] for [probe]", PROBE + ["-f", "{c.toml}"], [("c.toml", b"[[probe]]\ntracking = 'nonsense'\n")],
+     ["[probe] is a table, not [[probe]]"]),
+    ("a path with a newline", PROBE + ["-f", "/nonexistent/a\nb"], [], ["a\\nb"]),
+    ("a control socket path with a newline", [PYPROBE, "ctl", "-c", "/nonexistent/a\nb", "statistics"], [],
+     ["a\\nb"]),
+    ("ctl --timeout=--", [PYPROBE, "ctl", "-c", "/nonexistent/s", "--timeout=--", "statistics"], [], ["--timeout"]),
+    ("a port in digits other than ASCII", PROBE + ["-n", "127.0.0.1:²"], [], ["-n: bad collector address"]),
+    ("an interface index in digits other than ASCII", [PYPROBE, "-i", "²:lo"], [], ["no such interface: ²:lo"]),
+    ("a metrics port in digits other than ASCII", PROBE + ["--metrics", "²"], [], ["--metrics"]),
+    ("an interface name that is not UTF-8", [PYPROBE, "-i", "x\udc80y"], [], ["no such interface: x\\udc80y"]),
+    ("a count of 100,000 digits", [PYPROBE, "generate", "--count", "1", "--exporters", "9" * 100_000], [],
+     ["--exporters", "[...]"]),
+    ("a filter word that is not UTF-8", PROBE + ["\udcff"], [], ["filter: bad filter", "not UTF-8"]),
     ("update below a millisecond", PROBE + ["--cache", "permanent", "--update", "0.0000001"], [], ["--update"]),
     ("update too long", PROBE + ["--cache", "permanent", "--update", "9300000000000"], [], ["--update"]),
     ("monitor update below a millisecond", PROBE + ["-f", "{m.toml}"],
@@ -83,6 +102,7 @@ REFUSED = [
 @pytest.mark.parametrize("what, args, files, words", REFUSED, ids=[r[0] for r in REFUSED])
 def test_refused_in_one_line(tmp_path, what, args, files, words):
     assert_refused(run(args, files, tmp_path), *words)
+    assert len(run(args, files, tmp_path).stderr) < 500
 
 
 def test_records_that_standard_output_cannot_take_are_one_line(tmp_path):

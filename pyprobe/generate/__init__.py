@@ -22,7 +22,7 @@ from .. import settings as settings_module
 from .. import _generate
 from .._generate import RecordGenerator
 from .._meter import DEFAULT_TIMEOUTS, RECORD_SIZE
-from ..errors import OutputError, SettingsError
+from ..errors import OutputError, SettingsError, one_line
 from ..export import capabilities
 from ..exporter import Exporter
 from ..fields import MEMBER
@@ -503,7 +503,7 @@ def main(argv):
         discard_standard_output()
         return 0
     except (SettingsError, OutputError) as e:
-        print(f"pyprobe generate: {e}", file=sys.stderr)
+        print(f"pyprobe generate: {one_line(e)}", file=sys.stderr)
         return 2
 
     def stop(signum, frame):
@@ -518,7 +518,7 @@ def main(argv):
         return 0
     except (SettingsError, OutputError) as e:
         generator.abandon()
-        print(f"pyprobe generate: {e}", file=sys.stderr)
+        print(f"pyprobe generate: {one_line(e)}", file=sys.stderr)
         return 2
     if not settings.quiet:
         print(generator.summary(), file=sys.stderr, flush=True)
