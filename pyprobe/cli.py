@@ -1,6 +1,7 @@
 """The pyprobe command: parse the settings, run the probe (or its workers), exit."""
 
 import gc
+import signal
 import sys
 
 from . import settings as settings_module
@@ -27,6 +28,10 @@ def _command(argv):
     if argv[:1] == ["generate"]:
         from .generate import main as generate_main
         return generate_main(argv[1:])
+    # Until a probe's own handlers are in place (daemon.install_signal_handlers), a reload or
+    # a template request has nothing to act on: it must not end the process (their default).
+    for sig in (signal.SIGHUP, signal.SIGUSR1):
+        signal.signal(sig, signal.SIG_IGN)
     try:
         settings = settings_module.parse(argv)
         configure(debug=settings.debug, syslog=settings.syslog)
