@@ -3,9 +3,10 @@ profile key, record, monitor and collector key and control command, with NaN, in
 huge and negative numbers, wrong types, non-UTF-8 bytes, empty and huge strings
 (tests/hostile.py makes the cases from pyprobe's own tables).
 
-Each case runs the real command for at most 5 s: no traceback, no crash, no hang, exit 0
-or 2 (pyprobe ctl: 1 for a refusal), and exit 2 (or a refusal) in one line; --json output
-is JSON records that could be true. And a probe kept running on a stream is fed every
+Each case runs the real command for at most 5 s: no traceback, no crash, no hang, no process
+left behind, at most 3 GiB, exit 0 or 2 (pyprobe ctl: 1 for a refusal), and exit 2 (or a
+refusal) in one line that is not Python's own words; --json output is JSON records that could
+be true. And a probe kept running on a stream is fed every
 control command and reloads of hostile config files, interleaved: it answers each, is still
 running afterwards, and every packet fed is in exactly one record (or counted ignored, or
 in a flow delete-all forgot, which the test measures by dumping the flows around it).
@@ -33,7 +34,7 @@ import pytest
 
 import hostile
 
-DEFAULT_CASES = 300           # make test: some 20 s on 2 cores
+DEFAULT_CASES = 300           # make test: some 12 s on 2 cores
 LONG_CASES = 5000             # make test-long
 WORKERS = 2
 
