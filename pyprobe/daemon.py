@@ -19,9 +19,8 @@ def install_signal_handlers(probe):
     """SIGINT/SIGTERM: stop reading, expire every flow, report. SIGHUP: re-read the settings.
     SIGUSR1: resend templates."""
     def stop(signum, frame):
-        if not probe.stop_requested:
-            log.warning("stopped by a signal: expiring every flow")
-        probe.stop()
+        # (logged by the run loop, not here: a handler may run inside the first import of logging)
+        probe.stop(by="a signal")
 
     def reload(signum, frame):
         probe.reload_requested = True

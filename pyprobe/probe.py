@@ -216,6 +216,7 @@ class Probe:
                 raise
         self.started = time.monotonic()
         self.stop_requested = False
+        self.stopped_by = None
         self.reload_requested = False
         self.reload = lambda: None        # set by the daemon: read the flags and config file again
         self.pollers = []                 # called once per batch: control socket, ...
@@ -285,6 +286,8 @@ class Probe:
                 self.reload_requested = False
                 self.reload()
             # (after stop() a source's batches end soon: a live one's with what it still holds)
+        if self.stopped_by:
+            log.warning("stopped by %s: expiring every flow", self.stopped_by)
         input_ended = not self.stop_requested and not self.source.live
         self.capture_drops = self.source.drops()
         self.source.close()
@@ -299,7 +302,10 @@ class Probe:
 
     # -- what an operator may ask -----------------------------------------------
 
-    def stop(self):
+    def stop(self, by=None):
+        """End the run soon; `by` (a signal): said in the log once the run loop sees it."""
+        if by and not self.stop_requested:
+            self.stopped_by = by
         self.stop_requested = True
         self.source.stop()
 

@@ -26,6 +26,7 @@ from .logs import logger
 log = logger(__name__)
 
 KERNEL = "kernel"
+MAX_TABLE_CHARACTERS = 256 << 20      # a full Internet table as text is some 60 MiB
 NOT_FORWARDED = ("blackhole", "unreachable", "prohibit", "throw")   # ip route types without an interface
 SKIPPED_TYPES = ("local", "broadcast", "anycast", "multicast", "nat")
 
@@ -35,8 +36,10 @@ def load(source):
     if source == KERNEL:
         return kernel_table()
     try:
-        with open(source) as f:
-            text = f.read()
+        with open(source, encoding="utf-8") as f:
+            text = f.read(MAX_TABLE_CHARACTERS + 1)        # (a device or a FIFO without end: read a bound)
+        if len(text) > MAX_TABLE_CHARACTERS:
+            raise SettingsError(f"--routes: {source} is larger than {MAX_TABLE_CHARACTERS >> 20} MiB")
     except OSError as e:
         raise SettingsError(f"--routes: cannot read {source}: {e.strerror}") from None
     except UnicodeDecodeError:

@@ -10,6 +10,10 @@ import signal
 import sys
 
 from .daemon import remove_pidfile, serve, write_pidfile
+from .errors import InputError, SettingsError, one_line
+from .logs import logger
+
+log = logger("pyprobe")
 
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1)
 
@@ -26,30 +30,29 @@ def run_workers(settings, argv):
     group = parent & 0xffff
     sys.stdout.reconfigure(line_buffering=True)     # whole JSON lines from every worker
     children = []
+    stopping = []
 
     def forward(signum, frame):
+        if signum in (signal.SIGTERM, signal.SIGINT):
+            stopping.append(signum)                  # (no more workers are started)
         for child in children:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(child, signum)
 
     # Before the first fork: a signal while the workers start reaches those forked so far,
-    # instead of ending the parent by its default action and orphaning them.
+    # instead of ending the parent by its default action and orphaning them. Each fork runs
+    # with the signals held, so a new worker never runs the parent's handler.
     for sig in FORWARDED_SIGNALS:
         signal.signal(sig, forward)
     for index in range(settings.workers):
+        if stopping:
+            break
+        signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED_SIGNALS)
         pid = os.fork()
         if pid == 0:
-            status = 1
-            try:
-                _become_worker(parent)
-                def adjust(reloaded, index=index):
-                    return worker_settings(reloaded, index)
-                status = serve(adjust(settings), argv, fanout_group=group, title=f"worker {index}", adjust=adjust)
-            finally:
-                sys.stdout.flush()
-                sys.stderr.flush()
-                os._exit(status)
+            _run_worker(settings, argv, parent, group, index)     # (never returns)
         children.append(pid)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED_SIGNALS)
     if settings.pidfile:
         write_pidfile(settings.pidfile)
     status = 0
@@ -66,6 +69,29 @@ def run_workers(settings, argv):
     return status
 
 
+def _run_worker(settings, argv, parent, group, index):
+    """The life of worker `index`, ended by os._exit with its status (what failed said first)."""
+    status = 1
+    try:
+        _become_worker(parent)
+
+        def adjust(reloaded):
+            return worker_settings(reloaded, index)
+        status = serve(adjust(settings), argv, fanout_group=group, title=f"worker {index}", adjust=adjust)
+    except (SettingsError, InputError) as e:
+        print(f"pyprobe: worker {index}: {one_line(e)}", file=sys.stderr)
+        status = 2
+    except BrokenPipeError:
+        status = 0
+    except BaseException:
+        log.exception("worker %d failed", index)
+    finally:
+        with contextlib.suppress(OSError, ValueError):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(status)
+
+
 PR_SET_PDEATHSIG = 1
 
 
@@ -76,6 +102,7 @@ def _become_worker(parent):
     import ctypes
     for sig in FORWARDED_SIGNALS:
         signal.signal(sig, signal.SIG_IGN if sig in (signal.SIGHUP, signal.SIGUSR1) else signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED_SIGNALS)
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     if os.getppid() != parent:             # (it died before prctl took effect)

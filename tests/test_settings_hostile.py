@@ -161,3 +161,9 @@ def test_a_multicast_collector_receives_with_the_ttl_asked(ttl):
         assert version == 10 and size > 16 and got_ttl == int(ttl or 1)
     finally:
         ns.close()
+
+
+def test_routes_without_end_are_refused(tmp_path):
+    """--routes /dev/zero read without bound (3 GiB in 3 s)."""
+    proc = subprocess.run(PROBE + ["--routes", "/dev/zero"], capture_output=True, timeout=60)
+    assert_refused(proc, "--routes", "larger than")
