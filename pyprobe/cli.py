@@ -48,17 +48,11 @@ def _command(argv):
         return 2
     except OutputError as e:
         print(f"pyprobe: {one_line(e)}", file=sys.stderr)
-        _discard_stdout()
+        from .output import discard_standard_output
+        discard_standard_output()
         return 2
     except BrokenPipeError:
         # The reader of our output went away (pyprobe ... | head): not an error.
         sys.stderr.close()
         return 0
 
-
-def _discard_stdout():
-    """What standard output still holds cannot be written either: the interpreter's last flush
-    must not add a second complaint."""
-    import os
-    with open(os.devnull, "wb") as devnull:
-        os.dup2(devnull.fileno(), sys.stdout.fileno())

@@ -1,11 +1,35 @@
 """What a person reads: flow records as a table or JSON lines (when no collector is
 given, or with --json), and the progress line of a long run."""
 
+import contextlib
+import os
 import sys
 import time
 
+from .errors import OutputError
 from .fields import BY_NAME, ICMP_PROTOCOLS, RECORD_SIZE
 from .records import shown_values, to_json_lines, unpack
+
+@contextlib.contextmanager
+def standard_output():
+    """Writing to standard output: a failure (a full disk) is OutputError's one line; a reader
+    that went away (BrokenPipeError) is not a failure, and ends the run quietly."""
+    try:
+        yield
+    except BrokenPipeError:
+        raise
+    except OSError as e:
+        raise OutputError(f"cannot write the records to standard output: {e.strerror or e}") from None
+
+
+def discard_standard_output():
+    """Standard output that failed: what is still buffered goes nowhere, not again at exit
+    (the interpreter's last flush would add a second complaint)."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+
 
 PROTOCOL_NAMES = {1: "ICMP", 2: "IGMP", 6: "TCP", 17: "UDP", 47: "GRE", 50: "ESP", 51: "AH",
                   58: "ICMP6", 89: "OSPF", 103: "PIM", 132: "SCTP"}

@@ -1,17 +1,16 @@
 """The running probe: a packet source, the flow meter and where records go,
 driven batch by batch, with the operations an operator may ask for."""
 
-import contextlib
 import sys
 import time
 
 from ._encode import whole_records
 from ._meter import DEFAULT_TIMEOUTS, DecodedBatch, Meter
-from .errors import ControlError, InputError, OutputError, SettingsError
+from .errors import ControlError, InputError, SettingsError
 from .export import clamp_timeouts, export_limits
 from .exporter import Exporter
 from .logs import logger
-from .output import JsonWriter, TableWriter, open_progress
+from .output import JsonWriter, TableWriter, open_progress, standard_output
 from .settings import BY_NAME as OPTIONS_BY_NAME, metered_direction
 from .source import open_source, without_own_traffic
 from .summary import format_summary
@@ -25,18 +24,6 @@ def make_exporter(settings, running=()):
     if not settings.collectors:
         return None
     return Exporter(settings.collectors, settings.export, settings.round_robin, running=running)
-
-
-@contextlib.contextmanager
-def _screen():
-    """Writing records to standard output: a failure (a full disk) is OutputError's one line.
-    A reader that went away (BrokenPipeError) is not a failure: the command ends quietly."""
-    try:
-        yield
-    except BrokenPipeError:
-        raise
-    except OSError as e:
-        raise OutputError(f"cannot write the records to standard output: {e.strerror or e}") from None
 
 
 class RecordSinks:
@@ -68,7 +55,7 @@ class RecordSinks:
             self.writer = self.writer(sys.stdout, record=self.record, monitor=self.monitor, stride=self.stride)
 
     def put(self, records):
-        with _screen():
+        with standard_output():
             self._open_writer()
         if records and self.dating is not None:
             records = self.dating.dated_records(records, self.stride)
@@ -82,7 +69,7 @@ class RecordSinks:
                 self.exporter.export(records, now_ms, self.meter.packets_unmetered)
             self.exporter.pump()
         if self.writer is not None and records:
-            with _screen():
+            with standard_output():
                 self.writer.write(records)
                 if self.flush_each:
                     sys.stdout.flush()
@@ -107,11 +94,11 @@ class RecordSinks:
             self.exporter.set_interfaces(interfaces)
 
     def close(self):
-        with _screen():
+        with standard_output():
             self._open_writer()
         if self.exporter is not None:
             self.exporter.close()
-        with _screen():
+        with standard_output():
             sys.stdout.flush()
 
     def statistics(self):

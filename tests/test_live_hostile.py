@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from test_live import ADDR_A, ADDR_B, PYPROBE, NetnsHosts, pytestmark  # noqa: F401 (pytestmark: root, ip, tcpdump)
+from test_live import ADDR_A, ADDR_B, PYPROBE, hosts, pytestmark  # noqa: F401 (hosts: the fixture; pytestmark: root, ip, tcpdump)
 
 PORT = 7777
 TCPDUMP_BLOCK_SECONDS = 1.2
@@ -40,15 +40,6 @@ while tried < total:
     time.sleep(0.0005)
 print(sent)
 """
-
-
-@pytest.fixture
-def hosts():
-    h = NetnsHosts()
-    try:
-        yield h
-    finally:
-        h.close()
 
 
 def pcap_count(path):
@@ -119,6 +110,17 @@ def stream_sent(sender):
     return int(out)
 
 
+def finish(probe, ground, sender):
+    """After the traffic: (packets sent, seen by tcpdump, tcpdump's drops, probe's exit, records, stderr)."""
+    sent = stream_sent(sender)
+    ground.quiet()
+    time.sleep(0.3)
+    assert probe.poll() is None, probe.communicate()
+    code, records, err = stop_probe(probe)
+    seen, tcpdump_dropped = ground.stop()
+    return sent, seen, tcpdump_dropped, code, records, err
+
+
 def metered(records):
     return sum(r["packets"] for r in records if r["proto"] == 17 and r["dport"] == PORT)
 
@@ -147,12 +149,7 @@ def test_sighup_without_filter_or_collector_reloads_and_keeps_every_flow(hosts, 
     sender = start_stream(hosts, 500, 1.0)
     time.sleep(0.5)
     probe.send_signal(signal.SIGHUP)
-    sent = stream_sent(sender)
-    ground.quiet()
-    time.sleep(0.3)
-    assert probe.poll() is None, probe.communicate()
-    code, records, err = stop_probe(probe)
-    seen, _ = ground.stop()
+    sent, seen, _, code, records, err = finish(probe, ground, sender)
     assert code == 0, err
     assert "Traceback" not in err and "reload failed" not in err, err
     assert "configuration reloaded" in err
@@ -174,11 +171,7 @@ def test_sighup_with_an_unchanged_filter_loses_no_packet(hosts, tmp_path, worker
     ground = Ground(hosts, hosts.if_a, tmp_path / "ground.pcap")
     sender = start_stream(hosts, RELOAD_RATE, 3.0)
     run_reloads(probe, RELOADS, 0.09, usr1=True)
-    sent = stream_sent(sender)
-    ground.quiet()
-    time.sleep(0.3)
-    code, records, err = stop_probe(probe)
-    seen, tcpdump_dropped = ground.stop()
+    sent, seen, tcpdump_dropped, code, records, err = finish(probe, ground, sender)
     assert code == 0, err
     assert tcpdump_dropped == 0
     assert "Traceback" not in err and err.count("configuration reloaded") >= RELOADS * workers * 3 // 4, err
@@ -200,11 +193,7 @@ def test_sighup_changing_the_filter_opens_no_gap(hosts, tmp_path):
         time.sleep(0.09)
         config.write_text(f'[probe]\nfilter = "{filters[(i + 1) % 2]}"\n')
         probe.send_signal(signal.SIGHUP)
-    sent = stream_sent(sender)
-    ground.quiet()
-    time.sleep(0.3)
-    code, records, err = stop_probe(probe)
-    seen, tcpdump_dropped = ground.stop()
+    sent, seen, tcpdump_dropped, code, records, err = finish(probe, ground, sender)
     assert code == 0, err
     assert tcpdump_dropped == 0
     assert "Traceback" not in err and err.count("configuration reloaded") >= RELOADS * 3 // 4, err
@@ -247,11 +236,7 @@ def test_any_follows_a_renamed_interface_as_one_capture(hosts, tmp_path):
         link(hosts, names[cycle % 2], "down")
         link(hosts, names[cycle % 2], "name", names[(cycle + 1) % 2])
         link(hosts, names[(cycle + 1) % 2], "up")
-    sent = stream_sent(sender)
-    ground.quiet()
-    time.sleep(0.3)
-    code, records, err = stop_probe(probe)
-    seen, tcpdump_dropped = ground.stop()
+    sent, seen, tcpdump_dropped, code, records, err = finish(probe, ground, sender)
     assert code == 0, err
     assert tcpdump_dropped == 0 and seen > 0.5 * sent
     assert metered(records) == seen, f"{metered(records)} metered of {seen} packets"
@@ -275,11 +260,7 @@ def test_named_interface_down_and_up_loses_nothing(hosts, tmp_path):
         link(hosts, hosts.if_a, "down")
         time.sleep(down)
         link(hosts, hosts.if_a, "up")
-    sent = stream_sent(sender)
-    ground.quiet()
-    time.sleep(0.3)
-    code, records, err = stop_probe(probe)
-    seen, tcpdump_dropped = ground.stop()
+    sent, seen, tcpdump_dropped, code, records, err = finish(probe, ground, sender)
     assert code == 0, err
     assert tcpdump_dropped == 0 and seen > 0.4 * sent
     assert metered(records) == seen, f"{seen - metered(records)} of {seen} packets lost over 5 down/up cycles"

@@ -7,7 +7,6 @@ Exporter of its own: observation domain, sequence numbers, uptime, templates,
 optionally its own source address), and printed when no collector is given.
 """
 
-import contextlib
 import ipaddress
 import json
 import os
@@ -27,7 +26,7 @@ from ..export import capabilities
 from ..exporter import Exporter
 from ..fields import MEMBER
 from ..logs import configure, logger
-from ..output import JsonWriter, TableWriter
+from ..output import JsonWriter, TableWriter, discard_standard_output, standard_output
 from ..records import to_json_lines
 from ..settings import INACTIVE_CLASSES, LAST_EXPORT_SECOND
 from . import profile as profiles
@@ -445,28 +444,6 @@ class Generator:
                              f"{c['records']} records, {c['send_errors']} send errors"
                              + "".join(f", {kind} {n}" for kind, n in sorted(faults.items())))
         return "\n".join(lines)
-
-
-@contextlib.contextmanager
-def standard_output():
-    """Writing to standard output: a failure (a full disk) is OutputError's one line; a reader
-    that went away (BrokenPipeError) is not a failure, and ends the run quietly."""
-    try:
-        yield
-    except BrokenPipeError:
-        raise
-    except OSError as e:
-        raise OutputError(f"cannot write the records to standard output: {e.strerror or e}") from None
-
-
-def discard_standard_output():
-    """Standard output that failed: what is still buffered goes nowhere, not again at exit."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-    except (OSError, ValueError):
-        pass
 
 
 class Progress:

@@ -180,7 +180,7 @@ def _prefixes(entries, what):
             raise ValueError(f"{what}: each a table {{ prefix = \"10.0.0.0/8\", weight = 1 }}")
         try:
             net = ipaddress.ip_network(str(entry["prefix"]), strict=False)
-        except ValueError as e:
+        except ValueError:
             raise ValueError(f"{what}: bad prefix {_brief(entry['prefix'])} (give a network such as 10.0.0.0/8 "
                              "or 2001:db8::/32)") from None
         out[net.version].append((net.network_address.packed, net.prefixlen, _weight(entry.get("weight", 1), what)))
