@@ -47,10 +47,11 @@ bench: $(BIN)/.installed peers
 	$(BIN)/python bench/replay.py
 	$(BIN)/python bench/generate.py
 
-# live capture on a veth between two network namespaces, tcpreplay at rising rates (root)
-bench-against: $(BIN)/.installed peers   # make bench-against BASE=<commit>: this tree against that one
+# make bench-against BASE=<commit>: this tree against that one
+bench-against: $(BIN)/.installed peers
 	$(BIN)/python bench/against.py $(BASE)
 
+# live capture on a veth between two network namespaces, tcpreplay at rising rates (root)
 bench-live: $(BIN)/.installed peers
 	$(BIN)/python bench/live/run_live.py
 

@@ -133,6 +133,8 @@ def main(argv=None):
         if not isinstance(getattr(args, name), (float, type(None))):
             parser.error(f"argument --{name}: expected seconds")
     top_options = [f"by={args.by}"] * bool(args.by) + [f"monitor={args.monitor}"] * bool(args.monitor)
+    if args.command not in COMMANDS:
+        parser.error(f"unknown command {args.command!r} (one of {', '.join(COMMANDS)})")
     if (args.by or args.watch) and args.command != "top":
         parser.error("--by and --watch are for top")
     if args.monitor and args.command not in ("top", "timeouts"):

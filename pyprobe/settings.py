@@ -789,7 +789,11 @@ hands out one record per flow when the flow ends. It captures on a network
 interface (-i) or reads a capture file (-r: pcap or pcapng, plain or
 gzip-compressed, or standard input) and sends the records to NetFlow v5/v9 or
 IPFIX collectors, or, with no collector given, prints them. A tcpdump-style
-filter expression may follow the options."""
+filter expression may follow the options.
+
+Two more commands: `pyprobe generate` makes synthetic flow records (or a capture
+of their packets) to test collectors, and `pyprobe ctl` asks a running probe
+(-c PATH) for its statistics, flows and more; each has its own --help."""
 
 
 def _wrap(words, indent, width=88):

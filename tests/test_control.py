@@ -241,11 +241,13 @@ def test_timeouts_read_and_set(probe):
 def test_send_template_unknown_command_and_a_silent_client(probe):
     answer = probe.ctl("send-template")
     assert answer.returncode == 0 and answer.stdout.strip() == "ok"
-    unknown = probe.ctl("frobnicate")
-    assert unknown.returncode == 1 and unknown.stdout == ""
+    unknown = probe.ctl("frobnicate")           # ctl knows its commands: a usage error (2), not a refusal (1)
+    assert unknown.returncode == 2 and unknown.stdout == ""
     assert "unknown command 'frobnicate'" in unknown.stderr and len(unknown.stderr.splitlines()) == 1
-    as_json = probe.ctl("frobnicate", "--json")
-    assert as_json.returncode == 1 and "error" in json.loads(as_json.stdout)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as raw:      # the probe refuses it too
+        raw.connect(str(probe.sock_path))
+        raw.sendall(b"frobnicate --json\n")
+        assert "unknown command" in json.loads(raw.makefile().read())["error"]
     assert probe.ctl("statistics", "extra").returncode == 1
     # A client that connects and says nothing holds up neither the meter nor other clients.
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as silent:

@@ -128,10 +128,12 @@ def test_a_request_line_too_long_is_refused_in_one_line(probe):
 
 
 def test_a_request_that_is_not_utf8_is_refused_in_words(probe):
-    answer = ctl(probe.sock, os.fsdecode(b"\xff\xfe"))
-    assert answer.returncode == 1, answer.stderr
+    answer = ctl(probe.sock, os.fsdecode(b"\xff\xfe"))          # (ctl knows it is no command: usage, 2)
+    assert answer.returncode == 2, answer.stderr
     assert answer.stderr.decode().startswith("pyprobe ctl: unknown command")
     assert b"Traceback" not in answer.stderr
+    answer = ctl(probe.sock, "top", os.fsdecode(b"\xff\xfe"))    # (an argument: the probe refuses it, 1)
+    assert answer.returncode == 1 and answer.stderr.decode().startswith("pyprobe ctl: top: bad argument")
     assert_every_packet_in_one_record(probe)
 
 
