@@ -146,10 +146,14 @@ class Progress:
         if now < self.next_update:
             return
         self.next_update = now + 0.25
-        share = f"{min(100.0, 100.0 * self.done / self.total):5.1f}%  " if self.total else ""
+        share = f"{self.share():5.1f}%  " if self.total else ""
         status = f"  {status}" if status else ""
         self.stream.write(f"\r  {share}{packets:,} packets  {active_flows:,} flows active{status} ")
         self.stream.flush()
+
+    def share(self):
+        """Percent done, rounded down: 100.0 only once all is read."""
+        return min(1000, 1000 * self.done // self.total) / 10
 
     def finish(self):
         self.stream.write("\r" + " " * 110 + "\r")

@@ -171,6 +171,14 @@ def parse_speed(value):
     return speed
 
 
+def parse_max_gap(value):
+    """--max-gap: wall seconds, 0 (no cap) up to a day."""
+    seconds = parse_duration(value)
+    if seconds > 86400:
+        raise ValueError(f"max gap {seconds:g} s is longer than a day (0: no cap)")
+    return seconds
+
+
 def parse_files(value):
     """-r's files: one path or a list of them (TOML), globs allowed."""
     paths = [value] if isinstance(value, str) else value
@@ -339,6 +347,9 @@ OPTIONS = (
       key="speed",
       help="replay -r files at the pace of their timestamps (SPEED 2: twice as fast), with records dated "
            "now: the first packet is the start of the replay"),
+    O("max_gap", ("--max-gap",), "replay", parse_max_gap, 1.0, metavar="SECONDS",
+      help="with --realtime: wait at most SECONDS between packets (default 1; 0: every pause as recorded); "
+           "a longer pause is cut, flows ending in it as in the capture, and the time line moves on"),
     O("keep_time", ("--keep-time",), "replay", parse_bool, False, kind="switch",
       help="with --realtime: keep the capture's own times in the records"),
     O("loop", ("--loop",), "replay", parse_count(0, 2**31, "loop count"), 1, metavar="N",

@@ -171,6 +171,9 @@ def test_loop_refuses_standard_input():
 
 # -- real time ------------------------------------------------------------------------------
 
+PAUSE_CUT = 16 * SEC     # the capture's pause from 13 s to 30 s, cut to --max-gap's default 1 s
+
+
 def paced_capture(path):
     """30 s of traffic, most of it quiet: flows that end idle, at a FIN, at the active timeout,
     and one idle in a long silent gap. Returns (path, {sport: (first_us, last_us, end_us)}):
@@ -207,9 +210,21 @@ def named_records(arrived):
     return out
 
 
+def on_replay(capture_us):
+    """Where a packet time of paced_capture falls on a real-time replay's time line: the
+    pause after 13 s waits 1 s (--max-gap), not 17."""
+    return capture_us if capture_us <= 13 * SEC else capture_us - PAUSE_CUT
+
+
 @pytest.mark.skipif(not shutil.which("nfcapd"), reason="nfcapd not installed")
 def test_realtime_replay_paces_and_dates_records_now(tmp_path):
-    path, expect = paced_capture(tmp_path / "paced.pcap")
+    """Records leave when a live probe would send them, dated as the replay fed their packets;
+    the capture's 17 s pause is cut to 1 s: the flow idle in it ends at the cut, and the packets
+    after it are dated when they were fed."""
+    path, capture = paced_capture(tmp_path / "paced.pcap")
+    cut_at = 14 * SEC                                          # the end of the 1 s wait
+    expect = {flow: (on_replay(first), on_replay(last), max(on_replay(due), min(due, cut_at)))
+              for flow, (first, last, due) in capture.items()}
     sink = wire.TimedCollector()
     with NfcapdCollector() as nfcapd:
         started = time.time()
@@ -218,7 +233,7 @@ def test_realtime_replay_paces_and_dates_records_now(tmp_path):
                               capture_output=True, text=True, timeout=60)
         took = time.time() - started
     assert proc.returncode == 0, proc.stderr
-    assert 30 - 0.5 <= took <= 30 + 0.5 + 0.3, took          # (+0.3: the process's own start and exit)
+    assert 14 - 0.5 <= took <= 14 + 0.5 + 0.3, took          # (+0.3: the process's own start and exit)
     records = named_records(sink.records())
     assert sorted(r[3] for r in records) == sorted(expect)
     # Dated now: one shift maps every packet time onto the replay's time line, starting at its start.
@@ -238,15 +253,20 @@ def test_realtime_replay_paces_and_dates_records_now(tmp_path):
     want = sorted((first_ms, last_ms) for _, first_ms, last_ms, _ in records)
     assert got == want
     assert "real time" in proc.stderr and "late by median" in proc.stderr
+    assert [line for line in proc.stderr.splitlines() if "--max-gap" in line] == [
+        "pyprobe: the capture pauses 17.0 s at 2020-09-13 12:26:53: --realtime waits at most 1 s between packets "
+        "(--max-gap); longer pauses are cut to that, the time line moving on"], proc.stderr
 
 
 def test_realtime_speed_and_keep_time(tmp_path):
+    """At 10x the capture's 30 s take 3 s, less its 17 s pause (1.7 s) cut to 1 s: the records
+    keep the capture's own times all the same."""
     path, expect = paced_capture(tmp_path / "paced.pcap")
     started = time.monotonic()
     proc = wire.run_pyprobe(["-r", path, "--realtime=10", "--keep-time", "--json", "-t", "inactive=5",
                              "-t", "active=12"])
     took = time.monotonic() - started
-    assert 3 - 0.2 <= took <= 3 + 0.2 + 0.3, took
+    assert 2.3 - 0.2 <= took <= 2.3 + 0.2 + 0.3, took
     records = json_records(proc)
     got = sorted((round(r["start"] * SEC), round(r["end"] * SEC)) for r in records)
     assert got == sorted((T0 + first, T0 + last) for first, last, _ in expect.values())
@@ -319,3 +339,73 @@ def test_lateness_percentiles_never_exceed_the_worst_lag():
         for q in (0.5, 0.9, 0.99, 1.0):
             assert 0 <= lateness.quantile(q) <= worst
         assert lateness.quantile(0.99) >= sorted(lags_us)[int(0.99 * len(lags_us)) - 1] / 1e6 * 0.97
+
+
+# -- long pauses (--max-gap) ------------------------------------------------------------------
+
+YEARS_5 = 5 * 365 * 86400 * SEC
+
+
+def pausing_capture(path, pause_us):
+    """Two flows, a pause of pause_us, then one of them again and a third: [(time_us, frame)]."""
+    def udp(host, t):
+        return (T0 + t, eth_ip_packet(4, host, "10.6.1.1", 17, 5000, 53))
+    frames = [udp("10.6.0.1", 0), udp("10.6.0.2", 100_000), udp("10.6.0.1", 200_000),
+              udp("10.6.0.1", 200_000 + pause_us), udp("10.6.0.3", 300_000 + pause_us)]
+    return write_pcap(str(path), frames)
+
+
+def test_realtime_cuts_a_pause_of_years_with_one_warning(tmp_path):
+    """A capture that pauses for 5 years replays in about 1.3 s (its 0.3 s of packets and
+    --max-gap's default 1 s); one warning says so; the records are those of a full-speed
+    replay (the flows idle in the pause end in it), dated as the replay fed their packets."""
+    path = pausing_capture(tmp_path / "years.pcap", YEARS_5)
+    started = time.time()
+    proc = wire.run_pyprobe(["-r", path, "--realtime", "--json", "-t", "inactive=5"], timeout=30)
+    ended = time.time()
+    assert ended - started < 1.3 + 1.0, ended - started
+    warnings = [line for line in proc.stderr.splitlines() if "pauses" in line]
+    assert len(warnings) == 1 and "5.0 years" in warnings[0], proc.stderr
+    records = json_records(proc)
+    full_speed = json_records(wire.run_pyprobe(["-r", path, "--json", "-t", "inactive=5"]))
+    assert sorted((key(r), r["packets"]) for r in records) == sorted((key(r), r["packets"]) for r in full_speed)
+    assert len(records) == 4                                 # 10.6.0.1's flow ended idle in the pause
+    for r in records:
+        assert started <= r["start"] <= r["end"] <= ended, (r, started, ended)
+    first = min(r["start"] for r in records)
+    after = max(r["start"] for r in records)
+    assert abs(after - first - 1.3) < 0.1                    # 0.2 s, the 1 s wait, then 0.1 s
+    reached = float(re.search(r"([\d.]+)x reached", proc.stderr).group(1))
+    assert 0.95 <= reached <= 1.05, proc.stderr               # replay time as the replay went
+
+
+def paced_run(path, **options):
+    """(seconds taken, the flow clock at each tick, ReplaySource) of a real-time replay run through."""
+    from pyprobe.source.replay import ReplaySource
+    source = ReplaySource([path], speed=2, **options)
+    ticks = []
+    started = time.monotonic()
+    for batch in source.batches():
+        if not batch.meta:
+            ticks.append(source.clock_us())
+    took = time.monotonic() - started
+    source.close()
+    return took, ticks, source
+
+
+def test_max_gap_cuts_the_wait_and_runs_the_clock_through_the_pause(tmp_path):
+    """--max-gap is wall seconds: at speed 2 a 1.2 s pause takes 0.6 s, cut to 0.25 s; the flow
+    clock still reaches the end of the pause before the packet after it (flows end in it)."""
+    pause = 1_200_000
+    path = pausing_capture(tmp_path / "pause.pcap", pause)
+    took, ticks, source = paced_run(path, max_gap=0.25)
+    assert 0.1 + 0.25 - 0.02 <= took <= 0.1 + 0.25 + 0.1, took
+    end_of_pause = T0 + 200_000 + pause - 1
+    assert end_of_pause in ticks
+    waited = ticks[:ticks.index(end_of_pause)]
+    assert max(waited) <= T0 + 200_000 + 500_000                      # 0.25 s at speed 2, then the cut
+    stats = source.statistics()
+    assert (stats["gaps_cut"], stats["longest_gap"]) == (1, 1.2)
+    took, ticks, source = paced_run(path, max_gap=0)                  # 0: no cap
+    assert 0.1 + 0.6 - 0.02 <= took <= 0.1 + 0.6 + 0.1, took
+    assert "gaps_cut" not in source.statistics()

@@ -13,10 +13,16 @@ empty batches at least every TICK seconds, with the clock the meter should read
 then, so flows go idle and end when a live probe would have ended them. Nothing
 is dropped when the machine cannot keep up: the replay falls behind, and
 Lateness says by how much.
+
+A pause longer than max_gap wall seconds (--max-gap) is cut to max_gap: the flow
+clock first runs to the end of the pause (flows end as in the capture), then the
+time line moves on by the cut, so the replay's clock and the records dated now go
+on from there. A flow that goes on across a cut pause keeps its capture duration.
 """
 
 import glob
 import os
+import sys
 import time
 
 from .._encode import retime
@@ -29,8 +35,17 @@ from .formats import ready
 log = logger(__name__)
 
 TICK = 0.1                    # seconds between clock ticks in a quiet stretch (as live capture)
+DEFAULT_MAX_GAP = 1.0         # wall seconds a real-time replay waits at most between packets
 BEHIND_WARNING = 1.0          # seconds late at which the end-of-run warning is given
 GLOB_CHARS = "*?["
+
+
+def duration_text(seconds):
+    """3.2 s, 52.0 min, 5.8 years: a pause as an operator reads it."""
+    for unit, size in (("years", 365.25 * 86400), ("days", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= 2 * size:
+            return f"{seconds / size:.1f} {unit}"
+    return f"{seconds:.1f} s"
 
 
 def expand(paths):
@@ -86,7 +101,7 @@ class ReplaySource:
     live = False
     serial = 0                   # files have no interfaces (a cooked v2 capture names them per packet)
 
-    def __init__(self, paths, speed=None, rounds=1, shift=False, dated=True):
+    def __init__(self, paths, speed=None, rounds=1, shift=False, dated=True, max_gap=DEFAULT_MAX_GAP):
         self.paths = expand(paths)
         self.path = self.paths[0] if len(self.paths) == 1 else f"{self.paths[0]} (+{len(self.paths) - 1} files)"
         self.speed = speed
@@ -116,6 +131,15 @@ class ReplaySource:
         self._tick_us = 0
         self._fed_until = None       # the latest packet time fed
         self._fed_mono = None        # and when (monotonic microseconds, as the timeline's)
+        self._fed_late_us = 0        # how late the last fed packet was
+        self._pending = None         # the next packet's time while waiting for it (None: none known)
+        self._unfed_bytes = 0        # the part of the batch read but not fed yet (progress)
+        self._unfed_packets = 0
+        self._replayed_us = 0        # how far the replay's time line has come (capture time less the cuts)
+        self.max_gap = max_gap       # wall seconds (0: no cap)
+        self.gaps_cut = 0
+        self._cut_after = None       # the packet time a pause was cut after
+        self.longest_gap = 0.0       # the longest cut pause, capture seconds
 
     def _peek(self, path):
         """(path, first packet time or None, link type): a plain file is checked and closed
@@ -137,11 +161,13 @@ class ReplaySource:
 
     @property
     def packets(self):
-        return self.done_packets + sum(f.packets for f in self.files)
+        """Packets read and fed."""
+        return self.done_packets + sum(f.packets for f in self.files) - self._unfed_packets
 
     @property
     def bytes_read(self):
-        return self.done_bytes + sum(f.bytes_read for f in self.files)
+        """Bytes read and fed (a paced replay reads ahead of what it has fed)."""
+        return self.done_bytes + sum(f.bytes_read for f in self.files) - self._unfed_bytes
 
     @property
     def damage(self):
@@ -301,21 +327,63 @@ class ReplaySource:
         if not timeline.started:
             timeline.start(packet_time(meta, 0))
         while pos < n and not self.stopping:
+            self._unfed(batch, n, pos)
+            following = packet_time(meta, pos)
+            self._pending = following
+            resume = self._resume_time(following)
             due = timeline.capture_now()
+            if due >= resume < following:          # the capped wait is over: the rest of the pause is cut
+                self._tick_us = following - 1       # (first the flows end that would end in it)
+                yield batch._replace(meta=b"")
+                self._cut(following, resume)
+                continue
             end = first_after(meta, pos, due)
             if end > pos:
-                self.lateness.add(meta, pos, end, timeline.t0, timeline.mono0, timeline.speed,
-                                  timeline.now_mono_us())
+                now = timeline.now_mono_us()
+                self.lateness.add(meta, pos, end, timeline.t0, timeline.mono0, timeline.speed, now)
                 self._fed_until = packet_time(meta, end - 1)
-                self._fed_mono = timeline.now_mono_us()
+                self._fed_mono = now
+                self._fed_late_us = now - timeline.mono0 - int((self._fed_until - timeline.t0) / timeline.speed)
+                self._pending = None
+                self._replayed_us = self._fed_until - timeline.t0
+                self._unfed(batch, n, end)
                 self._tick_us = self._fed_until if end == n else min(due, packet_time(meta, end))
                 yield batch if pos == 0 and end == n else batch._replace(meta=meta[16 * pos:16 * end])
                 pos = end
                 continue
-            following = packet_time(meta, pos)
             self._tick_us = min(due, following)
-            time.sleep(min(max(timeline.wait_seconds(following), 0.0), TICK))
+            time.sleep(min(max(timeline.wait_seconds(resume), 0.0), TICK))
             yield batch._replace(meta=b"")
+        self._unfed(batch, n, n)
+        self._pending = None
+
+    def _unfed(self, batch, n, pos):
+        """Packets pos.. of the batch's n are read but not fed yet (counted as the file
+        source counts what it read: the packets' bytes and their meta)."""
+        self._unfed_packets = n - pos
+        offset = int.from_bytes(batch.meta[16 * pos + 8:16 * pos + 12], sys.byteorder) if pos < n else 0
+        self._unfed_bytes = (len(batch.packets) - offset) + 16 * (n - pos) if pos < n else 0
+
+    def _resume_time(self, following):
+        """The capture time the wait for this packet ends at: the packet's own, or max_gap
+        wall seconds after the last packet fed."""
+        if not self.max_gap or self._fed_until is None or self._fed_until == self._cut_after:
+            return following
+        return min(following, self._fed_until + int(self.max_gap * self.timeline.speed * 1e6))
+
+    def _cut(self, following, resume):
+        """The time line moved on by the rest of the pause: this packet is due now."""
+        timeline = self.timeline
+        pause = (following - self._fed_until) / 1e6           # capture seconds
+        timeline.t0 += following - resume
+        self._cut_after = self._fed_until        # (each pause cut once)
+        self.gaps_cut += 1
+        self.longest_gap = max(self.longest_gap, pause)
+        if self.gaps_cut == 1:
+            log.warning("the capture pauses %s at %s: --realtime waits at most %g s between packets "
+                        "(--max-gap); longer pauses are cut to that, the time line moving on",
+                        duration_text(pause), time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(self._fed_until / 1e6)),
+                        self.max_gap)
 
     # -- what the operator reads ---------------------------------------------------
 
@@ -343,8 +411,15 @@ class ReplaySource:
         if t is None or not t.started or self._fed_until is None:
             return ""
         wall = (t.now_mono_us() - t.mono0) / 1e6
-        replayed = (self._fed_until - t.t0) / 1e6
-        return f"replay {replayed:.1f} s  wall {wall:.1f} s  lag {max(0.0, wall - replayed / t.speed):.2f} s"
+        replayed = self._replayed_us / 1e6
+        return f"replay {replayed:.1f} s  wall {wall:.1f} s  lag {self._lag_seconds():.2f} s"
+
+    def _lag_seconds(self):
+        """How late the replay is: the next packet's wait past its due time, or (none waiting)
+        how late the last one was fed; a pause in the capture is no lag."""
+        if self._pending is not None:
+            return max(0.0, -self.timeline.wait_seconds(self._pending))
+        return max(0.0, self._fed_late_us / 1e6)
 
     def statistics(self):
         stats = {"files": len(self.paths), "rounds": self.rounds_started, "damage": self.damage,
@@ -355,10 +430,12 @@ class ReplaySource:
         t = self.timeline
         if t is not None and t.started and self._fed_until is not None:
             wall = (self._fed_mono - t.mono0) / 1e6    # until the last packet was fed (not the shutdown)
-            replayed = (self._fed_until - t.t0) / 1e6
+            replayed = self._replayed_us / 1e6
             stats.update(speed=t.speed, effective_speed=replayed / wall if wall > 0 else 0.0,
                          late_median=self.lateness.quantile(0.5), late_p99=self.lateness.quantile(0.99),
                          late_max=self.lateness.worst_seconds)
+            if self.gaps_cut:
+                stats.update(gaps_cut=self.gaps_cut, longest_gap=self.longest_gap, max_gap=self.max_gap)
         return stats
 
     def warn_if_behind(self):
