@@ -40,6 +40,7 @@ SLOT = 0.01                 # seconds: records go out every 10 ms, so pacing is 
 MAX_BATCH = 8192            # records a step, paced or not: memory stays flat at any rate, kept or not
 STEP_S = 0.02               # a step takes at most about this (fewer records a step if they take longer),
                             # so a stop is seen within it
+DEFAULT_RATE = 1000.0       # records/s without --rate: a collector's pace, and a pinned time line's spacing
 LAG_WARNING_S = 0.25        # seconds behind the rate that are logged (once)
 EXPECT_CHUNK = 65536        # --pcap: records written to --expect at a time
 BOOT_LEAD_STEP_MS = 7919    # each simulated router booted a little earlier than the one before
@@ -48,6 +49,14 @@ KEY_TABLE_BYTES = 16        # per record at most, while each record's flow key i
 RESERVED_DESCRIPTORS = 64   # open files beside the exporters' sockets: standard streams, --expect, Python's own
 IPV6_RECORD = re.compile(b"\x06")
 NOT_CARRIED = {"fault": "ipv6-not-carried", "record": "not_sent"}
+
+
+def paced_rate(settings):
+    """Records/s to pace at: --rate if given; without it, DEFAULT_RATE towards a collector and
+    as fast as possible (0) when only printing (nothing downstream to overrun)."""
+    if settings.rate is not None:
+        return settings.rate
+    return DEFAULT_RATE if settings.collectors else 0.0
 
 
 class Pacer:
@@ -177,6 +186,8 @@ class Generator:
         if settings.pcap and dict(DEFAULT_TIMEOUTS, **settings.timeouts)["maxlife"] <= 0:
             raise SettingsError("--pcap with -t active=0 cuts every flow at its second packet: no record would be "
                                 "one flow (give more than 0)")
+        self.pace = paced_rate(settings)
+        settings = settings._replace(rate=DEFAULT_RATE if settings.rate is None else settings.rate)
         self.settings = settings
         self.exporters = []
         self.closed = False
@@ -278,7 +289,7 @@ class Generator:
             return self.write_capture()
         settings = self.settings
         self.started = time.monotonic()
-        self.pacer = pacer = Pacer(settings.rate, self.limit,
+        self.pacer = pacer = Pacer(self.pace, self.limit,
                                    self.started + settings.duration if settings.duration else None)
         for exporter in self.exporters:
             exporter.start(self.clock_us(0) // 1000)
@@ -308,7 +319,7 @@ class Generator:
             self.lag_warned = True
             made = self.made / (time.monotonic() - self.started)
             log.warning("cannot keep --rate %s records/s: %s records/s made, %.1f s behind and going on as fast "
-                        "as it can", rate_text(self.settings.rate), rate_text(made), self.pacer.lag())
+                        "as it can", rate_text(self.pace), rate_text(made), self.pacer.lag())
 
     def write_capture(self):
         """--pcap: every record's packets, in time order, and the records a probe must make."""
@@ -432,8 +443,8 @@ class Generator:
         rate = self.made / seconds if seconds > 0 else 0.0
         lines = ["pyprobe generate statistics:",
                  f"  records               {self.made:>12}   ({seconds:.2f} s, {rate:,.0f} records/s; seed {self.seed})"]
-        if self.lag is not None and self.settings.rate:
-            lines.append(f"  rate                  asked {rate_text(self.settings.rate)} records/s, achieved "
+        if self.lag is not None and self.pace:
+            lines.append(f"  rate                  asked {rate_text(self.pace)} records/s, achieved "
                          f"{rate:,.0f}: " + (f"{self.lag:.2f} s behind at the end" if self.lag >= 0.1 else "on time"))
         if self.settings.pcap:
             lines.append(f"  packets               {self.packets:>12}   written to {self.settings.pcap}")

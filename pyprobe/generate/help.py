@@ -19,7 +19,10 @@ records:
   --start-time pins the time line: record i then ends at START + i/RATE, so with
   --seed the same command sends the same datagrams. Records go out in steps of a few
   milliseconds: a --rate the machine cannot keep makes them fall behind, logged once,
-  and the statistics say the rate achieved and how far behind it ended.
+  and the statistics say the rate achieved and how far behind it ended. Without
+  --rate, records go to a collector at 1000/s and are printed (no -n) as fast as
+  possible; --rate paces either. RATE also spaces a pinned time line (1000/s unless
+  given).
 
 routers:
   --exporters N deals the records out to N simulated routers, each its own exporting
