@@ -381,8 +381,9 @@ OPTIONS = (
                            "routers (IP TTL / IPv6 hop limit; default 1: the local link)", commands=BOTH),
     O("max_datagram", ("--max-datagram",), "export", parse_count(MIN_DATAGRAM, 65507, "datagram size"),
       metavar="BYTES", group="export", help="largest export datagram (default fits a 1500-byte MTU)", commands=BOTH),
-    O("rate", ("--rate",), "generate", parse_rate, 1000.0, metavar="RECORDS/S", commands=GENERATE,
-      help="records per second, paced evenly within every 100 ms (default 1000; 0: as fast as possible)"),
+    O("rate", ("--rate",), "generate", parse_rate, None, metavar="RECORDS/S", commands=GENERATE,
+      help="records per second, paced evenly within every 100 ms (default: 1000 to collectors, as fast as "
+           "possible when only printing; 0: as fast as possible)"),
     O("count", ("--count",), "generate", parse_count(0, 2**62, "record count"), 0, metavar="N", commands=GENERATE,
       help="stop after N records (default 0: no limit)"),
     O("duration", ("--duration",), "generate", parse_duration, 0.0, metavar="SECONDS", commands=GENERATE,

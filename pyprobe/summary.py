@@ -41,6 +41,9 @@ def format_summary(stats, seconds, collectors=(), capture_drops=None, title=None
         lines.append(f"  real time             {source['speed']:>12g}x asked, {source['effective_speed']:.3f}x reached; "
                      f"packets late by median {source['late_median'] * 1000:.1f} ms, "
                      f"99% {source['late_p99'] * 1000:.1f} ms, max {source['late_max'] * 1000:.1f} ms")
+    if source and source.get("gaps_cut"):
+        lines.append(f"  pauses cut            {source['gaps_cut']:>12}   to {source['max_gap']:g} s of wall time each, "
+                     f"the longest {source['longest_gap']:,.0f} s of capture time")
     skipped = (source or {}).get("skipped", {})
     if any(skipped.values()):
         lines.append(f"  records skipped       {sum(skipped.values()):>12}   "

@@ -364,7 +364,7 @@ def test_realtime_cuts_a_pause_of_years_with_one_warning(tmp_path):
     proc = wire.run_pyprobe(["-r", path, "--realtime", "--json", "-t", "inactive=5"], timeout=30)
     ended = time.time()
     assert ended - started < 1.3 + 1.0, ended - started
-    warnings = [line for line in proc.stderr.splitlines() if "pauses" in line]
+    warnings = [line for line in proc.stderr.splitlines() if line.startswith("pyprobe:") and "pauses" in line]
     assert len(warnings) == 1 and "5.0 years" in warnings[0], proc.stderr
     records = json_records(proc)
     full_speed = json_records(wire.run_pyprobe(["-r", path, "--json", "-t", "inactive=5"]))

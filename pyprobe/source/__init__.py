@@ -56,7 +56,7 @@ def open_source(settings, fanout_group=None):
                             direction=metered_direction(settings))
         return ready(source, source.path, without_own_traffic(settings.filter, settings))
     source = ReplaySource(settings.read, speed=settings.realtime, rounds=settings.loop,
-                          shift=settings.shift_addresses, dated=not settings.keep_time)
+                          shift=settings.shift_addresses, dated=not settings.keep_time, max_gap=settings.max_gap)
     return ready(source, source.path, settings.filter)
 
 
