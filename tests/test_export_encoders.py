@@ -200,24 +200,6 @@ def test_ipfix_sampling_options(random_mode, algorithm):
     assert {m.header["domain_id"] for m in msgs} == {5}
 
 
-def test_ipfix_options_data_at_start_interval_and_request_only():
-    """nfdump 1.7.1 leaves options data records out of its sequence check: they go at start,
-    every template interval of flow clock and on request, in messages without flow records,
-    not at each count refresh (templates alone then)."""
-    state = IpfixEncoder(refresh_packets=1, refresh_ms=60_000)
-    t0 = T2024 // 1000
-    parser = wire.Parser()
-    got = []
-    for dt, request in [(0, False), (1000, False), (2000, False), (61_000, False), (62_000, True), (63_000, False)]:
-        if request:
-            state.request_templates()
-        msgs = [parser.parse(d) for d in state.encode(rec(first_us=(t0 + dt) * 1000 - 500_000), t0 + dt)]
-        assert msgs[0].templates                                           # refresh every datagram
-        assert all(not (m.records and m.options_records) for m in msgs)    # never with flow records
-        got.append(sum(len(m.options_records) for m in msgs))
-    assert got == [3, 0, 0, 3, 3, 0]        # sampling, selector algorithm, statistics
-
-
 def options_template_sets(datagram, set_id, header_size):
     """Each options template set of one datagram: (set length, template id, its field count)."""
     pos, sets = header_size, []
