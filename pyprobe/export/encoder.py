@@ -429,5 +429,5 @@ class TemplateEncoder(Encoder):
         raise NotImplementedError
 
     def stream_start(self, now_ms, ignored_packets):
-        self.request_templates()
+        self.templates_wanted = True
         return self.encode(b"", now_ms, ignored_packets)
