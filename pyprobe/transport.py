@@ -73,7 +73,7 @@ def resolve(name, host, port, kind):
     return family, sockaddr
 
 
-def join_multicast_hops(sock, family, sockaddr, hops):
+def set_multicast_hops(sock, family, sockaddr, hops):
     """A datagram to a multicast group crosses at most `hops` routers (--multicast-ttl;
     1: the local link only)."""
     if not ipaddress.ip_address(sockaddr[0].partition("%")[0]).is_multicast:
@@ -102,21 +102,20 @@ class UdpTransport:
     def __init__(self, name, host, port, peer=None, source_address=None, multicast_ttl=1):
         self.name = name
         self.family, sockaddr = resolve(name, host, port, socket.SOCK_DGRAM)
+        if source_address and ipaddress.ip_address(source_address).version != (
+                6 if self.family == socket.AF_INET6 else 4):
+            raise ValueError(f"cannot send from {source_address} to collector {name}: "
+                             "the two are of different IP versions")
         self.sock = socket.socket(self.family, socket.SOCK_DGRAM)
         self.sock.setblocking(False)
-        join_multicast_hops(self.sock, self.family, sockaddr, multicast_ttl)
+        set_multicast_hops(self.sock, self.family, sockaddr, multicast_ttl)
         if source_address:
             try:
-                if ipaddress.ip_address(source_address).version != (6 if self.family == socket.AF_INET6 else 4):
-                    raise ValueError(f"cannot send from {source_address} to collector {name}: "
-                                     "the two are of different IP versions")
                 self.sock.bind((source_address, 0))   # a simulated router of its own (pyprobe generate)
             except OSError as e:
+                self.sock.close()
                 raise ValueError(f"cannot send from {source_address}: {e.strerror} "
                                  "(is the address on an interface of this host?)") from None
-            finally:
-                if self.sock.getsockname()[1] == 0:     # (not bound: this transport is not made)
-                    self.sock.close()
         try:
             self.sock.connect(sockaddr)     # connected: the kernel reports a refusing collector to us
         except OSError as e:                # broadcast, a link-local address without a scope, ...
