@@ -84,6 +84,7 @@ def parse_timeouts(specs):
 
 # ASCII digits only (str.isdigit takes '²', which int() refuses), and few enough that int() is cheap
 _WHOLE_NUMBER = re.compile(r"[+-]?[0-9]{1,40}\Z")
+_DIGITS = re.compile(r"[0-9]{1,10}\Z")          # a port or an index: digits alone, no sign
 
 
 def parse_count(low, high, what):
@@ -155,7 +156,7 @@ def parse_listen_address(text):
             raise ValueError(f"bad metrics address {text!r}: write an IPv6 host as [ADDR]:PORT")
     else:
         host, port = "", text
-    if not _WHOLE_NUMBER.match(port) or not 1 <= int(port) <= 65535:
+    if not _DIGITS.match(port) or not 1 <= int(port) <= 65535:
         raise ValueError(f"bad metrics address {text!r}: the port must be a number from 1 to 65535")
     return host, int(port)
 
@@ -248,7 +249,7 @@ class InterfaceSpec(namedtuple("InterfaceSpec", "name index", defaults=(None,)))
 def parse_interface(text):
     text = parse_text(text)
     index, sep, name = text.partition(":")
-    if sep and _WHOLE_NUMBER.match(index):
+    if sep and _DIGITS.match(index):
         if not 0 < int(index) < 2**32:
             raise ValueError(f"bad interface index {index}: 1 to 4294967295")
         if name == InterfaceSpec.ANY:

@@ -61,6 +61,7 @@ REFUSED = [
     ("a port in digits other than ASCII", PROBE + ["-n", "127.0.0.1:²"], [], ["-n: bad collector address"]),
     ("an interface index in digits other than ASCII", [PYPROBE, "-i", "²:lo"], [], ["no such interface: ²:lo"]),
     ("a metrics port in digits other than ASCII", PROBE + ["--metrics", "²"], [], ["--metrics"]),
+    ("a metrics port with a sign", PROBE + ["--metrics", "+9100"], [], ["--metrics"]),
     ("an interface name that is not UTF-8", [PYPROBE, "-i", "x\udc80y"], [], ["no such interface: x\\udc80y"]),
     ("a count of 100,000 digits", [PYPROBE, "generate", "--count", "1", "--exporters", "9" * 100_000], [],
      ["--exporters", "[...]"]),
