@@ -287,6 +287,9 @@ print(count, flush=True)
 """
 
 
+# long: its "missed" is the interface's own receive counter, which also counts what else crossed the
+# new link (ARP and the like); the +10 allowance held in two full runs and was passed by 1 in a third
+@pytest.mark.long
 def test_named_interface_made_again_counts_what_crossed_it_before_its_capture(hosts):
     """-i IF, the veth pair deleted and made again under the same names while a 4,000
     packets/s stream runs: the new interface is captured, and what it received before its
