@@ -5,6 +5,7 @@ Expected values come from the records the tests packed and from the RFC rules.""
 
 import ipaddress
 import random
+import struct
 import subprocess
 import sys
 from collections import Counter
@@ -134,7 +135,7 @@ def test_v9_template_refresh_by_datagram_count():
     with_templates = [i for i, m in enumerate(msgs) if m.templates]
     assert with_templates == list(range(0, len(msgs), 3))
     for i in with_templates:
-        assert msgs[i].options_templates == [258] and msgs[i].count_options_data_records == 1
+        assert msgs[i].options_templates == [258, 263] and msgs[i].count_options_data_records == 2
 
 
 def test_v9_template_refresh_by_flow_clock():
@@ -155,10 +156,11 @@ def test_v9_sampling_options():
     for random_mode, algorithm in ((False, 1), (True, 2)):
         state = V9Encoder(sampling_interval=25, sampling_random=random_mode)
         msg = wire.parse_all(state.encode(rec(), T2024 // 1000 + 1000))[0]
-        assert len(msg.options_records) == 1
-        options = msg.options_records[0]
-        assert options[34] == 25 and options[35] == algorithm
-        assert list(options["scope"]) == [1]                # scope: System
+        # in records of their own: nfdump 1.7.1 takes a template with 34 and 35 for no sampler
+        interval, kind = msg.options_records
+        assert interval[34] == 25 and 35 not in interval
+        assert kind[35] == algorithm and 34 not in kind
+        assert list(interval["scope"]) == list(kind["scope"]) == [1]          # scope: System
 
 
 # -- IPFIX -----------------------------------------------------------------------------
@@ -173,8 +175,8 @@ def test_ipfix_length_sequence_and_records():
     for d, m in zip(datagrams, msgs):
         assert m.header["length"] == len(d) <= 1472
         assert not m.unknown_sets
-        # flows in the configured domain; RFC 7011 3.1 allows exporter-wide options in domain 0
-        assert m.header["domain_id"] == 4242 or (m.header["domain_id"] == 0 and not m.records)
+        # flows and options alike in the configured domain: a collector sees one exporter
+        assert m.header["domain_id"] == 4242
     wire.check_sequences(msgs)          # data records (options data included) before, per domain
     flows = wire.flow_stream(msgs)
     assert {m.header["domain_id"] for m in flows} == {4242}
@@ -188,10 +190,58 @@ def test_ipfix_sampling_options(random_mode, algorithm):
     state = IpfixEncoder(sampling_interval=10, sampling_random=random_mode, domain_id=5)
     msgs = wire.parse_all(state.encode(rec(), T2024 // 1000 + 1000))
     sampling = [o for m in msgs for o in m.options_records if 305 in o]
-    assert len(sampling) == 1
+    selector = [o for m in msgs for o in m.options_records if 304 in o]
+    assert len(sampling) == len(selector) == 1
     # RFC 5477: 1 packet selected, then 9 not selected; IANA selectorAlgorithm 1 systematic count, 3 random n-of-N
-    assert (sampling[0][305], sampling[0][306], sampling[0][304]) == (1, 9, algorithm)
-    assert sampling[0]["scope"] == {149: 5}          # about the flows' observation domain
+    assert (sampling[0][305], sampling[0][306], selector[0][304]) == (1, 9, algorithm)
+    # nfdump 1.7.1 takes an options template with 306 as a sampler only without 302 and 304
+    assert 304 not in sampling[0] and 302 not in sampling[0]
+    assert sampling[0]["scope"] == selector[0]["scope"] == {149: 5}     # the flows' observation domain
+    assert {m.header["domain_id"] for m in msgs} == {5}
+
+
+def test_ipfix_options_data_at_start_interval_and_request_only():
+    """nfdump 1.7.1 leaves options data records out of its sequence check: they go at start,
+    every template interval of flow clock and on request, in messages without flow records,
+    not at each count refresh (templates alone then)."""
+    state = IpfixEncoder(refresh_packets=1, refresh_ms=60_000)
+    t0 = T2024 // 1000
+    parser = wire.Parser()
+    got = []
+    for dt, request in [(0, False), (1000, False), (2000, False), (61_000, False), (62_000, True), (63_000, False)]:
+        if request:
+            state.request_templates()
+        msgs = [parser.parse(d) for d in state.encode(rec(first_us=(t0 + dt) * 1000 - 500_000), t0 + dt)]
+        assert msgs[0].templates                                           # refresh every datagram
+        assert all(not (m.records and m.options_records) for m in msgs)    # never with flow records
+        got.append(sum(len(m.options_records) for m in msgs))
+    assert got == [3, 0, 0, 3, 3, 0]        # sampling, selector algorithm, statistics
+
+
+def options_template_sets(datagram, set_id, header_size):
+    """Each options template set of one datagram: (set length, template id, its field count)."""
+    pos, sets = header_size, []
+    while pos + 4 <= len(datagram):
+        sid, length = struct.unpack_from(">HH", datagram, pos)
+        if sid == set_id:
+            template_id, count, scopes = struct.unpack_from(">HHH", datagram, pos + 4)
+            # IPFIX: field count (scope included); v9: scope and option lengths in bytes
+            sets.append((length, template_id, count if set_id == 3 else (count + scopes) // 4))
+        pos += length
+    return sets
+
+
+@pytest.mark.parametrize("encoder,set_id,header_size", [(IpfixEncoder, 3, 16), (V9Encoder, 1, 20)])
+def test_each_options_template_in_a_set_of_its_own(encoder, set_id, header_size):
+    """pmacct's nfacctd 1.7.7 steps from one IPFIX options template to the next of the same
+    set by (field count + scope field count) * 4 bytes: a set of several is misread there."""
+    state = encoder(sampling_interval=10)
+    state.interfaces = [(1, "eth0", "uplink")]
+    sets = [s for d in state.encode(rec(), T2024 // 1000 + 1000)
+            for s in options_template_sets(d, set_id, header_size)]
+    assert len(sets) >= 3 and len({template_id for _, template_id, _ in sets}) == len(sets)
+    for length, template_id, fields in sets:       # set header, template header, fields, padding
+        assert length - 4 - 6 - 4 * fields in range(4), (template_id, length, fields)
 
 
 # -- all three: sizes, times ----------------------------------------------------------

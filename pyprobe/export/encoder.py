@@ -429,5 +429,5 @@ class TemplateEncoder(Encoder):
         raise NotImplementedError
 
     def stream_start(self, now_ms, ignored_packets):
-        self.templates_wanted = True
+        self.request_templates()
         return self.encode(b"", now_ms, ignored_packets)

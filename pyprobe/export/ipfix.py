@@ -1,9 +1,24 @@
 """IPFIX (RFC 7011) messages, information elements as IANA numbers them.
 
 Sequence number = data records (options data records included) sent in this
-observation domain before this message. Flows go in the configured observation
-domain; options about the exporter (sampling, statistics) in domain 0. Record times are absolute
-milliseconds, so replayed captures keep their dates whatever their jumps.
+observation domain before this message. Flows and the options about them (sampling,
+exporter statistics, interface names) share the configured observation domain, so a
+collector sees one exporter and applies the sampling to its flows. Record times are
+absolute milliseconds, so replayed captures keep their dates whatever their jumps.
+
+The options data records go out at start, on request (SIGUSR1, a new TCP connection)
+and every refresh_ms of flow clock (at every template refresh if that is 0), in messages with the
+templates and no flow record: nfdump (1.7 and later) leaves options data records out of
+its sequence check, so each such message after the first flows costs one counted
+sequence failure there (those at start cost none).
+
+Collectors' readings this layout is made for:
+  * each options template in a set of its own: pmacct's nfacctd (before 1.7.8) steps
+    to the next options template of a set by (field count + scope field count) * 4
+    bytes, misreads the second and logs it as malformed;
+  * nfdump 1.7.1 takes an options template as a sampler only if it has
+    samplingPacketSpace (306) and neither selectorId (302) nor selectorAlgorithm (304),
+    so the algorithm goes in an options record of its own.
 """
 
 import struct
@@ -11,7 +26,7 @@ import struct
 from .._encode import RECORD_SIZE
 from .encoder import (CONSTANT, EXPORT_SECONDS, INTERFACE_DESCRIPTION_BYTES, INTERFACE_NAME_BYTES, LENGTH,
                       SEQUENCE, SET_HEADER, TEXT, Capabilities, OptionsTemplate, TemplateEncoder,
-                      data_templates, header_program, set_bytes)
+                      data_templates, set_bytes)
 
 CAPABILITIES = Capabilities(name="IPFIX", ipv6=True, counter_bits=64, uptime=False, max_active_seconds=float("inf"),
                             templates=True, options=True, tcp=True, withdrawal=True, enterprise_fields=True)
@@ -22,7 +37,6 @@ OPTIONS_TEMPLATE_SET_ID = 3
 SELECTOR_SYSTEMATIC_COUNT = 1     # IANA selectorAlgorithm: systematic count-based sampling
 SELECTOR_RANDOM_N_OF_N = 3        # random n-out-of-N sampling
 EXPORTING_PROCESS = 1
-EXPORTER_DOMAIN = 0               # RFC 7011 3.1: "no specific Observation Domain", e.g. exporter statistics
 # options elements (IANA numbers)
 EXPORTED_MESSAGES, EXPORTED_RECORDS, EXPORTING_PROCESS_ID, OBSERVATION_DOMAIN_ID = 41, 42, 144, 149
 IGNORED_PACKETS, SELECTOR_ALGORITHM, SAMPLING_PACKET_INTERVAL, SAMPLING_PACKET_SPACE = 164, 304, 305, 306
@@ -34,8 +48,8 @@ FIELDS = ("octets", "packets", "first_us", "last_us", "src", "dst", "in_if", "ou
 ICMP_FIELDS = FIELDS[:10] + ("icmp_type_code",) + FIELDS[10:]
 TEMPLATE_IDS = {(4, False): 256, (6, False): 257, (4, True): 260, (6, True): 261}
 SAMPLING_OPTIONS = OptionsTemplate(258, scope=[(OBSERVATION_DOMAIN_ID, 4)],
-                                   options=[(SAMPLING_PACKET_INTERVAL, 4), (SAMPLING_PACKET_SPACE, 4),
-                                            (SELECTOR_ALGORITHM, 2)])
+                                   options=[(SAMPLING_PACKET_INTERVAL, 4), (SAMPLING_PACKET_SPACE, 4)])
+SELECTOR_OPTIONS = OptionsTemplate(263, scope=[(OBSERVATION_DOMAIN_ID, 4)], options=[(SELECTOR_ALGORITHM, 2)])
 STATISTICS_OPTIONS = OptionsTemplate(259, scope=[(EXPORTING_PROCESS_ID, 4)],
                                      options=[(EXPORTED_MESSAGES, 8), (EXPORTED_RECORDS, 8), (IGNORED_PACKETS, 8)])
 INTERFACE_OPTIONS = OptionsTemplate(262, scope=[(INGRESS_INTERFACE, 4)],
@@ -53,53 +67,56 @@ class IpfixEncoder(TemplateEncoder):
     def __init__(self, max_size=1472, record=None, totals=False, stride=RECORD_SIZE, **settings):
         super().__init__(data_templates("ipfix", FIELDS, ICMP_FIELDS, TEMPLATE_IDS, record, totals, stride), max_size,
                          **settings)
-        self.exporter_sequence = 0     # of observation domain 0
-        self.exporter_header = header_program(self.header_fields(EXPORTER_DOMAIN))
-        self.record_sizes = {t.id: t.record_size
-                             for t in [t for t in self.layouts if t] + [SAMPLING_OPTIONS, STATISTICS_OPTIONS,
-                                                                        INTERFACE_OPTIONS]}
+        self.options_wanted = True     # options data records due with the next templates
+        self.options_ms = None         # flow clock when they last went
+        self.record_sizes = {t.id: t.record_size for t in [t for t in self.layouts if t] + list(OPTIONS)}
 
-    def header_fields(self, domain=None):
+    def header_fields(self):
         """RFC 7011 section 3.1: version, length, export time, sequence, observation domain."""
-        return ((CONSTANT, 2, 10), (LENGTH, 2), (EXPORT_SECONDS, 4), (SEQUENCE, 4),
-                (CONSTANT, 4, self.domain_id if domain is None else domain))
+        return ((CONSTANT, 2, 10), (LENGTH, 2), (EXPORT_SECONDS, 4), (SEQUENCE, 4), (CONSTANT, 4, self.domain_id))
 
-    def _options_sets(self, ignored_packets):
-        """The sampling and statistics options templates and one data record each, the
-        interface options template and a record per interface captured (its name):
-        (set bytes, data records in it)."""
-        options = [SAMPLING_OPTIONS, STATISTICS_OPTIONS] + ([INTERFACE_OPTIONS] if self.interfaces else [])
-        templates = b"".join(struct.pack(f">HHH{len(o.pairs())}H", o.id, len(o.scope) + len(o.options),
-                                         len(o.scope), *o.pairs())
-                             for o in options)
+    def request_templates(self):
+        super().request_templates()
+        self.options_wanted = True
+
+    def _options_due(self, now_ms):
+        return (self.options_wanted or self.options_ms is None or not self.refresh_ms
+                or now_ms - self.options_ms >= self.refresh_ms)
+
+    def _options_data_sets(self, ignored_packets, interfaces=True):
+        """One data record each of sampling, selector algorithm and statistics, and one per
+        interface captured (its name): [(set bytes, data records in it)]."""
         algorithm = SELECTOR_RANDOM_N_OF_N if self.sampling_random else SELECTOR_SYSTEMATIC_COUNT
-        sampling = SAMPLING_OPTIONS.pack([self.domain_id, 1, self.sampling_interval - 1, algorithm])
-        statistics = STATISTICS_OPTIONS.pack([EXPORTING_PROCESS, self.messages_sent, self.records_sent,
-                                              ignored_packets])
-        return ([(set_bytes(OPTIONS_TEMPLATE_SET_ID, templates, pad=False), 0),
-                 (set_bytes(SAMPLING_OPTIONS.id, sampling, pad=False), 1),
-                 (set_bytes(STATISTICS_OPTIONS.id, statistics, pad=False), 1)]
-                + INTERFACE_OPTIONS.data_sets(self.interfaces, self.max_size, pad=False))
+        records = [(SAMPLING_OPTIONS, [self.domain_id, 1, self.sampling_interval - 1]),
+                   (SELECTOR_OPTIONS, [self.domain_id, algorithm]),
+                   (STATISTICS_OPTIONS, [EXPORTING_PROCESS, self.messages_sent, self.records_sent, ignored_packets])]
+        return ([(set_bytes(o.id, o.pack(values), pad=False), 1) for o, values in records]
+                + (INTERFACE_OPTIONS.data_sets(self.interfaces, self.max_size, pad=False) if interfaces else []))
 
     def template_sets(self, now_ms, ignored_packets, preview=False):
-        """The data templates; the options too when the flows themselves are in domain 0.
-
-        Otherwise the options go first in a message of observation domain 0, which RFC 7011
-        section 3.1 reserves for that, with a sequence of its own: the flows' domain then
-        counts flow records only, which is what collectors such as nfdump check."""
+        """The data templates and the options templates, each options template in a set of its
+        own; the options data records too when due (see the module docstring)."""
         sets = [(set_bytes(TEMPLATE_SET_ID, t.template_record(), pad=False), 0) for t in self.layouts if t]
-        if self.domain_id == EXPORTER_DOMAIN:
-            return [], sets + self._options_sets(ignored_packets)
+        sets += [(set_bytes(OPTIONS_TEMPLATE_SET_ID, options_template(o), pad=False), 0)
+                 for o in OPTIONS if o is not INTERFACE_OPTIONS or self.interfaces]
         if preview:
+            return [], sets + self._options_data_sets(ignored_packets, interfaces=False)
+        if not self._options_due(now_ms):
             return [], sets
-        side, options = [], self._options_sets(ignored_packets)
-        while options:                   # as many messages as the interface records need
-            body, records, options = self._control_that_fits(options)
-            side.append(self.framed(body, records, now_ms, header=self.exporter_header,
-                                    sequence=self.exporter_sequence))
-            self.exporter_sequence += records
-            self.messages_sent += 1
-        return side, sets
+        self.options_wanted = False
+        self.options_ms = now_ms
+        return self._messages_of(sets + self._options_data_sets(ignored_packets), now_ms), []
+
+    def _messages_of(self, chunks, now_ms):
+        """Messages of these sets and no flow record: nfdump resynchronises its sequence
+        check silently until it has seen flow records, so options data records sent at
+        start before any flow cost no failure there."""
+        messages = []
+        while chunks:
+            body, data_records, chunks = self._control_that_fits(chunks)
+            messages.append(self.control_message(now_ms, body, data_records, data_records))
+            self.since_templates += 1            # (the template refresh counts every datagram)
+        return messages
 
     def control_message(self, now_ms, sets, records, data_records):
         self.messages_sent += 1
@@ -122,3 +139,13 @@ class IpfixEncoder(TemplateEncoder):
         sequence = counters.get(domain, 0)
         counters[domain] = sequence + self.data_record_count(message)
         return message[:8] + SEQUENCE_FIELD.pack(sequence & 0xffffffff) + message[12:]
+
+
+OPTIONS = (SAMPLING_OPTIONS, SELECTOR_OPTIONS, STATISTICS_OPTIONS, INTERFACE_OPTIONS)
+
+
+def options_template(options):
+    """RFC 7011 section 3.4.2.2: template id, field count, scope field count, then the fields."""
+    pairs = options.pairs()
+    return struct.pack(f">HHH{len(pairs)}H", options.id, len(options.scope) + len(options.options),
+                       len(options.scope), *pairs)

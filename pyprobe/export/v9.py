@@ -30,8 +30,10 @@ FIELDS = ("octets", "packets", "src", "dst", "in_if", "out_if", "first_us", "las
           "vlan", "proto", "tos", "tcp_flags", "ipver", "min_ttl", "max_ttl", "direction")
 ICMP_FIELDS = FIELDS[:10] + ("icmp_type_code",) + FIELDS[10:]
 TEMPLATE_IDS = {(4, False): 256, (6, False): 257, (4, True): 260, (6, True): 261}
-SAMPLING_OPTIONS = OptionsTemplate(258, scope=[(SCOPE_SYSTEM, 4)],
-                                   options=[(SAMPLING_INTERVAL, 4), (SAMPLING_ALGORITHM, 1)])
+# The interval and the algorithm in records of their own: nfdump 1.7.1 takes an options
+# template as a sampler only if it has SAMPLING_INTERVAL without SAMPLING_ALGORITHM.
+SAMPLING_OPTIONS = OptionsTemplate(258, scope=[(SCOPE_SYSTEM, 4)], options=[(SAMPLING_INTERVAL, 4)])
+ALGORITHM_OPTIONS = OptionsTemplate(263, scope=[(SCOPE_SYSTEM, 4)], options=[(SAMPLING_ALGORITHM, 1)])
 INTERFACE_OPTIONS = OptionsTemplate(262, scope=[(SCOPE_INTERFACE, 4)],
                                     options=[(IF_NAME, INTERFACE_NAME_BYTES, TEXT),
                                              (IF_DESC, INTERFACE_DESCRIPTION_BYTES, TEXT)])
@@ -53,14 +55,15 @@ class V9Encoder(TemplateEncoder):
         self.uptime = Uptime(boot_lead_ms)
 
     def template_sets(self, now_ms, ignored_packets, preview=False):
-        """Each data template; the sampling options template and its one data record; the
-        interface options template and a record per interface captured (its name)."""
+        """Each data template; the sampling options templates (each in a set of its own) and
+        their data records; the interface options template and a record per interface
+        captured (its name)."""
         algorithm = SAMPLING_RANDOM if self.sampling_random else SAMPLING_DETERMINISTIC
-        sampling = SAMPLING_OPTIONS.pack([0, self.sampling_interval, algorithm])
-        options = [SAMPLING_OPTIONS, INTERFACE_OPTIONS] if self.interfaces else [SAMPLING_OPTIONS]
+        sampling = [(SAMPLING_OPTIONS, [0, self.sampling_interval]), (ALGORITHM_OPTIONS, [0, algorithm])]
+        options = [SAMPLING_OPTIONS, ALGORITHM_OPTIONS] + ([INTERFACE_OPTIONS] if self.interfaces else [])
         return [], ([(set_bytes(TEMPLATE_SET_ID, t.template_record(), pad=False), 1) for t in self.layouts if t]
                     + [(set_bytes(OPTIONS_TEMPLATE_SET_ID, options_template(o), pad=True), 1) for o in options]
-                    + [(set_bytes(SAMPLING_OPTIONS.id, sampling, pad=True), 1)]
+                    + [(set_bytes(o.id, o.pack(values), pad=True), 1) for o, values in sampling]
                     + ([] if preview else INTERFACE_OPTIONS.data_sets(self.interfaces, self.max_size, pad=True)))
 
     def header_fields(self):

@@ -39,6 +39,7 @@ against softflowd and nfdump in tests/interop/test_nfacctd.py):
 
 import csv
 import os
+import re
 import shutil
 import signal
 import socket
@@ -59,6 +60,13 @@ MARKER_PORT = 65535
 MARKER_KEY = (4, MARKER_SRC, MARKER_DST, 17, MARKER_PORT, MARKER_PORT)
 PROBE_PORT = 65534
 PROBE_KEY = (4, MARKER_SRC, MARKER_DST, 17, PROBE_PORT, PROBE_PORT)
+
+
+# Log lines reporting a problem (nfacctd 1.7.7's texts): levels ERROR/WARN, and at INFO
+# "unable to read ...", "... (malformed)", "(incomplete ...)", "discarding ...",
+# "expecting flow 'N' but received 'M'".
+LOG_ENTRY = re.compile(r"(?=\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ )")
+PROBLEM = re.compile(r"\b(ERROR|WARN)\b|unable to|malformed|incomplete|discard|expecting flow", re.I)
 
 
 class NfacctdError(RuntimeError):
@@ -212,6 +220,13 @@ class NfacctdCollector:
                 return f.read()
         except (OSError, TypeError):
             return ""
+
+    def problems(self):
+        """The lines of nfacctd's log that report something wrong with what it received or
+        did: any ERROR or WARN line, and the INFO lines pmacct uses for malformed input and
+        sequence jumps (notify_malf_packet, update_status_table)."""
+        # (one entry per timestamp: the build-options line has no newline of its own)
+        return [entry.strip() for entry in LOG_ENTRY.split(self.log()) if PROBLEM.search(entry)]
 
     def _kill(self):
         if self.proc is not None and self.proc.poll() is None:

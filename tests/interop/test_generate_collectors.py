@@ -114,18 +114,49 @@ def test_same_seed_and_start_time_give_the_same_datagrams():
 
 
 def exporters_of(collector):
-    """nfdump -E: (address, observation domain / source id) -> (flows, sequence failures)."""
-    out = {}
+    """nfdump -E: (address, observation domain / source id) -> (flows, sequence failures), every
+    exporter nfcapd listed (one that sent no flow as (0, 0))."""
+    return {exporter: counts for exporter, (counts, _) in exporter_listing(collector).items()}
+
+
+def exporter_listing(collector):
+    """nfdump -E: (address, observation domain / source id) -> ((flows, sequence failures),
+    [(packet interval, packet space) of each sampler nfdump applies to its flows])."""
+    out, current = {}, None
     for path in collector.files():
         text = subprocess.run([NFDUMP, "-E", path], capture_output=True, text=True, env=PEER_ENV,
                               timeout=60).stdout
         for line in text.splitlines():
-            if "Sequence failures" not in line:
-                continue
-            parts = dict(p.strip().split(":", 1) for p in line.split(",") if ":" in p)
-            address = line.split("IP:")[1].split(",")[0].strip()
-            out[(address, int(parts["ID"]))] = (int(parts["flows"]), int(parts["Sequence failures"]))
+            if line.startswith("SysID:"):
+                parts = dict(p.strip().split(":", 1) for p in line.split(",") if ":" in p)
+                address = line.split("IP:")[1].split(",")[0].strip()
+                domain = int(parts["ID"].split("-")[0])
+                counts = (int(parts["flows"]), int(parts["Sequence failures"])) if "flows" in parts else (0, 0)
+                current = out.setdefault((address, domain), (counts, []))
+            elif line.strip().startswith("Sampler:") and current is not None:
+                fields = dict(p.strip().split(": ")[-2:] for p in line.split(",") if ": " in p)
+                current[1].append((int(fields["packet interval"]), int(fields["packet space"])))
     return out
+
+
+@pytest.mark.parametrize("version", [9, 10])
+def test_one_exporter_per_router_with_its_sampling(tmp_path, version):
+    """nfcapd lists each simulated router once, options and flows alike (IPFIX options once
+    went in observation domain 0: a second exporter per address), and applies the sampling
+    the options announce to that router's flows: nfdump scales their counts by 10."""
+    expect = tmp_path / "expect.json"
+    with NfcapdCollector() as col:
+        generate("-n", "127.0.0.1:%d" % col.port, "-v", str(version), "--exporters", "3", "-s", "10",
+                 "--count", "600", "--rate", "0", "--seed", "3", "--expect", str(expect), "-q")
+    try:
+        listing = exporter_listing(col)
+        stored_packets = sum(r["packets"] for r in map(nfdump_flow, col.raw_json()))
+    finally:
+        col.cleanup()
+    assert sorted(listing) == [("127.0.0.1", domain) for domain in (1, 2, 3)], listing
+    assert all(samplers == [(1, 9)] and failures == 0 for (_, failures), samplers in listing.values()), listing
+    with open(expect) as f:
+        assert stored_packets == 10 * sum(json.loads(line)["packets"] for line in f)
 
 
 @pytest.mark.parametrize("address", [None, "127.0.1.0/24"])
@@ -284,8 +315,10 @@ def test_nfacctd_accounts_generated_records(tmp_path, version):
             generate("-n", "127.0.0.1:%d" % col.port, "-v", str(version), "--count", "3000", "--rate", "20000",
                      "--seed", "5", "--expect", str(expect), "-q")
         got = col.totals()
+        problems = col.problems()
     finally:
         col.cleanup()
+    assert not problems, "nfacctd's log:\n" + "\n".join(problems)
     want = {}
     with open(expect) as f:
         for r in map(json.loads, f):

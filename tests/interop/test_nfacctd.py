@@ -3,7 +3,8 @@
 Per key (ipver, src, dst, proto, sport, dport), packets and octets as nfacctd
 accounted them must equal tests/reference.py's totals (pmacct.pmacct_key: nfacctd
 1.7.7 reports the transport port fields as they are, which for pyprobe's ICMP
-records is 0 / type*256+code, like the reference).
+records is 0 / type*256+code, like the reference), and nfacctd's log must report no
+problem (pmacct.PROBLEM: errors, warnings, malformed input, sequence jumps).
 
 The harness (tests/interop/pmacct.py) is validated first with softflowd as the
 exporter: what nfacctd accounts from softflowd's export must equal what
@@ -55,10 +56,13 @@ def run_pyprobe(capture, port, version):
 
 
 def collect_nfacctd(exporter):
+    """What nfacctd accounted from exporter(port); its log must report no problem."""
     col = NfacctdCollector()
     try:
         with col:
             exporter(col.port)
+        problems = col.problems()
+        assert not problems, "nfacctd's log:\n" + "\n".join(problems)
         return col.totals()
     finally:
         col.cleanup()
