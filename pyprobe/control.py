@@ -24,7 +24,7 @@ from ._meter import DEFAULT_TIMEOUTS, RECORD_SIZE
 from .ctl import COMMANDS, MAX_REQUEST
 from .errors import ControlError, SettingsError
 from .logs import logger
-from .output import TABLE_HEADER, TableWriter, own_fields
+from .output import TableWriter, own_fields
 from .records import to_json_lines, unpack
 from .settings import parse_timeouts
 from .summary import interface_lines
@@ -251,12 +251,13 @@ class ControlServer:
         step = DUMP_CHUNK * RECORD_SIZE
 
         def text():
-            for start in range(0, len(flows), step):
-                table = io.StringIO()
-                TableWriter(table, header=start == 0).write(flows[start:start + step])
+            table = io.StringIO()
+            writer = TableWriter(table)          # one writer: a column a chunk widened stays wide
+            for start in range(0, len(flows) or 1, step):         # (no flows: the heading alone)
+                writer.write(flows[start:start + step])
                 yield table.getvalue()
-            if not flows:
-                yield TABLE_HEADER + "\n"
+                table.seek(0)
+                table.truncate()
             yield f"{count} active flow{'s' if count != 1 else ''}\n"
 
         def document():                  # one JSON document, one flow per line, each like a --json record

@@ -5,9 +5,10 @@ import contextlib
 import os
 import sys
 import time
+from collections import namedtuple
 
 from .errors import OutputError
-from .fields import BY_NAME, ICMP_PROTOCOLS, RECORD_SIZE
+from .fields import BY_NAME, END_REASONS, ICMP_PROTOCOLS, RECORD_SIZE
 from .records import shown_values, to_json_lines, unpack
 
 @contextlib.contextmanager
@@ -36,13 +37,43 @@ PROTOCOL_NAMES = {1: "ICMP", 2: "IGMP", 6: "TCP", 17: "UDP", 47: "GRE", 50: "ESP
 TCP_FLAG_LETTERS = "CEUAPRSF"     # CWR ECE URG ACK PSH RST SYN FIN, high bit first as nfdump shows them
 
 
-def _column(name):
-    return BY_NAME[name].column
+class Column(namedtuple("Column", "heading align least most")):
+    """A column of the table: its heading, how its texts align ('<' or '>'), the width it has
+    at least (what the usual values need: the table keeps its shape) and the one it widens
+    to when a text needs more (what the longest values need: it widens once)."""
+
+    __slots__ = ()
+
+    @property
+    def width(self):
+        return max(self.least, len(self.heading))
 
 
-TABLE_HEADER = (f"{_column('first_us'):<23} {'Duration':>9} {_column('proto'):<5} {_column('src') + ':Port':>21}"
-                f"    {_column('dst') + ':Port':<21} {_column('tcp_flags'):<8} {_column('packets'):>8} "
-                f"{_column('octets'):>10}  {_column('end_reason')}")
+def _heading(name, suffix=""):
+    return BY_NAME[name].column + suffix
+
+
+IPV6_TEXT = len("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")
+COUNT_TEXT = len(str(2 ** 64 - 1))
+# nfdump's -o line: its columns fit IPv4 addresses and a capture's usual counts at least.
+CLASSIC_COLUMNS = (Column(_heading("first_us"), "<", 23, 23),
+                   Column("Duration", ">", 9, len(f"{2 ** 32:.3f}")),
+                   Column(_heading("proto"), "<", 5, 5),
+                   Column(_heading("src", ":Port"), ">", 21, len("[]:65535") + IPV6_TEXT),
+                   Column(_heading("dst", ":Port"), "<", 21, len("[]:255.255") + IPV6_TEXT),     # (ICMP type.code)
+                   Column(_heading("tcp_flags"), "<", 8, 8),
+                   Column(_heading("packets"), ">", 8, COUNT_TEXT),
+                   Column(_heading("octets"), ">", 10, COUNT_TEXT),
+                   Column(_heading("end_reason"), "<", 0, 0))
+CLASSIC_GAPS = (" ", " ", " ", " -> ", " ", " ", " ", "  ")
+
+
+def own_column(field):
+    """A record definition's column of this field (pyprobe/fields.py)."""
+    least = {"address": 15, "mac": 17, "seconds": 23}.get(field.show, 6)
+    most = {"address": IPV6_TEXT, "end_reason": max(map(len, END_REASONS.values())),
+            "mac": 17, "seconds": 23}.get(field.show, COUNT_TEXT)
+    return Column(field.json, ">", least, most)
 
 
 def tcp_flags_text(flags):
@@ -71,44 +102,77 @@ def own_fields(record):
 
 
 class TableWriter:
-    """nfdump -o line style, times in UTC. write() takes packed records, write_records()
-    unpacked ones. A record definition of the user's gets a column per field instead.
-    stride: of the packed records (pyprobe/records.py)."""
+    """nfdump -o line style, times in UTC; a record definition of the user's gets a column per
+    field instead. A column has the width its usual values need (IPv4 addresses) until rows
+    need more (an IPv6 address, a capture's days-long duration): then it widens, for good,
+    and the heading is printed again above them, so each row lines up with the heading above
+    it. The heading goes out with the first rows, sized to them (or alone, on a write of no
+    records). stride: of the packed records (pyprobe/records.py)."""
 
-    def __init__(self, stream, header=True, record=None, monitor=None, stride=RECORD_SIZE):
+    def __init__(self, stream, record=None, monitor=None, stride=RECORD_SIZE):
         self.stream = stream
         self.stride = stride
         self.fields = own_fields(record)
-        self.prefix = f"{monitor:<12} " if monitor else ""      # (several monitors: which one's)
-        if header:
-            stream.write((f"{'Monitor':<12} " if monitor else "") + (
-                TABLE_HEADER if self.fields is None else
-                "  ".join(f"{f.json:>{_width(f)}}" for f in self.fields)) + "\n")
+        if self.fields is None:
+            self.columns, self.gaps = CLASSIC_COLUMNS, CLASSIC_GAPS
+        else:
+            self.columns = tuple(map(own_column, self.fields))
+            self.gaps = ("  ",) * (len(self.fields) - 1)
+            self.shows = [format_time if f.show == "seconds" else str for f in self.fields]
+        self.widths = [c.width for c in self.columns]
+        if self.columns and self.columns[-1].align == "<":
+            self.widths.pop()                    # (a left-aligned last column: as long as its text)
+        self.monitor = monitor                   # (several monitors: which one's the row is)
+        self.row_format = None                   # for the widths of the last heading printed
 
     def write(self, packed):
-        if self.fields is None:
-            self.write_records(unpack(packed, self.stride))
+        if not self.columns:                     # (a record definition that shows no field)
             return
-        shown = {"seconds": format_time}
-        self.stream.write("".join(self.prefix + "  ".join(f"{shown.get(f.show, str)(v):>{_width(f)}}"
-                                                          for f, v in zip(self.fields, row))
-                                  + "\n" for row in shown_values(packed, self.fields, self.stride)))
+        texts = self._classic_texts(packed) if self.fields is None else self._own_texts(packed)
+        widths = list(map(_widened, self.widths, self.columns, texts))
+        heading = ""
+        if self.row_format is None or widths != self.widths:
+            self.widths = widths
+            blank = [" " * len(gap) for gap in self.gaps]          # (no arrow between the headings)
+            heading = self._format(blank, "Monitor").format(*(c.heading for c in self.columns))
+            self.row_format = self._format(self.gaps, self.monitor)
+        self.stream.write(heading + "".join(map(self.row_format.format, *texts)))
 
-    def write_records(self, records):
-        lines = []
-        for r in records:
-            proto = PROTOCOL_NAMES.get(r.proto, str(r.proto))
-            flags = tcp_flags_text(r.tcp_flags) if r.proto == 6 else ""
-            src = endpoint(r.src, r.sport, r.ipver)
-            dst = endpoint(r.dst, dport_text(r), r.ipver)
-            lines.append(f"{self.prefix}{format_time(r.start)} {r.end - r.start:9.3f} {proto:<5} {src:>21} -> {dst:<21} "
-                         f"{flags:<8} {r.packets:>8} {r.octets:>10}  {r.end_reason}\n")
-        self.stream.write("".join(lines))
+    def _format(self, gaps, monitor):
+        """A line's format string for the current widths, with these gaps between the columns
+        and, with several monitors, this first column (a monitor's name, or its heading)."""
+        cells = [f"{{:{c.align}{width}}}" for c, width in zip(self.columns, self.widths)]
+        cells += ["{}"] * (len(self.columns) - len(cells))
+        prefix = ""
+        if self.monitor:
+            prefix = f"{monitor:<{max(12, len(self.monitor))}} ".replace("{", "{{").replace("}", "}}")
+        return prefix + "".join(cell + gap for cell, gap in zip(cells, [*gaps, "\n"]))
+
+    def _own_texts(self, packed):
+        """A record definition's columns of these records, each a list of texts."""
+        rows = shown_values(packed, self.fields, self.stride)
+        if not rows:
+            return [[] for _ in self.fields]
+        return [list(map(show, column)) for show, column in zip(self.shows, zip(*rows))]
+
+    def _classic_texts(self, packed):
+        records = unpack(packed, self.stride)
+        return [[format_time(r.start) for r in records],
+                [f"{r.end - r.start:.3f}" for r in records],
+                [PROTOCOL_NAMES.get(r.proto, str(r.proto)) for r in records],
+                [endpoint(r.src, r.sport, r.ipver) for r in records],
+                [endpoint(r.dst, dport_text(r), r.ipver) for r in records],
+                [tcp_flags_text(r.tcp_flags) if r.proto == 6 else "" for r in records],
+                [str(r.packets) for r in records],
+                [str(r.octets) for r in records],
+                [r.end_reason for r in records]]
 
 
-def _width(field):
-    """A column wide enough for the field's values (an IPv6 address is wider: it shifts the row)."""
-    return max(len(field.json), {"address": 15, "mac": 17, "seconds": 23}.get(field.show, 6))
+def _widened(width, column, texts):
+    """A column's width that holds these texts too: as it was, or at once what its longest
+    values need (so a table widens once, not an address at a time)."""
+    widest = max(map(len, texts), default=0)
+    return width if widest <= width else max(column.most, widest)
 
 
 class JsonWriter:

@@ -49,7 +49,7 @@ class RecordSinks:
             self.writer = JsonWriter if settings.json else TableWriter
 
     def _open_writer(self):
-        """The screen's writer is made (and a table's header printed) when the run begins,
+        """The screen's writer is made when the run begins (a table's heading, with its first rows),
         so an error at start (a control socket that cannot be made) is all that is printed."""
         if isinstance(self.writer, type):
             self.writer = self.writer(sys.stdout, record=self.record, monitor=self.monitor, stride=self.stride)
@@ -96,6 +96,8 @@ class RecordSinks:
     def close(self):
         with standard_output():
             self._open_writer()
+            if self.writer is not None:
+                self.writer.write(b"")         # (a table that had no rows: its heading alone)
         if self.exporter is not None:
             self.exporter.close()
         with standard_output():
