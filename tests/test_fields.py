@@ -16,6 +16,7 @@ import pytest
 import wire
 from packets import eth_ip_packet, make_batch, write_pcap
 from pyprobe import _encode, _meter, fields, records
+from pyprobe.definitions import ELEMENTS
 from pyprobe.export import ENCODERS, capabilities
 from pyprobe.export.encoder import CLASSES
 
@@ -218,3 +219,44 @@ def test_compiled_json_is_json_dumps_of_the_records():
                             src_mac=b"\xaa\xbb\xcc\xdd\xee\xff")
     want = "".join(json.dumps(r.as_dict()) + "\n" for r in records.unpack(buf))
     assert records.to_json_lines(buf).decode() == want
+
+
+HELP_ROLES = {"match only:": "match", "match, or collect (the flow's first packet's value):": "match or collect",
+              "collect only:": "collect"}
+
+
+def help_elements():
+    """The element names pyprobe --help lists for record definitions -> their role there."""
+    listed, role = {}, None
+    for line in wire.run_pyprobe(["--help"]).stdout.split("\nrecords (-T NAME)", 1)[1].splitlines()[1:]:
+        if line.strip() in HELP_ROLES:
+            role = HELP_ROLES[line.strip()]
+        elif role and line.startswith("    "):
+            listed.update(dict.fromkeys(line.split(), role))
+        elif role:
+            return listed
+    return listed
+
+
+def readme_field_rows():
+    """README's table of record fields: element -> (its role, its JSON key cell)."""
+    lines = (ROOT / "README.md").read_text().splitlines()
+    start = lines.index("  | element (IANA number) | as | JSON key | what |")
+    rows = {}
+    for line in lines[start + 2:]:
+        if not line.startswith("  |"):
+            break
+        element, role, key = (cell.strip() for cell in line.split("|")[1:4])
+        rows[element.split("`")[1]] = (role, key)
+    return rows
+
+
+def test_readme_lists_the_fields_help_lists():
+    """README's field table has a row for each element --help lists, the biflow's reverse
+    ones too, in the role --help gives it and with its JSON key (none but these)."""
+    listed, rows = help_elements(), readme_field_rows()
+    assert {"reversePacketDeltaCount", "packetDeltaCount", "sourceIPv4Address"} <= set(listed)
+    assert set(rows) == set(listed)
+    for name, role in listed.items():
+        key = ELEMENTS[name][0].json
+        assert rows[name] == (role, f"`{key}`" if key else "—"), name
