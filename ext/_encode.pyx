@@ -364,12 +364,15 @@ def message_header(const uint8_t[::1] program, int64_t export_ms, int64_t uptime
 def data_messages(const uint8_t[::1] buf, Py_ssize_t stride, order, Py_ssize_t start, Py_ssize_t stop, runs,
                   Py_ssize_t max_size, sizes, int set_overhead, int64_t max_span_ms, Py_ssize_t max_records,
                   Py_ssize_t most, bint set_headers, bint pad, const uint8_t[::1] header,
-                  Uptime uptime, int64_t now_ms, uint64_t sequence, bint sequence_counts_records):
+                  Uptime uptime, int64_t now_ms, uint64_t sequence, bint sequence_counts_records,
+                  bint hold_last=False):
     """Messages of records alone from order[start:stop], at most `most` (-1: until the records
     run out): as many records in each as take() allows within max_size bytes, after the
     header (its program: header), dated by uptime (None: records carry absolute times,
     the export time is now_ms). The sequence goes up by one per message, or by its records.
-    Returns (messages, where each message's records end, the sequence after them)."""
+    hold_last: the message the records run out in is not made (its records wait for more).
+    Returns (messages, where each message's records end, the sequence after them, whether
+    the last message was held)."""
     cdef const uint32_t[::1] idx = memoryview(order).cast("I")
     cdef Run run_of[N_CLASSES]
     cdef list keep = []
@@ -391,6 +394,8 @@ def data_messages(const uint8_t[::1] buf, Py_ssize_t stride, order, Py_ssize_t s
                        max_records, &lo, &hi)
         if end == start:
             break                                # (not one record fits: the caller says so)
+        if hold_last and end == stop:
+            return messages, ends, sequence, True
         export_ms, uptime_ms, boot_ms = now_ms, 0, 0
         if uptime is not None:
             uptime.times(now_ms, lo, hi, &export_ms, &uptime_ms)
@@ -404,7 +409,19 @@ def data_messages(const uint8_t[::1] buf, Py_ssize_t stride, order, Py_ssize_t s
         messages.append(out)
         ends.append(end)
         start = end
-    return messages, ends, sequence
+    return messages, ends, sequence, False
+
+
+def gather(const uint8_t[::1] buf, Py_ssize_t stride, order, Py_ssize_t start, Py_ssize_t stop):
+    """Records order[start:stop] of buf, packed back to back in that order."""
+    cdef const uint32_t[::1] idx = memoryview(order).cast("I")
+    cdef Py_ssize_t k
+    count_of(buf, stride)
+    out = PyBytes_FromStringAndSize(NULL, (stop - start) * stride)
+    cdef uint8_t* p = <uint8_t*>PyBytes_AS_STRING(out)
+    for k in range(start, stop):
+        memcpy(p + (k - start) * stride, &buf[idx[k] * stride], stride)
+    return out
 
 
 # -- sysUptime-relative times (NetFlow v5 and v9) ----------------------------------------------

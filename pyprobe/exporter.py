@@ -19,16 +19,17 @@ MIN_DATAGRAM = 256
 
 class ExportSettings(namedtuple("ExportSettings", "source_id engine_type engine_id template_refresh template_interval "
                                                   "max_datagram sampling sampling_random source_address boot_lead_ms "
-                                                  "record totals stride multicast_ttl",
+                                                  "record totals stride multicast_ttl flush_interval",
                                  defaults=(1, 0, 0, 20, 600.0, None, 1, False, None, 60_000, None, False,
-                                           RECORD_SIZE, 1))):
+                                           RECORD_SIZE, 1, 0.0))):
     """What every collector's exporting process shares (flags and config file). source_address:
     send from this local address (pyprobe generate's routers); boot_lead_ms: v5/v9 uptime at
     the first record (each simulated router its own); record: the record definition
     (pyprobe/definitions.py), None: the predefined full record; totals: the counters are
     running totals (a permanent cache), not deltas; stride: bytes per packed record handed
     to export (the meter's, pyprobe/definitions.py record_stride); multicast_ttl: the hops
-    a datagram to a multicast collector may cross."""
+    a datagram to a multicast collector may cross; flush_interval: seconds a record may wait
+    for others to fill its datagram (0: each batch's records go at once)."""
 
     __slots__ = ()
 
@@ -81,10 +82,15 @@ class Collector:
     """One collector: its encoder and its transport. To a stream transport it is the peer
     that gives a new connection its first messages and numbers messages for it.
 
+    Records wait in an export buffer until they fill a datagram or the oldest has waited
+    flush_interval (as a router's export buffer does): few records ending at a time would
+    otherwise each make a near-empty datagram, and a collector drops what its socket buffer
+    cannot queue.
+
     interpose(encoder), if given, makes an object whose apply(datagrams, spans, now_ms)
     returns (datagrams to send, marks) between encoder and transport, and whose finish()
-    returns what it still holds at the end: pyprobe generate's faults. Its marks
-    [(record indices, mark, kind)] collect in `marks`."""
+    returns what it still holds at the end: pyprobe generate's faults (its datagrams are
+    its steps: nothing waits). Its marks [(record indices, mark, kind)] collect in `marks`."""
 
     def __init__(self, spec, settings, interpose=None):
         spec.check()
@@ -105,6 +111,9 @@ class Collector:
             raise SettingsError(f"datagram size {size} is too small (at least {MIN_DATAGRAM})")
         self.encoder = new_encoder(spec.version, settings, size, self.transport.stream)
         self.interposed = interpose(self.encoder) if interpose else None
+        self.hold_ms = 0 if interpose else settings.flush_interval * 1000
+        self.held = b""                  # the export buffer: packed records waiting
+        self.held_since_ms = 0           # when its oldest record came
         self.marks = []
         self.now_ms = 0
         self.ignored = 0
@@ -125,7 +134,16 @@ class Collector:
 
     def export(self, records, now_ms, ignored):
         self.now_ms, self.ignored = now_ms, ignored
-        if self.interposed is None:
+        if self.interposed is None and self.hold_ms:
+            waiting = len(self.held) // self.settings.stride
+            messages = self.encoder.encode(self.held + records if waiting else records, now_ms, ignored, hold=True)
+            if not self.encoder.held_from:
+                self.held = b""
+            else:
+                if not waiting or min(self.encoder.held_from) >= waiting:   # (none of those that waited)
+                    self.held_since_ms = now_ms
+                self.held = self.encoder.held
+        elif self.interposed is None:
             messages = self.encoder.encode(records, now_ms, ignored)
         else:
             spans = []
@@ -138,6 +156,16 @@ class Collector:
             log.warning("collector %s: %s cannot carry IPv6 flows; they are counted, not sent",
                         self.name, self.capabilities.name)
 
+    def flush_due(self, now_ms):
+        """The export buffer goes if its oldest record has waited flush_interval."""
+        if self.held and now_ms - self.held_since_ms >= self.hold_ms:
+            self.flush(now_ms)
+
+    def flush(self, now_ms):
+        """Everything in the export buffer goes now, the last datagram part-filled."""
+        held, self.held = self.held, b""
+        self.datagrams += self.transport.send_many(self.encoder.encode(held, now_ms, self.ignored))
+
     def records_per_datagram(self):
         return self.encoder.records_per_datagram()
 
@@ -148,6 +176,8 @@ class Collector:
         self.transport.pump()
 
     def close(self):
+        if self.held:
+            self.flush(self.now_ms)
         if self.interposed is not None:      # a datagram a fault held back for later goes now
             self.datagrams += self.transport.send_many(self.interposed.finish())
         self.transport.close()
@@ -200,6 +230,11 @@ class Exporter:
             end = start + collector.records_per_datagram() * self.stride
             collector.export(records[start:end], now_ms, ignored)
             start = end
+
+    def flush_due(self, now_ms):
+        """Each export buffer whose oldest record has waited long enough goes."""
+        for collector in self.collectors:
+            collector.flush_due(now_ms)
 
     def pump(self):
         for collector in self.collectors:

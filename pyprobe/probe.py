@@ -67,6 +67,7 @@ class RecordSinks:
                 self.started = True
             if records:
                 self.exporter.export(records, now_ms, self.meter.packets_unmetered)
+            self.exporter.flush_due(now_ms)
             self.exporter.pump()
         if self.writer is not None and records:
             with standard_output():

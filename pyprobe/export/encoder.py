@@ -233,6 +233,7 @@ class Encoder:
         self.sizes = [layout.record_size if layout else 0 for layout in layouts]
         self.stride = next(layout.stride for layout in layouts if layout)     # of the records encoded
         self.sequence = 0
+        self.held, self.held_from = b"", ()      # what encode(hold=True) kept back
         self.uptime = None           # v5/v9: the boot time record times count from (_encode.Uptime)
         self._header = None
 
@@ -248,10 +249,14 @@ class Encoder:
     def header_fields(self):
         raise NotImplementedError
 
-    def encode(self, buf, now_ms, ignored_packets=0, spans=None):
+    def encode(self, buf, now_ms, ignored_packets=0, spans=None, hold=False):
         """Packed meter records -> datagrams, templates included when due.
         With no records, a datagram is made only if templates are due. If spans is a
-        list, it gets one (record indices into buf, as a uint32 array, of each datagram)."""
+        list, it gets one (record indices into buf, as a uint32 array, of each datagram).
+        hold: the datagram of records alone that the records run out in is not made; its
+        records are left in self.held (packed, their indices into buf in self.held_from)
+        to go with later ones, so datagrams leave full."""
+        self.held, self.held_from = b"", ()
         order, counts = _encode.order_by_class(buf, self.stride, self.carried)
         runs, pos = [], 0
         for layout, count in zip(self.layouts, counts):
@@ -271,7 +276,9 @@ class Encoder:
             if not pending:
                 if start >= pos:
                     return datagrams
-                start = self._data_datagrams(buf, order, start, pos, runs, now_ms, datagrams, spans)
+                start = self._data_datagrams(buf, order, start, pos, runs, now_ms, datagrams, spans, hold)
+                if self.held_from:
+                    return datagrams
                 templates_only = False
                 continue
             control, control_records, pending = self._control_that_fits(pending)
@@ -290,22 +297,27 @@ class Encoder:
             if start >= pos and not pending:
                 return datagrams
 
-    def _data_datagrams(self, buf, order, start, pos, runs, now_ms, datagrams, spans):
+    def _data_datagrams(self, buf, order, start, pos, runs, now_ms, datagrams, spans, hold):
         """Datagrams of records alone, until the records run out or templates are due again,
-        written in one compiled call. Returns where the records taken end."""
-        messages, ends, self.sequence = _encode.data_messages(
+        written in one compiled call. Returns where the records taken end; hold: the records
+        of the last datagram are kept back (self.held) instead."""
+        messages, ends, self.sequence, held = _encode.data_messages(
             buf, self.stride, order, start, pos, runs, self.max_size, self.sizes, self.SET_OVERHEAD, self.MAX_SPAN_MS,
             self.MAX_RECORDS, self.datagrams_before_templates(), self.SETS, self.PAD, self.header,
-            self.uptime, now_ms, self.sequence, self.SEQUENCE_COUNTS_RECORDS)
-        if not messages:
+            self.uptime, now_ms, self.sequence, self.SEQUENCE_COUNTS_RECORDS, hold)
+        end = ends[-1] if ends else start
+        if held:
+            self.held = _encode.gather(buf, self.stride, order, end, pos)
+            self.held_from = record_span(order, end, pos)
+        elif not messages:
             raise ValueError(f"a datagram of {self.max_size} bytes cannot hold one record")
         datagrams += messages
-        self._sent(len(messages), ends[-1] - start)
+        self._sent(len(messages), end - start)
         if spans is not None:
-            for end in ends:
-                spans.append(record_span(order, start, end))
-                start = end
-        return ends[-1]
+            for each in ends:
+                spans.append(record_span(order, start, each))
+                start = each
+        return end
 
     def _sent(self, messages, records):
         """Count datagrams sent and the records in them."""

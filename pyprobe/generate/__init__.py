@@ -118,7 +118,8 @@ def exporter_settings(settings, index):
     return settings.export._replace(source_id=(settings.source_id + index) & 0xffffffff,
                                     engine_id=(settings.engine_id + index) & 0xff, source_address=address,
                                     boot_lead_ms=60_000 + (index * BOOT_LEAD_STEP_MS) % 540_000,
-                                    stride=RECORD_SIZE)     # (the generator makes whole records)
+                                    stride=RECORD_SIZE,     # (the generator makes whole records)
+                                    flush_interval=0)       # (its paced steps are its datagrams)
 
 
 def memory_available():
