@@ -5,7 +5,7 @@ BIN = $(VENV)/bin
 DEMO ?= pcaps/android.pcap
 SOURCES = pyproject.toml setup.py $(wildcard ext/*.pyx ext/decode.pxd pyprobe/*.py pyprobe/*/*.py)
 
-.PHONY: run test test-long fuzz bench bench-live bench-against peers clean
+.PHONY: run test test-long fuzz bench bench-live bench-against peers man deb clean
 
 # An editable install builds the extension into pyprobe/, so the tree is what runs (compat
 # mode: a plain path in a .pth, not an import hook, which would cost every start 10 ms),
@@ -54,6 +54,15 @@ bench-against: $(BIN)/.installed peers
 # live capture on a veth between two network namespaces, tcpreplay at rising rates (root)
 bench-live: $(BIN)/.installed peers
 	$(BIN)/python bench/live/run_live.py
+
+# The manual pages, made from the option table: build/man/pyprobe.8, pyprobe-generate.8, pyprobe-ctl.8
+man: $(BIN)/.installed
+	$(BIN)/python -m pyprobe.manpage --write build/man
+
+# The Debian package build/pyprobe_VERSION_ARCH.deb (apt-get install ./build/pyprobe_*.deb):
+# the venv's extensions, for Debian's python3 of the same minor version
+deb: $(BIN)/.installed
+	scripts/make-deb $(BIN)/python build
 
 clean:
 	rm -rf $(VENV) build *.egg-info ext/*.c ext/record.pxd pyprobe/*.so
