@@ -132,7 +132,7 @@ cdef Py_ssize_t OUT_BUFFER_KEEP = 4 << 20       # (a flush step of 8192 records 
 
 
 # What a packet of the flow reads and writes: 128 bytes, two cache lines (the table is aligned
-# to them). Its start time, read only when it is due or ends, is kept beside (Meter.first_us).
+# to them). Its times, read only when it is due or ends, are kept beside (FlowTimes).
 cdef struct Flow:
     uint32_t hash           # (first: a lookup reads it before the key)
     uint32_t touched        # order of the last create/update: exact LRU for cache-full eviction
@@ -140,7 +140,7 @@ cdef struct Flow:
     FlowKey key             # the first packet's, unmasked: the record definition's mask makes the key
     uint64_t packets
     uint64_t octets
-    int64_t last_us
+    int64_t last_us         # the clock at its last packet (its idle timeout counts from it)
     int32_t lru_prev        # within the flow's timeout class, by last packet
     int32_t lru_next        # (also links the free list)
     int32_t age_prev        # all flows by creation: the head is the next active timeout
@@ -150,6 +150,17 @@ cdef struct Flow:
     uint8_t min_ttl
     uint8_t max_ttl
     uint8_t swapped         # a biflow's: its first packet's key was the reverse of the canonical one
+    uint8_t late            # its latest packet's time is behind last_us: FlowTimes.last_us holds it
+
+
+# A flow's times beside it. The clock never goes backwards, but a packet's own time can be
+# behind it: live capture meters one interface's batch after another's, and ticks with the
+# wall clock between them, while the kernel may still hold a packet of the first. Timeouts
+# run on the clock; a record gives its packets' own times.
+cdef struct FlowTimes:
+    int64_t created_us      # the clock when the flow began (its active timeout counts from it)
+    int64_t first_us        # its first packet's time
+    int64_t last_us         # its latest packet's time, while Flow.late (else it is Flow.last_us)
 
 
 # A biflow's other direction (RFC 5103: the responder's packets), beside the flows.
@@ -549,7 +560,7 @@ cdef class Meter:
     cdef int32_t count
     cdef Flow* flows                 # (within flows_memory, at a cache line's start)
     cdef void* flows_memory
-    cdef int64_t* first_us           # each flow's first packet's time
+    cdef FlowTimes* times            # beside each flow
     cdef int32_t unused              # flows[unused:] were never handed out
     cdef int32_t free_head
     cdef uint32_t* slots             # open addressing, linear probing: flow index + 1, 0 = empty
@@ -635,13 +646,13 @@ cdef class Meter:
         # (calloc: pages that the cache never reaches are never touched; one flow more, to align)
         self.flows_memory = calloc(max_flows + 1, sizeof(Flow))
         self.flows = <Flow*>((<uintptr_t>self.flows_memory + CACHE_LINE - 1) & ~<uintptr_t>(CACHE_LINE - 1))
-        self.first_us = <int64_t*>calloc(max_flows, sizeof(int64_t))
+        self.times = <FlowTimes*>calloc(max_flows, sizeof(FlowTimes))
         self.slots = <uint32_t*>calloc(nslots, sizeof(uint32_t))
         if record.extras:
             self.extras = <FlowExtra*>calloc(max_flows, sizeof(FlowExtra))
         if record.biflow:
             self.reverse = <FlowReverse*>calloc(max_flows, sizeof(FlowReverse))
-        if (self.flows_memory == NULL or self.first_us == NULL or self.slots == NULL
+        if (self.flows_memory == NULL or self.times == NULL or self.slots == NULL
                 or (record.extras and self.extras == NULL) or (record.biflow and self.reverse == NULL)):
             raise MemoryError(f"cannot allocate a cache of {max_flows} flows")
         self.slot_mask = <uint32_t>(nslots - 1)
@@ -668,7 +679,7 @@ cdef class Meter:
 
     def __dealloc__(self):
         free(self.flows_memory)
-        free(self.first_us)
+        free(self.times)
         free(self.slots)
         free(self.extras)
         free(self.reverse)
@@ -848,7 +859,7 @@ cdef class Meter:
             if why != DECODED:
                 self.ignored[why] += 1
                 continue
-            self._meter(&pkts[k], &keys[k], hashes[k], swapped[k])
+            self._meter(&pkts[k], &keys[k], hashes[k], swapped[k], times[k])
 
     cdef inline int _decode(self, const uint8_t* buf, Py_ssize_t buflen, const uint32_t* m,
                             Packet* pkt, int64_t* time) noexcept nogil:
@@ -1049,9 +1060,10 @@ cdef class Meter:
         self.rng_state ^= self.rng_state << 17
         return <uint32_t>(self.rng_state % self.sample_n)
 
-    cdef void _meter(self, const Packet* pkt, const FlowKey* key, uint32_t h, bint swapped) noexcept nogil:
+    cdef void _meter(self, const Packet* pkt, const FlowKey* key, uint32_t h, bint swapped,
+                     int64_t time_us) noexcept nogil:
         """Count a decoded packet into its flow: key is its masked key, h that key's hash;
-        swapped: a biflow's canonical key is the packet's reversed."""
+        swapped: a biflow's canonical key is the packet's reversed; time_us: its own time."""
         cdef int32_t idx
         cdef Flow* f
         cdef FlowReverse* rev
@@ -1065,7 +1077,7 @@ cdef class Meter:
                     self.not_monitored += 1         # (its flows stay: a new one is not monitored)
                     return
                 self._expire_flow(self._least_recently_touched(), END_CACHE_FULL)
-            idx = self._create(key, h, pkt)
+            idx = self._create(key, h, pkt, time_us)
             self.flows[idx].swapped = swapped
         else:
             f = &self.flows[idx]
@@ -1078,6 +1090,10 @@ cdef class Meter:
                 f.packets += 1
                 f.octets += pkt.octets
                 f.tcp_flags |= pkt.tcp_flags
+            if time_us < self.now:
+                self._late_packet(idx, time_us)
+            else:
+                f.late = False
             f.last_us = self.now
             if pkt.ttl < f.min_ttl:
                 f.min_ttl = pkt.ttl
@@ -1097,6 +1113,15 @@ cdef class Meter:
             self._expire_flow(idx, END_IMMEDIATE)
         elif key.proto == 6 and self.cache_kind == CACHE_NORMAL:
             self._check_tcp_end(idx)
+
+    cdef inline void _late_packet(self, int32_t idx, int64_t time_us) noexcept nogil:
+        """A packet of the flow whose time is behind the clock: the flow's latest packet time
+        is kept beside it (FlowTimes), as the clock at its last packet no longer says it."""
+        cdef Flow* f = &self.flows[idx]
+        cdef FlowTimes* t = &self.times[idx]
+        cdef int64_t latest = t.last_us if f.late else f.last_us
+        t.last_us = time_us if time_us > latest else latest
+        f.late = True
 
     cdef inline void _measure(self, FlowExtra* x, const Packet* pkt, bint first) noexcept nogil:
         """What a record definition may collect over the packets (FlowExtra)."""
@@ -1181,7 +1206,7 @@ cdef class Meter:
                 return <int32_t>(s - 1)
             i = (i + 1) & self.slot_mask
 
-    cdef int32_t _create(self, const FlowKey* key, uint32_t h, const Packet* pkt) noexcept nogil:
+    cdef int32_t _create(self, const FlowKey* key, uint32_t h, const Packet* pkt, int64_t time_us) noexcept nogil:
         cdef int32_t idx
         cdef uint32_t i = h & self.slot_mask
         cdef Flow* f
@@ -1198,8 +1223,11 @@ cdef class Meter:
         f.hash = h
         f.packets = 1
         f.octets = pkt.octets
-        self.first_us[idx] = self.now
+        self.times[idx].created_us = self.now
+        self.times[idx].first_us = time_us
+        self.times[idx].last_us = time_us
         f.last_us = self.now
+        f.late = time_us < self.now
         f.tcp_flags = pkt.tcp_flags
         f.min_ttl = pkt.ttl
         f.max_ttl = pkt.ttl
@@ -1279,14 +1307,14 @@ cdef class Meter:
                 self._expire_flow(idx, END_TCP if c == CLASS_TCP_FIN or c == CLASS_TCP_RST else END_IDLE)
                 idx = self.lru_head[c]
         # Idle flows are gone, so what is left past its lifetime ends as active.
-        while self.age_head != NIL and now - self.first_us[self.age_head] >= self.maxlife_us:
+        while self.age_head != NIL and now - self.times[self.age_head].created_us >= self.maxlife_us:
             self._expire_flow(self.age_head, END_ACTIVE)
         self.next_due = INT64_MAX
         for c in range(N_CLASSES):
             if self.lru_head[c] != NIL:
                 self._due_no_later_than(self.flows[self.lru_head[c]].last_us + self.timeout_us[c] + 1)
         if self.age_head != NIL:
-            self._due_no_later_than(self.first_us[self.age_head] + self.maxlife_us)
+            self._due_no_later_than(self.times[self.age_head].created_us + self.maxlife_us)
 
     cdef int32_t _least_recently_touched(self) noexcept nogil:
         cdef int c
@@ -1370,6 +1398,7 @@ cdef class Meter:
         cdef Py_ssize_t cap
         cdef FlowKey masked
         cdef const FlowKey* key = &f.key      # the key as the record shows it
+        cdef const FlowTimes* times = &self.times[f - self.flows]
         cdef int v = f.key.ipver == 6
         if self.out_len + self.stride > self.out_cap:
             cap = max(self.out_cap * 2, 64 * self.stride)
@@ -1386,8 +1415,8 @@ cdef class Meter:
         memcpy(r.dst, key.dst, 16)
         r.packets = f.packets
         r.octets = f.octets
-        r.first_us = self.first_us[f - self.flows]
-        r.last_us = f.last_us
+        r.first_us = times.first_us
+        r.last_us = times.last_us if f.late else f.last_us
         if key.direction == DIR_EGRESS:
             r.out_if = key.in_if
         else:

@@ -79,12 +79,15 @@ def class_timeout(proto, timeouts):
 
 class Flow:
     def __init__(self, p, level, now, touch, timeouts):
+        # The record gives the packets' own times; the timeouts run on the clock (now), which
+        # may be past a packet's time: from when the flow began and was last touched.
+        self.created_us = self.touched_us = now
         sport, dport = key_ports(p, level)
         self.rec = {
             "src": p.src, "dst": p.dst, "ipver": p.ipver,
             "proto": key_proto(p, level), "sport": sport, "dport": dport,
             "packets": 1, "octets": p.octets,
-            "first_us": now, "last_us": now,
+            "first_us": p.time_us, "last_us": p.time_us,
             "tcp_flags": p.tcp_flags,
             # not in every key: first packet's value
             "tos": p.tos, "vlan": p.vlan, "in_if": p.in_if,
@@ -126,8 +129,8 @@ class FlowModel:
         out = []
         for key in list(self.flows):
             f = self.flows[key]
-            idle = self.now - f.rec["last_us"] > f.inactive_us
-            active = self.now - f.rec["first_us"] >= self.maxlife_us
+            idle = self.now - f.touched_us > f.inactive_us
+            active = self.now - f.created_us >= self.maxlife_us
             if idle:
                 out.append(f.record("tcp_end" if f.tcp_end_class else "idle"))
                 del self.flows[key]
@@ -153,7 +156,8 @@ class FlowModel:
         if f is not None:
             f.rec["packets"] += 1
             f.rec["octets"] += p.octets
-            f.rec["last_us"] = now
+            f.rec["last_us"] = max(f.rec["last_us"], p.time_us)
+            f.touched_us = now
             f.rec["tcp_flags"] |= p.tcp_flags
             f.touched = self.counter
         else:
