@@ -19,9 +19,9 @@ MIN_DATAGRAM = 256
 
 class ExportSettings(namedtuple("ExportSettings", "source_id engine_type engine_id template_refresh template_interval "
                                                   "max_datagram sampling sampling_random source_address boot_lead_ms "
-                                                  "record totals stride multicast_ttl flush_interval",
+                                                  "record totals stride multicast_ttl flush_interval export_rate",
                                  defaults=(1, 0, 0, 20, 600.0, None, 1, False, None, 60_000, None, False,
-                                           RECORD_SIZE, 1, 0.0))):
+                                           RECORD_SIZE, 1, 0.0, 0))):
     """What every collector's exporting process shares (flags and config file). source_address:
     send from this local address (pyprobe generate's routers); boot_lead_ms: v5/v9 uptime at
     the first record (each simulated router its own); record: the record definition
@@ -29,7 +29,8 @@ class ExportSettings(namedtuple("ExportSettings", "source_id engine_type engine_
     running totals (a permanent cache), not deltas; stride: bytes per packed record handed
     to export (the meter's, pyprobe/definitions.py record_stride); multicast_ttl: the hops
     a datagram to a multicast collector may cross; flush_interval: seconds a record may wait
-    for others to fill its datagram (0: each batch's records go at once)."""
+    for others to fill its datagram (0: each batch's records go at once); export_rate:
+    datagrams a second to each UDP collector at most (0: no limit)."""
 
     __slots__ = ()
 
@@ -102,7 +103,7 @@ class Collector:
         host, port = parse_address(spec.address)
         try:
             self.transport = TRANSPORTS[spec.transport](self.name, host, port, self, settings.source_address,
-                                                         settings.multicast_ttl)
+                                                         settings.multicast_ttl, settings.export_rate)
         except ValueError as e:
             raise SettingsError(str(e)) from None
         default_size = IPV6_UDP_PAYLOAD if self.transport.family == socket.AF_INET6 else IPV4_UDP_PAYLOAD

@@ -18,12 +18,18 @@ from .summary import format_summary
 log = logger("pyprobe")
 
 FLUSH_CHUNK = 8192                  # records per step when the cache empties
+REAL_TIME_EXPORT_RATE = 10_000      # datagrams/s to a collector while capturing or replaying in real time
 
 
-def make_exporter(settings, running=()):
+def make_exporter(settings, ticking, running=()):
+    """The collectors' exporter; ticking: the source runs in real time, where a collector
+    takes the records as they come (paced), not a file read as fast as it can be."""
     if not settings.collectors:
         return None
-    return Exporter(settings.collectors, settings.export, settings.round_robin, running=running)
+    export = settings.export
+    if export.export_rate is None:
+        export = export._replace(export_rate=REAL_TIME_EXPORT_RATE if ticking else 0)
+    return Exporter(settings.collectors, export, settings.round_robin, running=running)
 
 
 class RecordSinks:
@@ -32,14 +38,14 @@ class RecordSinks:
     def __init__(self, settings, meter, source, monitor=None):
         self.meter = meter
         self.monitor = monitor               # printed records carry it (several monitors)
-        self.flush_each = source.ticking     # a reader of a live or real-time run wants each record now
+        self.ticking = source.ticking        # a live or real-time run: records are read (and collected) as they come
         self.dating = source.dating          # a real-time replay dated now, or None
         self.writer = None
         self.record = settings.record        # what the screen's writer shows
         self.stride = meter.stride           # bytes per record
         self.retired = []                    # statistics of collectors a reload closed
         self.interfaces = []                 # what the collectors are told is captured
-        self._attach(settings, make_exporter(settings))
+        self._attach(settings, make_exporter(settings, self.ticking))
 
     def _attach(self, settings, exporter):
         """Export to these collectors; print when asked to (--json) or when there are none."""
@@ -72,7 +78,7 @@ class RecordSinks:
         if self.writer is not None and records:
             with standard_output():
                 self.writer.write(records)
-                if self.flush_each:
+                if self.ticking:
                     sys.stdout.flush()
 
     def replace_collectors(self, settings):
@@ -80,7 +86,7 @@ class RecordSinks:
         whose spec and settings did not change goes on as it was; the others are new, and the
         ones no longer asked for are closed (TCP drains first), their counts kept."""
         running = self.exporter.collectors if self.exporter is not None else ()
-        exporter = make_exporter(settings, running)
+        exporter = make_exporter(settings, self.ticking, running)
         gone = exporter.left_over if exporter is not None else list(running)
         for collector in gone:
             collector.close()

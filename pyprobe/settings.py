@@ -379,6 +379,9 @@ OPTIONS = (
       group="export", help="and every this many seconds of flow clock (default 600, 0: never)", commands=BOTH),
     O("flush_interval", ("--flush-interval",), "export", parse_duration, 1.0, metavar="SECONDS", group="export",
       help="records wait to fill a datagram at most this long (default 1; 0: each batch's records go at once)"),
+    O("export_rate", ("--export-rate",), "export", parse_rate, None, metavar="DATAGRAMS/S", group="export",
+      help="datagrams a second to each UDP collector at most, in bursts of 32 (default: 10000 when capturing "
+           "or replaying in real time, no limit reading files; 0: no limit)"),
     O("multicast_ttl", ("--multicast-ttl",), "export", parse_count(1, 255, "multicast TTL"), 1, metavar="N",
       group="export", help="a collector may be a multicast group (UDP): its datagrams cross at most N "
                            "routers (IP TTL / IPv6 hop limit; default 1: the local link)", commands=BOTH),
@@ -450,7 +453,8 @@ def _settings_namespace():
                               max_datagram=self.max_datagram, sampling=self.sampling,
                               sampling_random=self.sampling_mode == "random", record=self.record,
                               totals=self.cache == "permanent", stride=self.stride,
-                              multicast_ttl=self.multicast_ttl, flush_interval=self.flush_interval)
+                              multicast_ttl=self.multicast_ttl, flush_interval=self.flush_interval,
+                              export_rate=self.export_rate)
 
     def record(self):
         """The record definition -T names (pyprobe/definitions.py)."""

@@ -112,3 +112,23 @@ def test_no_flush_interval_sends_each_batch_at_once(version):
     assert Counter(k for _, _, _, keys in steps for k in keys) == every
     for now_ms, kind, _, keys in steps:
         assert all(arrived[k] == now_ms for k in keys) and (kind == "export" or not keys)
+
+
+def test_datagrams_to_a_udp_collector_are_paced_at_the_export_rate():
+    """--export-rate: 32 at once, then the rate; none lost on the way (a collector's default
+    socket buffer holds some 90 full datagrams)."""
+    import time
+    from pyprobe.transport import UdpTransport
+    sink = LoopbackSink()
+    host, port = sink.address.split(":")
+    transport = UdpTransport(sink.address, host, int(port), rate=2000)
+    try:
+        started = time.monotonic()
+        sent = transport.send_many([b"x" * 1400] * 232)
+        took = time.monotonic() - started
+        assert sent == 232 and len(sink.take()) == 232
+        assert took >= (232 - 32) / 2000 * 0.95, took          # 0.1 s at least: the rate
+        assert transport.statistics()["paced_seconds"] > 0
+    finally:
+        transport.close()
+        sink.sock.close()

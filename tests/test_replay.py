@@ -229,7 +229,8 @@ def test_realtime_replay_paces_and_dates_records_now(tmp_path):
     with NfcapdCollector() as nfcapd:
         started = time.time()
         proc = subprocess.run([wire.PYPROBE, "-r", path, "--realtime", "-v", "10", "-n", sink.address,
-                               "-n", "127.0.0.1:%d" % nfcapd.port, "-t", "inactive=5", "-t", "active=12"],
+                               "-n", "127.0.0.1:%d" % nfcapd.port, "-t", "inactive=5", "-t", "active=12",
+                               "--flush-interval", "0"],      # (how long records wait: test_export_buffer)
                               capture_output=True, text=True, timeout=60)
         took = time.time() - started
     assert proc.returncode == 0, proc.stderr

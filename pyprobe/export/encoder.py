@@ -269,6 +269,9 @@ class Encoder:
             # (after a datagram of templates alone the records go next: were the templates due
             # again at once, as with --template-refresh 1 in a small datagram, none would go)
             if not pending and not (templates_only and start < pos):
+                if hold and start < pos and self.templates_due(now_ms) and self._fit_one(buf, order, start, pos):
+                    self._hold(buf, order, start, pos)      # (templates go with a datagram's worth)
+                    return datagrams
                 side, pending = self.control_records(now_ms, ignored_packets)
                 datagrams += side
                 if spans is not None:
@@ -307,8 +310,7 @@ class Encoder:
             self.uptime, now_ms, self.sequence, self.SEQUENCE_COUNTS_RECORDS, hold)
         end = ends[-1] if ends else start
         if held:
-            self.held = _encode.gather(buf, self.stride, order, end, pos)
-            self.held_from = record_span(order, end, pos)
+            self._hold(buf, order, end, pos)
         elif not messages:
             raise ValueError(f"a datagram of {self.max_size} bytes cannot hold one record")
         datagrams += messages
@@ -318,6 +320,20 @@ class Encoder:
                 spans.append(record_span(order, start, each))
                 start = each
         return end
+
+    def _fit_one(self, buf, order, start, pos):
+        """Records order[start:pos] fit one datagram of records alone."""
+        end, _, _ = _encode.take(buf, self.stride, order, start, pos, self.max_size - self.HEADER_SIZE, self.sizes,
+                                 self.SET_OVERHEAD, self.MAX_SPAN_MS, self.MAX_RECORDS)
+        return end == pos
+
+    def _hold(self, buf, order, start, pos):
+        self.held = _encode.gather(buf, self.stride, order, start, pos)
+        self.held_from = record_span(order, start, pos)
+
+    def templates_due(self, now_ms):
+        """Templates go in the next datagram (never, for v5)."""
+        return False
 
     def _sent(self, messages, records):
         """Count datagrams sent and the records in them."""
