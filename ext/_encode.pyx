@@ -631,7 +631,7 @@ def json_lines(const uint8_t[::1] buf, Py_ssize_t stride, columns, int ipver_off
                 out += names.get(code, b'"active_now"')
                 continue
             out += text[:length]
-        out += b"}\n"
+        out += b"}\n" if ncols else b"{}\n"      # (a record of fields JSON does not show)
     return bytes(out)
 
 

@@ -161,6 +161,19 @@ def test_json_shows_the_definitions_fields_in_order(tmp_path):
     assert sum(r["octets"] for r in lines) == sum(o for _, o in ipv4)
 
 
+def test_json_of_a_record_without_json_fields_is_an_empty_object_per_record(tmp_path):
+    """The ICMP type-code has no JSON key: a record of it alone printed lines of '}'."""
+    capture = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "pcaps", "corpus", "zeek",
+                           "icmp_dot1q.pcap")
+    path = tmp_path / "r.toml"
+    path.write_text('[[record]]\nname = "r"\nmatch = ["icmpTypeCodeIPv4"]\ncollect = []\n')
+    res = subprocess.run([PYPROBE, "-r", capture, "-f", str(path), "-T", "r", "--json", "-q"], capture_output=True,
+                         text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert lines and [json.loads(line) for line in lines] == [{}] * len(lines)
+
+
 # -- any definition: refused with a reason, or metered with nothing lost -----------------------
 
 from hypothesis import given, settings as hsettings, strategies as st  # noqa: E402
