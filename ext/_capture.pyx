@@ -18,8 +18,10 @@ cdef extern from "<sys/mman.h>" nogil:
 
 cdef extern from "<sys/socket.h>" nogil:
     int setsockopt(int fd, int level, int name, const void* value, unsigned int length)
+    int getsockopt(int fd, int level, int name, void* value, unsigned int* length)
     int SOL_SOCKET
     int SO_ATTACH_FILTER
+    int SO_GET_FILTER
 
 cdef extern from "<linux/filter.h>" nogil:
     struct sock_filter:
@@ -30,6 +32,8 @@ cdef extern from "<linux/filter.h>" nogil:
     int BPF_MAXINSNS
 
 from libc.errno cimport errno
+
+from decode cimport Packet, decode_packet
 
 import os
 
@@ -118,6 +122,15 @@ def attach_filter(int fd, const uint8_t[::1] program):
     fprog.filter = <sock_filter*>&program[0]
     if setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &fprog, sizeof(fprog)) != 0:
         raise OSError(errno, os.strerror(errno))
+
+
+def socket_filter(int fd):
+    """The classic BPF program on a socket (8 bytes per instruction), b"" for none."""
+    out = PyBytes_FromStringAndSize(NULL, 8 * BPF_MAXINSNS)
+    cdef unsigned int length = BPF_MAXINSNS          # (in instructions, both ways)
+    if getsockopt(fd, SOL_SOCKET, SO_GET_FILTER, PyBytes_AS_STRING(out), &length) != 0:
+        raise OSError(errno, os.strerror(errno))
+    return out[:8 * length]
 
 
 cdef inline uint32_t load_be(const uint8_t* p, int size) noexcept nogil:
@@ -260,6 +273,29 @@ def filter_batch(const uint8_t[::1] packets, meta, const uint8_t[::1] program):
                 outp[4 * kept + 2], outp[4 * kept + 3] = offset, caplen
                 kept += 1
     return out[:16 * kept]
+
+
+def ip_octets(const uint8_t[::1] packets, meta, int linktype):
+    """The octets of a batch's IP packets (Batch's layout) as their IP headers state them,
+    read by the meter's own decoding: what a flow counts as its octets. Packets with no IP
+    header add nothing (ARP, LLDP)."""
+    cdef const uint8_t[::1] view = meta
+    cdef Py_ssize_t n = view.shape[0] // 16, i
+    cdef const uint32_t* m = <const uint32_t*>&view[0] if n else NULL
+    cdef const uint8_t* base = &packets[0] if packets.shape[0] else NULL
+    cdef uint64_t total = 0
+    cdef uint32_t offset, caplen
+    cdef Packet pkt
+    with nogil:
+        for i in range(n):
+            offset, caplen = m[4 * i + 2], m[4 * i + 3]
+            if <Py_ssize_t>offset + caplen > packets.shape[0]:
+                continue
+            pkt.key.ipver = 0
+            decode_packet(base + offset, caplen, linktype, &pkt)
+            if pkt.key.ipver:               # (an IP header was read: its length is known)
+                total += pkt.octets
+    return total
 
 
 # -- the parser ------------------------------------------------------------------------

@@ -90,11 +90,12 @@ class ProbeCollector:
         for row in (stats.get("source") or {}).get("interfaces", []):
             if "direction" in row:
                 sums = captured.setdefault((row["name"], row["direction"]), [0, 0, 0])
-                for i, key in enumerate(("packets", "octets", "dropped")):
+                for i, key in enumerate(("packets", "ip_octets", "dropped")):
                     sums[i] += row[key]
         if captured:
             for i, (name, doc) in enumerate((("pyprobe_interface_packets_total", "Packets captured, per interface."),
-                                             ("pyprobe_interface_octets_total", "Octets captured, per interface."),
+                                             ("pyprobe_interface_octets_total",
+                                              "IP octets captured (the IP headers' lengths), per interface."),
                                              ("pyprobe_interface_dropped_total", "Packets libpcap dropped, per interface."))):
                 family = CounterMetricFamily(name, doc, labels=["interface", "direction"])
                 for (ifname, way), sums in sorted(captured.items()):

@@ -67,14 +67,15 @@ def format_summary(stats, seconds, collectors=(), capture_drops=None, title=None
 
 
 def interface_lines(rows):
-    """Per interface and direction captured: packets, octets, drops (libpcap's and the
-    interface's) and what crossed it while it was not captured (it came up or appeared
-    before its capture opened); then the interfaces left out and why."""
-    lines = ["  per interface:      ifIndex direction      packets         octets    dropped     missed"]
+    """Per interface and direction captured: packets, IP octets (as the IP headers state
+    them, which is what the flows count), drops (libpcap's and the interface's) and what
+    crossed it while it was not captured (it came up or appeared before its capture opened);
+    then the interfaces left out and why."""
+    lines = ["  per interface:      ifIndex direction      packets      IP octets    dropped     missed"]
     for row in rows:
         if "direction" in row:
             lines.append(f"    {row['name']:<16} {row['ifindex']:>6} {row['direction']:<9} {row['packets']:>12} "
-                         f"{row['octets']:>14} {row['dropped'] + row['dropped_by_interface']:>10} "
+                         f"{row['ip_octets']:>14} {row['dropped'] + row['dropped_by_interface']:>10} "
                          f"{row.get('missed', 0):>10}" + ("   (down)" if row.get("state") == "down" else ""))
         else:
             lines.append(f"    {row['name']:<16} {row['ifindex']:>6} {row['state']}")

@@ -143,7 +143,7 @@ def test_metrics_count_live_packets(traffic):
         assert s["pyprobe_packets_sampled_out_total"] == 0
         lo = (("direction", "ingress"), ("interface", "lo"))
         assert s[("pyprobe_interface_packets_total", lo)] == N       # (the filter passes only those)
-        assert s[("pyprobe_interface_octets_total", lo)] == N * (14 + 20 + 8 + 100)
+        assert s[("pyprobe_interface_octets_total", lo)] == N * (20 + 8 + 100)    # IP octets
         assert s[("pyprobe_interface_dropped_total", lo)] == 0
         assert s[("pyprobe_packets_ignored_total", (("reason", "non_ip"),))] == 0
         assert {dict(k[1])["reason"] for k in s if isinstance(k, tuple) and k[0] == "pyprobe_records_total"} \

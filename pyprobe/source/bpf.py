@@ -56,6 +56,22 @@ def live_program(expression, linktype, snaplen):
     return b"".join(struct.pack("=HBBI", *insn) for insn in insns)
 
 
+PACKET_OUTGOING = 4                # the kernel's packet type of what the host sent
+BPF_LDB_ABS, BPF_JEQ_K, BPF_RET_K = 0x30, 0x15, 0x06
+
+
+def directed(program, way):
+    """A live capture's program (bytes) that first passes only packets of one direction
+    ("ingress" or "egress"), by the kernel's packet type. libpcap leaves a socket every
+    direction and drops the other in user space: the kernel then counts both, in the
+    capture's statistics and in its buffer."""
+    outgoing_passes = way == "egress"
+    test = [(BPF_LDB_ABS, 0, 0, SKF_AD_PKTTYPE),
+            (BPF_JEQ_K, 1 if outgoing_passes else 0, 0 if outgoing_passes else 1, PACKET_OUTGOING),
+            (BPF_RET_K, 0, 0, 0)]
+    return b"".join(struct.pack("=HBBI", *insn) for insn in test) + program
+
+
 def cooked(insns):
     """A Linux cooked capture's socket is handed packets without the 16-byte header libpcap
     makes up for them: loads from the packet move back by it, and the two header fields a

@@ -31,8 +31,8 @@ from ..errors import InputError
 from ..logs import logger
 from ..settings import InterfaceSpec
 from .batch import Batch
-from .._capture import attach_filter, filter_batch
-from .bpf import DLT_EN10MB, compile_filter, live_program, names_vlan
+from .._capture import attach_filter, filter_batch, ip_octets, socket_filter
+from .bpf import DLT_EN10MB, compile_filter, directed, live_program, names_vlan
 from .file import BATCH_PACKETS
 
 log = logger("pyprobe")
@@ -77,7 +77,7 @@ class Capture:
         self.fresh = True                    # not read yet
         self.unfiltered = None               # (program, until): see LiveSource._filter_the_first
         self.packets = 0
-        self.octets = 0
+        self.ip_octets = 0                   # as the IP headers state them: what the flows count
         self.missed = 0                      # what the interface carried before this capture opened
         self.received = Total32()            # libpcap's counts, which are 32-bit and wrap
         self.dropped = Total32()
@@ -90,7 +90,7 @@ class Capture:
         if self.unfiltered is not None and meta:
             meta = self._filtered(packets, meta)
         self.packets += len(meta) // 16
-        self.octets += len(packets)
+        self.ip_octets += ip_octets(packets, meta, self.linktype)
         return packets, meta
 
     def _filtered(self, packets, meta):
@@ -124,7 +124,7 @@ class Capture:
     def add(self, other):
         """Take in the counts of an earlier capture of the same interface and direction."""
         self.packets += other.packets
-        self.octets += other.octets
+        self.ip_octets += other.ip_octets
         self.missed += other.missed
         for mine, theirs in ((self.received, other.received), (self.dropped, other.dropped),
                              (self.if_dropped, other.if_dropped)):
@@ -349,16 +349,15 @@ class LiveSource:
         """Why packets of this capture cannot be metered, or None."""
         if capture.linktype not in SUPPORTED_LINKTYPES:
             return f"link type {capture.linktype} ({linktype_name(capture.linktype)}) is not decoded"
-        if self._bpf:
-            return self._install(capture, self._bpf)
-        return None
+        return self._install(capture, self._bpf)
 
     def _install(self, capture, bpf):
-        """Put the filter (None: none) on the capture's socket; why it cannot be, or None.
-        The program replaces the one there in one step, so no packet goes unfiltered or is
-        lost meanwhile (libpcap's setfilter rejects every packet for a moment first). Only
-        what a program made here cannot do is left to libpcap: VLAN tests (see names_vlan),
-        a cooked capture reading its made-up header, a program the kernel refuses."""
+        """Put the filter (None: none) on the capture's socket, after a test of the capture's
+        direction (bpf.directed); why it cannot be, or None. The program replaces the one
+        there in one step, so no packet goes unfiltered or is lost meanwhile (libpcap's
+        setfilter rejects every packet for a moment first). Only what a program made here
+        cannot do is left to libpcap: VLAN tests (see names_vlan), a cooked capture reading
+        its made-up header, a program the kernel refuses."""
         program = None
         if not (names_vlan(bpf) or capture.filter_by_libpcap):
             try:
@@ -367,7 +366,7 @@ class LiveSource:
                 return f"the filter {bpf!r} does not apply to its link type ({e})"
         if program is not None:
             try:
-                attach_filter(capture.fd, program)
+                attach_filter(capture.fd, directed(program, capture.way))
             except (OSError, ValueError):
                 return self._install_by_libpcap(capture, bpf)
             if capture.fresh and bpf:
@@ -394,6 +393,7 @@ class LiveSource:
         for _ in range(2):        # (an interface that went down makes it fail once; it takes the filter off)
             try:
                 capture.handle.setfilter(bpf or "")
+                self._direct_libpcaps(capture)
                 return None
             except pcapy.PcapError as e:
                 error = e
@@ -402,6 +402,17 @@ class LiveSource:
         if not interface_up(capture.name):
             raise InterfaceDown(f"interface {capture.name} is down")
         return f"the filter {bpf!r} could not be put on it ({error})"
+
+    def _direct_libpcaps(self, capture):
+        """The program libpcap put on the socket, after a test of the capture's direction
+        (bpf.directed). (Not in the expression: libpcap also runs the program on what its
+        buffer held before, in user space, where a test of the direction passes nothing.)"""
+        try:
+            program = socket_filter(capture.fd) or live_program(None, capture.linktype, self._open_args[0])
+            attach_filter(capture.fd, directed(program, capture.way))
+        except (OSError, ValueError, pcapy.PcapError) as e:
+            log.info("capture on %s: its direction left to libpcap, its statistics counting both (%s)",
+                     capture.name, e)
 
     def _refuse(self, capture, why, fatal):
         """This interface's packets cannot be metered (link type, filter): an error for one
@@ -603,16 +614,19 @@ class LiveSource:
         return sorted(seen.values())
 
     def statistics(self):
-        """Per capture: interface, direction, packets, octets, libpcap's drops; then the
-        interfaces not captured and why (the summary, ctl interfaces)."""
+        """Per capture: interface, direction, packets read, their IP octets (as the IP headers
+        state them: what the flows count), what the kernel took for it (received: read, dropped
+        or still buffered) and dropped; then the interfaces not captured and why (the summary,
+        ctl interfaces)."""
         rows = []
         for capture, state in ([(c, "down" if c.down else "capturing") for c in self._captures.values()]
                                + [(c, "stopped") for c in self._closed]):
             received, dropped, if_dropped = capture.counts()
             rows.append({"name": capture.name, "ifindex": capture.ifindex, "in_if": capture.in_if,
                          "direction": capture.way, "linktype": linktype_name(capture.linktype),
-                         "state": state, "packets": capture.packets, "octets": capture.octets,
-                         "dropped": dropped, "dropped_by_interface": if_dropped, "missed": capture.missed})
+                         "state": state, "packets": capture.packets, "ip_octets": capture.ip_octets,
+                         "received": received, "dropped": dropped, "dropped_by_interface": if_dropped,
+                         "missed": capture.missed})
         present = interface_indexes()
         names = {index: name for name, index in present.items()}
         left_out = ([(name, f"a port of {master}") for name, master in self._ports if interface_master(name) == master]
