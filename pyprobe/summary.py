@@ -58,8 +58,8 @@ def format_summary(stats, seconds, collectors=(), capture_drops=None, title=None
             name = PROTOCOL_NAMES.get(proto, str(proto))
             lines.append(f"    {name:<8} {flows:>20} {packets:>12} {octets:>14}")
     for c in collectors:
-        extra = "".join(f", {key.replace('_', ' ')} {c[key]}" for key in ("ipv6_not_sent", "dropped", "resent", "connections")
-                        if key in c)
+        extra = "".join(f", {key.replace('_', ' ')} {c[key]}"
+                        for key in ("ipv6_not_sent", "dropped", "resent", "connections", "paced_seconds") if key in c)
         lines.append(f"  export to {c['collector']} ({c['version']}): {c['datagrams']} datagrams, "
                      f"{c['records']} records, {c['send_errors']} send errors, {c['template_sends']} template sends"
                      + extra)
