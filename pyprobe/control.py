@@ -14,7 +14,6 @@ import contextlib
 import io
 import json
 import os
-import re
 import select
 import socket
 import stat
@@ -26,7 +25,7 @@ from .errors import ControlError, SettingsError
 from .logs import logger
 from .output import TableWriter, own_fields
 from .records import to_json_lines, unpack
-from .settings import parse_timeouts
+from .parsers import parse_timeouts, whole_number
 from .summary import interface_lines
 
 log = logger("pyprobe")
@@ -274,7 +273,7 @@ class ControlServer:
         n, by, name = TOP_DEFAULT, "octets", None
         for arg in args:
             key, sep, value = arg.partition("=")
-            if not sep and _DIGITS.match(key) and 0 < int(key) <= TOP_MOST:
+            if not sep and 0 < (whole_number(key) or 0) <= TOP_MOST:
                 n = int(key)
             elif key == "by" and value in ("octets", "packets", "flows"):
                 by = value
@@ -385,7 +384,6 @@ class ControlServer:
 
 TOP_DEFAULT = 10
 TOP_MOST = 10000
-_DIGITS = re.compile(r"[0-9]{1,9}\Z", re.ASCII)     # (str.isdigit takes '²', which int() refuses)
 
 
 def _timeout_lines(timeouts, indent=""):

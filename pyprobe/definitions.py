@@ -23,6 +23,7 @@ from collections import namedtuple
 from ._meter import AS_KEYED, KEY_MEMBERS, KEY_SIZE
 from .fields import (BY_NAME, CLASSIC_SHOWN, CLASSIC_SIZE, COLLECT, EITHER, FIELDS, MATCH, MEMBER_CLASSIC, RECORD_SIZE,
                      ROUTE_AS, Element)
+from .parsers import whole_number
 
 # Always part of the key: flows of the two IP versions never merge, nor the two directions.
 ALWAYS_KEYED = ("ipver", "direction")
@@ -141,9 +142,10 @@ def _parse_name(text, record):
     if field.ctype != "address":
         raise ValueError(f"record {record!r}: {text!r}: only an address takes a prefix length")
     most = 32 if ipver == 4 else 128
-    if not (length.isascii() and length.isdigit()) or not 0 <= int(length) <= most:
+    bits = whole_number(length)
+    if bits is None or not 0 <= bits <= most:
         raise ValueError(f"record {record!r}: {text!r}: the prefix length is a number from 0 to {most}")
-    return field, ipver, int(length)
+    return field, ipver, bits
 
 
 def define(name, match, collect=(), biflow=False):

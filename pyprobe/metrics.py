@@ -15,7 +15,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from .errors import SettingsError
 from .logs import logger
-from .settings import parse_listen_address
+from .parsers import parse_listen_address
 
 log = logger("pyprobe")
 

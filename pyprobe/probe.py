@@ -11,7 +11,6 @@ from .export import clamp_timeouts, export_limits
 from .exporter import Exporter
 from .logs import logger
 from .output import JsonWriter, TableWriter, open_progress, standard_output
-from .settings import BY_NAME as OPTIONS_BY_NAME, metered_direction
 from .source import open_source, without_own_traffic
 from .summary import format_summary
 
@@ -128,7 +127,7 @@ class Monitor:
         self.timeouts = {}
         self.meter = Meter(source.linktype, max_flows=settings.max_flows, record=settings.record,
                            sampling=settings.sampling, sampling_mode=settings.sampling_mode,
-                           direction=metered_direction(settings), cache=settings.cache, update=settings.update,
+                           direction=settings.metered_direction, cache=settings.cache, update=settings.update,
                            stride=settings.stride)
         self._apply_export_limits()
         self.set_timeouts(dict(settings.timeouts))
@@ -180,9 +179,7 @@ def _as_started(running, settings, whose):
     """Reloaded settings with what FIXED_AT_START names as it runs, a warning for each change."""
     for name in FIXED_AT_START:
         if getattr(settings, name) != getattr(running, name):
-            option = OPTIONS_BY_NAME.get(name)
-            log.warning("reload: %s%s changed; that needs a restart (kept as it runs)",
-                        option.flags[0] if option and option.flags else f"[[{name[:-1]}]]", whose)
+            log.warning("reload: %s%s changed; that needs a restart (kept as it runs)", settings.named(name), whose)
     return settings._replace(**{name: getattr(running, name) for name in FIXED_AT_START})
 
 

@@ -22,6 +22,7 @@ import threading
 from ._meter import RouteTable
 from .errors import SettingsError
 from .logs import logger
+from .parsers import whole_number
 
 log = logger(__name__)
 
@@ -77,14 +78,15 @@ def _network(text, family=None):
 
 
 def _number_32(text, what):
-    """A whole number as written in ASCII digits that 32 bits hold (str.isdigit takes '²')."""
-    if not (text.isascii() and text.isdigit()) or int(text) > 0xFFFFFFFF:
+    """A whole number as written that 32 bits hold."""
+    number = whole_number(text)
+    if number is None or number > 0xFFFFFFFF:
         raise ValueError(f"bad {what} {text!r} (0 to 4294967295)")
-    return int(text)
+    return number
 
 
 def _interface(text):
-    if text.isascii() and text.isdigit():
+    if whole_number(text) is not None:
         return _number_32(text, "interface index")
     try:
         return socket.if_nametoindex(text)

@@ -23,7 +23,6 @@ import errno
 import fcntl
 import ipaddress
 import os
-import re
 import socket
 import struct
 import termios
@@ -31,6 +30,7 @@ import time
 
 from ._transport import send_datagrams
 from .logs import logger
+from .parsers import whole_number
 
 log = logger(__name__)
 
@@ -44,13 +44,14 @@ TCP_DRAIN_SECONDS = 5.0      # at shutdown, how long to wait for a TCP collector
 def parse_address(text):
     """'host:port' or '[v6addr]:port' -> (host, port)."""
     host, sep, port = text.rpartition(":")
-    if not sep or not host or not re.fullmatch(r"[0-9]{1,5}", port) or not 0 < int(port) < 65536:
+    port = whole_number(port)
+    if not sep or not host or port is None or not 0 < port < 65536:
         raise ValueError(f"bad collector address {text!r}: expected host:port or [ipv6]:port")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     elif ":" in host:
         raise ValueError(f"bad collector address {text!r}: write an IPv6 address as [addr]:port")
-    return host, int(port)
+    return host, port
 
 
 def resolve(name, host, port, kind):

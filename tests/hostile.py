@@ -35,7 +35,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from pyprobe import ctl as ctl_module
-from pyprobe import definitions, settings
+from pyprobe import definitions, parsers, settings
 from pyprobe._meter import DEFAULT_TIMEOUTS
 from pyprobe.export import VERSIONS
 from pyprobe.generate import faults as fault_module
@@ -82,7 +82,7 @@ HUGE_WORDS = ["a" * HUGE, "9" * HUGE, "nan" * (HUGE // 3), " " * HUGE, "é" * (H
 UNITS = ["", "s", "m", "h", "d", "w", "ms", "x", " s", "S"]
 
 LOOPBACK_NAMES = ("localhost",)
-TIMEOUT_NAMES = tuple(DEFAULT_TIMEOUTS) + tuple(settings.TIMEOUT_ALIASES) + tuple(settings.IGNORED_TIMEOUTS)
+TIMEOUT_NAMES = tuple(DEFAULT_TIMEOUTS) + tuple(parsers.TIMEOUT_ALIASES) + tuple(parsers.IGNORED_TIMEOUTS)
 ELEMENT_NAMES = tuple(definitions.ELEMENTS)
 LEVELS = tuple(definitions.LEVELS)
 
@@ -256,7 +256,7 @@ def safe_address(text, ctx, listen=False):
         return text
     try:
         if listen:
-            host, port = settings.parse_listen_address(text)
+            host, port = parsers.parse_listen_address(text)
         else:
             host, port = parse_address(text)
     except Exception:                     # refused (or it crashes) before any address is looked up

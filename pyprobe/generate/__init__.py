@@ -27,8 +27,8 @@ from ..exporter import Exporter
 from ..fields import MEMBER
 from ..logs import configure, logger
 from ..output import JsonWriter, TableWriter, discard_standard_output, standard_output
+from ..parsers import INACTIVE_CLASSES, LAST_EXPORT_SECOND
 from ..records import to_json_lines
-from ..settings import INACTIVE_CLASSES, LAST_EXPORT_SECOND
 from . import profile as profiles
 from .faults import Faults, check_faults
 

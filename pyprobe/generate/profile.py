@@ -69,7 +69,7 @@ PREFIX_KEYS = {"prefix", "weight"}
 
 def load(path):
     """A profile from a TOML file, over the default; SettingsError names what is wrong."""
-    from ..settings import read_toml
+    from ..parsers import read_toml
     data = read_toml(path, "--profile")
     unknown = set(data) - TOP_KEYS
     if unknown:

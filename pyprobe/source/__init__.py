@@ -38,7 +38,7 @@ files, live.py captures on interfaces.
 
 import socket
 
-from ..settings import metered_direction, parse_listen_address
+from ..parsers import parse_listen_address
 from ..transport import parse_address, resolve
 from .batch import Batch
 from .file import FileSource
@@ -53,7 +53,7 @@ def open_source(settings, fanout_group=None):
         from .live import LiveSource      # (libpcap's binding only for live capture)
         source = LiveSource(settings.interface, snaplen=settings.snaplen, promiscuous=not settings.no_promisc,
                             buffer_bytes=settings.buffer, fanout_group=fanout_group,
-                            direction=metered_direction(settings))
+                            direction=settings.metered_direction)
         return ready(source, source.path, without_own_traffic(settings.filter, settings))
     source = ReplaySource(settings.read, speed=settings.realtime, rounds=settings.loop,
                           shift=settings.shift_addresses, dated=not settings.keep_time, max_gap=settings.max_gap)
