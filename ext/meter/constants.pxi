@@ -38,6 +38,18 @@ cdef enum:
 
 TIMEOUT_NAMES = ("general", "tcp", "udp", "icmp", "tcp.fin", "tcp.rst")
 
+
+cdef inline uint8_t class_of(uint8_t proto) noexcept nogil:
+    """A new flow's timeout class, by its protocol."""
+    if proto == 6:
+        return CLASS_TCP
+    if proto == 17:
+        return CLASS_UDP
+    if is_icmp(proto):
+        return CLASS_ICMP
+    return CLASS_GENERAL
+
+
 # Cisco's documented flow cache: 15 s inactive, 30 min active, TCP FIN/RST ends the flow.
 DEFAULT_TIMEOUTS = {"general": 15, "tcp": 15, "udp": 15, "icmp": 15,
                     "tcp.fin": 0, "tcp.rst": 0, "maxlife": 1800}

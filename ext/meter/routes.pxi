@@ -144,3 +144,32 @@ cdef struct FlowRoute:
     uint32_t dst_as
     uint8_t src_length
     uint8_t dst_length
+
+
+cdef inline void keyed_as_in_place(RouteTable routes, uint8_t route_as, FlowKey* key) noexcept nogil:
+    """An AS-keyed record's key: the keyed addresses (route_as) replaced by their routes' origin
+    AS (a lookup per packet, as the key needs; routes change between packets of a flow)."""
+    if route_as & AS_SOURCE:
+        as_in_place(routes, key.src, key.ipver)
+    if route_as & AS_DESTINATION:
+        as_in_place(routes, key.dst, key.ipver)
+
+
+cdef void route_flow(RouteTable routes, FlowRoute* fr, const FlowKey* key) noexcept nogil:
+    """A new flow's routes: the destination's (next hop, output interface, AS, prefix
+    length) and the source's (AS, prefix length), from its first packet's addresses."""
+    cdef int v = key.ipver == 6, bits = 128 if key.ipver == 6 else 32
+    cdef const Route* r
+    memset(fr, 0, sizeof(FlowRoute))
+    if routes is None:
+        return
+    r = route_of(routes.nodes[v], routes.routes, key.dst, bits)
+    if r != NULL:
+        memcpy(fr.next_hop, r.next_hop, 16)
+        fr.out_if = r.out_if
+        fr.dst_as = r.origin_as
+        fr.dst_length = r.length
+    r = route_of(routes.nodes[v], routes.routes, key.src, bits)
+    if r != NULL:
+        fr.src_as = r.origin_as
+        fr.src_length = r.length

@@ -1,0 +1,114 @@
+# Records (pyprobe._meter, included by ext/_meter.pyx): a flow's packed FlowRecord (ext/record.pxd,
+# generated from pyprobe/fields.py) appended to the meter's output, whole or classic (its first
+# CLASSIC_SIZE bytes: Meter.stride), and the output handed out as one bytes object.
+
+RECORD_SIZE = sizeof(FlowRecord)
+CLASSIC_SIZE = CLASSIC_RECORD_SIZE         # a classic record's bytes (pyprobe/fields.py)
+cdef Py_ssize_t OUT_BUFFER_KEEP = 4 << 20       # (a flush step of 8192 records fits: kept, not faulted in again)
+
+
+cdef void emit(Meter meter, int32_t idx, int reason) noexcept nogil:
+    """The flow's record as it stands, ending for `reason` (0: it goes on)."""
+    cdef const Flow* f = &meter.table.flows[idx]
+    cdef const FlowTimes* times = &meter.table.times[idx]
+    cdef FlowRecord* r
+    cdef Py_ssize_t cap
+    cdef FlowKey masked
+    cdef const FlowKey* key = &f.key      # the key as the record shows it
+    cdef int v = f.key.ipver == 6
+    if meter.out_len + meter.stride > meter.out_cap:
+        cap = max(meter.out_cap * 2, 64 * meter.stride)
+        meter.out = <char*>realloc(meter.out, cap)   # small; a failure here is fatal anyway
+        meter.out_cap = cap
+    r = <FlowRecord*>(meter.out + meter.out_len)
+    meter.out_len += meter.stride
+    memset(r, 0, meter.stride)   # padding, and members the flow does not know yet (out_if)
+    if not meter.shows_whole_key[v]:      # (the predefined records show it whole: no copy)
+        memcpy(&masked, &f.key, sizeof(FlowKey))
+        mask_words(&masked, &meter.export_masks[v])
+        key = &masked
+    memcpy(r.src, key.src, 16)
+    memcpy(r.dst, key.dst, 16)
+    r.packets = f.packets
+    r.octets = f.octets
+    r.first_us = times.first_us
+    r.last_us = times.last_us if f.late else f.last_us
+    if key.direction == DIR_EGRESS:
+        r.out_if = key.in_if
+    else:
+        r.in_if = key.in_if
+    r.direction = key.direction
+    r.mpls_label = key.mpls >> 4
+    r.sport = key.sport
+    r.dport = key.dport
+    r.vlan = key.vlan
+    r.ipver = key.ipver
+    r.proto = key.proto
+    r.tos = key.tos
+    r.tcp_flags = f.tcp_flags
+    r.min_ttl = f.min_ttl
+    r.max_ttl = f.max_ttl
+    r.end_reason = reason
+    memcpy(r.src_mac, key.src_mac, 6)
+    memcpy(r.dst_mac, key.dst_mac, 6)
+    if meter.stride == sizeof(FlowRecord):   # (a classic record ends here)
+        emit_rest(&meter.table, r, idx, key)
+
+
+cdef inline void emit_rest(const FlowTable* t, FlowRecord* r, int32_t idx, const FlowKey* key) noexcept nogil:
+    """The members after a classic record's."""
+    cdef const FlowExtra* x
+    cdef const FlowRoute* route
+    r.mpls_stack = key.mpls
+    r.mpls_exp = (key.mpls >> 1) & 7
+    r.flow_label = key.flow_label
+    if is_icmp(key.proto):
+        r.icmp_type = key.dport >> 8
+        r.icmp_code = key.dport & 0xff
+    r.inner_vlan = key.inner_vlan
+    r.dscp = key.tos >> 2
+    r.precedence = key.tos >> 5
+    r.frag = key.frag
+    if t.reverse != NULL:
+        r.reverse_packets = t.reverse[idx].packets
+        r.reverse_octets = t.reverse[idx].octets
+        r.reverse_tcp_flags = t.reverse[idx].tcp_flags
+    if t.routing != NULL:
+        route = &t.routing[idx]
+        memcpy(r.next_hop, route.next_hop, 16)
+        if key.direction != DIR_EGRESS:
+            r.out_if = route.out_if
+        r.src_as = route.src_as
+        r.dst_as = route.dst_as
+        r.src_length = route.src_length
+        r.dst_length = route.dst_length
+    if t.extras != NULL:
+        x = &t.extras[idx]
+        r.octets_squared = x.octets_squared
+        r.syn_packets = x.syn
+        r.fin_packets = x.fin
+        r.rst_packets = x.rst
+        r.min_length = x.min_length
+        r.max_length = x.max_length
+        if x.min_window != NO_WINDOW:          # (a flow without TCP windows shows 0 for both)
+            r.min_tcp_window = x.min_window
+            r.max_tcp_window = x.max_window
+
+
+cdef void emit_active(Meter meter) noexcept nogil:
+    """A record of every active flow as it stands, oldest first (end_reason 0); the flows go on."""
+    cdef int32_t idx = meter.table.age_head
+    while idx != NIL:
+        emit(meter, idx, 0)
+        idx = meter.table.flows[idx].age_next
+
+
+cdef bytes take_records(Meter meter):
+    """The records emitted since the last call, packed back to back."""
+    cdef bytes records = PyBytes_FromStringAndSize(meter.out, meter.out_len)
+    meter.out_len = 0
+    if meter.out_cap > OUT_BUFFER_KEEP:       # a burst (a replay's time jump) grew it: give it back
+        free(meter.out)
+        meter.out = NULL
+        meter.out_cap = 0
+    return records

@@ -1,0 +1,300 @@
+# The flow table (pyprobe._meter, included by ext/_meter.pyx): each flow's state at one index
+# of a few arrays, an open-addressing hash table of the indices by masked key, a list per
+# timeout class in least-recently-used order, all flows in order of creation, and a free
+# list. When a flow ends and what it counts are the meter's (metering.pxi, expiry.pxi).
+
+cdef enum:
+    NIL = -1
+    CACHE_LINE = 64
+
+cdef extern from *:
+    void prefetch "__builtin_prefetch" (const void* address) noexcept nogil
+
+
+# What a packet of the flow reads and writes: 128 bytes, two cache lines (the table is aligned
+# to them). Its times, read only when it is due or ends, are kept beside (FlowTimes).
+cdef struct Flow:
+    uint32_t hash           # (first: a lookup reads it before the key)
+    uint32_t touched        # order of the last create/update: exact LRU for cache-full eviction
+                            # (32 bits, compared modulo 2**32: a flow is 128 bytes, not 136)
+    FlowKey key             # the first packet's, unmasked: the record definition's mask makes the key
+    uint64_t packets
+    uint64_t octets
+    int64_t last_us         # the clock at its last packet (its idle timeout counts from it)
+    int32_t lru_prev        # within the flow's timeout class, by last packet
+    int32_t lru_next        # (also links the free list)
+    int32_t age_prev        # all flows by creation: the head is the next active timeout
+    int32_t age_next
+    uint8_t tcp_flags
+    uint8_t timeout_class
+    uint8_t min_ttl
+    uint8_t max_ttl
+    uint8_t swapped         # a biflow's: its first packet's key was the reverse of the canonical one
+    uint8_t late            # its latest packet's time is behind last_us: FlowTimes.last_us holds it
+
+assert sizeof(Flow) == 2 * CACHE_LINE, "a flow is two cache lines"
+
+
+# A flow's times beside it. The clock never goes backwards, but a packet's own time can be
+# behind it: live capture meters one interface's batch after another's, and ticks with the
+# wall clock between them, while the kernel may still hold a packet of the first. Timeouts
+# run on the clock; a record gives its packets' own times.
+cdef struct FlowTimes:
+    int64_t created_us      # the clock when the flow began (its active timeout counts from it)
+    int64_t first_us        # its first packet's time
+    int64_t last_us         # its latest packet's time, while Flow.late (else it is Flow.last_us)
+
+
+# A biflow's other direction (RFC 5103: the responder's packets), beside the flows.
+cdef struct FlowReverse:
+    uint64_t packets
+    uint64_t octets
+    uint8_t tcp_flags
+
+
+# What a record definition may collect beyond the usual counters, kept only when it does
+# (beside the flows, at the same index): most records need none of it.
+cdef struct FlowExtra:
+    uint64_t octets_squared
+    uint32_t syn
+    uint32_t fin
+    uint32_t rst
+    uint32_t min_length
+    uint32_t max_length
+    uint32_t min_window              # of the TCP windows seen (NO_WINDOW: none yet)
+    uint32_t max_window
+
+
+cdef uint32_t NO_WINDOW = 0x10000      # above any TCP window
+
+
+cdef struct FlowTable:
+    FlowKey key_masks[2]        # the record definition's key, for IPv4 and for IPv6: packets whose
+                                # masked keys agree are one flow
+    int32_t capacity
+    int32_t count
+    Flow* flows                 # (within flows_memory, at a cache line's start)
+    void* flows_memory
+    FlowTimes* times            # beside each flow
+    FlowExtra* extras           # NULL unless the record collects them
+    FlowReverse* reverse        # NULL unless the record is a biflow: both directions are one flow
+    FlowRoute* routing          # NULL unless there are routes: what each flow matched
+    int32_t unused              # flows[unused:] were never handed out
+    int32_t free_head
+    uint32_t* slots             # open addressing, linear probing: flow index + 1, 0 = empty
+    uint32_t slot_mask
+    int32_t lru_head[N_CLASSES]
+    int32_t lru_tail[N_CLASSES]
+    int32_t age_head
+    int32_t age_tail
+    uint32_t touch_counter
+
+
+cdef int table_init(FlowTable* t, int32_t capacity, const uint8_t* key_masks, bint extras, bint biflow) except -1:
+    """An empty table of `capacity` flows keyed by key_masks (two FlowKeys: IPv4's, IPv6's);
+    extras, biflow: whether each flow has a FlowExtra, a FlowReverse beside it."""
+    cdef uint64_t nslots = 1
+    cdef int c
+    memcpy(&t.key_masks[0], key_masks, 2 * sizeof(FlowKey))
+    t.capacity = capacity
+    while nslots < 2 * <uint64_t>capacity:
+        nslots <<= 1
+    # (calloc: pages that the cache never reaches are never touched; one flow more, to align)
+    t.flows_memory = calloc(capacity + 1, sizeof(Flow))
+    t.flows = <Flow*>((<uintptr_t>t.flows_memory + CACHE_LINE - 1) & ~<uintptr_t>(CACHE_LINE - 1))
+    t.times = <FlowTimes*>calloc(capacity, sizeof(FlowTimes))
+    t.slots = <uint32_t*>calloc(nslots, sizeof(uint32_t))
+    if extras:
+        t.extras = <FlowExtra*>calloc(capacity, sizeof(FlowExtra))
+    if biflow:
+        t.reverse = <FlowReverse*>calloc(capacity, sizeof(FlowReverse))
+    if (t.flows_memory == NULL or t.times == NULL or t.slots == NULL
+            or (extras and t.extras == NULL) or (biflow and t.reverse == NULL)):
+        raise MemoryError(f"cannot allocate a cache of {capacity} flows")
+    t.slot_mask = <uint32_t>(nslots - 1)
+    t.free_head = NIL
+    for c in range(N_CLASSES):
+        t.lru_head[c] = NIL
+        t.lru_tail[c] = NIL
+    t.age_head = NIL
+    t.age_tail = NIL
+    return 0
+
+
+cdef int table_add_routing(FlowTable* t) except -1:
+    """A FlowRoute beside each flow, from now on."""
+    if t.routing == NULL:
+        t.routing = <FlowRoute*>calloc(t.capacity, sizeof(FlowRoute))
+        if t.routing == NULL:
+            raise MemoryError("cannot allocate the flows' routes")
+    return 0
+
+
+cdef void table_free(FlowTable* t) noexcept:
+    free(t.flows_memory)
+    free(t.times)
+    free(t.slots)
+    free(t.extras)
+    free(t.reverse)
+    free(t.routing)
+
+
+cdef inline void mask_key(const FlowTable* t, FlowKey* key) noexcept nogil:
+    """Keep the bits the record definition keys on (key_mask), zero the rest."""
+    mask_words(key, &t.key_masks[key.ipver == 6])
+
+
+cdef inline bint same_flow(const FlowTable* t, const FlowKey* first, const FlowKey* key) noexcept nogil:
+    """Whether a flow whose first packet had `first` is the flow of the masked key."""
+    cdef FlowKey turned
+    cdef const uint64_t* a = <const uint64_t*>first
+    cdef const uint64_t* b = <const uint64_t*>key
+    cdef const uint64_t* m = <const uint64_t*>&t.key_masks[key.ipver == 6]
+    cdef uint64_t differ = 0
+    cdef int i
+    if t.reverse != NULL:                 # a biflow's key is canonical: so must the first packet's be
+        memcpy(&turned, first, sizeof(FlowKey))
+        mask_key(t, &turned)
+        canonical(&turned)
+        return memcmp(&turned, key, sizeof(FlowKey)) == 0
+    for i in range(sizeof(FlowKey) // 8):
+        differ |= (a[i] & m[i]) ^ b[i]
+    return differ == 0
+
+
+cdef inline int32_t table_lookup(const FlowTable* t, const FlowKey* key, uint32_t h) noexcept nogil:
+    """The flow of a masked key whose hash is h, or NIL."""
+    cdef uint32_t i = h & t.slot_mask
+    cdef uint32_t s
+    cdef const Flow* f
+    while True:
+        s = t.slots[i]
+        if s == 0:
+            return NIL
+        f = &t.flows[s - 1]
+        if f.hash == h and same_flow(t, &f.key, key):
+            return <int32_t>(s - 1)
+        i = (i + 1) & t.slot_mask
+
+
+cdef int32_t table_add(FlowTable* t, uint32_t h, uint8_t timeout_class) noexcept nogil:
+    """A new flow of hash h in a free place, the newest of its timeout class and of all flows;
+    the caller fills in the rest of it. The table must not be full."""
+    cdef int32_t idx
+    cdef uint32_t i = h & t.slot_mask
+    cdef Flow* f
+    if t.free_head != NIL:
+        idx = t.free_head
+        t.free_head = t.flows[idx].lru_next
+    else:
+        idx = t.unused
+        t.unused += 1
+    f = &t.flows[idx]
+    f.hash = h
+    t.touch_counter += 1
+    f.touched = t.touch_counter
+    while t.slots[i] != 0:
+        i = (i + 1) & t.slot_mask
+    t.slots[i] = <uint32_t>idx + 1
+    f.timeout_class = timeout_class
+    lru_append(t, idx, timeout_class)
+    f.age_next = NIL
+    f.age_prev = t.age_tail
+    if t.age_tail != NIL:
+        t.flows[t.age_tail].age_next = idx
+    else:
+        t.age_head = idx
+    t.age_tail = idx
+    t.count += 1
+    return idx
+
+
+cdef inline void table_touch(FlowTable* t, int32_t idx) noexcept nogil:
+    """A packet of the flow: it becomes the most recently used of its timeout class."""
+    cdef Flow* f = &t.flows[idx]
+    t.touch_counter += 1
+    f.touched = t.touch_counter
+    lru_unlink(t, idx)
+    lru_append(t, idx, f.timeout_class)
+
+
+cdef inline void table_reclass(FlowTable* t, int32_t idx, uint8_t timeout_class) noexcept nogil:
+    """The flow moved to another timeout class, the most recently used of it."""
+    lru_unlink(t, idx)
+    t.flows[idx].timeout_class = timeout_class
+    lru_append(t, idx, timeout_class)
+
+
+cdef void table_remove(FlowTable* t, int32_t idx) noexcept nogil:
+    """Take a flow out of the lists and the hash table; its place is free."""
+    cdef Flow* f = &t.flows[idx]
+    lru_unlink(t, idx)
+    if f.age_prev != NIL:
+        t.flows[f.age_prev].age_next = f.age_next
+    else:
+        t.age_head = f.age_next
+    if f.age_next != NIL:
+        t.flows[f.age_next].age_prev = f.age_prev
+    else:
+        t.age_tail = f.age_prev
+    unslot(t, idx)
+    f.lru_next = t.free_head
+    t.free_head = idx
+    t.count -= 1
+
+
+cdef void unslot(FlowTable* t, int32_t idx) noexcept nogil:
+    """Remove idx from the hash table by backward-shift deletion (no tombstones)."""
+    cdef uint32_t mask = t.slot_mask
+    cdef uint32_t i = t.flows[idx].hash & mask
+    cdef uint32_t j, home
+    while t.slots[i] != <uint32_t>idx + 1:
+        i = (i + 1) & mask
+    j = i
+    while True:
+        j = (j + 1) & mask
+        if t.slots[j] == 0:
+            break
+        home = t.flows[t.slots[j] - 1].hash & mask
+        # The entry at j may move back to the hole at i unless its home lies in (i, j].
+        if (i < j and i < home <= j) or (i > j and (home > i or home <= j)):
+            continue
+        t.slots[i] = t.slots[j]
+        i = j
+    t.slots[i] = 0
+
+
+cdef int32_t least_recently_touched(const FlowTable* t) noexcept nogil:
+    cdef int c
+    cdef int32_t idx, best = NIL
+    for c in range(N_CLASSES):
+        idx = t.lru_head[c]
+        # (the heads of the class lists are within 2**31 touches of each other unless a
+        # flow sat idle through two billion packets: the difference is read modulo 2**32)
+        if idx != NIL and (best == NIL or <int32_t>(t.flows[idx].touched - t.flows[best].touched) < 0):
+            best = idx
+    return best
+
+
+cdef inline void lru_append(FlowTable* t, int32_t idx, uint8_t c) noexcept nogil:
+    cdef Flow* f = &t.flows[idx]
+    f.lru_next = NIL
+    f.lru_prev = t.lru_tail[c]
+    if t.lru_tail[c] != NIL:
+        t.flows[t.lru_tail[c]].lru_next = idx
+    else:
+        t.lru_head[c] = idx
+    t.lru_tail[c] = idx
+
+
+cdef inline void lru_unlink(FlowTable* t, int32_t idx) noexcept nogil:
+    cdef Flow* f = &t.flows[idx]
+    cdef uint8_t c = f.timeout_class
+    if f.lru_prev != NIL:
+        t.flows[f.lru_prev].lru_next = f.lru_next
+    else:
+        t.lru_head[c] = f.lru_next
+    if f.lru_next != NIL:
+        t.flows[f.lru_next].lru_prev = f.lru_prev
+    else:
+        t.lru_tail[c] = f.lru_prev
