@@ -23,7 +23,8 @@ from .exporter import MIN_DATAGRAM, CollectorSpec, ExportSettings
 from .fields import COLLECT, EITHER, END_REASONS, JSON_KEYS, MATCH
 from .parsers import (parse_bool, parse_choice, parse_count, parse_duration, parse_files, parse_filter, parse_max_gap,
                       parse_metrics, parse_prefix, parse_rate, parse_speed, parse_text, parse_time, parse_timeouts,
-                      parse_update, parse_version, read_toml, whole_number)
+                      parse_update, parse_version, read_toml)
+from .source.interfaces import parse_interface
 from .transport import TRANSPORTS
 
 MAX_FLOWS_LIMIT = 100_000_000
@@ -33,33 +34,6 @@ CAPTURE_BUFFER_BYTES = 8 << 20
 def parse_fault(text):
     from .generate.faults import parse_fault as parse
     return parse(text)
-
-
-IFNAMSIZ = 16                     # Linux interface names are at most 15 bytes
-
-
-class InterfaceSpec(namedtuple("InterfaceSpec", "name index", defaults=(None,))):
-    """-i [IDX:]IFACE: an interface to capture on ('any': every one), and the ifIndex its
-    flows are to carry (None: the kernel's own)."""
-
-    __slots__ = ()
-    ANY = "any"
-
-
-def parse_interface(text):
-    text = parse_text(text)
-    index, sep, name = text.partition(":")
-    number = whole_number(index) if sep else None
-    if number is not None:
-        if not 0 < number < 2**32:
-            raise ValueError(f"bad interface index {index}: 1 to 4294967295")
-        if name == InterfaceSpec.ANY:
-            raise ValueError("'any' has no index of its own: give IDX:IFACE for the interface it is to name")
-    else:
-        name = text
-    if not name or len(os.fsencode(name)) >= IFNAMSIZ or "/" in name or any(c.isspace() for c in name):
-        raise ValueError(f"bad interface name {name!r}")
-    return InterfaceSpec(name, number)
 
 
 # -- the option table -----------------------------------------------------------------

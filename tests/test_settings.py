@@ -55,7 +55,8 @@ def test_ctl_timeout_must_be_positive_and_finite(tmp_path, timeout):
 
 
 def test_interfaces_from_flags_and_the_config_file(tmp_path):
-    from pyprobe.settings import InterfaceSpec, parse
+    from pyprobe.settings import parse
+    from pyprobe.source.interfaces import InterfaceSpec
     assert parse(["-i", "any", "-i", "5:eth0"]).interface == (InterfaceSpec("any"), InterfaceSpec("eth0", 5))
     cfg = tmp_path / "probe.toml"
     cfg.write_text('[probe]\ninterface = ["eth1", "3:eth2"]\n')

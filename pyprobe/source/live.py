@@ -29,7 +29,7 @@ import pcapy
 from .._meter import HEADER_BYTES, SUPPORTED_LINKTYPES, linktype_name
 from ..errors import InputError
 from ..logs import logger
-from ..settings import InterfaceSpec
+from .interfaces import InterfaceSpec
 from .batch import Batch
 from .._capture import attach_filter, filter_batch, ip_octets, socket_filter
 from .bpf import DLT_EN10MB, compile_filter, directed, live_program, names_vlan
@@ -161,7 +161,7 @@ class Total32(Total):
 
 
 class LiveSource:
-    """Batches from network interfaces: InterfaceSpecs (settings.py), 'any' for all.
+    """Batches from network interfaces: InterfaceSpecs (interfaces.py), 'any' for all.
 
     The read returns at least every READ_TIMEOUT_MS even on a quiet link, with an
     empty batch, so the caller's clock ticks and idle flows still expire."""
