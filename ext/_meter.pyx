@@ -18,10 +18,10 @@ from cpython.bytes cimport PyBytes_FromStringAndSize
 from pyprobe.fields import END_REASONS
 
 from record cimport FlowRecord, CLASSIC_RECORD_SIZE
-from decode cimport (FlowKey, is_icmp, Packet, decode_packet, DECODED, IGNORE_REASONS, IGNORE_TRUNCATED_L2, TH_FIN, TH_RST,
-                     TH_SYN, IGNORE_UNMATCHED, IGNORE_OTHER_DIRECTION, IGNORE_ON_SUBINTERFACE, DIR_INGRESS, DIR_EGRESS, DIR_BOTH,
-                     DLT_NULL, DLT_EN10MB, DLT_RAW_BSD, DLT_RAW_OPENBSD, DLT_RAW, DLT_LOOP,
-                     DLT_LINUX_SLL, DLT_IPV4, DLT_IPV6, DLT_LINUX_SLL2)
+from decode cimport (FlowKey, Packet, PacketMeta, packet_time_us, decode_packet, is_icmp, DECODED, IGNORE_REASONS,
+                     IGNORE_TRUNCATED_L2, IGNORE_UNMATCHED, IGNORE_OTHER_DIRECTION, IGNORE_ON_SUBINTERFACE, TH_FIN, TH_RST,
+                     TH_SYN, DIR_INGRESS, DIR_EGRESS, DIR_BOTH, DLT_NULL, DLT_EN10MB, DLT_RAW_BSD, DLT_RAW_OPENBSD, DLT_RAW,
+                     DLT_LOOP, DLT_LINUX_SLL, DLT_IPV4, DLT_IPV6, DLT_LINUX_SLL2)
 
 include "meter/linktypes.pxi"
 include "meter/constants.pxi"
@@ -177,12 +177,13 @@ cdef class Meter:
         sub-interface the batch was captured on, whose tag the kernel took off (batch.py)."""
         cdef const uint8_t[::1] buf = packets
         cdef const uint8_t[::1] raw_meta = meta
-        cdef Py_ssize_t n = raw_meta.shape[0] // 16
+        cdef Py_ssize_t n
+        cdef const PacketMeta* metas = packet_metas(raw_meta, &n)
         cdef Py_ssize_t buflen = buf.shape[0]
         self._begin_batch(linktype, shift_round, direction, in_if, vlans_elsewhere, vlan)
         # No Python inside: the GIL is free for the thread reading the next batch.
         with nogil:
-            meter_batch(self, &buf[0] if buflen else NULL, buflen, &raw_meta[0] if n else NULL, n)
+            meter_batch(self, &buf[0] if buflen else NULL, buflen, metas, n)
         self.vlans_elsewhere = NULL
         return take_records(self)
 
@@ -224,17 +225,17 @@ cdef class Meter:
         self.batch_direction = DIRECTIONS[direction]
         return 0
 
-    cdef inline int _decode(self, const uint8_t* buf, Py_ssize_t buflen, const uint32_t* m,
+    cdef inline int _decode(self, const uint8_t* buf, Py_ssize_t buflen, const PacketMeta* m,
                             Packet* pkt, int64_t* time) noexcept nogil:
         """One packet of the batch decoded, its direction, VLAN and shift applied, its time in
         `time`: DECODED, or why it is not metered. Reads no flow state."""
         cdef int reason
-        time[0] = <int64_t>m[0] * 1000000 + m[1]
-        if <Py_ssize_t>m[2] + <Py_ssize_t>m[3] > buflen:
+        time[0] = packet_time_us(m)
+        if <Py_ssize_t>m.offset + <Py_ssize_t>m.length > buflen:
             return IGNORE_TRUNCATED_L2                  # cannot happen with our sources; guards the pointer
         pkt[0] = NO_PACKET                  # (a copy: memset of this size compiles to a slow rep stos)
         pkt.key.in_if = self.in_if
-        reason = decode_packet(buf + m[2] if m[3] else NULL, m[3], self.linktype, pkt)
+        reason = decode_packet(buf + m.offset if m.length else NULL, m.length, self.linktype, pkt)
         if reason != DECODED:
             return reason
         if not pkt.direction_known:

@@ -4,7 +4,7 @@
 # a packet is either decoded into a Packet or ignored with a named reason.
 # The flow is keyed on the outermost IP header: tunnels are not opened.
 
-from libc.stdint cimport uint8_t, uint16_t, uint32_t
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, int64_t
 from libc.string cimport memcpy, memset
 
 # libpcap link types (DLT_*) that the meter understands.
@@ -41,6 +41,19 @@ cdef enum:
 
 cdef enum:
     DECODED = -1
+
+# What a batch says of each of its packets (Batch.meta, pyprobe/source/batch.py): 16 bytes,
+# native byte order, pcapy-ng's next_batch layout.
+cdef packed struct PacketMeta:
+    uint32_t seconds
+    uint32_t microseconds
+    uint32_t offset           # of the packet's bytes in the batch's packets
+    uint32_t length           # captured
+
+
+cdef inline int64_t packet_time_us(const PacketMeta* m) noexcept nogil:
+    """The packet's time, microseconds since the epoch."""
+    return <int64_t>m.seconds * 1000000 + m.microseconds
 
 cdef enum:
     TH_FIN = 0x01

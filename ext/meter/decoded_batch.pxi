@@ -19,7 +19,8 @@ cdef class DecodedBatch:
         """Decode one batch (Meter.process's arguments) as `meter` would."""
         cdef const uint8_t[::1] buf = packets
         cdef const uint8_t[::1] raw_meta = meta
-        cdef Py_ssize_t n = raw_meta.shape[0] // 16, buflen = buf.shape[0], k
+        cdef Py_ssize_t n, buflen = buf.shape[0], k
+        cdef const PacketMeta* metas = packet_metas(raw_meta, &n)
         if n > self.cap:
             free(self.pkts)
             free(self.reasons)
@@ -34,8 +35,7 @@ cdef class DecodedBatch:
         meter._begin_batch(linktype, shift_round, direction, in_if, vlans_elsewhere, vlan)
         with nogil:
             for k in range(n):
-                self.reasons[k] = meter._decode(&buf[0] if buflen else NULL, buflen,
-                                                <const uint32_t*>(&raw_meta[0] + 16 * k), &self.pkts[k],
+                self.reasons[k] = meter._decode(&buf[0] if buflen else NULL, buflen, &metas[k], &self.pkts[k],
                                                 &self.times[k])
         meter.vlans_elsewhere = NULL
         self.n = n

@@ -9,6 +9,12 @@ DIRECTIONS = {"ingress": DIR_INGRESS, "egress": DIR_EGRESS, "both": DIR_BOTH}
 cdef Packet NO_PACKET                   # all zero (C statics are)
 
 
+cdef inline const PacketMeta* packet_metas(const uint8_t[::1] meta, Py_ssize_t* n) noexcept:
+    """A batch's meta as its n packets' PacketMeta (NULL if none)."""
+    n[0] = meta.shape[0] // sizeof(PacketMeta)
+    return <const PacketMeta*>&meta[0] if n[0] else NULL
+
+
 cdef inline void shift_addresses(FlowKey* key, int k) noexcept nogil:
     """Round k of a replay with shifted addresses: k is added to the first octet of an IPv4
     address and to the third 16-bit group of an IPv6 address (each wrapping around)."""

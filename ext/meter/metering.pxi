@@ -7,7 +7,7 @@ cdef enum:
     FLOW_AHEAD = 4      # how far ahead a flow is fetched while metering
 
 
-cdef void meter_batch(Meter meter, const uint8_t* buf, Py_ssize_t buflen, const uint8_t* raw_meta,
+cdef void meter_batch(Meter meter, const uint8_t* buf, Py_ssize_t buflen, const PacketMeta* metas,
                       Py_ssize_t n) noexcept nogil:
     """The batch in chunks of AHEAD packets, each decoded (decoding reads no meter state)
     and then metered, the next chunk's headers fetched into the cache meanwhile."""
@@ -23,13 +23,12 @@ cdef void meter_batch(Meter meter, const uint8_t* buf, Py_ssize_t buflen, const 
         # the next chunk's headers fetched while this one is decoded (two lines: a tagged
         # IPv6 header with its transport ports reaches past the first)
         for k in range(base + AHEAD, min(base + 2 * AHEAD, n)):
-            offset = (<const uint32_t*>(raw_meta + 16 * k))[2]
+            offset = metas[k].offset
             if offset + 128 <= buflen:
                 prefetch(buf + offset)
                 prefetch(buf + offset + 64)
         for k in range(count):            # (each slot fetched while the next packets are decoded)
-            reasons[k] = meter._decode(buf, buflen, <const uint32_t*>(raw_meta + 16 * (base + k)), &pkts[k],
-                                       &times[k])
+            reasons[k] = meter._decode(buf, buflen, &metas[base + k], &pkts[k], &times[k])
             if reasons[k] == DECODED:
                 key_of(meter, &pkts[k], &keys[k], &hashes[k], &swapped[k])
         meter_chunk(meter, pkts, reasons, times, keys, hashes, swapped, count)

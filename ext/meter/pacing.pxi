@@ -1,37 +1,35 @@
 # Replay pacing (pyprobe._meter, included by ext/_meter.pyx; only pyprobe/source/replay.py uses
 # it): how much of a batch a clock has reached, a looped round's times, how late packets were fed.
 
-cdef inline int64_t meta_time(const uint8_t[::1] meta, Py_ssize_t i) noexcept nogil:
-    cdef const uint32_t* m = <const uint32_t*>(&meta[0] + 16 * i)
-    return <int64_t>m[0] * 1000000 + m[1]
-
-
 def first_after(const uint8_t[::1] meta, Py_ssize_t start, int64_t limit_us):
     """The index of the first packet from `start` on whose time is past limit_us (or the
     packet count): how much of a batch is due by a clock."""
-    cdef Py_ssize_t n = meta.shape[0] // 16, i = start
-    while i < n and meta_time(meta, i) <= limit_us:
+    cdef Py_ssize_t n, i = start
+    cdef const PacketMeta* m = packet_metas(meta, &n)
+    while i < n and packet_time_us(&m[i]) <= limit_us:
         i += 1
     return i
 
 
 def packet_time(const uint8_t[::1] meta, Py_ssize_t i):
     """Packet i's time, microseconds since the epoch."""
-    return meta_time(meta, i)
+    cdef Py_ssize_t n
+    return packet_time_us(&packet_metas(meta, &n)[i])
 
 
 def shift_times(const uint8_t[::1] meta, int64_t delta_us):
     """The batch's packet times moved by delta_us (a looped replay's round)."""
-    cdef Py_ssize_t n = meta.shape[0] // 16, i
+    cdef Py_ssize_t n, i
     out = bytearray(meta)
-    cdef uint32_t[::1] m = memoryview(out).cast("I")
+    cdef uint8_t[::1] view = out
+    cdef PacketMeta* m = <PacketMeta*>packet_metas(view, &n)
     cdef int64_t t
     for i in range(n):
-        t = <int64_t>m[4 * i] * 1000000 + m[4 * i + 1] + delta_us
+        t = packet_time_us(&m[i]) + delta_us
         if t < 0:
             t = 0
-        m[4 * i] = <uint32_t>(t // 1000000)
-        m[4 * i + 1] = <uint32_t>(t % 1000000)
+        m[i].seconds = <uint32_t>(t // 1000000)
+        m[i].microseconds = <uint32_t>(t % 1000000)
     return bytes(out)
 
 
@@ -49,11 +47,12 @@ cdef class Lateness:
     def add(self, const uint8_t[::1] meta, Py_ssize_t start, Py_ssize_t stop, int64_t t0_us,
             int64_t wall0_us, double speed, int64_t now_us):
         """Packets start..stop fed at now_us; packet time t was due at wall0 + (t - t0) / speed."""
-        cdef Py_ssize_t i
+        cdef Py_ssize_t n, i
+        cdef const PacketMeta* m = packet_metas(meta, &n)
         cdef int64_t lag
         cdef int b
         for i in range(start, stop):
-            lag = now_us - wall0_us - <int64_t>((meta_time(meta, i) - t0_us) / speed)
+            lag = now_us - wall0_us - <int64_t>((packet_time_us(&m[i]) - t0_us) / speed)
             if lag > self.worst:
                 self.worst = lag
             b = 0 if lag < 1 else <int>(log10(<double>lag) * 100)
