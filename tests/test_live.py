@@ -271,7 +271,7 @@ def test_two_workers_conserve_and_never_split_a_flow(hosts, tmp_path):
     dump = hosts.start(hosts.a, "tcpdump", "-i", hosts.if_a, "-U", "-w", str(ground), "udp",
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     probe = hosts.start(hosts.a, PYPROBE, "-i", hosts.if_a, "--direction", "both", "--workers", "2",
-                        "-n", "127.0.0.1:2055",
+                        "-n", "127.0.0.1:2055", "--flush-interval", "0",     # (records before SINK's 3 s of quiet)
                         "-t", "inactive=1", "udp", stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(1.5)
     flows = (f"import socket, time\nfor port in range(40):\n"

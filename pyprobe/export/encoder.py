@@ -269,7 +269,8 @@ class Encoder:
             # (after a datagram of templates alone the records go next: were the templates due
             # again at once, as with --template-refresh 1 in a small datagram, none would go)
             if not pending and not (templates_only and start < pos):
-                if hold and start < pos and self.templates_due(now_ms) and self._fit_one(buf, order, start, pos):
+                if (hold and start < pos and not self.templates_wanted and self.templates_due(now_ms)
+                        and self._fit_one(buf, order, start, pos)):
                     self._hold(buf, order, start, pos)      # (templates go with a datagram's worth)
                     return datagrams
                 side, pending = self.control_records(now_ms, ignored_packets)
@@ -330,6 +331,8 @@ class Encoder:
     def _hold(self, buf, order, start, pos):
         self.held = _encode.gather(buf, self.stride, order, start, pos)
         self.held_from = record_span(order, start, pos)
+
+    templates_wanted = False     # asked for (SIGUSR1), not due by count or time; never for v5
 
     def templates_due(self, now_ms):
         """Templates go in the next datagram (never, for v5)."""
