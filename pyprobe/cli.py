@@ -26,8 +26,7 @@ def _command(argv):
         from .ctl import main as ctl_main
         return ctl_main(argv[1:])
     if argv[:1] == ["generate"]:
-        from .generate import main as generate_main
-        return generate_main(argv[1:])
+        return _generate(argv[1:])
     # Until a probe's own handlers are in place (daemon.install_signal_handlers), a reload or
     # a template request has nothing to act on: it must not end the process (their default).
     for sig in (signal.SIGHUP, signal.SIGUSR1):
@@ -55,4 +54,19 @@ def _command(argv):
         # The reader of our output went away (pyprobe ... | head): not an error.
         sys.stderr.close()
         return 0
+
+
+def _generate(argv):
+    """pyprobe generate: its settings from the option table, then the generator's run."""
+    try:
+        settings = settings_module.parse(argv, command="generate")
+    except SettingsError as e:
+        print(f"pyprobe generate: {one_line(e)}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:                 # (the reader of --help went away: not an error)
+        from .output import discard_standard_output
+        discard_standard_output()
+        return 0
+    from .generate.run import main as generate_main
+    return generate_main(settings)
 

@@ -21,9 +21,11 @@ from .errors import SettingsError
 from .export import VERSIONS, capabilities
 from .exporter import MIN_DATAGRAM, CollectorSpec, ExportSettings
 from .fields import COLLECT, EITHER, END_REASONS, JSON_KEYS, MATCH
+from .generate.options import OPTIONS as GENERATE_OPTIONS
+from .option import BOTH, Option
 from .parsers import (parse_bool, parse_choice, parse_count, parse_duration, parse_files, parse_filter, parse_max_gap,
-                      parse_metrics, parse_prefix, parse_rate, parse_speed, parse_text, parse_time, parse_timeouts,
-                      parse_update, parse_version, read_toml)
+                      parse_metrics, parse_rate, parse_speed, parse_text, parse_timeouts, parse_update, parse_version,
+                      read_toml)
 from .source.interfaces import parse_interface
 from .transport import TRANSPORTS
 
@@ -31,36 +33,11 @@ MAX_FLOWS_LIMIT = 100_000_000
 CAPTURE_BUFFER_BYTES = 8 << 20
 
 
-def parse_fault(text):
-    from .generate.faults import parse_fault as parse
-    return parse(text)
-
-
 # -- the option table -----------------------------------------------------------------
 
-class Option(namedtuple("Option", "name flags section parse default help metavar kind group key const commands",
-                         defaults=(None, "", None, "value", "probe", None, None, frozenset({"probe"})))):
-    """One setting. flags: its command-line flags (none: config file only); section and
-    key: its place in the TOML file (section None: flags only; key default: name). kind:
-    'value' (one argument), 'switch' (a flag without argument), 'list' (repeatable flag),
-    'files' (-r: one or more paths, repeatable), 'optional' (an argument that may be left
-    out: const). group: the --help group (probe, export, output); commands: which commands
-    have it (probe, generate)."""
-
-    __slots__ = ()
-
-    @property
-    def toml_key(self):
-        return self.key or self.name
-
-    def where(self, from_flag):
-        return ("/".join(self.flags) or self.name) if from_flag else f"[{self.section}] {self.toml_key}"
-
-
+# The probe's options; pyprobe generate's own follow them (GENERATE_OPTIONS).
 O = Option
-BOTH = frozenset({"probe", "generate"})
-GENERATE = frozenset({"generate"})
-OPTIONS = (
+PROBE_OPTIONS = (
     O("read", ("-r",), "probe", parse_files, metavar="FILE", kind="files",
       help="read packets from capture files, as one time-ordered stream ('-' for standard input; "
            "globs of rotated captures, quoted or not; the first word that is not a file starts the filter)"),
@@ -162,38 +139,6 @@ OPTIONS = (
                            "routers (IP TTL / IPv6 hop limit; default 1: the local link)", commands=BOTH),
     O("max_datagram", ("--max-datagram",), "export", parse_count(MIN_DATAGRAM, 65507, "datagram size"),
       metavar="BYTES", group="export", help="largest export datagram (default fits a 1500-byte MTU)", commands=BOTH),
-    O("rate", ("--rate",), "generate", parse_rate, None, metavar="RECORDS/S", commands=GENERATE,
-      help="records per second, paced evenly within every 100 ms (default: 1000 to collectors, as fast as "
-           "possible when only printing; 0: as fast as possible)"),
-    O("count", ("--count",), "generate", parse_count(0, 2**62, "record count"), 0, metavar="N", commands=GENERATE,
-      help="stop after N records (default 0: no limit)"),
-    O("duration", ("--duration",), "generate", parse_duration, 0.0, metavar="SECONDS", commands=GENERATE,
-      help="stop after this long (default 0: no limit; suffixes s m h d w)"),
-    O("seed", ("--seed",), "generate", parse_count(0, 2**64 - 1, "seed"), None, metavar="N", commands=GENERATE,
-      help="seed of the random records (default: a new one each run); with --start-time, the same "
-           "command gives the same datagrams"),
-    O("start_time", ("--start-time",), "generate", parse_time, None, metavar="TIME", commands=GENERATE,
-      help="date the records from this epoch (seconds, or ISO 8601) on, one record every 1/RATE s, "
-           "instead of the wall clock"),
-    O("profile", ("--profile",), "generate", parse_text, metavar="FILE", commands=GENERATE,
-      help="the traffic profile (TOML; see README), else the default one"),
-    O("exporters", ("--exporters",), "generate", parse_count(1, 10000, "exporter count"), 1, metavar="N",
-      commands=GENERATE,
-      help="simulate N routers: exporter i has observation domain / source id / engine id BASE+i, its own "
-           "sequence numbers, uptime and template timers"),
-    O("exporter_address", ("--exporter-address",), "generate", parse_prefix, metavar="PREFIX", commands=GENERATE,
-      help="exporter i sends from the (i+1)th address of PREFIX (local addresses: 127.0.0.0/8, or ones "
-           "added to an interface)"),
-    O("faults", ("--fault",), "generate", parse_fault, (), metavar="KIND[=EVERY]", kind="list", commands=GENERATE,
-      help="inject a fault every EVERY datagrams (default 100), repeatable (see faults below)"),
-    O("pcap", ("--pcap",), "generate", parse_text, metavar="FILE", commands=GENERATE,
-      help="write the records' packets to a capture instead of exporting records (with --count); "
-           "--expect then holds the records a probe with these -t timeouts makes of it"),
-    O("pcap_snaplen", ("--snaplen",), "generate", parse_count(0, 65535 + 18, "snap length"), 0, metavar="BYTES",
-      commands=GENERATE, help="with --pcap: bytes of each frame in the capture, the payload zeros (default 0: "
-                              "the headers only; the wire length is always the packet's)"),
-    O("expect", ("--expect",), "generate", parse_text, metavar="FILE", commands=GENERATE,
-      help="write every generated record to FILE as JSON lines (pyprobe -r --json's schema)"),
     O("json", ("--json",), None, parse_bool, False, kind="switch", group="output",
       help="print records as JSON lines (with -n: print them as well)", commands=BOTH),
     O("progress", ("--progress",), None, parse_choice("auto", "always", "never"), "auto",
@@ -208,6 +153,7 @@ OPTIONS = (
       help="log debugging detail", commands=BOTH),
 )
 del O
+OPTIONS = PROBE_OPTIONS + GENERATE_OPTIONS
 BY_NAME = {o.name: o for o in OPTIONS}
 SECTIONS = {}
 for _option in OPTIONS:
