@@ -47,8 +47,7 @@ cdef class Meter:
     ipver, extras); None: the predefined record "full".
     """
     cdef FlowTable table             # the flows (flow_table.pxi)
-    cdef int linktype
-    cdef int shift_round             # a looped replay's round, when addresses are shifted per round
+    cdef Decoder decoder             # (decoder.pxi)
     cdef FlowKey export_masks[2]     # what a record shows of its flow's key (the key's bits, first-packet values)
     cdef bint shows_whole_key[2]     # the export mask keeps every bit: the record copies the key as it is
     cdef uint8_t only_ipver          # 4 or 6: the record meters only that IP version; 0: both
@@ -59,11 +58,6 @@ cdef class Meter:
     cdef uint64_t updates            # a permanent cache's exports so far
     cdef RouteTable route_table      # None, or the routes flows look their addresses up in
     cdef uint8_t route_as            # AS_SOURCE, AS_DESTINATION: keyed on that address's route's AS
-    cdef uint32_t in_if              # this batch's interface, unless its link layer says
-    cdef const uint8_t* vlans_elsewhere   # this batch's: a bit per VLAN id metered on a sub-interface
-    cdef uint16_t batch_vlan         # this batch's VLAN sub-interface's id: its packets' outer tag
-    cdef int direction_mode          # DIR_INGRESS, DIR_EGRESS or DIR_BOTH: which packets are metered
-    cdef int batch_direction         # which way this batch's packets went, unless their link layer says
     cdef int64_t timeout_us[N_CLASSES]
     cdef int64_t maxlife_us
     cdef int64_t now
@@ -91,8 +85,7 @@ cdef class Meter:
                   uint32_t sampling=1, sampling_mode="count", bint limit_32bit=False, seed=None,
                   direction="ingress", cache="normal", double update=1800, Py_ssize_t stride=RECORD_SIZE):
         cdef const uint8_t[::1] mask
-        if linktype not in SUPPORTED_LINKTYPES:
-            raise ValueError(f"unsupported link type {linktype}")
+        decoder_init(&self.decoder, linktype, direction)
         if max_flows < 1:
             raise ValueError("max_flows must be at least 1")
         if record is None:
@@ -113,7 +106,6 @@ cdef class Meter:
             raise ValueError(f"ipver: 0, 4 or 6, not {record.ipver!r}")
         self.only_ipver = record.ipver
         self.route_as = record.route_as
-        self.linktype = linktype
         if cache not in CACHE_KINDS:
             raise ValueError(f"unknown cache kind {cache!r} (one of {', '.join(CACHE_KINDS)})")
         self.cache_kind = CACHE_KINDS.index(cache)
@@ -121,10 +113,6 @@ cdef class Meter:
             raise ValueError(f"update interval {update!r} out of range 1e-6..1e12 seconds")
         self.update_us = <int64_t>round(update * 1000000)
         self.next_update = -1 if self.cache_kind == CACHE_PERMANENT else INT64_MAX   # -1: at the first packet
-        if direction not in DIRECTIONS:
-            raise ValueError(f"unknown direction {direction!r}")
-        self.direction_mode = DIRECTIONS[direction]
-        self.batch_direction = DIR_INGRESS
         self._set_timeouts(timeouts or {})
         mask = record.key_mask
         table_init(&self.table, max_flows, &mask[0], record.extras, record.biflow)
@@ -180,16 +168,16 @@ cdef class Meter:
         cdef Py_ssize_t n
         cdef const PacketMeta* metas = packet_metas(raw_meta, &n)
         cdef Py_ssize_t buflen = buf.shape[0]
-        self._begin_batch(linktype, shift_round, direction, in_if, vlans_elsewhere, vlan)
+        begin_batch(&self.decoder, linktype, shift_round, direction, in_if, vlans_elsewhere, vlan)
         # No Python inside: the GIL is free for the thread reading the next batch.
         with nogil:
             meter_batch(self, &buf[0] if buflen else NULL, buflen, metas, n)
-        self.vlans_elsewhere = NULL
+        end_batch(&self.decoder)
         return take_records(self)
 
     def meter_decoded(self, DecodedBatch batch):
-        """Meter a batch another meter decoded (DecodedBatch: several monitors, one decoding);
-        return the records of the flows it expired."""
+        """Meter a batch decoded once for several meters (DecodedBatch: monitors); return the
+        records of the flows it expired."""
         cdef Py_ssize_t base = 0, count, k
         cdef FlowKey keys[AHEAD]
         cdef uint32_t hashes[AHEAD]
@@ -204,53 +192,6 @@ cdef class Meter:
                             swapped, count)
                 base += count
         return take_records(self)
-
-    cdef int _begin_batch(self, int linktype, int shift_round, direction, uint32_t in_if, vlans_elsewhere,
-                          uint16_t vlan) except -1:
-        """What a batch says of its packets, for decoding them (process())."""
-        cdef const uint8_t[::1] vlan_bits
-        self.vlans_elsewhere = NULL
-        if vlans_elsewhere is not None:
-            vlan_bits = vlans_elsewhere
-            if vlan_bits.shape[0] != VLAN_BITMAP_BYTES:
-                raise ValueError(f"vlans_elsewhere: {VLAN_BITMAP_BYTES} bytes, not {vlan_bits.shape[0]}")
-            self.vlans_elsewhere = &vlan_bits[0]     # (the caller keeps the bytes for the batch)
-        self.in_if = in_if
-        self.batch_vlan = vlan & 0x0fff
-        if linktype >= 0 and linktype != self.linktype:
-            if linktype not in SUPPORTED_LINKTYPES:
-                raise ValueError(f"unsupported link type {linktype}")
-            self.linktype = linktype
-        self.shift_round = shift_round
-        self.batch_direction = DIRECTIONS[direction]
-        return 0
-
-    cdef inline int _decode(self, const uint8_t* buf, Py_ssize_t buflen, const PacketMeta* m,
-                            Packet* pkt, int64_t* time) noexcept nogil:
-        """One packet of the batch decoded, its direction, VLAN and shift applied, its time in
-        `time`: DECODED, or why it is not metered. Reads no flow state."""
-        cdef int reason
-        time[0] = packet_time_us(m)
-        if <Py_ssize_t>m.offset + <Py_ssize_t>m.length > buflen:
-            return IGNORE_TRUNCATED_L2                  # cannot happen with our sources; guards the pointer
-        pkt[0] = NO_PACKET                  # (a copy: memset of this size compiles to a slow rep stos)
-        pkt.key.in_if = self.in_if
-        reason = decode_packet(buf + m.offset if m.length else NULL, m.length, self.linktype, pkt)
-        if reason != DECODED:
-            return reason
-        if not pkt.direction_known:
-            pkt.key.direction = self.batch_direction
-        if self.direction_mode != DIR_BOTH and pkt.key.direction != self.direction_mode:
-            return IGNORE_OTHER_DIRECTION
-        if (self.vlans_elsewhere != NULL and pkt.key.vlan
-                and self.vlans_elsewhere[pkt.key.vlan >> 3] >> (pkt.key.vlan & 7) & 1):
-            return IGNORE_ON_SUBINTERFACE
-        if self.batch_vlan:                      # the outermost tag, as the wire had it; a tag
-            pkt.key.inner_vlan = pkt.key.vlan    # left in the frame is the next one in
-            pkt.key.vlan = self.batch_vlan
-        if self.shift_round:
-            shift_addresses(&pkt.key, self.shift_round)
-        return DECODED
 
     def expire(self, int64_t now_us):
         """Advance the clock (never backwards) and expire what is due: live capture ticks."""

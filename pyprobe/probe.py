@@ -196,7 +196,8 @@ class Probe:
         except SettingsError:
             self.source.close()
             raise
-        self.decoded = DecodedBatch() if len(self.monitors) > 1 else None   # (decoded once for them all)
+        self.decoded = (DecodedBatch(self.source.linktype, settings.metered_direction)   # (once for them all)
+                        if len(self.monitors) > 1 else None)
         self.route_watch = None
         if settings.routes:
             from . import routes         # (only with routes: it imports subprocess and ipaddress)
@@ -252,7 +253,7 @@ class Probe:
                 batch.vlans_elsewhere, batch.vlan)
         if self.decoded is None:
             return [self.meter.process(*args)]
-        self.decoded.decode(self.meter, *args)
+        self.decoded.decode(*args)
         return [m.meter.meter_decoded(self.decoded) for m in self.monitors]
 
     def run(self):

@@ -9,7 +9,7 @@ cdef enum:
 
 cdef void meter_batch(Meter meter, const uint8_t* buf, Py_ssize_t buflen, const PacketMeta* metas,
                       Py_ssize_t n) noexcept nogil:
-    """The batch in chunks of AHEAD packets, each decoded (decoding reads no meter state)
+    """The batch in chunks of AHEAD packets, each decoded (decoding reads no flow state)
     and then metered, the next chunk's headers fetched into the cache meanwhile."""
     cdef Packet pkts[AHEAD]
     cdef int reasons[AHEAD]
@@ -28,7 +28,7 @@ cdef void meter_batch(Meter meter, const uint8_t* buf, Py_ssize_t buflen, const 
                 prefetch(buf + offset)
                 prefetch(buf + offset + 64)
         for k in range(count):            # (each slot fetched while the next packets are decoded)
-            reasons[k] = meter._decode(buf, buflen, &metas[base + k], &pkts[k], &times[k])
+            reasons[k] = decode_one(&meter.decoder, buf, buflen, &metas[base + k], &pkts[k], &times[k])
             if reasons[k] == DECODED:
                 key_of(meter, &pkts[k], &keys[k], &hashes[k], &swapped[k])
         meter_chunk(meter, pkts, reasons, times, keys, hashes, swapped, count)
