@@ -47,9 +47,10 @@ class CollectorSpec(namedtuple("CollectorSpec", "address version transport", def
         if self.transport not in TRANSPORTS:
             raise SettingsError(f"collector {self.address}: unknown transport {self.transport!r} "
                                 f"({' or '.join(TRANSPORTS)})")
-        if self.transport == "tcp" and not capabilities(self.version).tcp:
+        if TRANSPORTS[self.transport].stream and not capabilities(self.version).tcp:
             tcp_versions = " or ".join(f"{capabilities(v).name} (-v {v})" for v in ENCODERS if capabilities(v).tcp)
-            raise SettingsError(f"collector {self.address}: TCP transport is for {tcp_versions} only")
+            raise SettingsError(f"collector {self.address}: {self.transport.upper()} transport is for {tcp_versions} "
+                                "only")
 
 
 def new_encoder(version, settings, max_size, over_stream):

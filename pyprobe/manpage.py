@@ -17,6 +17,7 @@ import re
 import sys
 
 from . import __version__, ctl, settings
+from . import help as probe_help
 from .generate import help as generate_help
 
 SECTION = 8
@@ -271,7 +272,7 @@ def synopsis(command):
 
 
 def description(command):
-    text = {"probe": settings.DESCRIPTION, "generate": generate_help.DESCRIPTION, "ctl": ctl.DESCRIPTION}[command]
+    text = {"probe": probe_help.DESCRIPTION, "generate": generate_help.DESCRIPTION, "ctl": ctl.DESCRIPTION}[command]
     lines = [".SH DESCRIPTION"]
     for piece in text.split("\n\n"):
         lines += [".PP", prose(" ".join(piece.split()))]

@@ -16,11 +16,11 @@ import types
 from collections import namedtuple
 
 from . import __version__
-from ._meter import CACHE_KINDS, DEFAULT_TIMEOUTS, HEADER_BYTES, supported_linktype_names
+from ._meter import CACHE_KINDS, HEADER_BYTES
 from .errors import SettingsError
 from .export import VERSIONS, capabilities
 from .exporter import MIN_DATAGRAM, CollectorSpec, ExportSettings
-from .fields import COLLECT, EITHER, END_REASONS, JSON_KEYS, MATCH
+from .definitions import LEVELS
 from .generate.options import OPTIONS as GENERATE_OPTIONS
 from .option import BOTH, Option
 from .parsers import (parse_bool, parse_choice, parse_count, parse_duration, parse_files, parse_filter, parse_max_gap,
@@ -34,6 +34,18 @@ CAPTURE_BUFFER_BYTES = 8 << 20
 
 
 # -- the option table -----------------------------------------------------------------
+
+def _one_of(words):
+    """'a, b or c'."""
+    words = list(words)
+    return " or ".join(filter(None, (", ".join(words[:-1]), words[-1])))
+
+
+def _stream_only():
+    """Which versions a stream transport (TCP) may carry, from the versions' capabilities."""
+    streams = [name for name, transport in TRANSPORTS.items() if transport.stream]
+    return f"{_one_of(streams)} for {_one_of(capabilities(v).name for v in VERSIONS if capabilities(v).tcp)} only"
+
 
 # The probe's options; pyprobe generate's own follow them (GENERATE_OPTIONS).
 O = Option
@@ -73,7 +85,7 @@ PROBE_OPTIONS = (
       help="most flows tracked at once (default 65536)"),
     # (-T names a tracking level or a [[record]] of the config file: checked once the file is read)
     O("level", ("-T",), "probe", parse_text, "full", metavar="RECORD", key="tracking",
-      help="the flow record: a tracking level, full, port, proto, ip, vlan or ether (default full), or the "
+      help=f"the flow record: a tracking level, {_one_of(LEVELS)} (default full), or the "
            "name of a [[record]] of the config file (see records below)"),
     O("sampling", ("-s",), "probe", parse_count(1, 2**31, "sampling interval"), 1, metavar="N",
       help="meter 1 packet in N (default 1: every packet)", commands=BOTH),
@@ -113,10 +125,11 @@ PROBE_OPTIONS = (
            "round's flows are new flows"),
     O("collector_addresses", ("-n",), None, parse_text, (), metavar="HOST:PORT", kind="list", group="export",
       help="send records to this collector (repeatable; IPv6 as [addr]:port)", commands=BOTH),
-    O("version", ("-v",), "export", parse_version, 9, metavar="5|9|10", group="export",
-      help="NetFlow v5, v9 or IPFIX (10) (default 9)", commands=BOTH),
-    O("transport", ("-P",), "export", parse_choice(*TRANSPORTS), "udp", metavar="{udp,tcp}", group="export",
-      help="transport to the collectors: udp (default) or tcp (IPFIX only)", commands=BOTH),
+    O("version", ("-v",), "export", parse_version, 9, metavar="|".join(map(str, VERSIONS)), group="export",
+      help=f"{_one_of(f'{capabilities(v).name} ({v})' for v in VERSIONS)} (default 9)", commands=BOTH),
+    O("transport", ("-P",), "export", parse_choice(*TRANSPORTS), "udp", metavar="{" + ",".join(TRANSPORTS) + "}",
+      group="export", help=f"transport to the collectors: {_one_of(TRANSPORTS)} (default udp; {_stream_only()})",
+      commands=BOTH),
     O("round_robin", ("-l",), "export", parse_bool, False, kind="switch", group="export",
       help="round robin: each datagram to the next collector, not to all", commands=BOTH),
     O("source_id", ("--source-id",), "export", parse_count(0, 2**32 - 1, "source id"), 1, metavar="N",
@@ -288,7 +301,7 @@ def build_parser(command="probe"):
     if command == "generate":
         from .generate.help import DESCRIPTION as description, epilog as command_epilog
     else:
-        description, command_epilog = DESCRIPTION, epilog
+        from .help import DESCRIPTION as description, epilog as command_epilog
     parser = _Parser(prog="pyprobe" if command == "probe" else f"pyprobe {command}", description=description,
                      epilog=command_epilog(), formatter_class=_HelpFormatter)
     groups = {"probe": parser, "export": parser.add_argument_group("export"),
@@ -498,171 +511,3 @@ def check(settings):
         if not each.routes and each.record.route_as:
             raise SettingsError(f"record {each.record.name!r} keys on AS numbers: they come from the routes "
                                 "(--routes FILE|kernel)")
-
-
-# -- help ------------------------------------------------------------------------------------
-
-DESCRIPTION = """\
-pyprobe meters IP traffic into flows, the way a NetFlow-enabled router does, and
-hands out one record per flow when the flow ends. It captures on a network
-interface (-i) or reads a capture file (-r: pcap or pcapng, plain or
-gzip-compressed, or standard input) and sends the records to NetFlow v5/v9 or
-IPFIX collectors, or, with no collector given, prints them. A tcpdump-style
-filter expression may follow the options.
-
-Two more commands: `pyprobe generate` makes synthetic flow records (or a capture
-of their packets) to test collectors, and `pyprobe ctl` asks a running probe
-(-c PATH) for its statistics, flows and more; each has its own --help."""
-
-
-def _wrap(words, indent, width=88):
-    lines, line = [], indent
-    for word in words:
-        if len(line) + len(word) + 1 > width and line.strip():
-            lines.append(line.rstrip())
-            line = indent
-        line += word + " "
-    lines.append(line.rstrip())
-    return "\n".join(lines)
-
-
-def _config_help():
-    lines = ["config file (-f FILE, TOML; flags override it):"]
-    for section, options in SECTIONS.items():
-        if section == "timeouts":
-            lines.append("  [timeouts]  any -t name = seconds")
-            continue
-        keys = ", ".join(o.toml_key for o in options).split()
-        lines.append(_wrap([f"[{section}]".ljust(11)] + keys, "  ", width=76).replace("\n  ", "\n" + " " * 14))
-    lines.append('  [[collector]]  address = "host:port", version = 5|9|10, transport = "udp"|"tcp"')
-    lines.append("              (one table per collector; -n on the command line replaces them)")
-    lines.append('  [[record]]  name, match = [...], collect = [...]   (see records above)')
-    lines.append("  [[monitor]] " + ", ".join(MONITOR_KEYS[:-2]) + ", [monitor.timeouts], [[monitor.collector]]")
-    lines.append("              (one table per monitor: each meters the same packets into its own")
-    lines.append("              flow table; its collectors, else the run's)")
-    return "\n".join(lines)
-
-
-def _versions_help():
-    """What each export version cannot carry, from their declared capabilities."""
-    caps = [capabilities(v) for v in VERSIONS]
-    no_ipv6 = " and ".join(c.name for c in caps if not c.ipv6)
-    narrow = " and ".join(c.name for c in caps if c.counter_bits == 32)
-    tcp = " and ".join(c.name for c in caps if c.tcp)
-    text = (f"{no_ipv6} carries no IPv6: such flows are counted and not sent. With {narrow}, flows end "
-            f"before their 32-bit counters would wrap. TCP is for {tcp} only.")
-    return _wrap(text.split(), "  ")
-
-
-def _active_limit_help():
-    caps = [capabilities(v) for v in VERSIONS]
-    limited = [c for c in caps if c.uptime]
-    days = min(c.max_active_seconds for c in limited) / 86400
-    text = (f"{' and '.join(c.name for c in limited)} state times as 32-bit uptime milliseconds: "
-            f"with such a collector the active timeout is at most {days:g} days (longer is shortened, "
-            "with a warning, at start, on reload and from the control socket alike).")
-    return _wrap(text.split(), "  ")
-
-
-def epilog():
-    from .definitions import element_names
-    return f"""\
-timeouts (-t name=seconds, repeatable, applied in order; suffixes s m h d w allowed):
-  inactive   sets general, tcp, udp and icmp at once      (default {DEFAULT_TIMEOUTS['general']})
-  active     a flow is cut after this long, even if busy    (default {DEFAULT_TIMEOUTS['maxlife']}; alias maxlife)
-  tcp, udp, icmp, general
-             inactive timeout for TCP, UDP, ICMP/ICMPv6 and every other protocol
-  tcp.fin, tcp.rst
-             once a TCP flow has seen FIN (RST), it ends after this much quiet;
-             0 (the default) ends it with the FIN or RST packet itself
-  A flow ends when it has been idle longer than its inactive timeout, when it has
-  lasted the active timeout, at TCP FIN/RST, when the cache is full (-m: the least
-  recently used flow makes room), or at the end of the input. These are Cisco's
-  defaults; softflowd's names are accepted so its command lines keep working.
-{_active_limit_help()}
-
-tracking levels (-T), what makes two packets the same flow (flows are one-way):
-  full     addresses, protocol, ports, TOS, input interface (default, as classic NetFlow)
-  port     the same without TOS (softflowd's "full")
-  proto    addresses and protocol      ip     addresses only
-  vlan     full plus the VLAN id       ether  vlan plus both MAC addresses
-
-records (-T NAME): a [[record]] of the config file says what makes a flow (match) and
-  what its record carries (collect), by IPFIX information element name; an address
-  key may be a prefix (sourceIPv4Address/24). Keyed on addresses of one IP version
-  only, a record meters only that version (the rest is counted as unmatched).
-  Exported as v9 or IPFIX (v5 carries only its fixed record), printed as its fields.
-    [[record]]
-    name = "prefixes"
-    match = ["sourceIPv4Address/24", "destinationIPv4Address/24", "protocolIdentifier"]
-    collect = ["packetDeltaCount", "octetDeltaCount", "flowStartMilliseconds", "flowEndMilliseconds"]
-  match only:
-{_wrap(element_names(MATCH), "    ")}
-  match, or collect (the flow's first packet's value):
-{_wrap(element_names(EITHER), "    ")}
-  collect only:
-{_wrap(element_names(COLLECT), "    ")}
-
-input:
-{_wrap(("Link types: " + supported_linktype_names() + ".").split(), "  ")}
-  Ethernet with 802.1Q/802.1ad tags to any depth, MPLS and PPPoE. The flow is keyed
-  on the outermost IP header; ICMP type and code are carried as the destination port
-  (type*256+code), as Cisco does. Octets count the IP packet as its header states
-  it, so captures cut short by a snap length still count right. Packets that are
-  not IP or are damaged are counted by reason in the statistics and skipped.
-  When reading a file, packet timestamps are the clock: the same file always gives
-  the same records (--realtime paces them, see below). Capturing live (-i), the clock is the wall clock and idle
-  flows expire even when no packet arrives (the capture is polled every 100 ms).
-  The flows' interface is the kernel's ifIndex of the interface each packet
-  crossed, or IDX from -i IDX:IFACE. -i may be given several times; -i any
-  captures every interface, those that come later too, leaving out bridge and
-  bond ports (their master is captured) and counting a VLAN sub-interface's
-  packets once, on the sub-interface. SIGTERM or SIGINT stop the capture,
-  expire every flow, export and exit 0.
-
-replay (-r):
-  Several files, or a glob of rotated captures, are read as one time-ordered stream
-  through one cache (merged by timestamp; link types may differ). --realtime[=SPEED]
-  feeds packets at the pace of their timestamps from the first one, the flow clock
-  running between packets, so records leave when a live probe would have sent them;
-  they are dated now (the first packet is the start of the replay; --keep-time keeps
-  the capture's times). If the machine cannot keep up nothing is dropped: the replay
-  falls behind and the statistics say by how much. --loop N (0: until stopped)
-  replays the files N times, each round continuing the time line; --shift-addresses
-  makes each round's flows new ones (see its help above).
-
-export:
-  -n host:port sends the records to a collector as NetFlow v9 (default), v5
-  (-v 5) or IPFIX (-v 10), over UDP, or TCP for IPFIX (-P tcp). Give -n several
-  times to send every datagram to every collector, or add -l to send each datagram
-  to the next one in turn. v9 and IPFIX templates go out at start, every
-  --template-refresh datagrams and every --template-interval seconds of flow
-  clock (over TCP once per connection), and on SIGUSR1. ICMP flows go in templates
-  of their own, with the ICMP type and code. Times in the records are the packets'
-  times (dated now with --realtime), also when a replayed capture jumps by years. An unreachable collector is
-  logged (once a minute) and counted; pyprobe keeps running.
-{_versions_help()}
-  With -s N, one packet in N is metered and the interval is announced (v5 header,
-  v9 and IPFIX options records).
-
-{_config_help()}
-
-output:
-  With no collector, a table on standard output, or with --json one JSON object per
-  record with the keys
-{_wrap(JSON_KEYS, "    ")}
-{_wrap(("(end_reason: " + ", ".join(END_REASONS.values()) + "; forced: ended by a signal, shutdown "
-         "or expire-all while the input went on). Statistics go to standard error at the end.").split(), "  ")}
-
-examples:
-  pyprobe -i eth0 -n 192.0.2.10:2055 not port 2055
-  pyprobe -r capture.pcap
-  pyprobe -r capture.pcapng --json -t inactive=60 -t active=300 > flows.json
-  zcat old.pcap.gz | pyprobe -r - -T proto
-  pyprobe -r capture.pcap -n 127.0.0.1:2055 -v 10
-  pyprobe -r capture.pcap -n collector1:9995 -n [2001:db8::9]:9995 -s 100
-
-exit status:
-  0 success; 2 bad usage, or input that cannot be used (not a capture, an
-  unsupported link type, a damaged capture with no readable packet).
-"""

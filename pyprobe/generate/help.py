@@ -1,6 +1,6 @@
 """The help text of pyprobe generate."""
 
-from .faults import KINDS
+from .faults import DEFAULT_EVERY, KINDS
 
 DESCRIPTION = """\
 pyprobe generate makes synthetic flow records from a traffic profile and sends them
@@ -33,7 +33,7 @@ routers:
   local on Linux; other addresses must be added to an interface first
   (ip addr add 192.0.2.1/24 dev lo).
 
-faults (--fault KIND[=EVERY], one every EVERY datagrams, default 100, repeatable):
+faults (--fault KIND[=EVERY], one every EVERY datagrams, default """ + str(DEFAULT_EVERY) + """, repeatable):
 """ + "".join(f"  {kind:<22}{text}\n" for kind, text in KINDS.items()) + """\
   Datagrams with templates are spared. --expect marks the records a correct
   collector may lack or may store twice; the statistics count what was injected.
