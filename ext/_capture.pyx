@@ -33,7 +33,7 @@ cdef extern from "<linux/filter.h>" nogil:
 
 from libc.errno cimport errno
 
-from decode cimport Packet, decode_packet
+from decode cimport Packet, PacketMeta, decode_packet
 
 import os
 
@@ -256,23 +256,20 @@ def filter_batch(const uint8_t[::1] packets, meta, const uint8_t[::1] program):
     """A batch's meta (Batch's layout) with only the packets the BPF program passes. The
     meta does not carry a packet's length on the wire: its captured length stands for it."""
     cdef const uint8_t[::1] view = meta
-    cdef Py_ssize_t n = view.shape[0] // 16, i, kept = 0, n_insns = program.shape[0] // 8
-    cdef const uint32_t* inp = <const uint32_t*>&view[0] if n else NULL
-    out = PyBytes_FromStringAndSize(NULL, 16 * n)
-    cdef uint32_t* outp = <uint32_t*>PyBytes_AS_STRING(out)
+    cdef Py_ssize_t n = view.shape[0] // sizeof(PacketMeta), i, kept = 0, n_insns = program.shape[0] // 8
+    cdef const PacketMeta* inp = <const PacketMeta*>&view[0] if n else NULL
+    out = PyBytes_FromStringAndSize(NULL, n * sizeof(PacketMeta))
+    cdef PacketMeta* outp = <PacketMeta*>PyBytes_AS_STRING(out)
     cdef const uint8_t* prog = &program[0] if n_insns else NULL
     cdef const uint8_t* base = &packets[0] if packets.shape[0] else NULL
-    cdef uint32_t offset, caplen
     with nogil:
         for i in range(n):
-            offset, caplen = inp[4 * i + 2], inp[4 * i + 3]
-            if <Py_ssize_t>offset + caplen > packets.shape[0]:
+            if <Py_ssize_t>inp[i].offset + inp[i].length > packets.shape[0]:
                 continue
-            if run_bpf(prog, n_insns, base + offset, caplen, caplen) != 0:
-                outp[4 * kept], outp[4 * kept + 1] = inp[4 * i], inp[4 * i + 1]
-                outp[4 * kept + 2], outp[4 * kept + 3] = offset, caplen
+            if run_bpf(prog, n_insns, base + inp[i].offset, inp[i].length, inp[i].length) != 0:
+                outp[kept] = inp[i]
                 kept += 1
-    return out[:16 * kept]
+    return out[:kept * sizeof(PacketMeta)]
 
 
 def ip_octets(const uint8_t[::1] packets, meta, int linktype):
@@ -280,19 +277,17 @@ def ip_octets(const uint8_t[::1] packets, meta, int linktype):
     read by the meter's own decoding: what a flow counts as its octets. Packets with no IP
     header add nothing (ARP, LLDP)."""
     cdef const uint8_t[::1] view = meta
-    cdef Py_ssize_t n = view.shape[0] // 16, i
-    cdef const uint32_t* m = <const uint32_t*>&view[0] if n else NULL
+    cdef Py_ssize_t n = view.shape[0] // sizeof(PacketMeta), i
+    cdef const PacketMeta* m = <const PacketMeta*>&view[0] if n else NULL
     cdef const uint8_t* base = &packets[0] if packets.shape[0] else NULL
     cdef uint64_t total = 0
-    cdef uint32_t offset, caplen
     cdef Packet pkt
     with nogil:
         for i in range(n):
-            offset, caplen = m[4 * i + 2], m[4 * i + 3]
-            if <Py_ssize_t>offset + caplen > packets.shape[0]:
+            if <Py_ssize_t>m[i].offset + m[i].length > packets.shape[0]:
                 continue
             pkt.key.ipver = 0
-            decode_packet(base + offset, caplen, linktype, &pkt)
+            decode_packet(base + m[i].offset, m[i].length, linktype, &pkt)
             if pkt.key.ipver:               # (an IP header was read: its length is known)
                 total += pkt.octets
     return total
@@ -390,8 +385,8 @@ cdef class CaptureParser:
         cdef const uint8_t[::1] view = data
         cdef Py_ssize_t end = view.shape[0]
         cdef const uint8_t* buf = &view[0] if end else NULL
-        meta = PyBytes_FromStringAndSize(NULL, 16 * max_packets)
-        cdef uint32_t* out = <uint32_t*>PyBytes_AS_STRING(meta)
+        meta = PyBytes_FromStringAndSize(NULL, max_packets * sizeof(PacketMeta))
+        cdef PacketMeta* out = <PacketMeta*>PyBytes_AS_STRING(meta)
         cdef Py_ssize_t n = 0, base = pos
         cdef int batch_linktype = -1
         cdef int status = ST_READY
@@ -407,7 +402,7 @@ cdef class CaptureParser:
             else:
                 status = self._pcapng_blocks(buf, &pos, end, base, max_packets, out, &n, &batch_linktype)
             break
-        return (meta if n == max_packets else meta[:16 * n]), batch_linktype, pos, status
+        return (meta if n == max_packets else meta[:n * sizeof(PacketMeta)]), batch_linktype, pos, status
 
     cdef int _file_header(self, const uint8_t* buf, Py_ssize_t pos, Py_ssize_t end) except -1:
         if end - pos < 24:
@@ -432,7 +427,7 @@ cdef class CaptureParser:
         return ST_DAMAGED
 
     cdef int _pcap_records(self, const uint8_t* buf, Py_ssize_t* at, Py_ssize_t end, Py_ssize_t base,
-                           Py_ssize_t max_packets, uint32_t* out, Py_ssize_t* count, int* batch_linktype) except -1:
+                           Py_ssize_t max_packets, PacketMeta* out, Py_ssize_t* count, int* batch_linktype) except -1:
         cdef Py_ssize_t pos = at[0], n = count[0]
         cdef const uint8_t* rec
         cdef uint32_t caplen, sec, frac
@@ -467,11 +462,11 @@ cdef class CaptureParser:
                     self.bad_times += 1
                     continue
                 if self._keep(iface, rec + 16, caplen, self.u32(rec + 12)):
-                    out[4 * n] = sec
-                    out[4 * n + 1] = frac
-                    out[4 * n + 2] = <uint32_t>(pos - caplen - base)
+                    out[n].seconds = sec
+                    out[n].microseconds = frac
+                    out[n].offset = <uint32_t>(pos - caplen - base)
                     # more than the file's snap length: cut to it, as libpcap does
-                    out[4 * n + 3] = caplen if iface.snaplen == 0 or caplen <= iface.snaplen else iface.snaplen
+                    out[n].length = caplen if iface.snaplen == 0 or caplen <= iface.snaplen else iface.snaplen
                     n += 1
         at[0], count[0] = pos, n
         if n:
@@ -495,7 +490,7 @@ cdef class CaptureParser:
         return True
 
     cdef int _pcapng_blocks(self, const uint8_t* buf, Py_ssize_t* at, Py_ssize_t end, Py_ssize_t base,
-                            Py_ssize_t max_packets, uint32_t* out, Py_ssize_t* count, int* batch_linktype) except -1:
+                            Py_ssize_t max_packets, PacketMeta* out, Py_ssize_t* count, int* batch_linktype) except -1:
         cdef Py_ssize_t pos = at[0], n = count[0]
         cdef const uint8_t* block
         cdef uint32_t btype, length, if_id, caplen, wirelen, sec, usec
@@ -601,10 +596,10 @@ cdef class CaptureParser:
                         usec = min(<uint32_t>(<double>ts * 1e6 / <double>units), 999999)
                     self.last_sec, self.last_usec = sec, usec
                 if self._keep(iface, block + (12 if btype == 3 else 28), caplen, wirelen):
-                    out[4 * n] = sec
-                    out[4 * n + 1] = usec
-                    out[4 * n + 2] = <uint32_t>(pos - length + (12 if btype == 3 else 28) - base)
-                    out[4 * n + 3] = caplen
+                    out[n].seconds = sec
+                    out[n].microseconds = usec
+                    out[n].offset = <uint32_t>(pos - length + (12 if btype == 3 else 28) - base)
+                    out[n].length = caplen
                     n += 1
                     batch_linktype[0] = iface.linktype
                 continue
