@@ -1,5 +1,5 @@
 """Routes for flows without a router (--routes): each flow's output interface, next hop,
-origin ASes and prefix lengths, by longest-prefix match (ext/_meter.pyx RouteTable, once
+origin ASes and prefix lengths, by longest-prefix match (RouteTable, ext/meter/routes.pxi, once
 per flow when it starts).
 
 --routes FILE reads a prefix table, one route per line:
