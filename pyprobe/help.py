@@ -40,7 +40,8 @@ def _config_help():
         if section == "timeouts":
             lines.append("  [timeouts]  any -t name = seconds")
             continue
-        keys = ", ".join(o.toml_key for o in options).split()
+        keys = ", ".join(o.toml_key + "".join(f" (or {alias}, its old name)" for alias in o.aliases)
+                         for o in options).split()
         lines.append(_wrap([f"[{section}]".ljust(11)] + keys, "  ", width=76).replace("\n  ", "\n" + " " * 14))
     lines.append("  [[collector]]  " + _keys(COLLECTOR_KEYS, address='"host:port"', version="|".join(map(str, VERSIONS)),
                                           transport="|".join(f'"{name}"' for name in TRANSPORTS)))
@@ -77,7 +78,7 @@ def _levels_help():
     for level, members in LEVELS.items():
         extends = before and set(LEVELS[before]) <= set(members)
         words = dict.fromkeys(KEY_WORDS[m] for m in members if not extends or m not in LEVELS[before])
-        notes = ["default"] * (level == BY_NAME["level"].default) + [LEVEL_NOTES.get(level)] * (level in LEVEL_NOTES)
+        notes = ["default"] * (level == BY_NAME["record"].default) + [LEVEL_NOTES.get(level)] * (level in LEVEL_NOTES)
         rows.append(f"  {level:<8} " + (f"{before} plus " if extends else "") + _and(words)
                     + (f" ({', '.join(notes)})" if notes else ""))
         before = level
@@ -121,10 +122,10 @@ timeouts (-t name=seconds, repeatable, applied in order; suffixes s m h d w allo
   defaults; softflowd's names are accepted so its command lines keep working.
 {_active_limit_help()}
 
-tracking levels (-T), what makes two packets the same flow (flows are one-way):
+tracking levels (-T/--record), what makes two packets the same flow (flows are one-way):
 {_levels_help()}
 
-records (-T NAME): a [[record]] of the config file says what makes a flow (match) and
+records (-T/--record NAME): a [[record]] of the config file says what makes a flow (match) and
   what its record carries (collect), by IPFIX information element name; an address
   key may be a prefix (sourceIPv4Address/24). Keyed on addresses of one IP version
   only, a record meters only that version (the rest is counted as unmatched).

@@ -40,7 +40,7 @@ class RecordSinks:
         self.ticking = source.ticking        # a live or real-time run: records are read (and collected) as they come
         self.dating = source.dating          # a real-time replay dated now, or None
         self.writer = None
-        self.record = settings.record        # what the screen's writer shows
+        self.record = settings.record_definition    # what the screen's writer shows
         self.stride = meter.stride           # bytes per record
         self.retired = []                    # statistics of collectors a reload closed
         self.interfaces = []                 # what the collectors are told is captured
@@ -125,7 +125,7 @@ class Monitor:
         self.settings = settings
         self.versions = settings.versions
         self.timeouts = {}
-        self.meter = Meter(source.linktype, max_flows=settings.max_flows, record=settings.record,
+        self.meter = Meter(source.linktype, max_flows=settings.max_flows, record=settings.record_definition,
                            sampling=settings.sampling, sampling_mode=settings.sampling_mode,
                            direction=settings.metered_direction, cache=settings.cache, update=settings.update,
                            stride=settings.stride)
@@ -172,7 +172,7 @@ class Monitor:
 
 # What a flow cache is made with: a reload keeps it (a change needs a restart). The record
 # decides the meter's key and the records' layout, which its collectors' encoders must share.
-FIXED_AT_START = ("sampling", "sampling_mode", "level", "records", "routes", "cache", "update")
+FIXED_AT_START = ("sampling", "sampling_mode", "record", "records", "routes", "cache", "update")
 
 
 def _as_started(running, settings, whose):

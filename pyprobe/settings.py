@@ -84,7 +84,7 @@ PROBE_OPTIONS = (
     O("max_flows", ("-m",), "probe", parse_count(1, MAX_FLOWS_LIMIT, "flow count"), 65536, metavar="N",
       help="most flows tracked at once (default 65536)"),
     # (-T names a tracking level or a [[record]] of the config file: checked once the file is read)
-    O("level", ("-T",), "probe", parse_text, "full", metavar="RECORD", key="tracking",
+    O("record", ("-T", "--record"), "probe", parse_text, "full", metavar="RECORD", aliases=("tracking",),
       help=f"the flow record: a tracking level, {_one_of(LEVELS)} (default full), or the "
            "name of a [[record]] of the config file (see records below)"),
     O("sampling", ("-s",), "probe", parse_count(1, 2**31, "sampling interval"), 1, metavar="N",
@@ -173,10 +173,9 @@ for _option in OPTIONS:
     if _option.section:
         SECTIONS.setdefault(_option.section, []).append(_option)
 COLLECTOR_KEYS = ("address", "version", "transport")     # each [[collector]] table
-# each [[monitor]] table: its own of these options (by their names here), timeouts and collectors
-MONITOR_OPTIONS = {"record": "level", "cache": "cache", "max_flows": "max_flows", "update": "update",
-                   "sampling": "sampling"}
-MONITOR_KEYS = ("name",) + tuple(MONITOR_OPTIONS) + ("timeouts", "collector")
+# each [[monitor]] table: its own of these options (named as in [probe]), timeouts and collectors
+MONITOR_OPTIONS = ("record", "cache", "max_flows", "update", "sampling")
+MONITOR_KEYS = ("name",) + MONITOR_OPTIONS + ("timeouts", "collector")
 
 
 def _settings_namespace():
@@ -185,20 +184,20 @@ def _settings_namespace():
         return ExportSettings(source_id=self.source_id, engine_type=self.engine_type, engine_id=self.engine_id,
                               template_refresh=self.template_refresh, template_interval=self.template_interval,
                               max_datagram=self.max_datagram, sampling=self.sampling,
-                              sampling_random=self.sampling_mode == "random", record=self.record,
+                              sampling_random=self.sampling_mode == "random", record=self.record_definition,
                               totals=self.cache == "permanent", stride=self.stride,
                               multicast_ttl=self.multicast_ttl, flush_interval=self.flush_interval,
                               export_rate=self.export_rate)
 
-    def record(self):
-        """The record definition -T names (pyprobe/definitions.py)."""
+    def record_definition(self):
+        """The definition of the record -T names (pyprobe/definitions.py)."""
         from .definitions import resolve
-        return resolve(self.level, {d.name: d for d in self.records})
+        return resolve(self.record, {d.name: d for d in self.records})
 
     def stride(self):
         """Bytes per record the meter packs and the writers read (pyprobe/definitions.py)."""
         from .definitions import record_stride
-        return record_stride(self.record, routed=bool(self.routes))
+        return record_stride(self.record_definition, routed=bool(self.routes))
 
     def monitor_specs(self):
         """[(name, Settings)] of the monitors: the [[monitor]] sections, or one of the flags."""
@@ -222,7 +221,8 @@ def _settings_namespace():
             return f"[[{name.removesuffix('s')}]]"
         return option.flags[0] if option.flags else option.where(False)
 
-    return {"export": property(export), "versions": property(versions), "record": property(record), "stride": property(stride),
+    return {"export": property(export), "versions": property(versions), "record_definition": property(record_definition),
+            "stride": property(stride),
             "monitor_specs": property(monitor_specs), "all_collectors": property(all_collectors),
             "metered_direction": property(metered_direction), "named": staticmethod(named),
             "__slots__": (),
@@ -244,7 +244,8 @@ def load_file(path):
     """Read and check a TOML configuration file: {section: {key: value}}, [[collector]] a list."""
     from .definitions import RECORD_KEYS
     data = read_toml(path, "config")
-    known = {**{s: [o.toml_key for o in opts] for s, opts in SECTIONS.items()}, "collector": COLLECTOR_KEYS,
+    known = {**{s: [k for o in opts for k in (o.toml_key,) + o.aliases] for s, opts in SECTIONS.items()},
+             "collector": COLLECTOR_KEYS,
              "record": RECORD_KEYS, "monitor": MONITOR_KEYS}
     for section, value in data.items():
         if section not in known:
@@ -336,7 +337,7 @@ def parse(argv, command="probe"):
     for o in OPTIONS:
         values[o.name] = _value(o, given, config, config_path)
     values["collectors"] = _collectors(values, config, config_path)
-    values["records"] = _records(values, config, config_path)
+    values["records"] = _records(values, given, config, config_path)
     settings = Settings(**values)
     settings = settings._replace(monitors=_monitors(settings, config, config_path))
     if command == "probe":
@@ -390,15 +391,30 @@ def _value(o, given, config, config_path):
             return o.parse(True if o.kind == "switch" else flag)
     except (ValueError, TypeError) as e:
         raise SettingsError(f"{o.where(True)}: {e}") from None
-    if o.toml_key in table:
+    key = _config_key(o, table, config_path)
+    if key is not None:
+        value = table[key]
         try:
-            value = table[o.toml_key]
             if o.kind == "list":          # a list in the file, or one value
                 return tuple(o.parse(v) for v in (value if isinstance(value, list) else [value]))
             return o.parse(value)
         except (ValueError, TypeError) as e:
-            raise SettingsError(f"config {config_path}: {o.where(False)}: {bad_value(table[o.toml_key], e)}") from None
+            raise SettingsError(f"config {config_path}: [{o.section}] {key}: {bad_value(value, e)}") from None
     return o.default
+
+
+def _config_key(o, table, config_path):
+    """The key the config file names an option by, its own or an alias (None: it does not)."""
+    keys = [key for key in (o.toml_key,) + o.aliases if key in table]
+    if len(keys) > 1:
+        raise SettingsError(f"config {config_path}: [{o.section}] {' and '.join(keys)} are one setting: give one")
+    return keys[0] if keys else None
+
+
+def _written(o, given, config, config_path):
+    """Where an option's value was given, as the operator wrote it: its flag, else its config key."""
+    key = _config_key(o, config.get(o.section, {}), config_path) if given.get(o.name) is None else None
+    return o.where(True) if key is None else f"config {config_path}: [{o.section}] {key}"
 
 
 def _collectors(values, config, config_path, table="[[collector]]"):
@@ -426,7 +442,7 @@ def _collectors(values, config, config_path, table="[[collector]]"):
     return tuple(specs)
 
 
-def _records(values, config, config_path):
+def _records(values, given, config, config_path):
     """The config file's [[record]] definitions; -T must name one of them or a level."""
     from .definitions import from_config, resolve
     try:
@@ -434,9 +450,9 @@ def _records(values, config, config_path):
     except ValueError as e:
         raise SettingsError(f"config {config_path}: {e}") from None
     try:
-        resolve(values["level"], records)
+        resolve(values["record"], records)
     except ValueError as e:
-        raise SettingsError(f"-T: {e}") from None
+        raise SettingsError(f"{_written(BY_NAME['record'], given, config, config_path)}: {e}") from None
     return tuple(records.values())
 
 
@@ -452,10 +468,10 @@ def _monitors(settings, config, config_path):
         if name in (n for n, _ in monitors):
             raise SettingsError(f"{where}: two monitors of that name")
         changes = {}
-        for key, option in MONITOR_OPTIONS.items():
+        for key in MONITOR_OPTIONS:
             if key in table:
                 try:
-                    changes[option] = BY_NAME[option].parse(table[key])
+                    changes[key] = BY_NAME[key].parse(table[key])
                 except (ValueError, TypeError) as e:
                     raise SettingsError(f"{where}: {key}: {bad_value(table[key], e)}") from None
         each = settings._replace(**changes)
@@ -477,7 +493,7 @@ def _monitors(settings, config, config_path):
                                                         {"collector": entries}, config_path,
                                                         f"[[monitor.collector]] of monitor {name!r}"))
         try:
-            each.record
+            each.record_definition
         except ValueError as e:
             raise SettingsError(f"{where}: record: {e}") from None
         monitors.append((name, each))
@@ -508,6 +524,6 @@ def check(settings):
     if settings.read and settings.loop != 1 and "-" in settings.read:
         raise SettingsError("--loop: standard input (-r -) can be read only once")
     for _, each in settings.monitor_specs:
-        if not each.routes and each.record.route_as:
-            raise SettingsError(f"record {each.record.name!r} keys on AS numbers: they come from the routes "
+        if not each.routes and each.record_definition.route_as:
+            raise SettingsError(f"record {each.record!r} keys on AS numbers: they come from the routes "
                                 "(--routes FILE|kernel)")

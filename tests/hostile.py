@@ -545,7 +545,7 @@ def monitor_table(rng, ctx, name, records, keys=None):
     table = {"name": name}
     for key in settings.MONITOR_KEYS[1:]:
         if rng.random() < 0.3:
-            option = settings.BY_NAME.get(settings.MONITOR_OPTIONS.get(key, ""))
+            option = settings.BY_NAME[key] if key in settings.MONITOR_OPTIONS else None
             if key == "record":
                 table[key] = rng.choice(LEVELS + tuple(records))
             elif key == "timeouts":
@@ -638,7 +638,7 @@ def config_case(rng, ctx, command, live=False):
     if "read" not in base and "interface" not in base:
         base["read"] = ["-r", CAPTURE] if rng.random() < 0.3 else []
     if level is not None:
-        base["level"] = ["-T", level]
+        base["record"] = ["-T", level]
     base["config"] = ["-f", "conf.toml"]
     open_ended = any(o.name in OPEN_ENDED for o in mutated) or live
     return argv_of(command, base), {"conf.toml": toml_document(doc)}, f"{command} {what}", open_ended

@@ -33,7 +33,7 @@ def full_config(tmp_path, read, port_a, port_b):
     return write_config(tmp_path / "probe.toml", f"""
 [probe]
 read = "{read}"
-tracking = "proto"
+record = "proto"
 sampling = 2
 
 [timeouts]
@@ -94,7 +94,7 @@ def test_config_file_is_honoured(tmp_path, capture):
         tmp_path, lambda pa, pb: ["-f", full_config(tmp_path, capture, pa, pb)])
     assert v5msgs and all(m.version == 5 for m in v5msgs)
     assert ipfix_msgs and all(m.version == 10 for m in ipfix_msgs)
-    # [probe] sampling = 2 (packets 0, 2, 4 of the main flow kept), tracking = "proto" (ports 0),
+    # [probe] sampling = 2 (packets 0, 2, 4 of the main flow kept), record = "proto" (ports 0),
     # [timeouts] inactive = 5 (a gap of 9 s between packets 2 and 4 ends the flow)
     want = [(0, 0, 1, ms(11), ms(11)), (0, 0, 2, ms(0), ms(2))]
     assert main_flow(v5msgs) == want

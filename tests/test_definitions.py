@@ -147,7 +147,7 @@ def test_bad_record_in_config_exits_2_naming_it(tmp_path):
     res = _run(tmp_path, '[[record]]\nname = "r"\nmatch = ["sourceIPv4Address"]\ncolour = "red"\n', "-T", "r")
     assert res.returncode == 2 and "unknown key 'colour'" in res.stderr and "Traceback" not in res.stderr
     res = _run(tmp_path, '[[record]]\nname = "r"\nmatch = ["sourceIPv4Address"]\n', "-T", "s")
-    assert res.returncode == 2 and "-T: unknown record 's'" in res.stderr
+    assert res.returncode == 2 and "-T/--record: unknown record 's'" in res.stderr
 
 
 def test_json_shows_the_definitions_fields_in_order(tmp_path):

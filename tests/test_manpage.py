@@ -43,8 +43,8 @@ def tag_starts(text, heading="OPTIONS"):
 
 
 def is_item(tags, word):
-    """word begins an item, alone or after other flags ('-q, --quiet')."""
-    return any(re.match(rf"(?:-\S*, )*{re.escape(word)}(?![\w-])", tag) for tag in tags)
+    """word begins an item, alone or after other flags ('-q, --quiet', '-T RECORD, --record RECORD')."""
+    return any(re.match(rf"(?:-\S*(?: \S+)?, )*{re.escape(word)}(?![\w-])", tag) for tag in tags)
 
 
 def help_flags(command):

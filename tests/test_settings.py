@@ -71,3 +71,37 @@ def test_interfaces_from_flags_and_the_config_file(tmp_path):
     (["-i", "0:eth0"], "-i"), (["-i", "a" * 16], "-i"), (["-i", "eth0", "-r", ANDROID], "either")])
 def test_bad_interfaces_are_one_line(args, naming):
     one_line_error(wire.run_pyprobe([*args, "-q"], check_exit=None), naming)
+
+
+def test_the_record_has_one_name_and_its_old_one_still_works(tmp_path):
+    """-T, --record, [probe] record and a [[monitor]]'s record are one setting; [probe] tracking
+    is its old name."""
+    from pyprobe.settings import parse
+    cfg = tmp_path / "probe.toml"
+    base = ["-r", ANDROID, "-f", str(cfg)]
+    cfg.write_text("")
+    assert parse(base + ["-T", "proto"]).record == parse(base + ["--record", "proto"]).record == "proto"
+    for key in ("record", "tracking"):
+        cfg.write_text(f'[probe]\n{key} = "proto"\n')
+        assert parse(base).record == "proto" and parse(base).record_definition.name == "proto"
+        assert parse(base + ["-T", "ip"]).record_definition.name == "ip"       # the flag beats the file
+    cfg.write_text('[[monitor]]\nname = "m"\nrecord = "proto"\n')
+    assert [(name, each.record) for name, each in parse(base).monitors] == [("m", "proto")]
+
+
+@pytest.mark.parametrize("flags,line,message", [
+    (["-T", "nonsense"], "", "-T/--record: unknown record 'nonsense'"),
+    (["--record", "nonsense"], "", "-T/--record: unknown record 'nonsense'"),
+    ([], 'record = "nonsense"', "[probe] record: unknown record 'nonsense'"),
+    ([], 'tracking = "nonsense"', "[probe] tracking: unknown record 'nonsense'"),
+    ([], "tracking = 5", "[probe] tracking: bad value 5"),
+    ([], 'record = "ip"\ntracking = "ip"', "[probe] record and tracking are one setting: give one"),
+])
+def test_a_wrong_record_is_named_as_it_was_written(tmp_path, flags, line, message):
+    from pyprobe.errors import SettingsError
+    from pyprobe.settings import parse
+    cfg = tmp_path / "probe.toml"
+    cfg.write_text(f"[probe]\n{line}\n")
+    with pytest.raises(SettingsError) as raised:
+        parse(["-r", ANDROID, "-f", str(cfg)] + flags)
+    assert message in str(raised.value)
