@@ -61,6 +61,7 @@ def test_records_print_like_pyprobe_r():
 
 
 @pytest.mark.parametrize("args", [["--rate", "fast"], ["--fault", "bogus"], ["--fault", "seq-gap=0"],
+                                  ["--fault", "seq-gap=1_000"], ["--fault", "seq-gap= 5"],
                                   ["--pcap", "x.pcap"], ["--exporters", "0"], ["--start-time", "yesterday"],
                                   ["--profile", "/nonexistent.toml"], ["-n", "nohost"], ["--seed", "-1"],
                                   ["-n", "127.0.0.1:2055", "-v", "9", "--fault", "template-withdraw"],

@@ -31,6 +31,7 @@ from collections import Counter
 
 from ..errors import SettingsError
 from ..export.encoder import set_bytes
+from ..parsers import whole_number
 
 KINDS = {    # what each fault does, for --help
     "seq-gap": "the sequence number skips one",
@@ -54,10 +55,9 @@ def parse_fault(text):
     kind, _, every = str(text).partition("=")
     if kind not in KINDS:
         raise ValueError(f"unknown fault {kind!r} (one of {', '.join(KINDS)})")
-    try:
-        every = int(every) if every else DEFAULT_EVERY
-    except ValueError:
-        raise ValueError(f"bad fault {text!r}: KIND=EVERY, EVERY a number of datagrams") from None
+    every = whole_number(every) if every else DEFAULT_EVERY
+    if every is None:
+        raise ValueError(f"bad fault {text!r}: KIND=EVERY, EVERY a number of datagrams")
     if every < 1:
         raise ValueError(f"bad fault {text!r}: EVERY must be at least 1")
     return kind, every
