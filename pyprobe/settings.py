@@ -1,11 +1,16 @@
 """Settings: one table of options makes the flags, the config file's keys, the help
 and the checks, and yields one frozen Settings object.
 
-Each Option names its Settings attribute, its flags, its place in the TOML file
-([section] key), how a value is parsed and checked, its default and its help.
-A flag beats the config file, which beats the default. Every parser raises
-ValueError with a message for the operator; parse() turns it into one
-SettingsError line that names the flag or the config key.
+Each Option (pyprobe/option.py) names its Settings attribute, its flags, its place in
+the TOML file ([section] key, and the old names it keeps), how a value is parsed and
+checked, its default and its help. pyprobe generate's own rows are in
+pyprobe/generate/options.py, the parsers in pyprobe/parsers.py, the --help text in
+pyprobe/help.py. A flag beats the config file, which beats the default. Every parser
+raises ValueError with a message for the operator; parse() turns it into one
+SettingsError line that names the flag or the config key as written.
+
+Only the commands read this table (cli.py, daemon.py, manpage.py): every stage takes
+the frozen Settings it is given.
 """
 
 import argparse
