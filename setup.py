@@ -1,7 +1,8 @@
 """Build the Cython capture reader, flow meter, export packer and datagram sender (ext/_*.pyx) into the pyprobe package.
 
-ext/record.pxd, the packed flow record, is written first from the field table
-(pyprobe/fields.py), so the record has one definition."""
+ext/record.pxd, the packed flow record, and ext/meter/measures.pxi, what the meter
+measures for each field, are written first from the field table (pyprobe/fields.py),
+so the record and its measurement have one definition."""
 import importlib.util
 import os
 import pathlib
@@ -12,17 +13,17 @@ from setuptools import Extension, setup
 HERE = pathlib.Path(__file__).parent
 
 
-def write_record_pxd():
+def write_generated():
     spec = importlib.util.spec_from_file_location("pyprobe_fields", HERE / "pyprobe" / "fields.py")
     fields = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(fields)
-    target = HERE / "ext" / "record.pxd"
-    text = fields.record_pxd()
-    if not target.exists() or target.read_text() != text:     # unchanged: keep the build cache valid
-        target.write_text(text)
+    for target, text in ((HERE / "ext" / "record.pxd", fields.record_pxd()),
+                         (HERE / "ext" / "meter" / "measures.pxi", fields.measures_pxi())):
+        if not target.exists() or target.read_text() != text:     # unchanged: keep the build cache valid
+            target.write_text(text)
 
 
-write_record_pxd()
+write_generated()
 # PYPROBE_SANITIZE=1 (make fuzz): bounds-checked Cython, AddressSanitizer and libFuzzer
 # coverage (CC=clang), for the fuzz target in tests/fuzz/ run under atheris.
 SANITIZE = os.environ.get("PYPROBE_SANITIZE") == "1"

@@ -21,13 +21,14 @@ from record cimport FlowRecord, CLASSIC_RECORD_SIZE
 from decode cimport (FlowKey, Packet, PacketMeta, packet_time_us, decode_packet, is_icmp, DECODED, IGNORE_REASONS,
                      IGNORE_TRUNCATED_L2, IGNORE_UNMATCHED, IGNORE_OTHER_DIRECTION, IGNORE_ON_SUBINTERFACE, TH_FIN, TH_RST,
                      TH_SYN, DIR_INGRESS, DIR_EGRESS, DIR_BOTH, DLT_NULL, DLT_EN10MB, DLT_RAW_BSD, DLT_RAW_OPENBSD, DLT_RAW,
-                     DLT_LOOP, DLT_LINUX_SLL, DLT_IPV4, DLT_IPV6, DLT_LINUX_SLL2)
+                     DLT_LOOP, DLT_LINUX_SLL, DLT_IPV4, DLT_IPV6, DLT_LINUX_SLL2, MPLS_STACK_KEPT)
 
 include "meter/linktypes.pxi"
 include "meter/constants.pxi"
 include "meter/decoder.pxi"
 include "meter/flow_key.pxi"
 include "meter/routes.pxi"
+include "meter/measures.pxi"
 include "meter/flow_table.pxi"
 include "meter/sampling.pxi"
 include "meter/metering.pxi"
@@ -44,7 +45,7 @@ cdef class Meter:
     Meter(linktype, max_flows=65536, record=None, timeouts=None, direction="ingress")
 
     record: what makes a flow (pyprobe/definitions.py's Definition: key_mask, export_mask,
-    ipver, extras); None: the predefined record "full".
+    ipver, measured, biflow, route_as); None: the predefined record "full".
     """
     cdef FlowTable table             # the flows (flow_table.pxi)
     cdef Decoder decoder             # (decoder.pxi)
@@ -99,7 +100,7 @@ cdef class Meter:
         for v in range(2):                  # (the padding is zero in every key, masked or not)
             self.shows_whole_key[v] = all(mask[v * sizeof(FlowKey) + i] == 0xff or KEY_PAD[0] <= i < KEY_PAD[1]
                                           for i in range(sizeof(FlowKey)))
-        if stride != sizeof(FlowRecord) and (stride != CLASSIC_RECORD_SIZE or record.extras or record.biflow):
+        if stride != sizeof(FlowRecord) and (stride != CLASSIC_RECORD_SIZE or record.measured or record.biflow):
             raise ValueError(f"records of {stride} bytes cannot hold this record's members")
         self.stride = stride
         if record.ipver not in (0, 4, 6):
@@ -115,7 +116,7 @@ cdef class Meter:
         self.next_update = -1 if self.cache_kind == CACHE_PERMANENT else INT64_MAX   # -1: at the first packet
         self._set_timeouts(timeouts or {})
         mask = record.key_mask
-        table_init(&self.table, max_flows, &mask[0], record.extras, record.biflow)
+        table_init(&self.table, max_flows, &mask[0], record.measured, record.biflow)
         self.now = 0
         self.next_due = INT64_MAX
         sampler_init(&self.sampler, sampling, sampling_mode, seed)

@@ -4,7 +4,7 @@
 # a packet is either decoded into a Packet or ignored with a named reason.
 # The flow is keyed on the outermost IP header: tunnels are not opened.
 
-from libc.stdint cimport uint8_t, uint16_t, uint32_t, int64_t
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
 from libc.string cimport memcpy, memset
 
 # libpcap link types (DLT_*) that the meter understands.
@@ -71,8 +71,8 @@ cdef struct FlowKey:
     uint8_t src[16]       # IPv4 uses the first 4 bytes
     uint8_t dst[16]
     uint32_t in_if
-    uint32_t mpls         # top label stack entry as IPFIX's stack section: label << 4 | EXP << 1
-                          # (TTL and the bottom-of-stack bit left out)
+    uint32_t mpls         # top label stack entry as IPFIX's stack section: label << 4 | EXP << 1 | bottom
+                          # of stack (its TTL left out)
     uint32_t flow_label   # IPv6 flow label (20 bits)
     uint16_t sport
     uint16_t dport
@@ -88,6 +88,10 @@ cdef struct FlowKey:
     uint8_t _pad[3]
 
 
+cdef enum:
+    MPLS_STACK_KEPT = 9   # label stack entries below the top one a packet keeps (mplsLabelStackSection2..10)
+
+
 # One decoded packet: every key field filled, plus what is metered.
 cdef struct Packet:
     FlowKey key
@@ -97,6 +101,9 @@ cdef struct Packet:
     uint8_t ttl           # IPv4 TTL / IPv6 hop limit
     bint direction_known  # the link layer said which way (Linux cooked capture's packet type)
     bint window_known     # a TCP header long enough to hold the window
+    uint64_t tcp_options  # the kinds (below 64) of its TCP options, as IPFIX tcpOptions' bits (tcp_option_kinds)
+    uint32_t mpls_stack[MPLS_STACK_KEPT]   # the label stack entries below the top one, as the key's
+                                           # mpls; 0 where the stack ends
 
 
 cdef inline void set_direction(Packet* pkt, uint16_t sll_packet_type) noexcept nogil:
@@ -122,9 +129,31 @@ cdef inline uint32_t le32(const uint8_t* p) noexcept nogil:
     return (<uint32_t>p[3] << 24) | (<uint32_t>p[2] << 16) | (<uint32_t>p[1] << 8) | p[0]
 
 
+cdef inline uint64_t tcp_option_kinds(const uint8_t* q, Py_ssize_t end) noexcept nogil:
+    """The kinds below 64 of the options in a TCP header's bytes q[20:end], as IPFIX tcpOptions
+    (RFC 5102) has them: kind K is bit K % 8 of the element's octet K // 8 (its first octet
+    holds kinds 7..0), which is bit K ^ 56 of the unsigned64 value."""
+    cdef Py_ssize_t i = 20
+    cdef uint64_t kinds = 0
+    cdef uint8_t kind
+    while i < end:                      # (each step moves on: at most 40 of them)
+        kind = q[i]
+        if kind < 64:
+            kinds |= (<uint64_t>1) << (kind ^ 56)
+        if kind == 0:                   # end of option list: padding follows
+            break
+        if kind == 1:                   # no-operation: one byte
+            i += 1
+        elif i + 1 < end and q[i + 1] >= 2:
+            i += q[i + 1]
+        else:                           # its length cut off or impossible: where the next one starts is unknown
+            break
+    return kinds
+
+
 cdef inline int decode_l4(const uint8_t* q, Py_ssize_t avail, Packet* pkt) noexcept nogil:
     cdef uint8_t proto = pkt.key.proto
-    if proto == 6:                      # TCP: ports and the flags byte
+    if proto == 6:                      # TCP: ports, the flags byte, the window, the options' kinds
         if avail < 14:
             return IGNORE_TRUNCATED_L4
         pkt.key.sport = be16(q)
@@ -133,6 +162,8 @@ cdef inline int decode_l4(const uint8_t* q, Py_ssize_t avail, Packet* pkt) noexc
         if avail >= 16:
             pkt.tcp_window = be16(q + 14)
             pkt.window_known = True
+        if q[12] >= 0x60:               # a data offset past 5 words: options, as far as they were captured
+            pkt.tcp_options = tcp_option_kinds(q, min(<Py_ssize_t>(q[12] >> 4) * 4, avail))
     elif proto == 17 or proto == 132 or proto == 136 or proto == 33:  # UDP, SCTP, UDP-Lite, DCCP
         if avail < 4:
             return IGNORE_TRUNCATED_L4
@@ -232,8 +263,7 @@ cdef inline int decode_ip_by_version(const uint8_t* p, Py_ssize_t n, Py_ssize_t 
 
 cdef inline int decode_ethertype(const uint8_t* p, Py_ssize_t n, Py_ssize_t off,
                                  uint16_t etype, Packet* pkt) noexcept nogil:
-    cdef int tags = 0
-    cdef bint top_label = True
+    cdef int tags = 0, depth = 0
     cdef uint32_t label
     # 802.1Q, 802.1ad and the old QinQ type, to any depth: the outermost tag is the flow's
     # VLAN, the next its inner VLAN.
@@ -257,9 +287,11 @@ cdef inline int decode_ethertype(const uint8_t* p, Py_ssize_t n, Py_ssize_t off,
                 return IGNORE_TRUNCATED_L2
             label = be32(p + off)
             off += 4
-            if top_label:
-                pkt.key.mpls = (label >> 8) & 0xfffffe  # label and EXP
-                top_label = False
+            if depth == 0:
+                pkt.key.mpls = label >> 8           # label, EXP, bottom of stack: the stack section
+            elif depth <= MPLS_STACK_KEPT:
+                pkt.mpls_stack[depth - 1] = label >> 8
+            depth += 1
             if label & 0x100:                       # bottom of stack
                 break
         if off >= n:

@@ -21,15 +21,12 @@ import sys
 from collections import namedtuple
 
 from ._meter import AS_KEYED, KEY_MEMBERS, KEY_SIZE
-from .fields import (BY_NAME, CLASSIC_SHOWN, CLASSIC_SIZE, COLLECT, EITHER, FIELDS, MATCH, MEMBER_CLASSIC, RECORD_SIZE,
-                     ROUTE_AS, Element)
+from .fields import (BY_NAME, CLASSIC_SHOWN, CLASSIC_SIZE, COLLECT, EITHER, FIELDS, MATCH, MEMBER_CLASSIC,
+                     PER_PACKET_FIELDS, RECORD_SIZE, ROUTE_AS, Element)
 from .parsers import whole_number
 
 # Always part of the key: flows of the two IP versions never merge, nor the two directions.
 ALWAYS_KEYED = ("ipver", "direction")
-# Fields the meter keeps beside a flow only when a record collects them (ext/_meter.pyx FlowExtra).
-EXTRA_FIELDS = frozenset(("syn_packets", "fin_packets", "rst_packets", "min_length", "max_length",
-                          "octets_squared", "min_tcp_window", "max_tcp_window"))
 # softflowd's tracking levels, least detailed first: each keys on the members the ones before it do.
 LEVELS = {
     "ip": ("src", "dst", "in_if"),
@@ -45,7 +42,7 @@ LEVELS = {
 REVERSE_FIELDS = {"packets": "reverse_packets", "octets": "reverse_octets", "tcp_flags": "reverse_tcp_flags"}
 
 
-class Definition(namedtuple("Definition", "name match collect fields key_mask export_mask ipver extras biflow "
+class Definition(namedtuple("Definition", "name match collect fields key_mask export_mask ipver measured biflow "
                                           "route_as", defaults=(False, 0))):
     """A record definition, ready for the meter and the encoders.
 
@@ -53,8 +50,9 @@ class Definition(namedtuple("Definition", "name match collect fields key_mask ex
     (pyprobe/fields.py) in template order, None for a predefined record (the
     exporters' own templates); key_mask/export_mask: FlowKey masks, the IPv4 one then
     the IPv6 one (the meter's); ipver: 4 or 6 when only that version is metered, else 0;
-    extras: whether the meter keeps FlowExtra; biflow: both directions make one flow
-    (RFC 5103), the initiator's counters and the responder's (reverse elements);
+    measured: whether it has a field the meter measures over the packets (pyprobe/fields.py
+    PER_PACKET_FIELDS: the meter then keeps FlowMeasures beside each flow); biflow: both
+    directions make one flow (RFC 5103), the initiator's counters and the responder's (reverse elements);
     route_as: AS_KEYED bits of the addresses whose route's origin AS is keyed on instead
     (bgpSourceAsNumber, bgpDestinationAsNumber as keys: they need --routes)."""
 
@@ -206,7 +204,7 @@ def define(name, match, collect=(), biflow=False):
     key = {v: _mask(keys[v] + always) for v in (4, 6)}
     shown = {v: _mask([(0, key[v])] + _either_parts()) for v in (4, 6)}
     return Definition(name, tuple(match), tuple(collect), tuple(fields), key[4] + key[6], shown[4] + shown[6],
-                      only, bool(EXTRA_FIELDS & set(fields)), biflow, route_as)
+                      only, bool(PER_PACKET_FIELDS & set(fields)), biflow, route_as)
 
 
 def record_stride(definition, routed=False):

@@ -65,7 +65,7 @@ def test_collected_statistics_follow_the_packets():
     d = define("s", ["sourceIPv4Address"], ["minimumIpTotalLength", "maximumIpTotalLength", "octetDeltaSumOfSquares",
                                              "tcpSynTotalCount", "tcpFinTotalCount", "tcpRstTotalCount",
                                              "minimumTTL", "maximumTTL"])
-    assert d.extras
+    assert d.measured
     sizes = [0, 100, 7, 500]
     flags = [0x02, 0x12, 0x11, 0x04]
     frames = [(T0 + i, P.eth_ip_packet(4, "10.0.0.1", "10.0.0.2", 6, 1, 2, flags=f, payload=b"x" * n, ttl=60 + i))

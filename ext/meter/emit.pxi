@@ -56,19 +56,12 @@ cdef void emit(Meter meter, int32_t idx, int reason) noexcept nogil:
 
 
 cdef inline void emit_rest(const FlowTable* t, FlowRecord* r, int32_t idx, const FlowKey* key) noexcept nogil:
-    """The members after a classic record's."""
-    cdef const FlowExtra* x
+    """The members after a classic record's: the key's and the per-packet measures (generated
+    from the field table: meter/measures.pxi), the biflow's and the routes'."""
     cdef const FlowRoute* route
-    r.mpls_stack = key.mpls
-    r.mpls_exp = (key.mpls >> 1) & 7
-    r.flow_label = key.flow_label
-    if is_icmp(key.proto):
-        r.icmp_type = key.dport >> 8
-        r.icmp_code = key.dport & 0xff
-    r.inner_vlan = key.inner_vlan
-    r.dscp = key.tos >> 2
-    r.precedence = key.tos >> 5
-    r.frag = key.frag
+    key_emit(r, key, &t.flows[idx].key)
+    if t.measures != NULL:
+        measures_emit(r, &t.measures[idx])
     if t.reverse != NULL:
         r.reverse_packets = t.reverse[idx].packets
         r.reverse_octets = t.reverse[idx].octets
@@ -82,17 +75,6 @@ cdef inline void emit_rest(const FlowTable* t, FlowRecord* r, int32_t idx, const
         r.dst_as = route.dst_as
         r.src_length = route.src_length
         r.dst_length = route.dst_length
-    if t.extras != NULL:
-        x = &t.extras[idx]
-        r.octets_squared = x.octets_squared
-        r.syn_packets = x.syn
-        r.fin_packets = x.fin
-        r.rst_packets = x.rst
-        r.min_length = x.min_length
-        r.max_length = x.max_length
-        if x.min_window != NO_WINDOW:          # (a flow without TCP windows shows 0 for both)
-            r.min_tcp_window = x.min_window
-            r.max_tcp_window = x.max_window
 
 
 cdef void emit_active(Meter meter) noexcept nogil:

@@ -52,22 +52,6 @@ cdef struct FlowReverse:
     uint8_t tcp_flags
 
 
-# What a record definition may collect beyond the usual counters, kept only when it does
-# (beside the flows, at the same index): most records need none of it.
-cdef struct FlowExtra:
-    uint64_t octets_squared
-    uint32_t syn
-    uint32_t fin
-    uint32_t rst
-    uint32_t min_length
-    uint32_t max_length
-    uint32_t min_window              # of the TCP windows seen (NO_WINDOW: none yet)
-    uint32_t max_window
-
-
-cdef uint32_t NO_WINDOW = 0x10000      # above any TCP window
-
-
 cdef struct FlowTable:
     FlowKey key_masks[2]        # the record definition's key, for IPv4 and for IPv6: packets whose
                                 # masked keys agree are one flow
@@ -76,7 +60,8 @@ cdef struct FlowTable:
     Flow* flows                 # (within flows_memory, at a cache line's start)
     void* flows_memory
     FlowTimes* times            # beside each flow
-    FlowExtra* extras           # NULL unless the record collects them
+    FlowMeasures* measures      # NULL unless the record collects a field measured over the packets
+                                # (FlowMeasures: generated from pyprobe/fields.py, meter/measures.pxi)
     FlowReverse* reverse        # NULL unless the record is a biflow: both directions are one flow
     FlowRoute* routing          # NULL unless there are routes: what each flow matched
     int32_t unused              # flows[unused:] were never handed out
@@ -90,9 +75,9 @@ cdef struct FlowTable:
     uint32_t touch_counter
 
 
-cdef int table_init(FlowTable* t, int32_t capacity, const uint8_t* key_masks, bint extras, bint biflow) except -1:
+cdef int table_init(FlowTable* t, int32_t capacity, const uint8_t* key_masks, bint measured, bint biflow) except -1:
     """An empty table of `capacity` flows keyed by key_masks (two FlowKeys: IPv4's, IPv6's);
-    extras, biflow: whether each flow has a FlowExtra, a FlowReverse beside it."""
+    measured, biflow: whether each flow has a FlowMeasures, a FlowReverse beside it."""
     cdef uint64_t nslots = 1
     cdef int c
     memcpy(&t.key_masks[0], key_masks, 2 * sizeof(FlowKey))
@@ -104,12 +89,12 @@ cdef int table_init(FlowTable* t, int32_t capacity, const uint8_t* key_masks, bi
     t.flows = <Flow*>((<uintptr_t>t.flows_memory + CACHE_LINE - 1) & ~<uintptr_t>(CACHE_LINE - 1))
     t.times = <FlowTimes*>calloc(capacity, sizeof(FlowTimes))
     t.slots = <uint32_t*>calloc(nslots, sizeof(uint32_t))
-    if extras:
-        t.extras = <FlowExtra*>calloc(capacity, sizeof(FlowExtra))
+    if measured:
+        t.measures = <FlowMeasures*>calloc(capacity, sizeof(FlowMeasures))
     if biflow:
         t.reverse = <FlowReverse*>calloc(capacity, sizeof(FlowReverse))
     if (t.flows_memory == NULL or t.times == NULL or t.slots == NULL
-            or (extras and t.extras == NULL) or (biflow and t.reverse == NULL)):
+            or (measured and t.measures == NULL) or (biflow and t.reverse == NULL)):
         raise MemoryError(f"cannot allocate a cache of {capacity} flows")
     t.slot_mask = <uint32_t>(nslots - 1)
     t.free_head = NIL
@@ -134,7 +119,7 @@ cdef void table_free(FlowTable* t) noexcept:
     free(t.flows_memory)
     free(t.times)
     free(t.slots)
-    free(t.extras)
+    free(t.measures)
     free(t.reverse)
     free(t.routing)
 

@@ -134,8 +134,8 @@ cdef void meter_packet(Meter meter, const Packet* pkt, const FlowKey* key, uint3
             f.min_ttl = pkt.ttl
         if pkt.ttl > f.max_ttl:
             f.max_ttl = pkt.ttl
-        if t.extras != NULL:
-            measure(&t.extras[idx], pkt, False)
+        if t.measures != NULL:
+            measures_update(&t.measures[idx], pkt)
         table_touch(t, idx)
     meter.packets_metered += 1
     meter.octets_metered += pkt.octets
@@ -167,8 +167,8 @@ cdef int32_t create_flow(Meter meter, const FlowKey* key, uint32_t h, const Pack
     f.tcp_flags = pkt.tcp_flags
     f.min_ttl = pkt.ttl
     f.max_ttl = pkt.ttl
-    if t.extras != NULL:
-        measure(&t.extras[idx], pkt, True)
+    if t.measures != NULL:
+        measures_start(&t.measures[idx], pkt)
     if t.routing != NULL:
         route_flow(meter.route_table, &t.routing[idx], &pkt.key)
     if t.reverse != NULL:
@@ -188,26 +188,6 @@ cdef inline void late_packet(FlowTable* t, int32_t idx, int64_t time_us) noexcep
     cdef int64_t latest = times.last_us if f.late else f.last_us
     times.last_us = time_us if time_us > latest else latest
     f.late = True
-
-
-cdef inline void measure(FlowExtra* x, const Packet* pkt, bint first) noexcept nogil:
-    """What a record definition may collect over the packets (FlowExtra)."""
-    if first:
-        memset(x, 0, sizeof(FlowExtra))
-        x.min_length = pkt.octets
-        x.min_window = NO_WINDOW
-    x.octets_squared += <uint64_t>pkt.octets * pkt.octets
-    if pkt.octets < x.min_length:
-        x.min_length = pkt.octets
-    if pkt.octets > x.max_length:
-        x.max_length = pkt.octets
-    if pkt.key.proto == 6:
-        x.syn += (pkt.tcp_flags & TH_SYN) != 0
-        x.fin += (pkt.tcp_flags & TH_FIN) != 0
-        x.rst += (pkt.tcp_flags & TH_RST) != 0
-        if pkt.window_known:
-            x.min_window = min(x.min_window, <uint32_t>pkt.tcp_window)
-            x.max_window = max(x.max_window, <uint32_t>pkt.tcp_window)
 
 
 cdef inline bint would_wrap(const Flow* f, const Packet* pkt) noexcept nogil:
