@@ -20,7 +20,7 @@ import stat
 import time
 
 from ._meter import DEFAULT_TIMEOUTS, RECORD_SIZE
-from .ctl import COMMANDS, MAX_REQUEST
+from .ctl import COMMANDS, MAX_REQUEST, TOP_BY
 from .errors import ControlError, SettingsError
 from .logs import logger
 from .output import TableWriter, own_fields
@@ -221,11 +221,11 @@ class ControlServer:
             if not words:
                 raise ControlError(f"no command (one of {', '.join(COMMANDS)})")
             command, args = words[0].lower(), words[1:]
-            handler = self.HANDLERS.get(command)
+            handler = HANDLERS.get(command)
             if handler is None:
                 raise ControlError(f"unknown command {command!r} (one of {', '.join(COMMANDS)})")
             log.debug("control socket: %s", line.strip())
-            if args and command not in ("timeouts", "top"):
+            if args and not COMMANDS[command].arguments:
                 raise ControlError(f"{command} takes no arguments")
             text, data = handler(self, args)
         except ControlError as e:
@@ -275,12 +275,12 @@ class ControlServer:
             key, sep, value = arg.partition("=")
             if not sep and 0 < (whole_number(key) or 0) <= TOP_MOST:
                 n = int(key)
-            elif key == "by" and value in ("octets", "packets", "flows"):
+            elif key == "by" and value in TOP_BY:
                 by = value
             elif key == "monitor" and value:
                 name = value
             else:
-                raise ControlError(f"top: bad argument {arg!r} (top [N up to {TOP_MOST}] [by=octets|packets|flows] "
+                raise ControlError(f"top: bad argument {arg!r} (top [N up to {TOP_MOST}] [by={'|'.join(TOP_BY)}] "
                                    "[monitor=NAME])")
         monitor = self.probe.monitor(name)
         active = monitor.meter.active_flows
@@ -358,12 +358,6 @@ class ControlServer:
         self.probe.stop()
         return "ok", {"ok": True}
 
-    HANDLERS = {"statistics": _statistics, "dump-flows": _dump_flows, "top": _top, "interfaces": _interfaces,
-                "expire-all": _expire_all,
-                "delete-all": _delete_all, "timeouts": _timeouts, "send-template": _send_template,
-                "shutdown": _shutdown}
-    assert set(HANDLERS) == set(COMMANDS), "pyprobe.control is out of step with pyprobe.ctl"
-
     # -- the end ------------------------------------------------------------------
 
     def close(self):
@@ -382,6 +376,9 @@ class ControlServer:
             self.probe.pollers.remove(self.poll)
 
 
+# Each command answered by the method ctl's table names: one it names that is not here fails
+# at import, not at the first request.
+HANDLERS = {name: getattr(ControlServer, command.handler) for name, command in COMMANDS.items()}
 TOP_DEFAULT = 10
 TOP_MOST = 10000
 

@@ -5,27 +5,47 @@ import json
 import socket
 import sys
 import time
+from collections import namedtuple
 
 from .errors import one_line
 
-COMMANDS = {
-    "statistics": "the probe's counters, as in the summary at the end of a run",
-    "dump-flows": "the flows active now, one per line",
-    "top": "top [N]: the N (default 10) largest active flows now, by --by octets (default) or packets, or "
-           "the sources with the most flows (--by flows); --monitor NAME; --watch refreshes it, like top(1)",
-    "interfaces": "the interfaces captured (ifIndex, direction, packets, octets, drops) and those left out",
-    "expire-all": "end every flow now and export its record; says how many",
-    "delete-all": "forget every flow without a record; says how many",
-    "timeouts": "show each monitor's timeouts; 'timeouts NAME=SECONDS ...' changes them in every monitor, "
-                "or with --monitor NAME in that one (names as for pyprobe -t)",
-    "send-template": "send the v9/IPFIX templates to the collectors now",
-    "shutdown": "stop capturing, expire and export every flow, exit",
-}
+
+class Command(namedtuple("Command", "name arguments options help handler")):
+    """A control command, for the client (its parser, its checks and --help, the man page) and
+    the server (pyprobe/control.py) alike: its name; its arguments as help writes them (""
+    when it takes none); the options of pyprobe ctl that go with it (their parser dests); what
+    it does; the method of control.ControlServer that answers it."""
+
+    __slots__ = ()
+
+
+TOP_BY = ("octets", "packets", "flows")        # what makes a flow large for top (--by, by=)
+COMMANDS = {c.name: c for c in (
+    Command("statistics", "", (), "the probe's counters, as in the summary at the end of a run", "_statistics"),
+    Command("dump-flows", "", (), "the flows active now, one per line", "_dump_flows"),
+    Command("top", "[N]", ("by", "watch", "monitor"),
+            "the N (default 10) largest active flows now, by --by octets (default) or packets, or the sources "
+            "with the most flows (--by flows); --monitor NAME; --watch refreshes it, like top(1)", "_top"),
+    Command("interfaces", "", (),
+            "the interfaces captured (ifIndex, direction, packets, octets, drops) and those left out", "_interfaces"),
+    Command("expire-all", "", (), "end every flow now and export its record; says how many", "_expire_all"),
+    Command("delete-all", "", (), "forget every flow without a record; says how many", "_delete_all"),
+    Command("timeouts", "[NAME=SECONDS ...]", ("monitor",),
+            "show each monitor's timeouts; with NAME=SECONDS, change them in every monitor, or with "
+            "--monitor NAME in that one (names as for pyprobe -t)", "_timeouts"),
+    Command("send-template", "", (), "send the v9/IPFIX templates to the collectors now", "_send_template"),
+    Command("shutdown", "", (), "stop capturing, expire and export every flow, exit", "_shutdown"),
+)}
+
+
+def _command_help(c):
+    return f"  {c.name:<15}" + (f"{c.name} {c.arguments}: " if c.arguments else "") + c.help + "\n"
+
 
 DESCRIPTION = """\
 Send one command to a running pyprobe started with -c PATH, print its answer."""
 
-EPILOG = "commands:\n" + "".join(f"  {name:<15}{text}\n" for name, text in COMMANDS.items()) + """
+EPILOG = "commands:\n" + "".join(map(_command_help, COMMANDS.values())) + """
 examples:
   pyprobe ctl -c /run/pyprobe.ctl statistics
   pyprobe ctl -c /run/pyprobe.ctl dump-flows --json
@@ -66,14 +86,28 @@ def build_parser():
     parser.add_argument("--json", action="store_true", help="ask for the answer as one JSON document")
     parser.add_argument("--timeout", type=positive_seconds, default=DEFAULT_TIMEOUT, metavar="SECONDS",
                         help=f"wait this long for the answer (default {DEFAULT_TIMEOUT:g})")
-    parser.add_argument("--by", choices=("octets", "packets", "flows"), help="top: what makes a flow large")
+    parser.add_argument("--by", choices=TOP_BY, help="top: what makes a flow large")
     parser.add_argument("--monitor", metavar="NAME",
                         help="top: the monitor's flows (default the first); timeouts: that monitor's (default every one)")
     parser.add_argument("--watch", nargs="?", const=2.0, type=positive_seconds, metavar="SECONDS",
                         help="top: ask again every SECONDS (default 2) and redraw, until interrupted")
     parser.add_argument("command", metavar="COMMAND", help="one of the commands below")
-    parser.add_argument("args", nargs="*", metavar="ARG", help="the command's arguments (timeouts NAME=SECONDS)")
+    parser.add_argument("args", nargs="*", metavar="ARG", help="the command's arguments (" + "; ".join(
+        f"{c.name} {c.arguments}" for c in COMMANDS.values() if c.arguments) + ")")
     return parser
+
+
+OPTIONS_OF_COMMANDS = tuple(dict.fromkeys(dest for c in COMMANDS.values() for dest in c.options))
+
+
+def _takers(dest):
+    return [c.name for c in COMMANDS.values() if dest in c.options]
+
+
+def options_are_for(dest):
+    """'--by and --watch are for top': the options that go with the same commands as `dest`."""
+    alike = [f"--{d}" for d in OPTIONS_OF_COMMANDS if _takers(d) == _takers(dest)]
+    return f"{' and '.join(alike)} {'are' if len(alike) > 1 else 'is'} for {' and '.join(_takers(dest))}"
 
 
 def ask(path, request, timeout=DEFAULT_TIMEOUT):
@@ -135,10 +169,10 @@ def main(argv=None):
     top_options = [f"by={args.by}"] * bool(args.by) + [f"monitor={args.monitor}"] * bool(args.monitor)
     if args.command not in COMMANDS:
         parser.error(f"unknown command {args.command!r} (one of {', '.join(COMMANDS)})")
-    if (args.by or args.watch) and args.command != "top":
-        parser.error("--by and --watch are for top")
-    if args.monitor and args.command not in ("top", "timeouts"):
-        parser.error("--monitor is for top and timeouts")
+    misplaced = [dest for dest in OPTIONS_OF_COMMANDS if getattr(args, dest) and
+                 dest not in COMMANDS[args.command].options]
+    if misplaced:
+        parser.error(options_are_for(misplaced[0]))
     request = " ".join([args.command, *args.args, *top_options] + (["--json"] if args.json else []))
     if "\n" in request or len(request.encode("utf-8", "surrogateescape")) > MAX_REQUEST:
         print(f"pyprobe ctl: a command is one line of at most {MAX_REQUEST} bytes", file=sys.stderr)

@@ -322,6 +322,38 @@ def test_help_lists_the_commands():
     assert missing.returncode == 2
 
 
+OPTION_VALUES = {"by": "flows", "watch": "2", "monitor": "m"}
+
+
+def whole(answer):
+    return answer if isinstance(answer, str) else "".join(answer)
+
+
+def test_every_command_of_the_table_is_served_helped_and_checked(sockdir):
+    """ctl's one table of commands: the server answers each (a request of one with arguments
+    it does not take is refused), --help shows each with its help, and ctl refuses an option
+    for a command that does not take it."""
+    from pyprobe import ctl as ctl_module, settings
+    from pyprobe.control import ControlServer
+    from pyprobe.probe import Probe
+    help_text = ctl_module.build_parser().format_help()
+    probe = Probe(settings.parse(["-r", str(ANDROID), "-q"]))
+    server = ControlServer(str(sockdir / "ctl.sock"), probe)
+    try:
+        for name, command in ctl_module.COMMANDS.items():
+            assert command.help and f"\n  {name} " in help_text and command.help[:30] in " ".join(help_text.split())
+            assert not whole(server.handle(f"{name} --json")).startswith('{"error"'), name
+            extra = whole(server.handle(f"{name} 1"))
+            assert ("takes no arguments" in extra) == (not command.arguments), (name, extra)
+            for dest in set(ctl_module.OPTIONS_OF_COMMANDS) - set(command.options):
+                with pytest.raises(SystemExit) as refused:
+                    ctl_module.main(["-c", "/nonexistent", f"--{dest}={OPTION_VALUES[dest]}", name])
+                assert refused.value.code == 2
+    finally:
+        server.close()
+        probe.source.close()
+
+
 def test_path_that_is_not_a_socket_is_refused(sockdir):
     path = sockdir / "precious.txt"
     path.write_text("keep me\n")
