@@ -19,9 +19,10 @@ import socket
 import stat
 import time
 
-from ._meter import DEFAULT_TIMEOUTS, RECORD_SIZE
+from ._meter import DEFAULT_TIMEOUTS
 from .ctl import COMMANDS, MAX_REQUEST, TOP_BY
 from .errors import ControlError, SettingsError
+from .fields import RECORD_SIZE
 from .logs import logger
 from .output import TableWriter, own_fields
 from .records import to_json_lines, unpack

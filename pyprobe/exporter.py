@@ -4,9 +4,9 @@ collector (copy mode) or to one after another (round robin, softflowd's -l)."""
 import socket
 from collections import namedtuple
 
-from ._meter import RECORD_SIZE
 from .errors import SettingsError
 from .export import ENCODERS, capabilities
+from .fields import RECORD_SIZE
 from .logs import logger
 from .transport import TRANSPORTS, parse_address
 

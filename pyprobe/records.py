@@ -9,13 +9,15 @@ import socket
 import struct
 from collections import namedtuple
 
+from . import _encode, _meter
 from ._encode import json_lines
-from ._meter import CLASSIC_SIZE, RECORD_SIZE
-from .fields import CLASSIC_FORMAT, CLASSIC_SHOWN, END_REASONS, MEMBER, MEMBERS, RECORD_FORMAT
+from .fields import (CLASSIC_FORMAT, CLASSIC_SHOWN, CLASSIC_SIZE, END_REASONS, MEMBER, MEMBERS, RECORD_FORMAT,
+                     RECORD_SIZE)
 
 RECORD = struct.Struct(RECORD_FORMAT)
 CLASSIC = struct.Struct(CLASSIC_FORMAT)       # a classic record: its members are RECORD's first ones
-assert (RECORD.size, CLASSIC.size) == (RECORD_SIZE, CLASSIC_SIZE), \
+# The compiled modules that write and read records were built from the field table as it is.
+assert {(m.RECORD_SIZE, m.CLASSIC_SIZE) for m in (_meter, _encode)} == {(RECORD_SIZE, CLASSIC_SIZE)}, \
     "ext/record.pxd is older than pyprobe/fields.py: rebuild (make)"
 _LAYOUTS = {RECORD_SIZE: RECORD, CLASSIC_SIZE: CLASSIC}
 

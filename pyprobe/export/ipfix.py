@@ -23,7 +23,7 @@ Collectors' readings this layout is made for:
 
 import struct
 
-from .._encode import RECORD_SIZE
+from ..fields import RECORD_SIZE
 from .encoder import (CONSTANT, EXPORT_SECONDS, INTERFACE_DESCRIPTION_BYTES, INTERFACE_NAME_BYTES, LENGTH,
                       SEQUENCE, SET_HEADER, TEXT, Capabilities, OptionsTemplate, TemplateEncoder,
                       data_templates, set_bytes)

@@ -4,7 +4,8 @@ flow_sequence = flows exported before this packet. IPv6 flows do not fit v5:
 they are counted (the collector warns). Times are sysUptime ms (see ext/_encode.pyx, Uptime).
 """
 
-from .._encode import MAX_ACTIVE_SECONDS, MAX_SPAN_MS, RECORD_SIZE, Uptime
+from .._encode import MAX_ACTIVE_SECONDS, MAX_SPAN_MS, Uptime
+from ..fields import RECORD_SIZE
 from .encoder import (CLASSES, CONSTANT, EXPORT_NANOSECONDS, EXPORT_SECONDS, RECORDS, SEQUENCE, UPTIME_MS,
                       Capabilities, Encoder, Filler, Layout)
 

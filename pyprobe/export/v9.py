@@ -7,7 +7,8 @@ Record times are sysUptime milliseconds (see ext/_encode.pyx, Uptime).
 
 import struct
 
-from .._encode import MAX_ACTIVE_SECONDS, MAX_SPAN_MS, RECORD_SIZE, Uptime
+from .._encode import MAX_ACTIVE_SECONDS, MAX_SPAN_MS, Uptime
+from ..fields import RECORD_SIZE
 from .encoder import (CONSTANT, EXPORT_SECONDS, INTERFACE_DESCRIPTION_BYTES, INTERFACE_NAME_BYTES, RECORDS, SEQUENCE,
                       TEXT, UPTIME_MS, Capabilities, OptionsTemplate, TemplateEncoder, data_templates, set_bytes)
 

@@ -19,11 +19,11 @@ import time
 
 from .. import _generate
 from .._generate import RecordGenerator
-from .._meter import DEFAULT_TIMEOUTS, RECORD_SIZE
+from .._meter import DEFAULT_TIMEOUTS
 from ..errors import OutputError, SettingsError, one_line
 from ..export import capabilities
 from ..exporter import Exporter
-from ..fields import MEMBER
+from ..fields import MEMBER, RECORD_SIZE
 from ..logs import configure, logger
 from ..output import JsonWriter, TableWriter, discard_standard_output, standard_output
 from ..parsers import INACTIVE_CLASSES, LAST_EXPORT_SECOND
