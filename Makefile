@@ -65,4 +65,4 @@ deb: $(BIN)/.installed
 	scripts/make-deb $(BIN)/python build
 
 clean:
-	rm -rf $(VENV) build *.egg-info ext/*.c ext/record.pxd ext/meter/measures.pxi pyprobe/*.so
+	rm -rf $(VENV) build *.egg-info ext/*.c ext/record.pxd ext/codes.pxd ext/meter/measures.pxi pyprobe/*.so

@@ -1,8 +1,9 @@
 """Build the Cython capture reader, flow meter, export packer and datagram sender (ext/_*.pyx) into the pyprobe package.
 
-ext/record.pxd, the packed flow record, and ext/meter/measures.pxi, what the meter
-measures for each field, are written first from the field table (pyprobe/fields.py),
-so the record and its measurement have one definition."""
+ext/record.pxd, the packed flow record, ext/meter/measures.pxi, what the meter
+measures for each field, and ext/codes.pxd, the end reasons, ignore reasons, TCP flags
+and ICMP protocols, are written first from the field table (pyprobe/fields.py), so
+each has one definition."""
 import importlib.util
 import os
 import pathlib
@@ -18,6 +19,7 @@ def write_generated():
     fields = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(fields)
     for target, text in ((HERE / "ext" / "record.pxd", fields.record_pxd()),
+                         (HERE / "ext" / "codes.pxd", fields.codes_pxd()),
                          (HERE / "ext" / "meter" / "measures.pxi", fields.measures_pxi())):
         if not target.exists() or target.read_text() != text:     # unchanged: keep the build cache valid
             target.write_text(text)

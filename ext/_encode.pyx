@@ -12,6 +12,7 @@ from libc.string cimport memcpy, memset
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
 
 from record cimport FlowRecord, CLASSIC_RECORD_SIZE
+from codes cimport END_ACTIVE, END_EOF, END_FORCED, END_IMMEDIATE
 from decode cimport is_icmp
 
 # Encodings (pyprobe/fields.py names them; the values must agree: tests/test_fields.py reads
@@ -23,13 +24,6 @@ cdef enum:
     OP_MILLISECONDS = 4
     OP_UPTIME_MS = 5
     OP_END_REASON = 6
-
-cdef enum:
-    END_EOF = 4          # IPFIX forcedEnd
-    END_FORCED = 6       # ours (pyprobe/fields.py END_REASONS): forced while the input went on;
-                         # IPFIX has no code of its own for it, so it goes out as forcedEnd
-    END_ACTIVE = 2       # IPFIX activeTimeout
-    END_IMMEDIATE = 7    # ours: an immediate cache's record of one packet (active timeout 0)
 
 # Record classes: which template a record goes out in. Routers send ICMP flows in
 # templates of their own, which add the ICMP type and code, so that no collector
@@ -531,7 +525,7 @@ cdef uint8_t* pack_record(uint8_t* p, const uint8_t* r, const Op* ops, Py_ssize_
         elif op.encoding == OP_UPTIME_MS:
             p = put(p, <uint64_t>(ms(load_time(r + op.offset)) - boot_ms), op.length)
         elif op.encoding == OP_END_REASON:
-            v = r[op.offset]
+            v = r[op.offset]            # forced and immediate are ours: IPFIX's forcedEnd, activeTimeout
             p = put(p, END_EOF if v == END_FORCED else END_ACTIVE if v == END_IMMEDIATE else v, op.length)
     return p
 

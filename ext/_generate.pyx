@@ -13,18 +13,11 @@ from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
 from cpython.bytearray cimport PyByteArray_FromStringAndSize, PyByteArray_AS_STRING
 
 from record cimport FlowRecord
+from codes cimport (END_IDLE, END_ACTIVE, END_TCP_END, END_EOF, TH_FIN, TH_SYN, TH_RST, TH_PSH, TH_ACK, PROTO_ICMP,
+                   PROTO_ICMPV6)
 from decode cimport is_icmp
 
 cdef enum:
-    TH_FIN = 0x01
-    TH_SYN = 0x02
-    TH_RST = 0x04
-    TH_PSH = 0x08
-    TH_ACK = 0x10
-    END_IDLE = 1
-    END_ACTIVE = 2
-    END_TCP = 3
-    END_EOF = 4
     MAX_CHOICES = 64
     MAX_PACKET_BYTES = 65535
     MAX_REDRAWS = 100     # draws of a record whose flow key an earlier record has, before giving up
@@ -275,12 +268,12 @@ cdef class RecordGenerator:
         self.address(r.dst, &self.prefixes[self.dst_start[version] + self.pick(&self.dst_choice[version])])
         r.ipver = 6 if version else 4
         r.proto = p.number
-        if p.number == 1 and version:
-            r.proto = 58                              # ICMP becomes ICMPv6 in an IPv6 flow
+        if p.number == PROTO_ICMP and version:
+            r.proto = PROTO_ICMPV6                    # ICMP becomes ICMPv6 in an IPv6 flow
         r.dport = p.port_values[self.pick(&p.ports)]
         if is_icmp(r.proto):
             r.sport = 0
-            if r.proto == 58 and (r.dport >> 8) == 8:
+            if r.proto == PROTO_ICMPV6 and (r.dport >> 8) == 8:
                 r.dport = (128 << 8) | (r.dport & 0xff)   # echo request is type 128 in ICMPv6
         elif has_ports(r.proto):
             r.sport = self.client_port_low + <uint16_t>(self.next64() % (self.client_port_high - self.client_port_low + 1))
@@ -326,10 +319,10 @@ cdef class RecordGenerator:
             return
         if u < p.fin:
             r.tcp_flags |= TH_FIN
-            r.end_reason = END_TCP
+            r.end_reason = END_TCP_END
         elif u < p.fin + p.rst:
             r.tcp_flags |= TH_RST
-            r.end_reason = END_TCP
+            r.end_reason = END_TCP_END
 
     cdef void reverse(self, FlowRecord* r, const FlowRecord* forward) noexcept nogil:
         """The answer's flow: addresses, ports and interfaces swapped, its own size."""
@@ -590,9 +583,9 @@ cdef class Capture:
                 if r[i].proto == 6 and r[i].tcp_flags & (TH_FIN | TH_RST):
                     limit = rst_us if r[i].tcp_flags & TH_RST else fin_us
                     if limit == 0:
-                        r[i].end_reason = END_TCP
+                        r[i].end_reason = END_TCP_END
                         continue
-                    idle_reason = END_TCP
+                    idle_reason = END_TCP_END
                 else:
                     limit = tcp_us if r[i].proto == 6 else udp_us if r[i].proto == 17 else \
                         icmp_us if is_icmp(r[i].proto) else general_us

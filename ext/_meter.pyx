@@ -15,13 +15,19 @@ from libc.string cimport memcmp, memcpy, memset
 from libc.math cimport log10
 from cpython.bytes cimport PyBytes_FromStringAndSize
 
-from pyprobe.fields import END_REASONS
+from pyprobe.fields import END_REASONS, IGNORE_REASONS
 
 from record cimport FlowRecord, CLASSIC_RECORD_SIZE
-from decode cimport (FlowKey, Packet, PacketMeta, packet_time_us, decode_packet, is_icmp, DECODED, IGNORE_REASONS,
-                     IGNORE_TRUNCATED_L2, IGNORE_UNMATCHED, IGNORE_OTHER_DIRECTION, IGNORE_ON_SUBINTERFACE, TH_FIN, TH_RST,
-                     TH_SYN, DIR_INGRESS, DIR_EGRESS, DIR_BOTH, DLT_NULL, DLT_EN10MB, DLT_RAW_BSD, DLT_RAW_OPENBSD, DLT_RAW,
+from codes cimport (END_IDLE, END_ACTIVE, END_TCP_END, END_EOF, END_CACHE_FULL, END_FORCED, END_IMMEDIATE,
+                   N_END_REASONS, N_IGNORE_REASONS, IGNORE_TRUNCATED_L2, IGNORE_UNMATCHED, IGNORE_OTHER_DIRECTION,
+                   IGNORE_ON_VLAN_SUBINTERFACE, TH_FIN, TH_RST, TH_SYN)
+from decode cimport (FlowKey, Packet, PacketMeta, packet_time_us, decode_packet, is_icmp, DECODED, DIR_INGRESS,
+                     DIR_EGRESS, DIR_BOTH, DLT_NULL, DLT_EN10MB, DLT_RAW_BSD, DLT_RAW_OPENBSD, DLT_RAW,
                      DLT_LOOP, DLT_LINUX_SLL, DLT_IPV4, DLT_IPV6, DLT_LINUX_SLL2, MPLS_STACK_KEPT)
+
+# The counts by reason (stats) index arrays of the sizes this module was built with.
+assert (len(IGNORE_REASONS), max(END_REASONS) + 1) == (N_IGNORE_REASONS, N_END_REASONS), \
+    "ext/codes.pxd is older than pyprobe/fields.py: rebuild (make)"
 
 include "meter/linktypes.pxi"
 include "meter/constants.pxi"
@@ -76,7 +82,7 @@ cdef class Meter:
     cdef uint64_t octets_metered
     cdef uint64_t flows_created
     cdef uint64_t sampled_out
-    cdef uint64_t ignored[IGNORE_REASONS]
+    cdef uint64_t ignored[N_IGNORE_REASONS]
     cdef uint64_t ended[N_END_REASONS]
     cdef uint64_t proto_packets[256]
     cdef uint64_t proto_octets[256]
@@ -151,7 +157,7 @@ cdef class Meter:
         """Packets read but not metered: undecodable, sampled out, or not monitored (a full permanent
         cache's new flows): IPFIX ignoredPacketTotalCount."""
         cdef uint64_t total = self.sampled_out + self.not_monitored
-        for i in range(IGNORE_REASONS):
+        for i in range(N_IGNORE_REASONS):
             total += self.ignored[i]
         return total
 
@@ -267,14 +273,14 @@ cdef class Meter:
             "packets_read": self.packets_read,
             "packets_metered": self.packets_metered,
             "octets_metered": self.octets_metered,
-            "packets_ignored": {name: self.ignored[i] for i, name in enumerate(IGNORE_REASON_NAMES)},
+            "packets_ignored": {name: self.ignored[i] for i, name in enumerate(IGNORE_REASONS)},
             "packets_sampled_out": self.sampled_out,
             "packets_not_monitored": self.not_monitored,
             "cache_updates": self.updates,
             "sampling": self.sampler.n,
             "flows_created": self.flows_created,
             "flows_active": self.table.count,
-            "records": {END_REASON_NAMES[r]: self.ended[r] for r in sorted(END_REASON_NAMES)},
+            "records": {name: self.ended[code] for code, name in END_REASONS.items()},
             "protocols": {p: (self.proto_flows[p], self.proto_packets[p], self.proto_octets[p])
                           for p in range(256) if self.proto_packets[p]},
         }

@@ -7,6 +7,10 @@
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
 from libc.string cimport memcpy, memset
 
+# Why a packet is ignored, TCP flags, ICMP's protocols: generated from pyprobe/fields.py's tables.
+from codes cimport (IGNORE_NON_IP, IGNORE_TRUNCATED_L2, IGNORE_TRUNCATED_IP, IGNORE_BAD_IP, IGNORE_TRUNCATED_L4,
+                    IGNORE_MPLS_PAYLOAD, TH_FIN, TH_SYN, TH_RST, PROTO_ICMP, PROTO_ICMPV6)
+
 # libpcap link types (DLT_*) that the meter understands.
 cdef enum:
     DLT_NULL = 0          # BSD loopback, address family in the writer's byte order
@@ -19,19 +23,6 @@ cdef enum:
     DLT_IPV4 = 228
     DLT_IPV6 = 229
     DLT_LINUX_SLL2 = 276
-
-# Why a packet was not metered; indexes Meter.ignored.
-cdef enum:
-    IGNORE_NON_IP = 0        # ARP, LLDP, 802.3/LLC, PPP control, ...
-    IGNORE_TRUNCATED_L2 = 1  # frame ends inside the link-layer header
-    IGNORE_TRUNCATED_IP = 2  # frame ends inside the IP header or its extension headers
-    IGNORE_BAD_IP = 3        # version, header length or total length impossible
-    IGNORE_TRUNCATED_L4 = 4  # ports or TCP flags not captured
-    IGNORE_MPLS_PAYLOAD = 5  # MPLS stack not followed by IP (pseudowire, ...)
-    IGNORE_OTHER_DIRECTION = 6   # received while metering egress, or sent while metering ingress
-    IGNORE_ON_SUBINTERFACE = 7   # a parent interface's tagged copy of a packet metered on its VLAN sub-interface
-    IGNORE_UNMATCHED = 8     # of the IP version the record does not meter (an IPv4-only record's IPv6)
-    IGNORE_REASONS = 9
 
 # Which way a packet crossed its interface (IPFIX flowDirection).
 cdef enum:
@@ -54,11 +45,6 @@ cdef packed struct PacketMeta:
 cdef inline int64_t packet_time_us(const PacketMeta* m) noexcept nogil:
     """The packet's time, microseconds since the epoch."""
     return <int64_t>m.seconds * 1000000 + m.microseconds
-
-cdef enum:
-    TH_FIN = 0x01
-    TH_SYN = 0x02
-    TH_RST = 0x04
 
 
 # The flow key: every field a record can be keyed on, as the packet has it. The whole
@@ -113,8 +99,8 @@ cdef inline void set_direction(Packet* pkt, uint16_t sll_packet_type) noexcept n
 
 
 cdef inline bint is_icmp(uint8_t proto) noexcept nogil:
-    """ICMP or ICMPv6: type*256 + code stands in the destination port (pyprobe/fields.py ICMP_PROTOCOLS)."""
-    return proto == 1 or proto == 58
+    """ICMP or ICMPv6: type*256 + code stands in the destination port."""
+    return proto == PROTO_ICMP or proto == PROTO_ICMPV6
 
 
 cdef inline uint16_t be16(const uint8_t* p) noexcept nogil:

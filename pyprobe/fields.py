@@ -13,6 +13,10 @@ Everything else is made from it:
   ext/_encode.pyx runs for each record;
 - the JSON keys (output, --help, the tests' expectations).
 
+The codes its values and the meter's statistics use (why a flow ended, why a
+packet was ignored, TCP flags, ICMP's protocols) are tables here too, which
+the build writes into ext/codes.pxd for the compiled modules.
+
 Each row also says how the meter measures the field (Measure): from the flow
 entry the meter keeps by hand (FLOW: the counters, times and classic key members
 of the hot 128-byte Flow and its classic record), from the flow's key (KEY), over
@@ -55,7 +59,24 @@ CTYPES = {
 # and immediate (7), an immediate cache's one-packet record, written as activeTimeout.
 # A permanent cache's periodic records have none (0, "active_now"), as dump-flows'.
 END_REASONS = {1: "idle", 2: "active", 3: "tcp_end", 4: "eof", 5: "cache_full", 6: "forced", 7: "immediate"}
-ICMP_PROTOCOLS = (1, 58)      # ICMP and ICMPv6: type*256 + code in the destination port
+# The protocols whose type*256 + code stands in the destination port: ICMP and ICMPv6.
+ICMP_PROTOCOL_NUMBERS = {"icmp": 1, "icmpv6": 58}
+ICMP_PROTOCOLS = tuple(ICMP_PROTOCOL_NUMBERS.values())
+# TCP flags, as the header's byte 13 and a record's tcp_flags hold them (RFC 9293, RFC 3168).
+TCP_FLAGS = {"fin": 0x01, "syn": 0x02, "rst": 0x04, "psh": 0x08, "ack": 0x10, "urg": 0x20, "ece": 0x40, "cwr": 0x80}
+# Why the meter ignored a packet, by the name its statistics give (packets_ignored), in the
+# order of the counts the meter keeps.
+IGNORE_REASONS = {
+    "non_ip": "ARP, LLDP, 802.3/LLC, PPP control, ...",
+    "truncated_l2": "frame ends inside the link-layer header",
+    "truncated_ip": "frame ends inside the IP header or its extension headers",
+    "bad_ip": "version, header length or total length impossible",
+    "truncated_l4": "ports or TCP flags not captured",
+    "mpls_payload": "MPLS stack not followed by IP (pseudowire, ...)",
+    "other_direction": "received while metering egress, or sent while metering ingress",
+    "on_vlan_subinterface": "a parent interface's tagged copy of a packet metered on its VLAN sub-interface",
+    "unmatched": "of the IP version the record does not meter (an IPv4-only record's IPv6)",
+}
 
 
 REVERSE_PEN = 29305    # RFC 5103: a reverse information element is the forward one under this enterprise number
@@ -379,6 +400,30 @@ def record_pxd():
     lines += ["", "# A classic record: the first bytes of one, its classic members alone (pyprobe/fields.py).",
               "cdef enum:", f"    CLASSIC_RECORD_SIZE = {CLASSIC_SIZE}"]
     return "\n".join(lines) + "\n"
+
+
+def _enum(comment, members, count=None, notes=None):
+    """A cdef enum of NAME = value members (and `count`: one past the largest), under its
+    comment; notes: a comment for each member, in order."""
+    lines = ["", f"# {comment}", "cdef enum:"]
+    for (name, value), note in zip(members.items(), notes or [None] * len(members)):
+        lines.append(f"    {name} = {value}" + (f"    # {note}" if note else ""))
+    return lines + ([f"    {count} = {max(members.values()) + 1}"] if count else [])
+
+
+def codes_pxd():
+    """The text of ext/codes.pxd: the codes the compiled modules share with this module's tables."""
+    return "\n".join([
+        "# GENERATED from pyprobe/fields.py by setup.py: edit the tables there, not this file.",
+        *_enum("Why a flow ended: a record's end_reason (END_REASONS).",
+               {f"END_{name.upper()}": code for code, name in END_REASONS.items()}, "N_END_REASONS"),
+        *_enum("Why the meter ignored a packet: indexes its counts (IGNORE_REASONS).",
+               {f"IGNORE_{name.upper()}": i for i, name in enumerate(IGNORE_REASONS)}, "N_IGNORE_REASONS",
+               IGNORE_REASONS.values()),
+        *_enum("TCP flags (TCP_FLAGS).", {f"TH_{name.upper()}": bit for name, bit in TCP_FLAGS.items()}),
+        *_enum("ICMP and ICMPv6 (ICMP_PROTOCOL_NUMBERS).",
+               {f"PROTO_{name.upper()}": number for name, number in ICMP_PROTOCOL_NUMBERS.items()}),
+    ]) + "\n"
 
 
 def _seen_bits():

@@ -1,22 +1,5 @@
-# The meter's vocabulary (pyprobe._meter, included by ext/_meter.pyx): why flows end, cache
-# kinds, timeout classes and their defaults.
-
-# Why a flow ended: pyprobe/fields.py's END_REASONS (IPFIX flowEndReason codes, and
-# FORCED, which goes out as forcedEnd), so records carry the code as it is.
-cdef enum:
-    END_IDLE = 1        # idleTimeout
-    END_ACTIVE = 2      # activeTimeout
-    END_TCP = 3         # endOfFlowDetected (FIN or RST)
-    END_EOF = 4         # forcedEnd: the end of the input
-    END_CACHE_FULL = 5  # lackOfResources
-    END_FORCED = 6      # forcedEnd: shutdown, expire-all, while the input went on
-    END_IMMEDIATE = 7   # activeTimeout: an immediate cache's record of one packet
-    N_END_REASONS = 8
-
-END_REASON_NAMES = {code: name for code, name in END_REASONS.items()}
-assert END_REASON_NAMES == {END_IDLE: "idle", END_ACTIVE: "active", END_TCP: "tcp_end", END_EOF: "eof",
-                            END_CACHE_FULL: "cache_full", END_FORCED: "forced",
-                            END_IMMEDIATE: "immediate"}, "out of step with fields.py"
+# The meter's vocabulary (pyprobe._meter, included by ext/_meter.pyx): cache kinds, timeout
+# classes and their defaults. (Why flows end: ext/codes.pxd, from pyprobe/fields.py's END_REASONS.)
 
 # Cache kinds, as Flexible NetFlow has them.
 CACHE_KINDS = ("normal", "immediate", "permanent")

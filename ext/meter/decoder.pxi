@@ -2,8 +2,6 @@
 # packet's metadata, its headers (ext/decode.pxd), and what the batch says of its packets
 # (direction, interface, VLAN, a replay's round) applied to it.
 
-IGNORE_REASON_NAMES = ("non_ip", "truncated_l2", "truncated_ip", "bad_ip", "truncated_l4", "mpls_payload",
-                       "other_direction", "on_vlan_subinterface", "unmatched")
 VLAN_BITMAP_BYTES = 512
 DIRECTIONS = {"ingress": DIR_INGRESS, "egress": DIR_EGRESS, "both": DIR_BOTH}
 
@@ -101,7 +99,7 @@ cdef inline int decode_one(const Decoder* d, const uint8_t* buf, Py_ssize_t bufl
         return IGNORE_OTHER_DIRECTION
     if (d.vlans_elsewhere != NULL and pkt.key.vlan
             and d.vlans_elsewhere[pkt.key.vlan >> 3] >> (pkt.key.vlan & 7) & 1):
-        return IGNORE_ON_SUBINTERFACE
+        return IGNORE_ON_VLAN_SUBINTERFACE
     if d.batch_vlan:                        # the outermost tag, as the wire had it; a tag
         pkt.key.inner_vlan = pkt.key.vlan   # left in the frame is the next one in
         pkt.key.vlan = d.batch_vlan

@@ -33,7 +33,7 @@ cdef void expire_due(Meter meter) noexcept nogil:
     for c in range(N_CLASSES):
         idx = t.lru_head[c]
         while idx != NIL and now - t.flows[idx].last_us > meter.timeout_us[c]:
-            expire_flow(meter, idx, END_TCP if c == CLASS_TCP_FIN or c == CLASS_TCP_RST else END_IDLE)
+            expire_flow(meter, idx, END_TCP_END if c == CLASS_TCP_FIN or c == CLASS_TCP_RST else END_IDLE)
             idx = t.lru_head[c]
     # Idle flows are gone, so what is left past its lifetime ends as active.
     while t.age_head != NIL and now - t.times[t.age_head].created_us >= meter.maxlife_us:
@@ -70,7 +70,7 @@ cdef void check_tcp_end(Meter meter, int32_t idx) noexcept nogil:
     else:
         return
     if meter.timeout_us[cls] == 0:
-        expire_flow(meter, idx, END_TCP)
+        expire_flow(meter, idx, END_TCP_END)
     elif f.timeout_class != cls:
         table_reclass(t, idx, cls)
         due_no_later_than(meter, f.last_us + meter.timeout_us[cls] + 1)

@@ -16,12 +16,13 @@ import ipaddress
 import math
 
 from ..errors import SettingsError
+from ..fields import ICMP_PROTOCOLS
 
 PROTOCOL_NUMBERS = {"tcp": 6, "udp": 17, "icmp": 1, "sctp": 132, "gre": 47, "esp": 50}
 # Protocols whose packets carry ports (ext/decode.pxd decode_l4), and ICMP, whose type and
 # code stand in the destination port; the others' flows have ports 0.
 PORTED = frozenset({6, 17, 33, 132, 136})
-ICMP = frozenset({1, 58})
+ICMP = frozenset(ICMP_PROTOCOLS)
 # Next headers that are IPv6 extension headers: a probe reads past them, so no IPv6 flow has one as its protocol.
 IPV6_EXTENSION_HEADERS = frozenset({0, 43, 44, 51, 60})
 
