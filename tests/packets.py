@@ -9,6 +9,7 @@ import struct
 ETH_IPV4 = 0x0800
 ETH_IPV6 = 0x86DD
 ETH_VLAN = 0x8100
+ETH_MPLS = 0x8847
 
 DLT_EN10MB = 1
 
@@ -35,6 +36,27 @@ def ethernet(payload, ethertype, src_mac="02:00:00:00:00:01", dst_mac="02:00:00:
 def tcp(sport, dport, flags=0x10, payload=b""):
     """20-byte TCP header (data offset 5) + payload."""
     return struct.pack("!HHIIBBHHH", sport, dport, 1, 0, 5 << 4, flags & 0xFF, 65535, 0, 0) + payload
+
+
+def tcp_segment(sport, dport, flags, window=65535, options=b"", payload=b""):
+    """A TCP header with these options (padded to a word with zeros) + payload."""
+    options += bytes(-len(options) % 4)
+    return struct.pack("!HHIIBBHHH", sport, dport, 1, 0, (5 + len(options) // 4) << 4, flags & 0xFF, window, 0, 0) + \
+        options + payload
+
+
+def labelled(ip, stack, vlans=(), src_mac="02:00:00:00:00:01", dst_mac="02:00:00:00:00:02"):
+    """Ethernet, 802.1Q tags (outer first), an MPLS label stack of (label, EXP) entries (top
+    first, TTL 64, the last one the bottom), then the IP packet (no stack: its own ethertype)."""
+    head = mac_bytes(dst_mac) + mac_bytes(src_mac)
+    for vid in vlans:
+        head += struct.pack("!HH", ETH_VLAN, vid)
+    if not stack:
+        return head + struct.pack("!H", ETH_IPV4 if ip[0] >> 4 == 4 else ETH_IPV6) + ip
+    head += struct.pack("!H", ETH_MPLS)
+    for i, (label, exp) in enumerate(stack):
+        head += struct.pack("!I", label << 12 | exp << 9 | (i == len(stack) - 1) << 8 | 64)
+    return head + ip
 
 
 def udp(sport, dport, payload=b""):

@@ -18,7 +18,7 @@ import dpkt
 import pytest
 
 import wire
-from packets import eth_ip_packet, mac_bytes, make_batch, write_pcap
+from packets import eth_ip_packet, labelled, make_batch, tcp_segment, write_pcap
 from pyprobe import _encode, _meter, fields, records
 from pyprobe.definitions import ALWAYS_KEYED, ELEMENTS, LEVELS, REVERSE_FIELDS, define, predefined, record_stride
 from pyprobe.fields import BY_NAME
@@ -115,13 +115,6 @@ ROUTES = {ipaddress.ip_network("10.2.0.0/16"): ("10.9.9.1", 5, 65002),
 VLAN_TPIDS = (0x8100, 0x88A8, 0x9100)
 
 
-def tcp_segment(flags, window=0, options=b"", payload=b"", sport=40000, dport=443):
-    """A TCP header with these options (padded to a word) + payload."""
-    options += bytes(-len(options) % 4)
-    return struct.pack("!HHIIBBHHH", sport, dport, 1, 0, (5 + len(options) // 4) << 4, flags, window, 0, 0) + \
-        options + payload
-
-
 def ipv4_packet(src, dst, proto, l4, tos=0, ttl=64, flags_offset=0):
     return struct.pack("!BBHHHBBH4s4s", 0x45, tos, 20 + len(l4), 1, flags_offset, ttl, proto, 0,
                        ipaddress.ip_address(src).packed, ipaddress.ip_address(dst).packed) + l4
@@ -132,58 +125,53 @@ def ipv6_packet(src, dst, proto, l4, tclass=0, flow_label=0, hop_limit=64):
                        ipaddress.ip_address(src).packed, ipaddress.ip_address(dst).packed) + l4
 
 
-def frame_of(ip, vlans=(), mpls=(), src_mac="02:aa:00:00:00:01", dst_mac="02:aa:00:00:00:02"):
-    """Ethernet, VLAN tags (outer first), an MPLS stack of (label, exp) entries (top first), IP."""
-    head = mac_bytes(dst_mac) + mac_bytes(src_mac)
-    for vid in vlans:
-        head += struct.pack("!HH", 0x8100, vid)
-    if mpls:
-        head += struct.pack("!H", 0x8847)
-        for i, (label, exp) in enumerate(mpls):
-            head += struct.pack("!I", label << 12 | exp << 9 | (i == len(mpls) - 1) << 8 | 64)
-    else:
-        head += struct.pack("!H", 0x0800 if ip[0] >> 4 == 4 else 0x86DD)
-    return head + ip
+def frame_of(ip, vlans=(), mpls=()):
+    return labelled(ip, mpls, vlans, src_mac="02:aa:00:00:00:01", dst_mac="02:aa:00:00:00:02")
+
+
+def udp_datagram(sport, dport, payload=b""):
+    return struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
 
 
 MSS, NOP, WSCALE, SACK_OK, TIMESTAMP = b"\x02\x04\x05\xb4", b"\x01", b"\x03\x03\x07", b"\x04\x02", \
     b"\x08\x0a" + bytes(8)
+SACK, MPTCP = b"\x05\x0a" + bytes(8), b"\x1e\x04\x00\x00"
 STACK_1 = [(16 + i, i % 8) for i in range(11)]        # the top entry and ten below (one more than kept)
 STACK_2 = [(900 + i, 7 - i % 8) for i in range(4)]
+DF, MF = 0x4000, 0x2000
 
 
 def measured_frames():
     """[(time_us, frame, direction, in_if)] of six flows: an IPv4 TCP flow under two VLAN tags
     and an MPLS stack and its reverse, ICMP with more fragments, IPv6 UDP with a flow label,
-    a TCP flow whose first segment was cut before its window, and an egress UDP flow."""
+    a TCP flow whose first segment was cut before its window, and an egress UDP flow. Each
+    per-packet measure's first packet and a later one count (a SYN twice, the smallest and
+    largest not first, options the first packet lacks, a window first seen later)."""
     a, b = "10.1.1.1", "10.2.2.2"
-    tcp = [  # (flags, window, options, payload, ttl, stack)
+    tcp = [  # (flags, window, options, payload, ttl, MPLS stack)
         (0x02, 64240, MSS + SACK_OK + TIMESTAMP + NOP + WSCALE, b"", 61, STACK_1),
-        (0x02, 64240, MSS + NOP + NOP + b"\x1e\x04\x00\x00", b"x" * 300, 64, STACK_2),   # a SYN again; kind 30
-        (0x18, 65535, NOP + NOP + TIMESTAMP + b"\x05\x0a" + bytes(8), b"x" * 1000, 58, STACK_2),   # SACK
+        (0x02, 64240, MSS + NOP + NOP + MPTCP, b"x" * 300, 64, STACK_2),
+        (0x18, 65535, NOP + NOP + TIMESTAMP + SACK, b"x" * 1000, 58, STACK_2),
         (0x11, 502, b"", b"x" * 2, 63, STACK_2),
     ]
-    frames = [(T0 + i * 1000, frame_of(ipv4_packet(a, b, 6, tcp_segment(f, w, o, p), tos=0xb9, ttl=t,
-                                                   flags_offset=0x4000), vlans=(100, 200), mpls=s), "ingress", IN_IF)
+    frames = [(T0 + i * 1000, frame_of(ipv4_packet(a, b, 6, tcp_segment(40000, 443, f, w, o, p), tos=0xb9, ttl=t,
+                                                   flags_offset=DF), vlans=(100, 200), mpls=s))
               for i, (f, w, o, p, t, s) in enumerate(tcp)]
-    frames.append((T0 + 500, frame_of(ipv4_packet(b, a, 6, tcp_segment(0x12, 29000, MSS, b"", 443, 40000), ttl=50),
-                                      vlans=(100, 200)), "ingress", IN_IF))
-    frames += [(T0 + 10 + i, frame_of(ipv4_packet("10.3.3.3", "10.2.7.7", 1, struct.pack("!BBHI", 3, 4, 0, 0) + pad,
-                                                  tos=0x20, flags_offset=0x2000)), "ingress", IN_IF)
-               for i, pad in enumerate((b"", b"y" * 20))]
-    frames += [(T0 + 20 + i, frame_of(ipv6_packet("2001:db8::1", "2001:db8:1::2", 17, struct.pack("!HHHH", 53, 5353,
-                                                                                                  8 + n, 0) + bytes(n),
-                                                  tclass=0x28, flow_label=0x12345, hop_limit=h)), "ingress", IN_IF)
-               for i, (n, h) in enumerate(((10, 200), (0, 3)))]
-    cut = ipv4_packet("10.7.7.7", "10.2.8.8", 6, tcp_segment(0x07, 4096, TIMESTAMP))
-    frames += [(T0 + 30, frame_of(cut)[:14 + 20 + 15], "ingress", IN_IF),          # the window not captured
-               (T0 + 31, frame_of(ipv4_packet("10.7.7.7", "10.2.8.8", 6, tcp_segment(0x07, 9, WSCALE))), "ingress",
-                IN_IF),
-               (T0 + 32, frame_of(ipv4_packet("10.7.7.7", "10.2.8.8", 6, tcp_segment(0x05, 3, b""))), "ingress",
-                IN_IF)]
-    frames.append((T0 + 40, frame_of(ipv4_packet("10.5.5.5", "10.6.6.6", 17, struct.pack("!HHHH", 1, 2, 8, 0))),
-                   "egress", EGRESS_IF))
-    return frames
+    answer = tcp_segment(443, 40000, 0x12, 29000, MSS)
+    frames.append((T0 + 500, frame_of(ipv4_packet(b, a, 6, answer, ttl=50), vlans=(100, 200))))
+    for i, padding in enumerate((b"", b"y" * 20)):        # ICMP port unreachable
+        icmp = struct.pack("!BBHI", 3, 4, 0, 0) + padding
+        frames.append((T0 + 10 + i, frame_of(ipv4_packet("10.3.3.3", "10.2.7.7", 1, icmp, tos=0x20, flags_offset=MF))))
+    for i, (size, hops) in enumerate(((10, 200), (0, 3))):
+        ip = ipv6_packet("2001:db8::1", "2001:db8:1::2", 17, udp_datagram(53, 5353, bytes(size)), tclass=0x28,
+                         flow_label=0x12345, hop_limit=hops)
+        frames.append((T0 + 20 + i, frame_of(ip)))
+    for i, (flags, window, options) in enumerate(((0x07, 4096, TIMESTAMP), (0x07, 9, WSCALE), (0x05, 3, b""))):
+        frame = frame_of(ipv4_packet("10.7.7.7", "10.2.8.8", 6, tcp_segment(40000, 443, flags, window, options)))
+        frames.append((T0 + 30 + i, frame[:14 + 20 + 15] if i == 0 else frame))      # the first: its window cut off
+    frames = [(time, frame, "ingress", IN_IF) for time, frame in frames]
+    egress = frame_of(ipv4_packet("10.5.5.5", "10.6.6.6", 17, udp_datagram(1, 2)))
+    return frames + [(T0 + 40, egress, "egress", EGRESS_IF)]
 
 
 Read = namedtuple("Read", "time_us direction in_if src_mac dst_mac vlans mpls ipver src dst tos ttl frag "
@@ -549,7 +537,7 @@ HELP_ROLES = {"match only:": "match", "match, or collect (the flow's first packe
 def help_elements():
     """The element names pyprobe --help lists for record definitions -> their role there."""
     listed, role = {}, None
-    for line in wire.run_pyprobe(["--help"]).stdout.split("\nrecords (-T NAME)", 1)[1].splitlines()[1:]:
+    for line in wire.run_pyprobe(["--help"]).stdout.split("\nrecords (-T", 1)[1].splitlines()[1:]:
         if line.strip() in HELP_ROLES:
             role = HELP_ROLES[line.strip()]
         elif role and line.startswith("    "):
