@@ -501,6 +501,6 @@ def measures_pxi():
     for when in dict.fromkeys(f.measure.when for f in keyed if f.measure.when):
         body += [f"if {when}:"] + [f"    r.{f.name} = {f.measure.value}" for f in keyed if f.measure.when == when]
     lines += _function("key_emit(FlowRecord* r, const FlowKey* key, const FlowKey* first)",
-                       "The members a record shows of its flow's key (as the record shows it: `first`, "
-                       "the flow's first packet's whole key) beyond a classic record's.", body)
+                       "The members beyond a classic record's that come from the flow's key (`key`: as\n"
+                       "    the record shows it; `first`: the first packet's whole key).", body)
     return "\n".join(lines[:-2]) + "\n"
