@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 DEMO ?= pcaps/android.pcap
-SOURCES = pyproject.toml setup.py $(wildcard ext/*.pyx ext/meter/*.pxi ext/decode.pxd pyprobe/*.py pyprobe/*/*.py)
+SOURCES = pyproject.toml setup.py $(wildcard ext/*.pyx ext/meter/*.pxi ext/decode.pxd ext/extension.pxd pyprobe/*.py pyprobe/*/*.py)
 
 .PHONY: run test test-long fuzz bench bench-live bench-against peers man deb clean
 

@@ -14,10 +14,12 @@ from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.string cimport memcmp, memcpy, memset
 from libc.math cimport log10
 from cpython.bytes cimport PyBytes_FromStringAndSize
+from cpython.pycapsule cimport PyCapsule_GetPointer
 
 from pyprobe.fields import END_REASONS, IGNORE_REASONS
 
 from record cimport FlowRecord, CLASSIC_RECORD_SIZE
+from extension cimport FlowExtension, MAX_EXTENSIONS, EXTENSION_CAPSULE
 from codes cimport (END_IDLE, END_ACTIVE, END_TCP_END, END_EOF, END_CACHE_FULL, END_FORCED, END_IMMEDIATE,
                    N_END_REASONS, N_IGNORE_REASONS, IGNORE_TRUNCATED_L2, IGNORE_UNMATCHED, IGNORE_OTHER_DIRECTION,
                    IGNORE_ON_VLAN_SUBINTERFACE, TH_FIN, TH_RST, TH_SYN)
@@ -73,6 +75,7 @@ cdef class Meter:
     cdef bint limit_32bit            # NetFlow v5 counters are 32-bit: end a flow before they wrap
     cdef readonly Py_ssize_t stride  # bytes per record handed out: RECORD_SIZE, or CLASSIC_SIZE (classic
                                      # members only: pyprobe/definitions.py record_stride)
+    cdef list extension_capsules     # (kept: the extensions' code and data stay while the meter does)
     cdef char* out
     cdef Py_ssize_t out_len
     cdef Py_ssize_t out_cap
@@ -92,6 +95,7 @@ cdef class Meter:
                   uint32_t sampling=1, sampling_mode="count", bint limit_32bit=False, seed=None,
                   direction="ingress", cache="normal", double update=1800, Py_ssize_t stride=RECORD_SIZE):
         cdef const uint8_t[::1] mask
+        self.extension_capsules = []
         decoder_init(&self.decoder, linktype, direction)
         if max_flows < 1:
             raise ValueError("max_flows must be at least 1")
@@ -258,6 +262,20 @@ cdef class Meter:
             table_add_routing(&self.table)
         self.route_table = routes
 
+    def add_extension(self, capsule, str member):
+        """A flow extension (extension.pxd: a PyCapsule of a FlowExtension) for the flows that
+        start from now on, filling the record's `member` (pyprobe/fields.py MEMBER) among others;
+        the capsule's module must outlive the meter. Flows get its state only once it is added:
+        add it only to a meter whose record collects what it fills."""
+        from pyprobe.fields import MEMBER
+        cdef const FlowExtension* extension = <const FlowExtension*>PyCapsule_GetPointer(capsule, EXTENSION_CAPSULE)
+        if member not in MEMBER:
+            raise ValueError(f"no record member {member!r}")
+        if self.stride != sizeof(FlowRecord):
+            raise ValueError("classic records have no members for extensions: an extended meter packs whole records")
+        table_add_extension(&self.table, extension, MEMBER[member].offset)
+        self.extension_capsules.append(capsule)
+
     def set_limit_32bit(self, bint limit_32bit):
         """Whether flows end before their counters pass 32 bits (a NetFlow v5 collector)."""
         self.limit_32bit = limit_32bit
@@ -280,6 +298,8 @@ cdef class Meter:
             "sampling": self.sampler.n,
             "flows_created": self.flows_created,
             "flows_active": self.table.count,
+            "extension_states_allocated": self.table.extension_states_allocated,
+            "extension_states_freed": self.table.extension_states_freed,
             "records": {name: self.ended[code] for code, name in END_REASONS.items()},
             "protocols": {p: (self.proto_flows[p], self.proto_packets[p], self.proto_octets[p])
                           for p in range(256) if self.proto_packets[p]},

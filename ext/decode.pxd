@@ -90,6 +90,9 @@ cdef struct Packet:
     uint64_t tcp_options  # the kinds (below 64) of its TCP options, as IPFIX tcpOptions' bits (tcp_option_kinds)
     uint32_t mpls_stack[MPLS_STACK_KEPT]   # the label stack entries below the top one, as the key's
                                            # mpls; 0 where the stack ends
+    const uint8_t* payload  # TCP, UDP: the transport payload's captured bytes (valid while the batch is
+    uint32_t payload_captured   # metered: flow extensions read them), NULL and 0 otherwise or if none
+    uint32_t payload_length     # TCP, UDP: the payload's length as the headers give it (captured or not)
 
 
 cdef inline void set_direction(Packet* pkt, uint16_t sll_packet_type) noexcept nogil:
@@ -137,7 +140,8 @@ cdef inline uint64_t tcp_option_kinds(const uint8_t* q, Py_ssize_t end) noexcept
     return kinds
 
 
-cdef inline int decode_l4(const uint8_t* q, Py_ssize_t avail, Packet* pkt) noexcept nogil:
+cdef inline int decode_l4(const uint8_t* q, Py_ssize_t avail, Py_ssize_t length, Packet* pkt) noexcept nogil:
+    """The transport header at q: avail bytes of it captured, length as the IP header says."""
     cdef uint8_t proto = pkt.key.proto
     if proto == 6:                      # TCP: ports, the flags byte, the window, the options' kinds
         if avail < 14:
@@ -150,16 +154,32 @@ cdef inline int decode_l4(const uint8_t* q, Py_ssize_t avail, Packet* pkt) noexc
             pkt.window_known = True
         if q[12] >= 0x60:               # a data offset past 5 words: options, as far as they were captured
             pkt.tcp_options = tcp_option_kinds(q, min(<Py_ssize_t>(q[12] >> 4) * 4, avail))
+        if q[12] >= 0x50:               # (a data offset below 5 words is no TCP header)
+            set_payload(q, avail, length, (q[12] >> 4) * 4, pkt)
     elif proto == 17 or proto == 132 or proto == 136 or proto == 33:  # UDP, SCTP, UDP-Lite, DCCP
         if avail < 4:
             return IGNORE_TRUNCATED_L4
         pkt.key.sport = be16(q)
         pkt.key.dport = be16(q + 2)
+        if proto == 17:
+            set_payload(q, avail, length, 8, pkt)
     elif is_icmp(proto):                # ICMP, ICMPv6: Cisco puts type*256+code in the dst port
         if avail < 2:
             return IGNORE_TRUNCATED_L4
         pkt.key.dport = (q[0] << 8) | q[1]
     return DECODED
+
+
+cdef inline void set_payload(const uint8_t* q, Py_ssize_t avail, Py_ssize_t length, Py_ssize_t header,
+                             Packet* pkt) noexcept nogil:
+    """The payload after a transport header of `header` bytes (q, avail, length: decode_l4's); a
+    length below the header's (a short datagram) leaves none."""
+    if length <= header:
+        return
+    pkt.payload_length = <uint32_t>(length - header)
+    if avail > header:
+        pkt.payload = q + header
+        pkt.payload_captured = <uint32_t>min(avail, length) - <uint32_t>header
 
 
 cdef inline int decode_ipv4(const uint8_t* p, Py_ssize_t n, Py_ssize_t off, Packet* pkt) noexcept nogil:
@@ -190,7 +210,7 @@ cdef inline int decode_ipv4(const uint8_t* p, Py_ssize_t n, Py_ssize_t off, Pack
     pkt.key.frag = q[6] & 0x60          # DF, MF: where fragmentFlags has them
     if be16(q + 6) & 0x1fff:
         return DECODED                  # non-first fragment: no transport header, ports 0
-    return decode_l4(q + ihl, rem - ihl, pkt)
+    return decode_l4(q + ihl, rem - ihl, total - ihl, pkt)
 
 
 cdef inline int decode_ipv6(const uint8_t* p, Py_ssize_t n, Py_ssize_t off, Packet* pkt) noexcept nogil:
@@ -234,7 +254,7 @@ cdef inline int decode_ipv6(const uint8_t* p, Py_ssize_t n, Py_ssize_t off, Pack
         else:
             break
     pkt.key.proto = nh
-    return decode_l4(q + pos, rem - pos, pkt)
+    return decode_l4(q + pos, rem - pos, <Py_ssize_t>pkt.octets - pos, pkt)
 
 
 cdef inline int decode_ip_by_version(const uint8_t* p, Py_ssize_t n, Py_ssize_t off, Packet* pkt) noexcept nogil:

@@ -5,6 +5,7 @@ cdef class DecodedBatch:
     DecodedBatch(linktype, direction) with the meters' link type and direction, decode(),
     then each meter's meter_decoded()."""
     cdef Decoder decoder
+    cdef object packets             # the batch: its packets' payloads point into it
     cdef Packet* pkts
     cdef int* reasons
     cdef int64_t* times
@@ -43,4 +44,5 @@ cdef class DecodedBatch:
                 self.reasons[k] = decode_one(&self.decoder, &buf[0] if buflen else NULL, buflen, &metas[k],
                                              &self.pkts[k], &self.times[k])
         end_batch(&self.decoder)
+        self.packets = packets
         self.n = n

@@ -57,7 +57,7 @@ cdef void emit(Meter meter, int32_t idx, int reason) noexcept nogil:
 
 cdef inline void emit_rest(const FlowTable* t, FlowRecord* r, int32_t idx, const FlowKey* key) noexcept nogil:
     """The members after a classic record's: the key's and the per-packet measures (generated
-    from the field table: meter/measures.pxi), the biflow's and the routes'."""
+    from the field table: meter/measures.pxi), the biflow's and the routes', the flow extensions'."""
     cdef const FlowRoute* route
     key_emit(r, key, &t.flows[idx].key)
     if t.measures != NULL:
@@ -75,6 +75,8 @@ cdef inline void emit_rest(const FlowTable* t, FlowRecord* r, int32_t idx, const
         r.dst_as = route.dst_as
         r.src_length = route.src_length
         r.dst_length = route.dst_length
+    if t.n_extensions:
+        extensions_fill(t, idx, r)
 
 
 cdef void emit_active(Meter meter) noexcept nogil:

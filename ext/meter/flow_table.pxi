@@ -64,6 +64,12 @@ cdef struct FlowTable:
                                 # (FlowMeasures: generated from pyprobe/fields.py, meter/measures.pxi)
     FlowReverse* reverse        # NULL unless the record is a biflow: both directions are one flow
     FlowRoute* routing          # NULL unless there are routes: what each flow matched
+    int n_extensions            # flow extensions (extension.pxd), each with a state pointer per flow
+    const FlowExtension* extensions[MAX_EXTENSIONS]
+    Py_ssize_t extension_members[MAX_EXTENSIONS]    # the record member's offset each one fills
+    void** extension_states[MAX_EXTENSIONS]         # per flow: its state, NULL before, after or done
+    uint64_t extension_states_allocated
+    uint64_t extension_states_freed
     int32_t unused              # flows[unused:] were never handed out
     int32_t free_head
     uint32_t* slots             # open addressing, linear probing: flow index + 1, 0 = empty
@@ -115,7 +121,65 @@ cdef int table_add_routing(FlowTable* t) except -1:
     return 0
 
 
+cdef int table_add_extension(FlowTable* t, const FlowExtension* extension, Py_ssize_t member) except -1:
+    """A flow extension for the flows that start from now on."""
+    if t.n_extensions == MAX_EXTENSIONS:
+        raise ValueError(f"at most {MAX_EXTENSIONS} flow extensions per meter")
+    t.extension_states[t.n_extensions] = <void**>calloc(t.capacity, sizeof(void*))
+    if t.extension_states[t.n_extensions] == NULL:
+        raise MemoryError("cannot allocate the flows' extension states")
+    t.extensions[t.n_extensions] = extension
+    t.extension_members[t.n_extensions] = member
+    t.n_extensions += 1
+    return 0
+
+
+cdef inline void extensions_create(FlowTable* t, int32_t idx, const Packet* pkt) noexcept nogil:
+    """Each extension's state for a new flow, from its first packet (none if out of memory)."""
+    cdef int e
+    cdef void* state
+    for e in range(t.n_extensions):
+        state = malloc(t.extensions[e].state_size)
+        t.extension_states[e][idx] = state
+        if state != NULL:
+            t.extension_states_allocated += 1
+            t.extensions[e].create(state, pkt)
+
+
+cdef inline void extensions_update(FlowTable* t, int32_t idx, const Packet* pkt) noexcept nogil:
+    """A later packet of the flow to each extension not done with it."""
+    cdef int e
+    cdef void* state
+    for e in range(t.n_extensions):
+        state = t.extension_states[e][idx]
+        if state != NULL and not t.extensions[e].update(state, pkt):
+            extension_release(t, e, idx)
+
+
+cdef inline void extensions_fill(const FlowTable* t, int32_t idx, FlowRecord* r) noexcept nogil:
+    cdef int e
+    for e in range(t.n_extensions):
+        t.extensions[e].fill(t.extension_states[e][idx], r, <uint8_t*>r + t.extension_members[e])
+
+
+cdef void extension_release(FlowTable* t, int e, int32_t idx) noexcept nogil:
+    cdef void* state = t.extension_states[e][idx]
+    if state == NULL:
+        return
+    if t.extensions[e].release != NULL:
+        t.extensions[e].release(state)
+    free(state)
+    t.extension_states[e][idx] = NULL
+    t.extension_states_freed += 1
+
+
 cdef void table_free(FlowTable* t) noexcept:
+    cdef int e
+    cdef int32_t idx
+    for e in range(t.n_extensions):
+        for idx in range(t.unused):
+            extension_release(t, e, idx)
+        free(t.extension_states[e])
     free(t.flows_memory)
     free(t.times)
     free(t.slots)
@@ -213,6 +277,9 @@ cdef inline void table_reclass(FlowTable* t, int32_t idx, uint8_t timeout_class)
 cdef void table_remove(FlowTable* t, int32_t idx) noexcept nogil:
     """Take a flow out of the lists and the hash table; its place is free."""
     cdef Flow* f = &t.flows[idx]
+    cdef int e
+    for e in range(t.n_extensions):
+        extension_release(t, e, idx)
     lru_unlink(t, idx)
     if f.age_prev != NIL:
         t.flows[f.age_prev].age_next = f.age_next

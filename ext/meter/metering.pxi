@@ -136,6 +136,8 @@ cdef void meter_packet(Meter meter, const Packet* pkt, const FlowKey* key, uint3
             f.max_ttl = pkt.ttl
         if t.measures != NULL:
             measures_update(&t.measures[idx], pkt)
+        if t.n_extensions:
+            extensions_update(t, idx, pkt)
         table_touch(t, idx)
     meter.packets_metered += 1
     meter.octets_metered += pkt.octets
@@ -173,6 +175,8 @@ cdef int32_t create_flow(Meter meter, const FlowKey* key, uint32_t h, const Pack
         route_flow(meter.route_table, &t.routing[idx], &pkt.key)
     if t.reverse != NULL:
         memset(&t.reverse[idx], 0, sizeof(FlowReverse))
+    if t.n_extensions:
+        extensions_create(t, idx, pkt)
     meter.flows_created += 1
     meter.proto_flows[key.proto] += 1
     due_no_later_than(meter, meter.now + meter.timeout_us[timeout_class] + 1)
