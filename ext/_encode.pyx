@@ -10,6 +10,9 @@
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
 from libc.string cimport memcpy, memset
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
+from cpython.unicode cimport PyUnicode_DecodeUTF8
+
+from json.encoder import encode_basestring_ascii
 
 from record cimport FlowRecord, CLASSIC_RECORD_SIZE
 from codes cimport END_ACTIVE, END_EOF, END_FORCED, END_IMMEDIATE
@@ -24,6 +27,9 @@ cdef enum:
     OP_MILLISECONDS = 4
     OP_UPTIME_MS = 5
     OP_END_REASON = 6
+    OP_VARLEN = 7
+    VARIABLE = 65535      # an element's wire length that is IPFIX's variable length
+    LENGTH_BYTES = 2      # a bounded member's native uint16 length before its bytes
 
 # Record classes: which template a record goes out in. Routers send ICMP flows in
 # templates of their own, which add the ICMP type and code, so that no collector
@@ -115,9 +121,12 @@ cdef inline const FlowRecord* record_at(const uint8_t[::1] buf, Py_ssize_t strid
 
 
 cdef Py_ssize_t count_of(const uint8_t[::1] buf, Py_ssize_t stride) except -1:
-    """The records in buf, of this stride (ValueError for one that no record has)."""
-    if stride != sizeof(FlowRecord) and stride != CLASSIC_RECORD_SIZE:
-        raise ValueError(f"records are {sizeof(FlowRecord)} or {CLASSIC_RECORD_SIZE} bytes, not {stride}")
+    """The records in buf, of this stride (ValueError for one that no record has): whole or
+    classic records, or whole records with members appended beyond the field table's (a
+    multiple of 8 bytes more, which only a Layout given those members reads)."""
+    if stride != CLASSIC_RECORD_SIZE and (stride < <Py_ssize_t>sizeof(FlowRecord) or stride % 8):
+        raise ValueError(f"records are {sizeof(FlowRecord)} (or more, in 8s) or {CLASSIC_RECORD_SIZE} bytes, "
+                         f"not {stride}")
     if buf.shape[0] % stride:
         raise ValueError(f"{buf.shape[0]} bytes are not records of {stride} bytes")
     return buf.shape[0] // stride
@@ -202,7 +211,8 @@ cdef struct Run:
     uint16_t set_id
     Py_ssize_t first, end           # its records' places in order
     const Op* ops
-    Py_ssize_t n_ops, record_size
+    Py_ssize_t n_ops, record_size   # (a variable run's: its largest record's)
+    bint variable                   # its records' sizes vary (a variable-length element)
 
 
 cdef inline Py_ssize_t reads(const Op* op) noexcept nogil:
@@ -213,6 +223,8 @@ cdef inline Py_ssize_t reads(const Op* op) noexcept nogil:
         return op.length
     if op.encoding == OP_MILLISECONDS or op.encoding == OP_UPTIME_MS:
         return 8
+    if op.encoding == OP_VARLEN:
+        return op.width
     return 1 if op.encoding == OP_END_REASON else 0
 
 
@@ -231,21 +243,61 @@ cdef int load_runs(runs, Run* out, list keep, Py_ssize_t stride) except -1:
         out[n].ops = <const Op*>&program[0]
         out[n].n_ops = program.shape[0] // sizeof(Op)
         out[n].record_size = record_size
+        out[n].variable = False
         ops = out[n].ops
         for k in range(out[n].n_ops):
             if ops[k].offset + reads(&ops[k]) > stride:
                 raise ValueError(f"template {set_id} reads past a record of {stride} bytes")
+            if ops[k].encoding == OP_VARLEN:
+                if ops[k].width <= LENGTH_BYTES or (ops[k].length != VARIABLE and
+                                                    ops[k].length > ops[k].width - LENGTH_BYTES):
+                    raise ValueError(f"template {set_id}: a string of {ops[k].length} bytes from a member of "
+                                     f"{ops[k].width}")
+                if ops[k].length == VARIABLE:
+                    out[n].variable = True
         n += 1
     return n
 
 
-cdef Py_ssize_t runs_size(const Run* runs, int n_runs, Py_ssize_t start, Py_ssize_t stop, bint set_headers,
+cdef Py_ssize_t run_body(const Run* run, const uint8_t[::1] buf, Py_ssize_t stride, const uint32_t[::1] idx,
+                         Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
+    """Bytes that the run's records order[lo:hi] take on the wire."""
+    cdef Py_ssize_t body = 0, i
+    if not run.variable:
+        return (hi - lo) * run.record_size
+    for i in range(lo, hi):
+        body += wire_size(<const uint8_t*>record_at(buf, stride, idx[i]), run.ops, run.n_ops)
+    return body
+
+
+cdef Py_ssize_t wire_size(const uint8_t* r, const Op* ops, Py_ssize_t n_ops) noexcept nogil:
+    """Bytes that pack_record writes of record r."""
+    cdef Py_ssize_t size = 0, k, n
+    for k in range(n_ops):
+        if ops[k].encoding == OP_VARLEN and ops[k].length == VARIABLE:
+            n = bounded_length(r + ops[k].offset, ops[k].width)
+            size += n + (1 if n < 255 else 3)
+        else:
+            size += ops[k].length
+    return size
+
+
+cdef inline Py_ssize_t bounded_length(const uint8_t* p, Py_ssize_t width) noexcept nogil:
+    """The length of a bounded member's value (held within its slot)."""
+    cdef uint16_t n
+    memcpy(&n, p, LENGTH_BYTES)
+    return min(<Py_ssize_t>n, width - LENGTH_BYTES)
+
+
+cdef Py_ssize_t runs_size(const Run* runs, int n_runs, const uint8_t[::1] buf, Py_ssize_t stride,
+                          const uint32_t[::1] idx, Py_ssize_t start, Py_ssize_t stop, bint set_headers,
                           bint pad) noexcept nogil:
     """Bytes that order[start:stop] takes, written by write_runs."""
-    cdef Py_ssize_t size = 0, body
+    cdef Py_ssize_t size = 0, body, lo, hi
     cdef int k
     for k in range(n_runs):
-        body = (min(runs[k].end, stop) - max(runs[k].first, start)) * runs[k].record_size
+        lo, hi = max(runs[k].first, start), min(runs[k].end, stop)
+        body = run_body(&runs[k], buf, stride, idx, lo, hi) if lo < hi else 0
         if body > 0:
             size += set_length(body, pad) if set_headers else body
     return size
@@ -263,7 +315,7 @@ cdef uint8_t* write_runs(uint8_t* p, const uint8_t[::1] buf, Py_ssize_t stride, 
         lo, hi = max(runs[k].first, start), min(runs[k].end, stop)
         if lo >= hi:
             continue
-        body = (hi - lo) * runs[k].record_size
+        body = run_body(&runs[k], buf, stride, idx, lo, hi)
         if set_headers:
             length = set_length(body, pad)
             p = put(p, runs[k].set_id, 2)
@@ -283,8 +335,9 @@ def pack_runs(const uint8_t[::1] buf, Py_ssize_t stride, order, Py_ssize_t start
     cdef Run run_of[N_CLASSES]
     cdef list keep = []
     cdef int n_runs = load_runs(runs, run_of, keep, stride)
-    cdef bytes out = PyBytes_FromStringAndSize(NULL, runs_size(run_of, n_runs, start, stop, set_headers, pad))
     count_of(buf, stride)
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, runs_size(run_of, n_runs, buf, stride, idx, start, stop,
+                                                               set_headers, pad))
     write_runs(<uint8_t*>PyBytes_AS_STRING(out), buf, stride, idx, run_of, n_runs, start, stop, set_headers, pad, boot_ms)
     return out
 
@@ -394,7 +447,7 @@ def data_messages(const uint8_t[::1] buf, Py_ssize_t stride, order, Py_ssize_t s
         if uptime is not None:
             uptime.times(now_ms, lo, hi, &export_ms, &uptime_ms)
             boot_ms = uptime.boot_ms
-        length = header_size + runs_size(run_of, n_runs, start, end, set_headers, pad)
+        length = header_size + runs_size(run_of, n_runs, buf, stride, idx, start, end, set_headers, pad)
         out = PyBytes_FromStringAndSize(NULL, length)
         p = write_header(<uint8_t*>PyBytes_AS_STRING(out), ops, n_ops, export_ms, uptime_ms, end - start,
                          length, sequence)
@@ -527,7 +580,56 @@ cdef uint8_t* pack_record(uint8_t* p, const uint8_t* r, const Op* ops, Py_ssize_
         elif op.encoding == OP_END_REASON:
             v = r[op.offset]            # forced and immediate are ours: IPFIX's forcedEnd, activeTimeout
             p = put(p, END_EOF if v == END_FORCED else END_ACTIVE if v == END_IMMEDIATE else v, op.length)
+        elif op.encoding == OP_VARLEN:
+            p = put_bounded(p, r + op.offset, op.width, op.length)
     return p
+
+
+cdef inline uint8_t* put_bounded(uint8_t* p, const uint8_t* member, Py_ssize_t width, Py_ssize_t length) noexcept nogil:
+    """A bounded member's bytes: RFC 7011 section 7's variable-length form for an element of
+    VARIABLE length (a length octet, or 255 and two; then the bytes), else `length` bytes
+    zero-padded (v9)."""
+    cdef Py_ssize_t n = bounded_length(member, width)
+    if length == VARIABLE:
+        if n < 255:
+            p[0] = <uint8_t>n
+            p += 1
+        else:
+            p[0] = 255
+            p = put(p + 1, n, 2)
+        memcpy(p, member + LENGTH_BYTES, n)
+        return p + n
+    n = min(n, length)
+    memcpy(p, member + LENGTH_BYTES, n)
+    memset(p + n, 0, length - n)
+    return p + length
+
+
+def set_records(const uint8_t[::1] body, const uint8_t[::1] program):
+    """How many records of this program's template a data set's body holds (its records'
+    sizes vary: IPFIX's variable-length elements); set padding shorter than a record is not one."""
+    cdef const Op* ops = <const Op*>&program[0]
+    cdef Py_ssize_t n_ops = program.shape[0] // sizeof(Op), k, pos = 0, end = body.shape[0], count = 0, at
+    cdef Py_ssize_t least = 0
+    for k in range(n_ops):
+        least += 1 if ops[k].encoding == OP_VARLEN and ops[k].length == VARIABLE else ops[k].length
+    while least and pos + least <= end:
+        at = pos
+        for k in range(n_ops):
+            if ops[k].encoding == OP_VARLEN and ops[k].length == VARIABLE and at < end:
+                if body[at] < 255:
+                    at += 1 + body[at]
+                elif at + 3 <= end:
+                    at += 3 + (body[at + 1] << 8 | body[at + 2])
+                else:
+                    at = end + 1
+            else:
+                at += ops[k].length
+        if at > end:
+            break
+        count += 1
+        pos = at
+    return count
 
 
 def retime(const uint8_t[::1] buf, Py_ssize_t stride, int64_t t0_us, int64_t new_t0_us, double speed):
@@ -572,6 +674,8 @@ cdef enum:
     SHOW_MAC = 3
     SHOW_SECONDS = 4
     SHOW_END_REASON = 5
+    SHOW_TEXT = 6         # a bounded member's bytes as UTF-8 (an invalid sequence: U+FFFD), a JSON string
+    SHOW_HEX = 7          # a bounded member's bytes as a string of hex digits
     AF_INET = 2
     AF_INET6 = 10
 
@@ -620,6 +724,15 @@ def json_lines(const uint8_t[::1] buf, Py_ssize_t stride, columns, int ipver_off
                     out += repr(us / 1e6).encode()
                     continue
                 length = seconds_text(text, us)
+            elif show == SHOW_TEXT:
+                out += encode_basestring_ascii(PyUnicode_DecodeUTF8(<const char*>r + offset + LENGTH_BYTES,
+                                                                    bounded_length(r + offset, width),
+                                                                    "replace")).encode()
+                continue
+            elif show == SHOW_HEX:
+                out += b'"' + PyBytes_FromStringAndSize(<const char*>r + offset + LENGTH_BYTES,
+                                                        bounded_length(r + offset, width)).hex().encode() + b'"'
+                continue
             else:
                 code = r[offset]
                 out += names.get(code, b'"active_now"')

@@ -44,14 +44,39 @@ ZERO = 3            # zeros: a field the format has and pyprobe does not fill
 MILLISECONDS = 4    # microseconds since the epoch -> milliseconds since the epoch
 UPTIME_MS = 5       # microseconds since the epoch -> milliseconds since the exporter's boot
 END_REASON = 6      # the meter's end reason -> IPFIX flowEndReason
+VARLEN = 7          # a string or octet array (a text:N or octets:N member): in an element of length
+                    # VARIABLE, RFC 7011 section 7's variable-length form (IPFIX); in one of a fixed
+                    # length, its bytes zero-padded to it (v9, which has no variable length, as nProbe)
+VARIABLE = 65535    # an IPFIX template's length of a variable-length element
+
+# A bounded string or octet array member, "text:N" or "octets:N" (JSON: a string, hex digits):
+# a fixed slot, so records keep one size: its length in a native uint16, then N bytes.
+BOUNDED = ("text", "octets")
+LENGTH_BYTES = 2
+
+
+def bounded(ctype):
+    """(kind, capacity N) of a bounded member's C type, or None for another."""
+    kind, _, capacity = ctype.partition(":")
+    return (kind, int(capacity)) if kind in BOUNDED and capacity.isdigit() else None
+
+
+class _CTypes(dict):
+    def __missing__(self, ctype):
+        kind_capacity = bounded(ctype)
+        if kind_capacity is None:
+            raise KeyError(ctype)
+        size = LENGTH_BYTES + kind_capacity[1]
+        return ("uint8_t", size, f"{size}s")
+
 
 # C types of record members: (Cython declaration, size in bytes, struct module code).
-CTYPES = {
+CTYPES = _CTypes({
     "uint8": ("uint8_t", 1, "B"), "uint16": ("uint16_t", 2, "H"), "uint32": ("uint32_t", 4, "I"),
     "uint64": ("uint64_t", 8, "Q"), "int64": ("int64_t", 8, "q"),
     "address": ("uint8_t", 16, "16s"),     # IPv4 in the first 4 bytes
     "mac": ("uint8_t", 6, "6s"),
-}
+})
 
 # Why a flow ended. The numbers are IPFIX flowEndReason's (RFC 5102), except forced (6),
 # which the packer (END_REASON encoding) writes as forcedEnd too: JSON tells "the input
@@ -128,12 +153,12 @@ class Measure(namedtuple("Measure", "kind value when", defaults=(None, None))):
 class Field(namedtuple("Field", "name ctype json show column ipfix v9 member doc role key classic measure",
                         defaults=(None, None, "int", None, None, "same", None, "", COLLECT, None, True, None))):
     """One record field: its name, C type, JSON key (None: not in JSON), how JSON shows it
-    (int, address, mac, seconds, end_reason), the header of its own column in the table
-    output, its elements. `ipfix`/`v9` are one Element, or (IPv4 element, IPv6 element)
-    where the element depends on the IP version; None: that format cannot carry it; v9
-    "same": the IPFIX element(s). `member` is the packed record member the value comes
-    from (default: the name); rows that only re-present another member (icmp_type_code)
-    have no ctype. `role`: MATCH, EITHER or COLLECT; `key`: for a field that can be a key,
+    (int, address, mac, seconds, end_reason; a text:N member: text, an octets:N one: hex),
+    the header of its own column in the table output, its elements. `ipfix`/`v9` are one
+    Element, or (IPv4 element, IPv6 element) where the element depends on the IP version;
+    None: that format cannot carry it; v9 "same": the IPFIX element(s). `member` is the
+    packed record member the value comes from (default: the name); rows that only
+    re-present another member (icmp_type_code) have no ctype. `role`: MATCH, EITHER or COLLECT; `key`: for a field that can be a key,
     (FlowKey member, mask of its bits, None: all) in ext/decode.pxd's FlowKey, or (the
     address member, ROUTE_AS) for an AS number that keys in place of the address. `classic`:
     the predefined records (-T LEVEL) show it in JSON. `measure`: how the meter measures a
@@ -334,7 +359,7 @@ def _layout():
     boundary; padded to a multiple of 8 bytes. (The classic members then fill the first
     104 bytes, as before there were others: the predefined records' export reads no more.)"""
     rank = {"address": 0, "uint64": 1, "int64": 1, "uint32": 2, "uint16": 3, "mac": 4, "uint8": 5}
-    order = sorted((f for f in FIELDS if f.ctype), key=lambda f: (not f.classic, rank[f.ctype]))
+    order = sorted((f for f in FIELDS if f.ctype), key=lambda f: (not f.classic, rank.get(f.ctype, 6)))
     members, offset = [], 0
     for f in order:
         if not f.classic and members and MEMBER_CLASSIC[members[-1].name]:    # the second group starts aligned
@@ -395,7 +420,7 @@ def record_pxd():
             pads += 1
             continue
         ctype, _, _ = CTYPES[m.ctype]
-        array = f"[{size}]" if m.ctype in ("address", "mac") else ""
+        array = f"[{size}]" if m.ctype in ("address", "mac") or bounded(m.ctype) else ""
         lines.append(f"    {ctype} {m.name}{array}")
     lines += ["", "# A classic record: the first bytes of one, its classic members alone (pyprobe/fields.py).",
               "cdef enum:", f"    CLASSIC_RECORD_SIZE = {CLASSIC_SIZE}"]

@@ -8,7 +8,7 @@ import time
 from collections import namedtuple
 
 from .errors import OutputError
-from .fields import BY_NAME, END_REASONS, ICMP_PROTOCOLS, RECORD_SIZE
+from .fields import BY_NAME, END_REASONS, ICMP_PROTOCOLS, RECORD_SIZE, bounded
 from .records import shown_values, to_json_lines, unpack
 
 @contextlib.contextmanager
@@ -69,11 +69,21 @@ CLASSIC_GAPS = (" ", " ", " ", " -> ", " ", " ", " ", "  ")
 
 
 def own_column(field):
-    """A record definition's column of this field (pyprobe/fields.py)."""
+    """A record definition's column of this field (pyprobe/fields.py): a string's or octet
+    array's is left-aligned and as wide as its longest value, up to the member's capacity."""
+    if field.show in ("text", "hex"):
+        capacity = bounded(field.ctype)[1]
+        return Column(field.json, "<", 8, capacity * (2 if field.show == "hex" else 1))
     least = {"address": 15, "mac": 17, "seconds": 23}.get(field.show, 6)
     most = {"address": IPV6_TEXT, "end_reason": max(map(len, END_REASONS.values())),
             "mac": 17, "seconds": 23}.get(field.show, COUNT_TEXT)
     return Column(field.json, ">", least, most)
+
+
+def printable(text):
+    """A string field's text on one line of the table: what does not print (a newline, a
+    control character off the wire) as '?'."""
+    return text if text.isprintable() else "".join(c if c.isprintable() else "?" for c in text)
 
 
 def tcp_flags_text(flags):
@@ -118,7 +128,7 @@ class TableWriter:
         else:
             self.columns = tuple(map(own_column, self.fields))
             self.gaps = ("  ",) * (len(self.fields) - 1)
-            self.shows = [format_time if f.show == "seconds" else str for f in self.fields]
+            self.shows = [{"seconds": format_time, "text": printable}.get(f.show, str) for f in self.fields]
         self.widths = [c.width for c in self.columns]
         if self.columns and self.columns[-1].align == "<":
             self.widths.pop()                    # (a left-aligned last column: as long as its text)

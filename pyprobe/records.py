@@ -7,12 +7,13 @@ them into FlowRecord tuples whose names are the JSON keys.
 
 import socket
 import struct
+import sys
 from collections import namedtuple
 
 from . import _encode, _meter
 from ._encode import json_lines
-from .fields import (CLASSIC_FORMAT, CLASSIC_SHOWN, CLASSIC_SIZE, END_REASONS, MEMBER, MEMBERS, RECORD_FORMAT,
-                     RECORD_SIZE)
+from .fields import (CLASSIC_FORMAT, CLASSIC_SHOWN, CLASSIC_SIZE, END_REASONS, LENGTH_BYTES, MEMBER, MEMBERS,
+                     RECORD_FORMAT, RECORD_SIZE)
 
 RECORD = struct.Struct(RECORD_FORMAT)
 CLASSIC = struct.Struct(CLASSIC_FORMAT)       # a classic record: its members are RECORD's first ones
@@ -40,8 +41,16 @@ def _address(raw, ipver):
     return socket.inet_ntop(socket.AF_INET, raw[:4]) if ipver == 4 else socket.inet_ntop(socket.AF_INET6, raw)
 
 
+def _bounded(raw):
+    """A bounded member's value (pyprobe/fields.py, text:N or octets:N): its slot's bytes."""
+    return raw[LENGTH_BYTES:LENGTH_BYTES + min(int.from_bytes(raw[:LENGTH_BYTES], sys.byteorder),
+                                               len(raw) - LENGTH_BYTES)]
+
+
 _SHOW = {
     "int": lambda value, ipver: value,
+    "text": lambda raw, ipver: _bounded(raw).decode(errors="replace"),     # (as JSON: invalid UTF-8 is U+FFFD)
+    "hex": lambda raw, ipver: _bounded(raw).hex(),
     "address": _address,
     "mac": lambda raw, ipver: raw.hex(":"),
     "seconds": lambda us, ipver: us / 1e6,
@@ -60,7 +69,8 @@ def unpack(buf, stride=RECORD_SIZE):
     return [FlowRecord._make(values) for values in shown_values(buf, SHOWN, stride)]
 
 
-SHOW_CODES = {"int": 1, "address": 2, "mac": 3, "seconds": 4, "end_reason": 5}     # ext/_encode.pyx's
+# ext/_encode.pyx's
+SHOW_CODES = {"int": 1, "address": 2, "mac": 3, "seconds": 4, "end_reason": 5, "text": 6, "hex": 7}
 
 
 def _json_columns(fields):

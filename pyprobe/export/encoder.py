@@ -12,7 +12,7 @@ import struct
 from collections import namedtuple
 
 from .. import _encode
-from ..fields import BY_NAME, BYTES, MEMBER, RECORD_SIZE, TOTAL_COUNTERS, UNSIGNED, ZERO
+from ..fields import BY_NAME, BYTES, LENGTH_BYTES, MEMBER, RECORD_SIZE, TOTAL_COUNTERS, UNSIGNED, VARIABLE, VARLEN, ZERO
 
 SET_HEADER = struct.Struct(">HH")
 OP = struct.Struct("=HHHH")          # ext/_encode.pyx's Op: encoding, member width, wire length, offset
@@ -71,13 +71,20 @@ class Layout:
     `items` are field names from pyprobe/fields.py, (name, length) to give a fixed format's
     length, or Filler(length). The compiled packer runs `program`, one op per item, over
     records of `stride` bytes: in classic records (fields.CLASSIC_SIZE) a member past their
-    end is 0, so its op writes zeros."""
+    end is 0, so its op writes zeros. table: (fields by name, members by name), the field
+    table's unless records carry members beyond it (appended to its record).
 
-    def __init__(self, template_id, items, dialect, ipver, stride=RECORD_SIZE):
+    A bounded member (text:N, octets:N) goes out in IPFIX's variable-length form, so the
+    records' sizes vary: record_size is then the largest, for filling datagrams; in v9 it
+    goes in its N bytes, zero-padded."""
+
+    def __init__(self, template_id, items, dialect, ipver, stride=RECORD_SIZE, table=(BY_NAME, MEMBER)):
+        by_name, members = table
         self.id = template_id
         self.stride = stride
         self.elements = []           # (Element or None for fillers) in wire order
         self.record_size = 0
+        self.variable = False        # the records' sizes vary (IPFIX's variable-length elements)
         ops = []
         for item in items:
             if isinstance(item, Filler):
@@ -86,21 +93,27 @@ class Layout:
                 self.record_size += item.length
                 continue
             name, length = item if isinstance(item, tuple) else (item, None)
-            element = BY_NAME[name].element(dialect, ipver)
+            element = by_name[name].element(dialect, ipver)
             if element is None:
                 raise ValueError(f"{dialect} cannot carry the field {name}")
+            member = members[by_name[name].source]
+            if element.encoding == VARLEN and element.length == VARIABLE and dialect != "ipfix":
+                length = member.size - LENGTH_BYTES if length is None else length     # (v9: fixed, padded)
             if length is not None:
                 element = element._replace(length=length)
-            member = MEMBER[BY_NAME[name].source]
-            if element.encoding == BYTES and element.length > member.size:
-                raise ValueError(f"{name}: {element.length} bytes on the wire, the record has {member.size}")
-            width = member.size if element.encoding == UNSIGNED else 0
-            if member.offset >= stride:
-                ops.append(OP.pack(ZERO, 0, element.length, 0))
+            variable = element.encoding == VARLEN and element.length == VARIABLE
+            room = member.size - (LENGTH_BYTES if element.encoding == VARLEN else 0)
+            if element.encoding in (BYTES, VARLEN) and not variable and element.length > room:
+                raise ValueError(f"{name}: {element.length} bytes on the wire, the record has {room}")
+            width = member.size if element.encoding in (UNSIGNED, VARLEN) else 0
+            if member.offset >= stride:          # (an empty value: a variable length of 0)
+                ops.append(OP.pack(ZERO, 0, 1 if variable else element.length, 0))
+                self.record_size += 1 if variable else element.length
             else:
                 ops.append(OP.pack(element.encoding, width, element.length, member.offset))
+                self.record_size += 3 + member.size - LENGTH_BYTES if variable else element.length
+                self.variable |= variable
             self.elements.append(element)
-            self.record_size += element.length
         self.field_names = [item if isinstance(item, str) else item[0] for item in items
                             if not isinstance(item, Filler)]
         self.program = b"".join(ops)
@@ -116,21 +129,22 @@ class Layout:
         return self._template_record
 
 
-def data_templates(dialect, fields, icmp_fields, ids, record=None, totals=False, stride=RECORD_SIZE):
+def data_templates(dialect, fields, icmp_fields, ids, record=None, totals=False, stride=RECORD_SIZE,
+                   table=(BY_NAME, MEMBER)):
     """One Layout per record class: `fields` for port-carrying flows, `icmp_fields` for
     ICMP/ICMPv6 flows; ids maps (ipver, icmp) -> template id. A record definition's own
     fields instead, for every class of the IP versions it meters (None for the others).
     totals: the counters go out as running totals (TOTAL_COUNTERS), a permanent cache's;
-    stride: of the packed records (Layout)."""
+    stride, table: of the packed records (Layout)."""
     def named(names):
         return [TOTAL_COUNTERS.get(name, name) for name in names] if totals else names
     if record is not None:                # (without the fields this version has no element for: v9's biflows)
         return [Layout(ids[ipver, icmp], [name for name in named(record.fields)
-                                          if BY_NAME[name].element(dialect, ipver) is not None], dialect, ipver,
-                       stride)
+                                          if table[0][name].element(dialect, ipver) is not None], dialect, ipver,
+                       stride, table)
                 if record.ipver in (0, ipver) else None
                 for ipver, icmp in CLASSES]
-    return [Layout(ids[ipver, icmp], named(icmp_fields if icmp else fields), dialect, ipver, stride)
+    return [Layout(ids[ipver, icmp], named(icmp_fields if icmp else fields), dialect, ipver, stride, table)
             for ipver, icmp in CLASSES]
 
 

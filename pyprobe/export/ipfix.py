@@ -23,7 +23,8 @@ Collectors' readings this layout is made for:
 
 import struct
 
-from ..fields import RECORD_SIZE
+from .. import _encode
+from ..fields import BY_NAME, MEMBER, RECORD_SIZE
 from .encoder import (CONSTANT, EXPORT_SECONDS, INTERFACE_DESCRIPTION_BYTES, INTERFACE_NAME_BYTES, LENGTH,
                       SEQUENCE, SET_HEADER, TEXT, Capabilities, OptionsTemplate, TemplateEncoder,
                       data_templates, set_bytes)
@@ -64,12 +65,15 @@ class IpfixEncoder(TemplateEncoder):
     HEADER_SIZE = HEADER_SIZE
     SET_OVERHEAD = 4                  # set header; IPFIX sets need no padding
 
-    def __init__(self, max_size=1472, record=None, totals=False, stride=RECORD_SIZE, **settings):
-        super().__init__(data_templates("ipfix", FIELDS, ICMP_FIELDS, TEMPLATE_IDS, record, totals, stride), max_size,
-                         **settings)
+    def __init__(self, max_size=1472, record=None, totals=False, stride=RECORD_SIZE, table=(BY_NAME, MEMBER),
+                 **settings):
+        super().__init__(data_templates("ipfix", FIELDS, ICMP_FIELDS, TEMPLATE_IDS, record, totals, stride, table),
+                         max_size, **settings)
         self.options_wanted = True     # options data records due with the next templates
         self.options_ms = None         # flow clock when they last went
-        self.record_sizes = {t.id: t.record_size for t in [t for t in self.layouts if t] + list(OPTIONS)}
+        fixed = [t for t in self.layouts if t and not t.variable] + list(OPTIONS)
+        self.record_sizes = {t.id: t.record_size for t in fixed}
+        self.variable_programs = {t.id: t.program for t in self.layouts if t and t.variable}
 
     def header_fields(self):
         """RFC 7011 section 3.1: version, length, export time, sequence, observation domain."""
@@ -129,6 +133,8 @@ class IpfixEncoder(TemplateEncoder):
             set_id, length = SET_HEADER.unpack_from(message, pos)
             if set_id in self.record_sizes:
                 count += (length - 4) // self.record_sizes[set_id]
+            elif set_id in self.variable_programs:
+                count += _encode.set_records(message[pos + 4:pos + length], self.variable_programs[set_id])
             pos += length
         return count
 

@@ -8,7 +8,7 @@ Record times are sysUptime milliseconds (see ext/_encode.pyx, Uptime).
 import struct
 
 from .._encode import MAX_ACTIVE_SECONDS, MAX_SPAN_MS, Uptime
-from ..fields import RECORD_SIZE
+from ..fields import BY_NAME, MEMBER, RECORD_SIZE
 from .encoder import (CONSTANT, EXPORT_SECONDS, INTERFACE_DESCRIPTION_BYTES, INTERFACE_NAME_BYTES, RECORDS, SEQUENCE,
                       TEXT, UPTIME_MS, Capabilities, OptionsTemplate, TemplateEncoder, data_templates, set_bytes)
 
@@ -50,9 +50,10 @@ class V9Encoder(TemplateEncoder):
     MAX_SPAN_MS = MAX_SPAN_MS         # records sharing a packet must fit its 32-bit uptime
     SEQUENCE_COUNTS_RECORDS = False   # (it counts export packets)
 
-    def __init__(self, max_size=1472, boot_lead_ms=60_000, record=None, totals=False, stride=RECORD_SIZE, **settings):
-        super().__init__(data_templates("v9", FIELDS, ICMP_FIELDS, TEMPLATE_IDS, record, totals, stride), max_size,
-                         **settings)
+    def __init__(self, max_size=1472, boot_lead_ms=60_000, record=None, totals=False, stride=RECORD_SIZE,
+                 table=(BY_NAME, MEMBER), **settings):
+        super().__init__(data_templates("v9", FIELDS, ICMP_FIELDS, TEMPLATE_IDS, record, totals, stride, table),
+                         max_size, **settings)
         self.uptime = Uptime(boot_lead_ms)
 
     def template_sets(self, now_ms, ignored_packets, preview=False):
