@@ -13,7 +13,7 @@ from collections import namedtuple
 from . import _encode, _meter
 from ._encode import json_lines
 from .fields import (CLASSIC_FORMAT, CLASSIC_SHOWN, CLASSIC_SIZE, END_REASONS, LENGTH_BYTES, MEMBER, MEMBERS,
-                     RECORD_FORMAT, RECORD_SIZE)
+                     RECORD_FORMAT, RECORD_SIZE, bounded)
 
 RECORD = struct.Struct(RECORD_FORMAT)
 CLASSIC = struct.Struct(CLASSIC_FORMAT)       # a classic record: its members are RECORD's first ones
@@ -89,9 +89,21 @@ def to_json_lines(buf, fields=None, stride=RECORD_SIZE):
 
 
 def pack(**values):
-    """One packed record from member values (the rest 0): for tests and generated records."""
+    """One packed record from member values (the rest 0): for tests and generated records.
+    A bounded member's value is bytes, or a str (UTF-8), within its capacity."""
     unknown = set(values) - set(_MEMBER_INDEX)
     if unknown:
         raise ValueError(f"no record member {sorted(unknown)[0]!r}")
-    row = [values.get(m.name, b"" if m.ctype in ("address", "mac") else 0) for m in MEMBERS]
+    row = [_packed(m, values[m.name]) if m.name in values else b"" if m.ctype in ("address", "mac") or bounded(m.ctype)
+           else 0 for m in MEMBERS]
     return RECORD.pack(*row)
+
+
+def _packed(member, value):
+    """A member's value as struct packs it: a bounded member's slot (its length, its bytes)."""
+    if not bounded(member.ctype):
+        return value
+    raw = value.encode() if isinstance(value, str) else bytes(value)
+    if len(raw) > member.size - LENGTH_BYTES:
+        raise ValueError(f"{member.name}: {len(raw)} bytes, room for {member.size - LENGTH_BYTES}")
+    return len(raw).to_bytes(LENGTH_BYTES, sys.byteorder) + raw
