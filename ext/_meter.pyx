@@ -16,7 +16,7 @@ from libc.math cimport log10
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.pycapsule cimport PyCapsule_GetPointer
 
-from pyprobe.fields import END_REASONS, IGNORE_REASONS
+from pyprobe.fields import END_REASONS, IGNORE_REASONS, MEMBER
 
 from record cimport FlowRecord, CLASSIC_RECORD_SIZE
 from extension cimport FlowExtension, MAX_EXTENSIONS, EXTENSION_CAPSULE
@@ -66,6 +66,7 @@ cdef class Meter:
     cdef uint64_t not_monitored      # a permanent cache's: packets of new flows that found it full
     cdef uint64_t updates            # a permanent cache's exports so far
     cdef RouteTable route_table      # None, or the routes flows look their addresses up in
+    cdef int route_extension         # ROUTE_EXTENSION's index in the table's extensions, -1: none yet
     cdef uint8_t route_as            # AS_SOURCE, AS_DESTINATION: keyed on that address's route's AS
     cdef int64_t timeout_us[N_CLASSES]
     cdef int64_t maxlife_us
@@ -96,6 +97,7 @@ cdef class Meter:
                   direction="ingress", cache="normal", double update=1800, Py_ssize_t stride=RECORD_SIZE):
         cdef const uint8_t[::1] mask
         self.extension_capsules = []
+        self.route_extension = -1
         decoder_init(&self.decoder, linktype, direction)
         if max_flows < 1:
             raise ValueError("max_flows must be at least 1")
@@ -258,8 +260,10 @@ cdef class Meter:
             raise ValueError("an AS-keyed record needs routes")
         if routes is not None and self.stride != sizeof(FlowRecord):
             raise ValueError("classic records have no routing members: a routed meter packs whole records")
-        if routes is not None:
-            table_add_routing(&self.table)
+        if routes is not None and self.route_extension < 0:
+            self.route_extension = table_add_extension(&self.table, &ROUTE_EXTENSION, MEMBER["next_hop"].offset, NULL)
+        if self.route_extension >= 0:
+            self.table.extension_contexts[self.route_extension] = &routes.trie if routes is not None else NULL
         self.route_table = routes
 
     def add_extension(self, capsule, str member):
@@ -267,13 +271,12 @@ cdef class Meter:
         start from now on, filling the record's `member` (pyprobe/fields.py MEMBER) among others;
         the capsule's module must outlive the meter. Flows get its state only once it is added:
         add it only to a meter whose record collects what it fills."""
-        from pyprobe.fields import MEMBER
         cdef const FlowExtension* extension = <const FlowExtension*>PyCapsule_GetPointer(capsule, EXTENSION_CAPSULE)
         if member not in MEMBER:
             raise ValueError(f"no record member {member!r}")
         if self.stride != sizeof(FlowRecord):
             raise ValueError("classic records have no members for extensions: an extended meter packs whole records")
-        table_add_extension(&self.table, extension, MEMBER[member].offset)
+        table_add_extension(&self.table, extension, MEMBER[member].offset, NULL)
         self.extension_capsules.append(capsule)
 
     def set_limit_32bit(self, bint limit_32bit):

@@ -57,8 +57,7 @@ cdef void emit(Meter meter, int32_t idx, int reason) noexcept nogil:
 
 cdef inline void emit_rest(const FlowTable* t, FlowRecord* r, int32_t idx, const FlowKey* key) noexcept nogil:
     """The members after a classic record's: the key's and the per-packet measures (generated
-    from the field table: meter/measures.pxi), the biflow's and the routes', the flow extensions'."""
-    cdef const FlowRoute* route
+    from the field table: meter/measures.pxi), the biflow's, the flow extensions' (routes.pxi's among them)."""
     key_emit(r, key, &t.flows[idx].key)
     if t.measures != NULL:
         measures_emit(r, &t.measures[idx])
@@ -66,15 +65,6 @@ cdef inline void emit_rest(const FlowTable* t, FlowRecord* r, int32_t idx, const
         r.reverse_packets = t.reverse[idx].packets
         r.reverse_octets = t.reverse[idx].octets
         r.reverse_tcp_flags = t.reverse[idx].tcp_flags
-    if t.routing != NULL:
-        route = &t.routing[idx]
-        memcpy(r.next_hop, route.next_hop, 16)
-        if key.direction != DIR_EGRESS:
-            r.out_if = route.out_if
-        r.src_as = route.src_as
-        r.dst_as = route.dst_as
-        r.src_length = route.src_length
-        r.dst_length = route.dst_length
     if t.n_extensions:
         extensions_fill(t, idx, r)
 

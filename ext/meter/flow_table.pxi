@@ -63,10 +63,10 @@ cdef struct FlowTable:
     FlowMeasures* measures      # NULL unless the record collects a field measured over the packets
                                 # (FlowMeasures: generated from pyprobe/fields.py, meter/measures.pxi)
     FlowReverse* reverse        # NULL unless the record is a biflow: both directions are one flow
-    FlowRoute* routing          # NULL unless there are routes: what each flow matched
     int n_extensions            # flow extensions (extension.pxd), each with a state pointer per flow
     const FlowExtension* extensions[MAX_EXTENSIONS]
     Py_ssize_t extension_members[MAX_EXTENSIONS]    # the record member's offset each one fills
+    const void* extension_contexts[MAX_EXTENSIONS]  # what each one's create is given
     void** extension_states[MAX_EXTENSIONS]         # per flow: its state, NULL before, after or done
     uint64_t extension_states_allocated
     uint64_t extension_states_freed
@@ -112,17 +112,9 @@ cdef int table_init(FlowTable* t, int32_t capacity, const uint8_t* key_masks, bi
     return 0
 
 
-cdef int table_add_routing(FlowTable* t) except -1:
-    """A FlowRoute beside each flow, from now on."""
-    if t.routing == NULL:
-        t.routing = <FlowRoute*>calloc(t.capacity, sizeof(FlowRoute))
-        if t.routing == NULL:
-            raise MemoryError("cannot allocate the flows' routes")
-    return 0
-
-
-cdef int table_add_extension(FlowTable* t, const FlowExtension* extension, Py_ssize_t member) except -1:
-    """A flow extension for the flows that start from now on."""
+cdef int table_add_extension(FlowTable* t, const FlowExtension* extension, Py_ssize_t member,
+                             const void* context) except -1:
+    """A flow extension for the flows that start from now on; returns its index."""
     if t.n_extensions == MAX_EXTENSIONS:
         raise ValueError(f"at most {MAX_EXTENSIONS} flow extensions per meter")
     t.extension_states[t.n_extensions] = <void**>calloc(t.capacity, sizeof(void*))
@@ -130,8 +122,9 @@ cdef int table_add_extension(FlowTable* t, const FlowExtension* extension, Py_ss
         raise MemoryError("cannot allocate the flows' extension states")
     t.extensions[t.n_extensions] = extension
     t.extension_members[t.n_extensions] = member
+    t.extension_contexts[t.n_extensions] = context
     t.n_extensions += 1
-    return 0
+    return t.n_extensions - 1
 
 
 cdef inline void extensions_create(FlowTable* t, int32_t idx, const Packet* pkt) noexcept nogil:
@@ -143,7 +136,7 @@ cdef inline void extensions_create(FlowTable* t, int32_t idx, const Packet* pkt)
         t.extension_states[e][idx] = state
         if state != NULL:
             t.extension_states_allocated += 1
-            t.extensions[e].create(state, pkt)
+            t.extensions[e].create(state, pkt, t.extension_contexts[e])
 
 
 cdef inline void extensions_update(FlowTable* t, int32_t idx, const Packet* pkt) noexcept nogil:
@@ -152,7 +145,7 @@ cdef inline void extensions_update(FlowTable* t, int32_t idx, const Packet* pkt)
     cdef void* state
     for e in range(t.n_extensions):
         state = t.extension_states[e][idx]
-        if state != NULL and not t.extensions[e].update(state, pkt):
+        if state != NULL and t.extensions[e].update != NULL and not t.extensions[e].update(state, pkt):
             extension_release(t, e, idx)
 
 
@@ -185,7 +178,6 @@ cdef void table_free(FlowTable* t) noexcept:
     free(t.slots)
     free(t.measures)
     free(t.reverse)
-    free(t.routing)
 
 
 cdef inline void mask_key(const FlowTable* t, FlowKey* key) noexcept nogil:

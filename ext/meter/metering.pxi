@@ -171,8 +171,6 @@ cdef int32_t create_flow(Meter meter, const FlowKey* key, uint32_t h, const Pack
     f.max_ttl = pkt.ttl
     if t.measures != NULL:
         measures_start(&t.measures[idx], pkt)
-    if t.routing != NULL:
-        route_flow(meter.route_table, &t.routing[idx], &pkt.key)
     if t.reverse != NULL:
         memset(&t.reverse[idx], 0, sizeof(FlowReverse))
     if t.n_extensions:

@@ -13,30 +13,34 @@ cdef struct RouteNode:
     int32_t route            # index into the routes, -1: no route ends here
 
 
+cdef struct RouteTrie:       # (a RouteTable's, for code without the GIL: the route extension's context)
+    RouteNode* nodes[2]
+    Route* routes
+
+
 cdef class RouteTable:
     """A routing table for flows (--routes): prefix -> next hop, output interface, origin AS.
     A binary trie per IP version; a flow looks up its addresses once, when it starts (an
     AS-keyed record's meter looks every packet's up: its AS makes its key)."""
-    cdef RouteNode* nodes[2]
+    cdef RouteTrie trie
     cdef Py_ssize_t n_nodes[2]
     cdef Py_ssize_t node_cap[2]
-    cdef Route* routes
     cdef Py_ssize_t n_routes
     cdef Py_ssize_t route_cap
 
     def __cinit__(self):
         cdef int v
         for v in range(2):
-            self.nodes[v] = <RouteNode*>calloc(1, sizeof(RouteNode))
-            if self.nodes[v] == NULL:
+            self.trie.nodes[v] = <RouteNode*>calloc(1, sizeof(RouteNode))
+            if self.trie.nodes[v] == NULL:
                 raise MemoryError("cannot allocate a route table")
-            self.nodes[v][0].route = -1
+            self.trie.nodes[v][0].route = -1
             self.n_nodes[v] = self.node_cap[v] = 1
 
     def __dealloc__(self):
-        free(self.nodes[0])
-        free(self.nodes[1])
-        free(self.routes)
+        free(self.trie.nodes[0])
+        free(self.trie.nodes[1])
+        free(self.trie.routes)
 
     def __len__(self):
         return self.n_routes
@@ -52,21 +56,21 @@ cdef class RouteTable:
         if ipver not in (4, 6) or prefix.shape[0] != size or next_hop.shape[0] != size or not 0 <= length <= 8 * size:
             raise ValueError("a route: IPv4 or IPv6 prefix and next hop of its size, a length that fits")
         for bit in range(length):
-            child = self.nodes[v][at].child[bit_at(&prefix[0], bit)]
+            child = self.trie.nodes[v][at].child[bit_at(&prefix[0], bit)]
             if child == 0:
                 child = self._new_node(v)
-                self.nodes[v][at].child[bit_at(&prefix[0], bit)] = child
+                self.trie.nodes[v][at].child[bit_at(&prefix[0], bit)] = child
             at = child
-        if self.nodes[v][at].route < 0:
+        if self.trie.nodes[v][at].route < 0:
             if self.n_routes == self.route_cap:
                 self.route_cap = max(16, 2 * self.route_cap)
-                r = <Route*>realloc(self.routes, self.route_cap * sizeof(Route))
+                r = <Route*>realloc(self.trie.routes, self.route_cap * sizeof(Route))
                 if r == NULL:
                     raise MemoryError("cannot grow the route table")
-                self.routes = r
-            self.nodes[v][at].route = <int32_t>self.n_routes
+                self.trie.routes = r
+            self.trie.nodes[v][at].route = <int32_t>self.n_routes
             self.n_routes += 1
-        r = &self.routes[self.nodes[v][at].route]
+        r = &self.trie.routes[self.trie.nodes[v][at].route]
         memset(r, 0, sizeof(Route))
         memcpy(r.next_hop, &next_hop[0], size)
         r.out_if = out_if
@@ -76,21 +80,21 @@ cdef class RouteTable:
     cdef int32_t _new_node(self, int v) except -1:
         cdef RouteNode* grown
         if self.n_nodes[v] == self.node_cap[v]:
-            grown = <RouteNode*>realloc(self.nodes[v], 2 * self.node_cap[v] * sizeof(RouteNode))
+            grown = <RouteNode*>realloc(self.trie.nodes[v], 2 * self.node_cap[v] * sizeof(RouteNode))
             if grown == NULL:
                 raise MemoryError("cannot grow the route table")
-            self.nodes[v] = grown
+            self.trie.nodes[v] = grown
             self.node_cap[v] *= 2
-        self.nodes[v][self.n_nodes[v]].child[0] = 0
-        self.nodes[v][self.n_nodes[v]].child[1] = 0
-        self.nodes[v][self.n_nodes[v]].route = -1
+        self.trie.nodes[v][self.n_nodes[v]].child[0] = 0
+        self.trie.nodes[v][self.n_nodes[v]].child[1] = 0
+        self.trie.nodes[v][self.n_nodes[v]].route = -1
         self.n_nodes[v] += 1
         return <int32_t>(self.n_nodes[v] - 1)
 
     def lookup(self, int ipver, const uint8_t[::1] address):
         """(next hop bytes, out_if, origin AS, prefix length) of the longest prefix holding
         the address, or None (tests read the table with it)."""
-        cdef const Route* r = route_of(self.nodes[1 if ipver == 6 else 0], self.routes, &address[0],
+        cdef const Route* r = route_of(self.trie.nodes[1 if ipver == 6 else 0], self.trie.routes, &address[0],
                                        128 if ipver == 6 else 32)
         if r == NULL:
             return None
@@ -129,21 +133,11 @@ cdef inline void as_in_place(RouteTable routes, uint8_t* address, int ipver) noe
     cdef const Route* r = NULL
     cdef uint32_t origin = 0
     if routes is not None:
-        r = route_of(routes.nodes[ipver == 6], routes.routes, address, 128 if ipver == 6 else 32)
+        r = route_of(routes.trie.nodes[ipver == 6], routes.trie.routes, address, 128 if ipver == 6 else 32)
         if r != NULL:
             origin = r.origin_as
     memset(address, 0, 16)
     memcpy(address, &origin, 4)
-
-
-# What a flow's addresses matched when it started (beside the flows, only with routes).
-cdef struct FlowRoute:
-    uint8_t next_hop[16]
-    uint32_t out_if
-    uint32_t src_as
-    uint32_t dst_as
-    uint8_t src_length
-    uint8_t dst_length
 
 
 cdef inline void keyed_as_in_place(RouteTable routes, uint8_t route_as, FlowKey* key) noexcept nogil:
@@ -155,21 +149,52 @@ cdef inline void keyed_as_in_place(RouteTable routes, uint8_t route_as, FlowKey*
         as_in_place(routes, key.dst, key.ipver)
 
 
-cdef void route_flow(RouteTable routes, FlowRoute* fr, const FlowKey* key) noexcept nogil:
+# What a flow's addresses matched when it started (the state of the route extension: its flows' routes).
+cdef struct FlowRoute:
+    uint8_t next_hop[16]
+    uint32_t out_if
+    uint32_t src_as
+    uint32_t dst_as
+    uint8_t src_length
+    uint8_t dst_length
+
+
+cdef void route_create(void* state, const Packet* pkt, const void* context) noexcept nogil:
     """A new flow's routes: the destination's (next hop, output interface, AS, prefix
-    length) and the source's (AS, prefix length), from its first packet's addresses."""
-    cdef int v = key.ipver == 6, bits = 128 if key.ipver == 6 else 32
+    length) and the source's (AS, prefix length), from its first packet's addresses
+    (context: the meter's RouteTrie, NULL: no routes)."""
+    cdef FlowRoute* fr = <FlowRoute*>state
+    cdef const RouteTrie* trie = <const RouteTrie*>context
+    cdef int v = pkt.key.ipver == 6, bits = 128 if pkt.key.ipver == 6 else 32
     cdef const Route* r
     memset(fr, 0, sizeof(FlowRoute))
-    if routes is None:
+    if trie == NULL:
         return
-    r = route_of(routes.nodes[v], routes.routes, key.dst, bits)
+    r = route_of(trie.nodes[v], trie.routes, pkt.key.dst, bits)
     if r != NULL:
         memcpy(fr.next_hop, r.next_hop, 16)
         fr.out_if = r.out_if
         fr.dst_as = r.origin_as
         fr.dst_length = r.length
-    r = route_of(routes.nodes[v], routes.routes, key.src, bits)
+    r = route_of(trie.nodes[v], trie.routes, pkt.key.src, bits)
     if r != NULL:
         fr.src_as = r.origin_as
         fr.src_length = r.length
+
+
+cdef void route_fill(const void* state, FlowRecord* r, uint8_t* member) noexcept nogil:
+    cdef const FlowRoute* route = <const FlowRoute*>state
+    if route == NULL:
+        return
+    memcpy(r.next_hop, route.next_hop, 16)
+    if r.direction != DIR_EGRESS:
+        r.out_if = route.out_if
+    r.src_as = route.src_as
+    r.dst_as = route.dst_as
+    r.src_length = route.src_length
+    r.dst_length = route.dst_length
+
+
+# The route lookup as a flow extension (extension.pxd), the meter's while it has routes.
+cdef FlowExtension ROUTE_EXTENSION = FlowExtension(b"routes", sizeof(FlowRoute), route_create, NULL, route_fill,
+                                                   NULL)   # (a flow keeps what it matched when it started)

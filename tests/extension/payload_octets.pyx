@@ -9,7 +9,7 @@ from record cimport FlowRecord
 from extension cimport FlowExtension, EXTENSION_CAPSULE
 
 
-cdef void create(void* state, const Packet* pkt) noexcept nogil:
+cdef void create(void* state, const Packet* pkt, const void* context) noexcept nogil:
     (<uint64_t*>state)[0] = pkt.payload_length
 
 
