@@ -163,25 +163,51 @@ def order_by_class(const uint8_t[::1] buf, Py_ssize_t stride, carried):
     return order, [counts[c] for c in range(N_CLASSES)]
 
 
+cdef struct ClassSize:
+    Py_ssize_t fixed      # bytes of each record of the class on the wire
+    const Op* ops         # or NULL; else its records' sizes vary, each measured by its program (wire_size)
+    Py_ssize_t n_ops
+
+
+cdef int load_sizes(sizes, ClassSize* out, list keep, Py_ssize_t stride) except -1:
+    """sizes[class]: bytes per record, or the program of a layout whose records' sizes vary;
+    keep holds the programs while out points into them."""
+    cdef const uint8_t[::1] program
+    cdef Py_ssize_t k
+    cdef int c
+    for c in range(N_CLASSES):
+        out[c].fixed, out[c].ops, out[c].n_ops = 0, NULL, 0
+        if isinstance(sizes[c], int):
+            out[c].fixed = sizes[c]
+            continue
+        program = sizes[c]
+        keep.append(program)
+        out[c].ops = <const Op*>&program[0]
+        out[c].n_ops = program.shape[0] // sizeof(Op)
+        for k in range(out[c].n_ops):
+            if out[c].ops[k].offset + reads(&out[c].ops[k]) > stride:
+                raise ValueError(f"a program reads past a record of {stride} bytes")
+    return 0
+
+
 def take(const uint8_t[::1] buf, Py_ssize_t stride, order, Py_ssize_t start, Py_ssize_t stop, Py_ssize_t budget, sizes,
          int set_overhead, int64_t max_span_ms, Py_ssize_t max_records=-1):
     """How many records from order[start:stop] fit one datagram: within `budget` bytes
-    (sizes[class] per record, set_overhead more for each class's set), at most max_records,
-    and spanning no more than max_span_ms from earliest first to latest last.
-    Returns (end, first_ms, last_ms)."""
+    (sizes[class] per record, or its program that measures each: load_sizes; set_overhead
+    more for each class's set), at most max_records, and spanning no more than max_span_ms
+    from earliest first to latest last. Returns (end, first_ms, last_ms)."""
     cdef const uint32_t[::1] idx = memoryview(order).cast("I")
-    cdef Py_ssize_t size_of[N_CLASSES]
+    cdef ClassSize size_of[N_CLASSES]
+    cdef list keep = []
     cdef int64_t lo = 0, hi = 0
-    cdef int c
-    for c in range(N_CLASSES):
-        size_of[c] = sizes[c]
+    load_sizes(sizes, size_of, keep, stride)
     count_of(buf, stride)
     start = take_one(buf, stride, idx, start, stop, budget, size_of, set_overhead, max_span_ms, max_records, &lo, &hi)
     return start, lo, hi
 
 
 cdef Py_ssize_t take_one(const uint8_t[::1] buf, Py_ssize_t stride, const uint32_t[::1] idx, Py_ssize_t start, Py_ssize_t stop,
-                         Py_ssize_t budget, const Py_ssize_t* size_of, int set_overhead, int64_t max_span_ms,
+                         Py_ssize_t budget, const ClassSize* size_of, int set_overhead, int64_t max_span_ms,
                          Py_ssize_t max_records, int64_t* lo_out, int64_t* hi_out) noexcept:
     cdef Py_ssize_t i = start, used = 0, size
     cdef int64_t lo = 0, hi = 0, first, last
@@ -190,7 +216,9 @@ cdef Py_ssize_t take_one(const uint8_t[::1] buf, Py_ssize_t stride, const uint32
     while i < stop and (max_records < 0 or i - start < max_records):
         r = record_at(buf, stride, idx[i])
         c = class_of(r)
-        size = size_of[c] + (set_overhead if c != previous else 0)
+        size = size_of[c].fixed if size_of[c].ops == NULL else wire_size(<const uint8_t*>r, size_of[c].ops,
+                                                                         size_of[c].n_ops)
+        size += set_overhead if c != previous else 0
         first = ms(r.first_us)
         last = ms(r.last_us)
         if i > start:
@@ -211,7 +239,7 @@ cdef struct Run:
     uint16_t set_id
     Py_ssize_t first, end           # its records' places in order
     const Op* ops
-    Py_ssize_t n_ops, record_size   # (a variable run's: its largest record's)
+    Py_ssize_t n_ops, record_size   # (a variable run's: unused, each record is measured)
     bint variable                   # its records' sizes vary (a variable-length element)
 
 
@@ -423,17 +451,16 @@ def data_messages(const uint8_t[::1] buf, Py_ssize_t stride, order, Py_ssize_t s
     cdef const uint32_t[::1] idx = memoryview(order).cast("I")
     cdef Run run_of[N_CLASSES]
     cdef list keep = []
-    cdef int n_runs = load_runs(runs, run_of, keep, stride), c
+    cdef int n_runs = load_runs(runs, run_of, keep, stride)
     cdef const HeaderOp* ops = <const HeaderOp*>&header[0]
     cdef Py_ssize_t n_ops = header.shape[0] // sizeof(HeaderOp)
     cdef Py_ssize_t header_size = header_length(ops, n_ops)
-    cdef Py_ssize_t size_of[N_CLASSES]
+    cdef ClassSize size_of[N_CLASSES]
     cdef Py_ssize_t end, length
     cdef int64_t lo = 0, hi = 0, export_ms, uptime_ms, boot_ms
     cdef bytes out
     cdef uint8_t* p
-    for c in range(N_CLASSES):
-        size_of[c] = sizes[c]
+    load_sizes(sizes, size_of, keep, stride)
     count_of(buf, stride)
     messages, ends = [], []
     while start < stop and (most < 0 or len(messages) < most):

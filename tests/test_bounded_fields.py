@@ -85,6 +85,25 @@ def test_ipfix_variable_length(max_size):
     assert any(b"\xfe" + b"x" * 254 in d for d in datagrams)
 
 
+def test_ipfix_datagrams_leave_full():
+    """Each record measured as it is, not at its largest: a datagram ends only where the next
+    record would not fit it."""
+    values = [chr(97 + i % 26) * (i * 37 % 280) for i in range(300)]
+    encoder = IpfixEncoder(max_size=1472, record=bounded.RECORD, stride=bounded.STRIDE, table=bounded.TABLE,
+                           refresh_packets=0, refresh_ms=0)
+    datagrams = encoder.encode(bounded.records(values), bounded.T0_US // 1000)
+    per_datagram = parse(datagrams, 10)
+    fixed = 4 + 4 + 1 + 2 + 2 + 8 + 8 + 8 + 8        # the template's other elements
+    taken = 0
+    for datagram, records in zip(datagrams, per_datagram):
+        taken += len(records)
+        if records and taken < len(values):
+            following = len(values[taken])
+            assert len(datagram) + fixed + following + (1 if following < 255 else 3) > 1472
+    assert taken == len(values) and max(map(len, datagrams)) <= 1472
+    assert len(datagrams) < len(values) // 4        # (at their largest, 4 records would fill one)
+
+
 def test_ipfix_counts_records_of_variable_size():
     """A TCP stream's renumbering counts the data records of a message whose sizes vary."""
     values = bounded.NAMES * 2

@@ -75,8 +75,8 @@ class Layout:
     table's unless records carry members beyond it (appended to its record).
 
     A bounded member (text:N, octets:N) goes out in IPFIX's variable-length form, so the
-    records' sizes vary: record_size is then the largest, for filling datagrams; in v9 it
-    goes in its N bytes, zero-padded."""
+    records' sizes vary (`variable`; record_size is then the largest): the packer measures
+    each one as it fills datagrams. In v9 it goes in its N bytes, zero-padded."""
 
     def __init__(self, template_id, items, dialect, ipver, stride=RECORD_SIZE, table=(BY_NAME, MEMBER)):
         by_name, members = table
@@ -244,7 +244,9 @@ class Encoder:
         self.since_templates = 0     # datagrams since the templates last went out
         self.carried = [layout is not None for layout in layouts]
         self.interfaces = []         # [(ifIndex, name, description)]: options records (v9, IPFIX)
-        self.sizes = [layout.record_size if layout else 0 for layout in layouts]
+        # each class's bytes per record, or the program that measures records whose sizes vary
+        self.sizes = [0 if not layout else layout.program if layout.variable else layout.record_size
+                      for layout in layouts]
         self.stride = next(layout.stride for layout in layouts if layout)     # of the records encoded
         self.sequence = 0
         self.held, self.held_from = b"", ()      # what encode(hold=True) kept back
@@ -403,7 +405,7 @@ class Encoder:
         round robin deals these out."""
         chunks = self.template_sets(0, 0, preview=True)[1]
         control = sum(len(c) for c, _ in chunks)
-        largest = max(self.sizes)
+        largest = max(layout.record_size for layout in self.layouts if layout)
         fit = (self.max_size - self.HEADER_SIZE - control - len(CLASSES) * self.SET_OVERHEAD) // largest
         return max(1, fit if self.MAX_RECORDS < 0 else min(fit, self.MAX_RECORDS))
 
