@@ -12,6 +12,7 @@ import bounded
 from pyprobe import _encode
 from pyprobe.export.ipfix import IpfixEncoder
 from pyprobe.export.v9 import V9Encoder
+from pyprobe.fields import CLASSIC_SIZE
 from pyprobe.output import own_column, printable
 from pyprobe.records import SHOW_CODES
 
@@ -131,6 +132,16 @@ def test_length_past_capacity_is_cut():
     encoder = IpfixEncoder(record=bounded.RECORD, stride=bounded.STRIDE, table=bounded.TABLE)
     assert names_by_port(parse(encoder.encode(bytes(packed), bounded.T0_US // 1000), 10)) == {
         0: b"a" * bounded.CAPACITY}
+
+
+@pytest.mark.parametrize("encoder_class, empty", [(IpfixEncoder, b""), (V9Encoder, b"\0" * bounded.CAPACITY)])
+def test_classic_records_carry_it_empty(encoder_class, empty):
+    """Classic records (the first CLASSIC_SIZE bytes of a record) have no such member: it goes
+    out empty, a length of 0 in IPFIX."""
+    packed = b"".join(bounded.records(["unseen"] * 3)[i * bounded.STRIDE:][:CLASSIC_SIZE] for i in range(3))
+    encoder = encoder_class(record=bounded.RECORD, stride=CLASSIC_SIZE, table=bounded.TABLE)
+    assert names_by_port(parse(encoder.encode(packed, bounded.T0_US // 1000), encoder.VERSION)) == {
+        i: empty for i in range(3)}
 
 
 TEXTS = [b"", b"plain", b'quote " backslash \\ slash /', b"tab\tnewline\ncontrol\x01\x1f del\x7f",
