@@ -9,7 +9,7 @@ from decode cimport Packet
 from record cimport FlowRecord
 
 ctypedef void (*extension_create_fn)(void* state, const Packet* pkt, const void* context) noexcept nogil
-ctypedef bint (*extension_update_fn)(void* state, const Packet* pkt) noexcept nogil
+ctypedef bint (*extension_update_fn)(void* state, const Packet* pkt, bint reverse) noexcept nogil
 ctypedef void (*extension_fill_fn)(const void* state, FlowRecord* record, uint8_t* member) noexcept nogil
 ctypedef void (*extension_release_fn)(void* state) noexcept nogil
 
@@ -18,7 +18,7 @@ cdef struct FlowExtension:
     size_t state_size              # bytes of state per flow (the meter allocates them, uninitialised)
     extension_create_fn create     # a new flow's first packet: set the state up (context: what the
                                    # meter was given with the extension)
-    extension_update_fn update     # each later packet (a biflow's of both directions); False: done
+    extension_update_fn update     # each later packet (reverse: a biflow's responder's); False: done
                                    # with the flow, its state is released and freed. NULL: none needed
     extension_fill_fn fill         # each record of the flow: state (NULL once done with it) into the
                                    # record; member: where the record's member the extension was given is

@@ -57,14 +57,11 @@ cdef void emit(Meter meter, int32_t idx, int reason) noexcept nogil:
 
 cdef inline void emit_rest(const FlowTable* t, FlowRecord* r, int32_t idx, const FlowKey* key) noexcept nogil:
     """The members after a classic record's: the key's and the per-packet measures (generated
-    from the field table: meter/measures.pxi), the biflow's, the flow extensions' (routes.pxi's among them)."""
+    from the field table: meter/measures.pxi), the flow extensions' (the biflow's responder's
+    counts, flow_table.pxi, and the routes, routes.pxi, among them)."""
     key_emit(r, key, &t.flows[idx].key)
     if t.measures != NULL:
         measures_emit(r, &t.measures[idx])
-    if t.reverse != NULL:
-        r.reverse_packets = t.reverse[idx].packets
-        r.reverse_octets = t.reverse[idx].octets
-        r.reverse_tcp_flags = t.reverse[idx].tcp_flags
     if t.n_extensions:
         extensions_fill(t, idx, r)
 

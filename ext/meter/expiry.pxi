@@ -62,7 +62,12 @@ cdef void check_tcp_end(Meter meter, int32_t idx) noexcept nogil:
     cdef FlowTable* t = &meter.table
     cdef Flow* f = &t.flows[idx]
     cdef uint8_t cls
-    cdef uint8_t flags = f.tcp_flags | (t.reverse[idx].tcp_flags if t.reverse != NULL else 0)
+    cdef uint8_t flags = f.tcp_flags
+    cdef const FlowReverse* rev
+    if t.biflow:
+        rev = reverse_of(t, idx)
+        if rev != NULL:
+            flags |= rev.tcp_flags
     if flags & TH_RST:
         cls = CLASS_TCP_RST
     elif flags & TH_FIN:

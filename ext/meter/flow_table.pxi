@@ -45,11 +45,37 @@ cdef struct FlowTimes:
     int64_t last_us         # its latest packet's time, while Flow.late (else it is Flow.last_us)
 
 
-# A biflow's other direction (RFC 5103: the responder's packets), beside the flows.
+# A biflow's other direction (RFC 5103: the responder's packets): the state of the biflow's
+# flow extension, which counts them and fills the record's reverse members.
 cdef struct FlowReverse:
     uint64_t packets
     uint64_t octets
     uint8_t tcp_flags
+
+
+cdef void reverse_create(void* state, const Packet* pkt, const void* context) noexcept nogil:
+    memset(state, 0, sizeof(FlowReverse))      # (the first packet is the initiator's)
+
+
+cdef bint reverse_update(void* state, const Packet* pkt, bint reverse) noexcept nogil:
+    cdef FlowReverse* rev = <FlowReverse*>state
+    if reverse:
+        rev.packets += 1
+        rev.octets += pkt.octets
+        rev.tcp_flags |= pkt.tcp_flags
+    return True
+
+
+cdef void reverse_fill(const void* state, FlowRecord* r, uint8_t* member) noexcept nogil:
+    cdef const FlowReverse* rev = <const FlowReverse*>state
+    if rev != NULL:
+        r.reverse_packets = rev.packets
+        r.reverse_octets = rev.octets
+        r.reverse_tcp_flags = rev.tcp_flags
+
+
+cdef FlowExtension REVERSE_EXTENSION = FlowExtension(b"biflow", sizeof(FlowReverse), reverse_create,
+                                                     reverse_update, reverse_fill, NULL)
 
 
 cdef struct FlowTable:
@@ -62,7 +88,8 @@ cdef struct FlowTable:
     FlowTimes* times            # beside each flow
     FlowMeasures* measures      # NULL unless the record collects a field measured over the packets
                                 # (FlowMeasures: generated from pyprobe/fields.py, meter/measures.pxi)
-    FlowReverse* reverse        # NULL unless the record is a biflow: both directions are one flow
+    bint biflow                 # both directions are one flow, the responder's counts kept by
+    int reverse_extension       # REVERSE_EXTENSION, at this index of the extensions
     int n_extensions            # flow extensions (extension.pxd), each with a state pointer per flow
     const FlowExtension* extensions[MAX_EXTENSIONS]
     Py_ssize_t extension_members[MAX_EXTENSIONS]    # the record member's offset each one fills
@@ -86,6 +113,7 @@ cdef int table_init(FlowTable* t, int32_t capacity, const uint8_t* key_masks, bi
     measured, biflow: whether each flow has a FlowMeasures, a FlowReverse beside it."""
     cdef uint64_t nslots = 1
     cdef int c
+    cdef FlowRecord probe               # (where its members are)
     memcpy(&t.key_masks[0], key_masks, 2 * sizeof(FlowKey))
     t.capacity = capacity
     while nslots < 2 * <uint64_t>capacity:
@@ -97,11 +125,13 @@ cdef int table_init(FlowTable* t, int32_t capacity, const uint8_t* key_masks, bi
     t.slots = <uint32_t*>calloc(nslots, sizeof(uint32_t))
     if measured:
         t.measures = <FlowMeasures*>calloc(capacity, sizeof(FlowMeasures))
-    if biflow:
-        t.reverse = <FlowReverse*>calloc(capacity, sizeof(FlowReverse))
     if (t.flows_memory == NULL or t.times == NULL or t.slots == NULL
-            or (measured and t.measures == NULL) or (biflow and t.reverse == NULL)):
+            or (measured and t.measures == NULL)):
         raise MemoryError(f"cannot allocate a cache of {capacity} flows")
+    t.biflow = biflow
+    if biflow:
+        t.reverse_extension = table_add_extension(t, &REVERSE_EXTENSION,
+                                                  <char*>&probe.reverse_packets - <char*>&probe, NULL)
     t.slot_mask = <uint32_t>(nslots - 1)
     t.free_head = NIL
     for c in range(N_CLASSES):
@@ -139,13 +169,13 @@ cdef inline void extensions_create(FlowTable* t, int32_t idx, const Packet* pkt)
             t.extensions[e].create(state, pkt, t.extension_contexts[e])
 
 
-cdef inline void extensions_update(FlowTable* t, int32_t idx, const Packet* pkt) noexcept nogil:
-    """A later packet of the flow to each extension not done with it."""
+cdef inline void extensions_update(FlowTable* t, int32_t idx, const Packet* pkt, bint reverse) noexcept nogil:
+    """A later packet of the flow (reverse: a biflow's responder's) to each extension not done with it."""
     cdef int e
     cdef void* state
     for e in range(t.n_extensions):
         state = t.extension_states[e][idx]
-        if state != NULL and t.extensions[e].update != NULL and not t.extensions[e].update(state, pkt):
+        if state != NULL and t.extensions[e].update != NULL and not t.extensions[e].update(state, pkt, reverse):
             extension_release(t, e, idx)
 
 
@@ -153,6 +183,11 @@ cdef inline void extensions_fill(const FlowTable* t, int32_t idx, FlowRecord* r)
     cdef int e
     for e in range(t.n_extensions):
         t.extensions[e].fill(t.extension_states[e][idx], r, <uint8_t*>r + t.extension_members[e])
+
+
+cdef inline const FlowReverse* reverse_of(const FlowTable* t, int32_t idx) noexcept nogil:
+    """A biflow's responder's counts (NULL: none, out of memory when it began)."""
+    return <const FlowReverse*>t.extension_states[t.reverse_extension][idx]
 
 
 cdef void extension_release(FlowTable* t, int e, int32_t idx) noexcept nogil:
@@ -177,7 +212,6 @@ cdef void table_free(FlowTable* t) noexcept:
     free(t.times)
     free(t.slots)
     free(t.measures)
-    free(t.reverse)
 
 
 cdef inline void mask_key(const FlowTable* t, FlowKey* key) noexcept nogil:
@@ -193,7 +227,7 @@ cdef inline bint same_flow(const FlowTable* t, const FlowKey* first, const FlowK
     cdef const uint64_t* m = <const uint64_t*>&t.key_masks[key.ipver == 6]
     cdef uint64_t differ = 0
     cdef int i
-    if t.reverse != NULL:                 # a biflow's key is canonical: so must the first packet's be
+    if t.biflow:                          # a biflow's key is canonical: so must the first packet's be
         memcpy(&turned, first, sizeof(FlowKey))
         mask_key(t, &turned)
         canonical(&turned)

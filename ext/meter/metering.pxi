@@ -45,12 +45,12 @@ cdef inline void key_of(Meter meter, const Packet* pkt, FlowKey* key, uint32_t* 
     cdef uint64_t* out = <uint64_t*>key
     cdef uint64_t hv = HASH_SEED, word
     cdef int i
-    if meter.route_as or t.reverse != NULL:     # (the key made here, then masked in place)
+    if meter.route_as or t.biflow:     # (the key made here, then masked in place)
         key[0] = pkt.key
         raw = <const uint64_t*>key
         if meter.route_as:
             keyed_as_in_place(meter.route_table, meter.route_as, key)
-    if t.reverse != NULL:
+    if t.biflow:
         mask_key(t, key)
         swapped[0] = canonical(key)
         h[0] = hash_key(key)
@@ -101,7 +101,7 @@ cdef void meter_packet(Meter meter, const Packet* pkt, const FlowKey* key, uint3
     cdef FlowTable* t = &meter.table
     cdef int32_t idx
     cdef Flow* f
-    cdef FlowReverse* rev
+    cdef bint responder
     idx = table_lookup(t, key, h)
     if idx != NIL and meter.limit_32bit and would_wrap(&t.flows[idx], pkt):
         expire_flow(meter, idx, END_ACTIVE)
@@ -116,12 +116,8 @@ cdef void meter_packet(Meter meter, const Packet* pkt, const FlowKey* key, uint3
         t.flows[idx].swapped = swapped
     else:
         f = &t.flows[idx]
-        if t.reverse != NULL and swapped != f.swapped:     # the responder's packet
-            rev = &t.reverse[idx]
-            rev.packets += 1
-            rev.octets += pkt.octets
-            rev.tcp_flags |= pkt.tcp_flags
-        else:
+        responder = t.biflow and swapped != f.swapped
+        if not responder:                   # (the biflow extension counts the responder's)
             f.packets += 1
             f.octets += pkt.octets
             f.tcp_flags |= pkt.tcp_flags
@@ -137,7 +133,7 @@ cdef void meter_packet(Meter meter, const Packet* pkt, const FlowKey* key, uint3
         if t.measures != NULL:
             measures_update(&t.measures[idx], pkt)
         if t.n_extensions:
-            extensions_update(t, idx, pkt)
+            extensions_update(t, idx, pkt, responder)
         table_touch(t, idx)
     meter.packets_metered += 1
     meter.octets_metered += pkt.octets
@@ -171,8 +167,6 @@ cdef int32_t create_flow(Meter meter, const FlowKey* key, uint32_t h, const Pack
     f.max_ttl = pkt.ttl
     if t.measures != NULL:
         measures_start(&t.measures[idx], pkt)
-    if t.reverse != NULL:
-        memset(&t.reverse[idx], 0, sizeof(FlowReverse))
     if t.n_extensions:
         extensions_create(t, idx, pkt)
     meter.flows_created += 1

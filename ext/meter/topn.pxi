@@ -43,6 +43,9 @@ cdef void sift_down(const FlowTable* t, int32_t* heap, Py_ssize_t size, int32_t 
 
 cdef inline uint64_t flow_size(const FlowTable* t, int32_t idx, bint packets) noexcept nogil:
     cdef uint64_t size = t.flows[idx].packets if packets else t.flows[idx].octets
-    if t.reverse != NULL:
-        size += t.reverse[idx].packets if packets else t.reverse[idx].octets
+    cdef const FlowReverse* rev
+    if t.biflow:
+        rev = reverse_of(t, idx)
+        if rev != NULL:
+            size += rev.packets if packets else rev.octets
     return size

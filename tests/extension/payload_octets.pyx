@@ -13,7 +13,7 @@ cdef void create(void* state, const Packet* pkt, const void* context) noexcept n
     (<uint64_t*>state)[0] = pkt.payload_length
 
 
-cdef bint update(void* state, const Packet* pkt) noexcept nogil:
+cdef bint update(void* state, const Packet* pkt, bint reverse) noexcept nogil:
     (<uint64_t*>state)[0] += pkt.payload_length
     return (<uint64_t*>state)[0] < stop_after
 
