@@ -498,7 +498,7 @@ def measures_pxi():
              "# members (KEY): what a flow keeps of them, and how its packets and its record fill them.", "",
              f"assert MPLS_STACK_KEPT == {MPLS_STACK_KEPT}, 'ext/decode.pxd keeps the MPLS entries pyprobe/fields.py has'",
              "",
-             "# Beside each flow (FlowTable.measures) when the record collects any per-packet row.",
+             "# A flow's: the state of the measures flow extension (meter/flow_table.pxi), if its record has any.",
              "cdef struct FlowMeasures:"]
     lines += [f"    {CTYPES[f.ctype][0]} {f.name}" for f in sorted(rows, key=lambda f: -CTYPES[f.ctype][1])]
     lines += ["    uint8_t seen        # a bit per `when` of the table: a packet has met it", "", ""]

@@ -56,12 +56,10 @@ cdef void emit(Meter meter, int32_t idx, int reason) noexcept nogil:
 
 
 cdef inline void emit_rest(const FlowTable* t, FlowRecord* r, int32_t idx, const FlowKey* key) noexcept nogil:
-    """The members after a classic record's: the key's and the per-packet measures (generated
-    from the field table: meter/measures.pxi), the flow extensions' (the biflow's responder's
-    counts, flow_table.pxi, and the routes, routes.pxi, among them)."""
+    """The members after a classic record's: the key's, and the flow extensions' (the per-packet
+    measures generated from the field table, meter/measures.pxi, and a biflow's responder's
+    counts, both in flow_table.pxi, and the routes, routes.pxi, among them)."""
     key_emit(r, key, &t.flows[idx].key)
-    if t.measures != NULL:
-        measures_emit(r, &t.measures[idx])
     if t.n_extensions:
         extensions_fill(t, idx, r)
 

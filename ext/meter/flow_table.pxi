@@ -78,6 +78,26 @@ cdef FlowExtension REVERSE_EXTENSION = FlowExtension(b"biflow", sizeof(FlowRever
                                                      reverse_update, reverse_fill, NULL)
 
 
+# The per-packet measures (FlowMeasures, generated from the field table: meter/measures.pxi):
+# the flow extension of a record that collects one of them.
+cdef void measures_create(void* state, const Packet* pkt, const void* context) noexcept nogil:
+    measures_start(<FlowMeasures*>state, pkt)
+
+
+cdef bint measures_step(void* state, const Packet* pkt, bint reverse) noexcept nogil:
+    measures_update(<FlowMeasures*>state, pkt)
+    return True
+
+
+cdef void measures_fill(const void* state, FlowRecord* r, uint8_t* member) noexcept nogil:
+    if state != NULL:
+        measures_emit(r, <const FlowMeasures*>state)
+
+
+cdef FlowExtension MEASURES_EXTENSION = FlowExtension(b"measures", sizeof(FlowMeasures), measures_create,
+                                                      measures_step, measures_fill, NULL)
+
+
 cdef struct FlowTable:
     FlowKey key_masks[2]        # the record definition's key, for IPv4 and for IPv6: packets whose
                                 # masked keys agree are one flow
@@ -86,8 +106,6 @@ cdef struct FlowTable:
     Flow* flows                 # (within flows_memory, at a cache line's start)
     void* flows_memory
     FlowTimes* times            # beside each flow
-    FlowMeasures* measures      # NULL unless the record collects a field measured over the packets
-                                # (FlowMeasures: generated from pyprobe/fields.py, meter/measures.pxi)
     bint biflow                 # both directions are one flow, the responder's counts kept by
     int reverse_extension       # REVERSE_EXTENSION, at this index of the extensions
     int n_extensions            # flow extensions (extension.pxd), each with a state pointer per flow
@@ -95,6 +113,8 @@ cdef struct FlowTable:
     Py_ssize_t extension_members[MAX_EXTENSIONS]    # the record member's offset each one fills
     const void* extension_contexts[MAX_EXTENSIONS]  # what each one's create is given
     void** extension_states[MAX_EXTENSIONS]         # per flow: its state, NULL before, after or done
+    char* extension_slabs[MAX_EXTENSIONS]           # NULL, or a state per flow index to hand out (the
+                                                    # meter's own: no allocation per flow)
     uint64_t extension_states_allocated
     uint64_t extension_states_freed
     int32_t unused              # flows[unused:] were never handed out
@@ -110,10 +130,10 @@ cdef struct FlowTable:
 
 cdef int table_init(FlowTable* t, int32_t capacity, const uint8_t* key_masks, bint measured, bint biflow) except -1:
     """An empty table of `capacity` flows keyed by key_masks (two FlowKeys: IPv4's, IPv6's);
-    measured, biflow: whether each flow has a FlowMeasures, a FlowReverse beside it."""
+    measured, biflow: whether each flow has a FlowMeasures, a FlowReverse (flow extensions that
+    fill their members by name)."""
     cdef uint64_t nslots = 1
     cdef int c
-    cdef FlowRecord probe               # (where its members are)
     memcpy(&t.key_masks[0], key_masks, 2 * sizeof(FlowKey))
     t.capacity = capacity
     while nslots < 2 * <uint64_t>capacity:
@@ -123,15 +143,13 @@ cdef int table_init(FlowTable* t, int32_t capacity, const uint8_t* key_masks, bi
     t.flows = <Flow*>((<uintptr_t>t.flows_memory + CACHE_LINE - 1) & ~<uintptr_t>(CACHE_LINE - 1))
     t.times = <FlowTimes*>calloc(capacity, sizeof(FlowTimes))
     t.slots = <uint32_t*>calloc(nslots, sizeof(uint32_t))
-    if measured:
-        t.measures = <FlowMeasures*>calloc(capacity, sizeof(FlowMeasures))
-    if (t.flows_memory == NULL or t.times == NULL or t.slots == NULL
-            or (measured and t.measures == NULL)):
+    if t.flows_memory == NULL or t.times == NULL or t.slots == NULL:
         raise MemoryError(f"cannot allocate a cache of {capacity} flows")
     t.biflow = biflow
     if biflow:
-        t.reverse_extension = table_add_extension(t, &REVERSE_EXTENSION,
-                                                  <char*>&probe.reverse_packets - <char*>&probe, NULL)
+        t.reverse_extension = table_add_extension(t, &REVERSE_EXTENSION, 0, NULL, True)
+    if measured:
+        table_add_extension(t, &MEASURES_EXTENSION, 0, NULL, True)
     t.slot_mask = <uint32_t>(nslots - 1)
     t.free_head = NIL
     for c in range(N_CLASSES):
@@ -143,12 +161,17 @@ cdef int table_init(FlowTable* t, int32_t capacity, const uint8_t* key_masks, bi
 
 
 cdef int table_add_extension(FlowTable* t, const FlowExtension* extension, Py_ssize_t member,
-                             const void* context) except -1:
-    """A flow extension for the flows that start from now on; returns its index."""
+                             const void* context, bint slab=False) except -1:
+    """A flow extension for the flows that start from now on; returns its index. slab: its
+    states in one array beside the flows (calloc: the pages no flow reaches stay untouched),
+    not allocated one by one."""
     if t.n_extensions == MAX_EXTENSIONS:
         raise ValueError(f"at most {MAX_EXTENSIONS} flow extensions per meter")
     t.extension_states[t.n_extensions] = <void**>calloc(t.capacity, sizeof(void*))
-    if t.extension_states[t.n_extensions] == NULL:
+    if slab:
+        t.extension_slabs[t.n_extensions] = <char*>calloc(t.capacity, extension.state_size)
+    if t.extension_states[t.n_extensions] == NULL or (slab and t.extension_slabs[t.n_extensions] == NULL):
+        free(t.extension_states[t.n_extensions])
         raise MemoryError("cannot allocate the flows' extension states")
     t.extensions[t.n_extensions] = extension
     t.extension_members[t.n_extensions] = member
@@ -162,7 +185,10 @@ cdef inline void extensions_create(FlowTable* t, int32_t idx, const Packet* pkt)
     cdef int e
     cdef void* state
     for e in range(t.n_extensions):
-        state = malloc(t.extensions[e].state_size)
+        if t.extension_slabs[e] != NULL:
+            state = t.extension_slabs[e] + <size_t>idx * t.extensions[e].state_size
+        else:
+            state = malloc(t.extensions[e].state_size)
         t.extension_states[e][idx] = state
         if state != NULL:
             t.extension_states_allocated += 1
@@ -196,7 +222,8 @@ cdef void extension_release(FlowTable* t, int e, int32_t idx) noexcept nogil:
         return
     if t.extensions[e].release != NULL:
         t.extensions[e].release(state)
-    free(state)
+    if t.extension_slabs[e] == NULL:
+        free(state)
     t.extension_states[e][idx] = NULL
     t.extension_states_freed += 1
 
@@ -208,10 +235,10 @@ cdef void table_free(FlowTable* t) noexcept:
         for idx in range(t.unused):
             extension_release(t, e, idx)
         free(t.extension_states[e])
+        free(t.extension_slabs[e])
     free(t.flows_memory)
     free(t.times)
     free(t.slots)
-    free(t.measures)
 
 
 cdef inline void mask_key(const FlowTable* t, FlowKey* key) noexcept nogil:

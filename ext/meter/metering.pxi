@@ -130,8 +130,6 @@ cdef void meter_packet(Meter meter, const Packet* pkt, const FlowKey* key, uint3
             f.min_ttl = pkt.ttl
         if pkt.ttl > f.max_ttl:
             f.max_ttl = pkt.ttl
-        if t.measures != NULL:
-            measures_update(&t.measures[idx], pkt)
         if t.n_extensions:
             extensions_update(t, idx, pkt, responder)
         table_touch(t, idx)
@@ -165,8 +163,6 @@ cdef int32_t create_flow(Meter meter, const FlowKey* key, uint32_t h, const Pack
     f.tcp_flags = pkt.tcp_flags
     f.min_ttl = pkt.ttl
     f.max_ttl = pkt.ttl
-    if t.measures != NULL:
-        measures_start(&t.measures[idx], pkt)
     if t.n_extensions:
         extensions_create(t, idx, pkt)
     meter.flows_created += 1
