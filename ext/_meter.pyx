@@ -261,7 +261,7 @@ cdef class Meter:
         if routes is not None and self.stride != sizeof(FlowRecord):
             raise ValueError("classic records have no routing members: a routed meter packs whole records")
         if routes is not None and self.route_extension < 0:
-            self.route_extension = table_add_extension(&self.table, &ROUTE_EXTENSION, MEMBER["next_hop"].offset, NULL)
+            self.route_extension = table_add_extension(&self.table, &ROUTE_EXTENSION, 0, NULL, True)
         if self.route_extension >= 0:
             self.table.extension_contexts[self.route_extension] = &routes.trie if routes is not None else NULL
         self.route_table = routes
