@@ -221,6 +221,9 @@ def interface_rows(err):
     return rows
 
 
+# (make test-long: a fresh-clone run, with a benchmark loading the machine, metered 3,455 of
+# 3,456 once, where 12 runs alone metered all; the rename path is to be looked at again)
+@pytest.mark.long
 def test_any_follows_a_renamed_interface_as_one_capture(hosts, tmp_path):
     """-i any while the interface is taken down, renamed and brought up, three times there
     and back, under a 1,000 packets/s stream: every packet tcpdump saw arrive (on 'any',
