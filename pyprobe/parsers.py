@@ -157,15 +157,25 @@ def parse_metrics(text):
     return str(text)
 
 
-def parse_speed(value):
-    """--realtime's speed: a positive factor (2: twice as fast)."""
-    try:
-        speed = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"bad speed {value!r}: a positive number (1: real time, 2: twice as fast)") from None
-    if not 0.001 <= speed <= 1_000_000:
-        raise ValueError(f"speed {speed:g} out of range 0.001..1000000")
-    return speed
+def parse_real(low, high, what, expected, shown):
+    """A parser of a number from low to high; expected: what the number is, for a value
+    that is none; shown: the range as a refusal writes it."""
+    def parse(value):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"bad {what} {value!r}: {expected}") from None
+        if not low <= number <= high:               # (NaN too)
+            raise ValueError(f"{what} {number:g} out of range {shown}")
+        return number
+    return parse
+
+
+# --realtime's speed: a positive factor (2: twice as fast)
+parse_speed = parse_real(0.001, 1_000_000, "speed", "a positive number (1: real time, 2: twice as fast)",
+                         "0.001..1000000")
+parse_rate = parse_real(0, 1e9, "rate", "records per second (0: as fast as possible)", "0..1e9")
+parse_export_rate = parse_real(0, 1e9, "export rate", "datagrams per second (0: no limit)", "0..1e9")
 
 
 def parse_max_gap(value):
@@ -184,14 +194,6 @@ def parse_files(value):
     return tuple(parse_text(p) for p in paths)
 
 
-def parse_rate(value):
-    try:
-        rate = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"bad rate {value!r}: records per second (0: as fast as possible)") from None
-    if not 0 <= rate <= 1e9:
-        raise ValueError(f"rate {rate:g} out of range 0..1e9")
-    return rate
 
 
 def parse_time(value):

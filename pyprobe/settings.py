@@ -28,9 +28,9 @@ from .exporter import MIN_DATAGRAM, CollectorSpec, ExportSettings
 from .definitions import LEVELS
 from .generate.options import OPTIONS as GENERATE_OPTIONS
 from .option import BOTH, Option
-from .parsers import (parse_bool, parse_choice, parse_count, parse_duration, parse_files, parse_filter, parse_max_gap,
-                      parse_metrics, parse_rate, parse_speed, parse_text, parse_timeouts, parse_update, parse_version,
-                      read_toml)
+from .parsers import (parse_bool, parse_choice, parse_count, parse_duration, parse_export_rate, parse_files,
+                      parse_filter, parse_max_gap, parse_metrics, parse_speed, parse_text, parse_timeouts, parse_update,
+                      parse_version, read_toml)
 from .source.interfaces import parse_interface
 from .transport import TRANSPORTS
 
@@ -149,7 +149,7 @@ PROBE_OPTIONS = (
       group="export", help="and every this many seconds of flow clock (default 600, 0: never)", commands=BOTH),
     O("flush_interval", ("--flush-interval",), "export", parse_duration, 1.0, metavar="SECONDS", group="export",
       help="records wait to fill a datagram at most this long (default 1; 0: each batch's records go at once)"),
-    O("export_rate", ("--export-rate",), "export", parse_rate, None, metavar="DATAGRAMS/S", group="export",
+    O("export_rate", ("--export-rate",), "export", parse_export_rate, None, metavar="DATAGRAMS/S", group="export",
       help="datagrams a second to each UDP collector at most, in bursts of 32 (default: 10000 when capturing "
            "or replaying in real time, no limit reading files; 0: no limit)"),
     O("multicast_ttl", ("--multicast-ttl",), "export", parse_count(1, 255, "multicast TTL"), 1, metavar="N",
