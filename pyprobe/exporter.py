@@ -161,7 +161,8 @@ class Collector:
     def flush_due(self, now_ms):
         """The export buffer goes if its oldest record has waited flush_interval, or with
         templates asked for (SIGUSR1, send-templates: they go now, not with the next records)."""
-        if self.held and now_ms - self.held_since_ms >= self.hold_ms or self.hold_ms and self.encoder.templates_wanted:
+        waited = self.held and now_ms - self.held_since_ms >= self.hold_ms
+        if waited or (self.hold_ms and self.encoder.templates_wanted):
             self.flush(now_ms)
 
     def flush(self, now_ms):
